@@ -1,0 +1,45 @@
+# citytwin: every set-up step lives here, so a fresh Debian/Ubuntu machine needs
+# only `make demo` or `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+PORT ?= 8000
+TOOLS_DIR ?= $(HOME)/.cache/citytwin-tools
+
+.PHONY: install demo test sample serve bench system-deps clean
+
+$(VENV)/.installed: pyproject.toml viewer/package.json viewer/package-lock.json
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[test]'
+	npm ci --prefix viewer --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(VENV)/.installed
+
+# Debian packages the tests need: PostGIS for the throw-away database, Chromium for
+# the browser tests. Installed only when missing.
+system-deps:
+	@if [ ! -f /usr/share/postgresql/15/extension/postgis.control ] || ! command -v chromium >/dev/null; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15-postgis-3 chromium >/dev/null; \
+	fi
+
+sample: install
+	$(VENV)/bin/citytwin sample-city demo
+
+demo: sample
+	$(VENV)/bin/citytwin build --project demo
+	$(VENV)/bin/citytwin serve --project demo --port $(PORT)
+
+test: install system-deps
+	$(VENV)/bin/pytest -q
+
+bench: install system-deps
+	$(PY) -m benchmarks.run
+
+clean:
+	rm -rf demo/build demo/data

@@ -1,0 +1,1 @@
+"""Batch pipelines for GIS staff: read, check, reproject, publish into the store, build."""

@@ -1,0 +1,114 @@
+"""The ``citytwin`` command line: init, ingest, build, serve, sample-city.
+
+Every command turns a CitytwinError into one clear line on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from geo.errors import CitytwinError
+
+log = logging.getLogger("citytwin")
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except CitytwinError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def main(verbose: int) -> None:
+    """citytwin: 2D footprints and city models to OGC API Features, vector tiles and 3D Tiles.
+
+    \b
+    A project is a folder with a citytwin.yaml catalog. Typical use:
+      citytwin init mycity                       # write a commented starter catalog
+      citytwin ingest footprints.shp --layer buildings --kind buildings \\
+               --crs EPSG:5174 --encoding cp949 --project mycity
+      citytwin build --project mycity            # ingest catalog sources, write PMTiles
+      citytwin serve --project mycity            # OGC API + viewer on :8000
+
+    The store is a GeoPackage under the project's build folder, or PostGIS when
+    CITYTWIN_DATABASE_URL is set.
+    """
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def init(directory: Path) -> None:
+    """Write a commented starter citytwin.yaml into DIRECTORY."""
+    from pipelines.project import init_project
+
+    path = init_project(directory)
+    click.echo(f"wrote {path}; add layers there or with 'citytwin ingest ... --project {directory}'")
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--layer", "layer", required=True, help="Layer name: lower-case letters, digits, underscores.")
+@click.option("--kind", type=click.Choice(["buildings", "pois", "boundaries", "transit", "hazard_zones", "generic"]),
+              default=None, help="What the features are; buildings get heights. Default: from the catalog, else generic.")
+@click.option("--crs", default=None, help="Source CRS, e.g. EPSG:5174. Overrides the file's own (.prj).")
+@click.option("--encoding", default=None, help="Text encoding of the source, e.g. cp949. Overrides .cpg.")
+@click.option("--project", default=".", type=click.Path(file_okay=False, path_type=Path), show_default=True,
+              help="Project folder holding citytwin.yaml.")
+def ingest(path: Path, layer: str, kind: str | None, crs: str | None, encoding: str | None, project: Path) -> None:
+    """Read PATH (GeoPackage, Shapefile, GeoJSON, FlatGeobuf), check it, and publish it as LAYER.
+
+    Geometries are repaired, reprojected to WGS84 and given stable ids; buildings get a
+    height (from a height field, else floors x storey height). The store is replaced
+    atomically: a failure leaves the previously published layer untouched.
+    """
+    from pipelines.ingest import ingest_into_project
+
+    report = ingest_into_project(project, path, layer, kind=kind, crs=crs, encoding=encoding)
+    click.echo(report.summary())
+
+
+@main.command()
+@click.option("--project", default=".", type=click.Path(file_okay=False, path_type=Path), show_default=True)
+@click.option("--layer", "layers", multiple=True, help="Build only these layers (repeatable).")
+@click.option("--skip-ingest", is_flag=True, help="Use what is in the store; do not re-read sources.")
+def build(project: Path, layers: tuple[str, ...], skip_ingest: bool) -> None:
+    """Ingest every catalog layer that has a source, then write PMTiles and TileJSON per layer."""
+    from pipelines.build import build_project
+
+    for line in build_project(project, layers=list(layers) or None, ingest=not skip_ingest):
+        click.echo(line)
+
+
+@main.command()
+@click.option("--project", default=".", type=click.Path(file_okay=False, path_type=Path), show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind; 0.0.0.0 for all.")
+@click.option("--port", default=8000, show_default=True, type=int)
+def serve(project: Path, host: str, port: int) -> None:
+    """Serve the project: OGC API (Features, Tiles), TileJSON, tiles and the viewer."""
+    from api.server import run
+
+    run(project, host=host, port=port)
+
+
+@main.command("sample-city")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seed", default=20151, show_default=True, type=int)
+def sample_city(directory: Path, seed: int) -> None:
+    """Write the sample district of central Seoul (sources + catalog) into DIRECTORY."""
+    from pipelines.sample_city import generate
+
+    for line in generate(directory, seed=seed):
+        click.echo(line)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

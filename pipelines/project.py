@@ -1,0 +1,25 @@
+"""Project folders: create one, find its store."""
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from geo.errors import CatalogError
+from pipelines.catalog import CATALOG_FILE, Catalog, load_catalog
+from pipelines.store import Store, open_store
+
+
+def init_project(directory: Path) -> Path:
+    directory = Path(directory)
+    path = directory / CATALOG_FILE
+    if path.exists():
+        raise CatalogError(f"{path} already exists; edit it instead of starting over")
+    directory.mkdir(parents=True, exist_ok=True)
+    text = resources.files("pipelines").joinpath("templates", CATALOG_FILE).read_text(encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
+    load_catalog(directory)
+    return path
+
+
+def project_store(catalog: Catalog) -> Store:
+    return open_store(catalog.build_path)

@@ -1,0 +1,114 @@
+"""Embedded store: one GeoPackage file (SQLite with an R-tree per layer).
+
+Atomic publish: the layer is written into a copy of the file next to it, then the
+copy replaces the original with os.replace. Open readers keep the old file; new
+readers see the new one; a failure leaves the original untouched. Writers are
+serialised with an advisory lock.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import sqlite3
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import geopandas as gpd
+import pyogrio
+
+from geo.errors import StoreError
+from geo.names import check_layer_name
+from pipelines.store.base import STORE_CRS, LayerInfo, field_type
+
+
+class GeoPackageStore:
+    kind = "gpkg"
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    # -- writing -------------------------------------------------------------
+    @contextmanager
+    def _write_lock(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def publish(self, name: str, gdf: gpd.GeoDataFrame) -> LayerInfo:
+        check_layer_name(name)
+        if gdf.crs is None or gdf.crs.to_epsg() != 4326:
+            raise StoreError(f"layer {name!r}: the store takes EPSG:4326 data, got {gdf.crs}")
+        with self._write_lock():
+            fd, tmp = tempfile.mkstemp(prefix=".publish-", suffix=".gpkg", dir=self.path.parent)
+            os.close(fd)
+            tmp_path = Path(tmp)
+            try:
+                if self.path.exists():
+                    shutil.copyfile(self.path, tmp_path)
+                else:
+                    tmp_path.unlink()
+                pyogrio.write_dataframe(
+                    gdf, tmp_path, layer=name, driver="GPKG", promote_to_multi=False,
+                    layer_options={"SPATIAL_INDEX": "YES", "FID": "fid"},
+                )
+                os.replace(tmp_path, self.path)
+            except BaseException:
+                tmp_path.unlink(missing_ok=True)
+                raise
+        return self.info(name)
+
+    # -- reading -------------------------------------------------------------
+    @staticmethod
+    def _layer_names(path: Path) -> list[str]:
+        if not path.exists():
+            return []
+        return [str(n) for n, _ in pyogrio.list_layers(path)]
+
+    def layers(self) -> list[str]:
+        return self._layer_names(self.path)
+
+    def _require(self, name: str) -> None:
+        check_layer_name(name)
+        if name not in self.layers():
+            raise StoreError(f"layer {name!r} is not in the store {self.path}; ingest it first")
+
+    def read(self, name: str, bbox=None) -> gpd.GeoDataFrame:
+        self._require(name)
+        gdf = pyogrio.read_dataframe(self.path, layer=name, bbox=bbox, fid_as_index=False)
+        if gdf.crs is None:
+            gdf = gdf.set_crs(STORE_CRS)
+        return gdf
+
+    def info(self, name: str) -> LayerInfo:
+        self._require(name)
+        meta = pyogrio.read_info(self.path, layer=name, force_feature_count=True, force_total_bounds=True)
+        fields = {str(f): field_type(_np_dtype(t)) for f, t in zip(meta["fields"], meta["dtypes"])}
+        return LayerInfo(
+            name=name,
+            count=int(meta["features"]),
+            bounds=tuple(float(b) for b in meta["total_bounds"]),
+            geometry_type=str(meta["geometry_type"]),
+            fields=fields,
+        )
+
+    def sqlite(self) -> sqlite3.Connection:
+        """A read-only SQLite connection (used by the API's feature provider)."""
+        return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+
+    def close(self) -> None:
+        pass
+
+
+def _np_dtype(name: str):
+    import numpy as np
+
+    try:
+        return np.dtype(name)
+    except TypeError:
+        return np.dtype("O")

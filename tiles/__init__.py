@@ -1,0 +1,1 @@
+"""Tile products made from the store: MVT, PMTiles archives, TileJSON. No HTTP here."""
