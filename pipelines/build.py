@@ -1,0 +1,34 @@
+"""``citytwin build``: ingest every catalog layer with a source, then write its tiles."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from pipelines.catalog import load_catalog
+from pipelines.ingest import ingest_layer
+from pipelines.project import project_store
+
+TILES_DIR = "tiles"
+
+
+def build_project(project: Path, layers: list[str] | None = None, ingest: bool = True,
+                  progress: bool = True) -> Iterator[str]:
+    catalog = load_catalog(project)
+    names = layers or list(catalog.layers)
+    for name in names:
+        catalog.layer(name)  # unknown names fail before any work
+    store = project_store(catalog)
+    catalog.build_path.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        if ingest and catalog.layers[name].source:
+            yield ingest_layer(catalog, store, name, progress=progress).summary()
+    from tiles.pmtiles_build import build_pmtiles
+
+    for name in names:
+        cfg = catalog.layers[name]
+        if name not in store.layers():
+            yield f"layer '{name}': not in the store yet; skipped tiles (give it a source or ingest it)"
+            continue
+        out = catalog.build_path / TILES_DIR / f"{name}.pmtiles"
+        report = build_pmtiles(store, name, out, cfg.minzoom, cfg.maxzoom, cfg.fields, progress=progress)
+        yield report.summary()

@@ -1,0 +1,169 @@
+"""Ingest: read a source, check and repair it, reproject to WGS84, publish atomically."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+
+from geo.crs import WGS84, check_lonlat_bounds, crs_label, parse_crs
+from pydantic import ValidationError
+
+from geo.errors import CatalogError, SourceError
+from geo.geometry import non_polygonal, repair
+from geo.names import check_layer_name
+from pipelines.catalog import Catalog, LayerConfig, add_layer_entry, load_catalog
+from pipelines.project import project_store
+from pipelines.readers.vector import read_vector
+from pipelines.steps.normalise import HeightCounts, building_heights, select_fields, stable_ids
+from pipelines.store import Store
+from pipelines.store.base import ID_COLUMN
+
+log = logging.getLogger(__name__)
+POLYGON_KINDS = {"buildings", "boundaries", "hazard_zones"}
+
+
+@dataclass
+class IngestReport:
+    layer: str
+    kind: str
+    sources: list[str]
+    source_crs: str
+    read: int = 0
+    published: int = 0
+    repaired: int = 0
+    dropped: int = 0
+    heights: HeightCounts | None = None
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        lines = [
+            f"layer '{self.layer}' ({self.kind}): published {self.published} of {self.read} features "
+            f"from {', '.join(self.sources)} [{self.source_crs} -> EPSG:4326] in {self.seconds:.1f}s",
+            f"  geometry: {self.repaired} repaired, {self.dropped} dropped (empty or unusable)",
+        ]
+        if self.heights is not None:
+            h = self.heights
+            lines.append(
+                f"  heights: {h.from_attribute} from a height field, {h.from_floors} from floors x storey height, "
+                f"{h.missing} with neither"
+            )
+        lines += [f"  warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def prepare_layer(paths: list[Path], layer: str, cfg: LayerConfig, storey_height: float,
+                  progress: bool = True) -> tuple[gpd.GeoDataFrame, IngestReport]:
+    """Read, check and normalise the sources of one layer; nothing is written."""
+    check_layer_name(layer)
+    frames, warnings, crs_names = [], [], []
+    report = IngestReport(layer=layer, kind=cfg.kind, sources=[str(p) for p in paths], source_crs="")
+    for path in paths:
+        src = read_vector(path, crs=cfg.crs, encoding=cfg.encoding, progress=progress)
+        warnings += src.warnings
+        crs_names.append(crs_label(src.gdf.crs))
+        gdf = src.gdf
+        report.read += len(gdf)
+        source = str(path)
+
+        polygonal = cfg.kind in POLYGON_KINDS
+        if polygonal:
+            bad = non_polygonal(gdf.geometry.to_numpy())
+            if len(bad):
+                first = int(bad[0])
+                gtype = gdf.geometry.iloc[first].geom_type
+                raise SourceError(
+                    f"{source}: {len(bad)} feature(s) are not polygons (first: feature {first}, a {gtype}); "
+                    f"a {cfg.kind} layer needs polygon footprints. Remove them, or ingest with --kind generic."
+                )
+        fixed = repair(gdf.geometry.to_numpy(), polygonal=polygonal)
+        report.repaired += fixed.repaired
+        report.dropped += fixed.dropped
+        gdf = gdf.set_geometry(gpd.GeoSeries(fixed.geometries, index=gdf.index, crs=gdf.crs))
+        gdf = gdf[gdf.geometry.notna()]
+        if gdf.empty:
+            raise SourceError(f"{source}: no usable geometry left after repair ({fixed.dropped} dropped)")
+
+        if ID_COLUMN in gdf.columns and cfg.id_field != ID_COLUMN:
+            gdf = gdf.rename(columns={ID_COLUMN: "source_id"})
+        ids = stable_ids(gdf, cfg.id_field, source)
+        gdf = gdf.to_crs(WGS84)
+        check_lonlat_bounds(tuple(gdf.total_bounds), source=source, crs=src.gdf.crs)
+        gdf.insert(0, ID_COLUMN, ids.to_numpy())
+        frames.append(gdf)
+
+    gdf = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=WGS84)
+    if gdf[ID_COLUMN].duplicated().any():
+        dup = gdf.loc[gdf[ID_COLUMN].duplicated(), ID_COLUMN].iloc[0]
+        raise SourceError(f"layer '{layer}': id {dup!r} occurs more than once across its sources; ids must be unique")
+    keep: tuple[str, ...] = ()
+    if cfg.kind == "buildings":
+        gdf, report.heights = building_heights(
+            gdf, height_field=cfg.height_field, floors_field=cfg.floors_field,
+            storey_height=cfg.storey_height or storey_height, source=", ".join(report.sources),
+        )
+        keep = ("height", "floors", "height_source")
+    gdf = select_fields(gdf, cfg.fields, keep, ", ".join(report.sources))
+    report.published = len(gdf)
+    report.source_crs = ", ".join(sorted(set(crs_names)))
+    report.warnings = warnings
+    return gdf, report
+
+
+def ingest_layer(catalog: Catalog, store: Store, layer: str, paths: list[Path] | None = None,
+                 progress: bool = True) -> IngestReport:
+    t0 = time.perf_counter()
+    cfg = catalog.layer(layer)
+    paths = paths or catalog.source_paths(layer)
+    if not paths:
+        raise SourceError(f"layer '{layer}' has no source in {catalog.root / 'citytwin.yaml'}; add 'source:'")
+    gdf, report = prepare_layer(paths, layer, cfg, catalog.storey_height, progress=progress)
+    store.publish(layer, gdf)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def ingest_into_project(project: Path, path: Path, layer: str, *, kind: str | None = None,
+                        crs: str | None = None, encoding: str | None = None) -> IngestReport:
+    """``citytwin ingest``: CLI options override the catalog entry; a new layer joins the catalog."""
+    check_layer_name(layer)
+    catalog = load_catalog(project)
+    base_names = set(catalog.layers)
+    base = catalog.layers.get(layer, LayerConfig())
+    if crs is not None:
+        parse_crs(crs, what="--crs")
+    overrides = {k: v for k, v in {"kind": kind, "crs": crs, "encoding": encoding}.items() if v is not None}
+    try:
+        cfg = LayerConfig.model_validate({**base.model_dump(), **overrides, "source": [str(path)]})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise CatalogError(f"--{err['loc'][0]}: {err['msg'].removeprefix('Value error, ')}") from None
+    catalog.layers[layer] = cfg
+    store = project_store(catalog)
+    report = ingest_layer(catalog, store, layer, paths=[Path(path)])
+    if layer in base_names:
+        drift = [f"{k}: {v}" for k, v in overrides.items() if getattr(base, k) != v]
+        if drift:
+            report.warnings.append(
+                f"citytwin.yaml's entry for '{layer}' does not say {', '.join(drift)}; "
+                "'citytwin build' follows the catalog, so add it there"
+            )
+    else:
+        entry = {"kind": cfg.kind, "source": _relative(Path(path), catalog.root)}
+        entry.update(overrides)
+        if cfg.kind == "generic" and kind is None:
+            entry.pop("kind")
+        add_layer_entry(project, layer, entry)
+    return report
+
+
+def _relative(path: Path, root: Path) -> str:
+    path = path.resolve()
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,1 @@
+"""Readers, one module per source kind. Each returns a GeoDataFrame in the source CRS."""

@@ -1,0 +1,152 @@
+"""Vector files through pyogrio: GeoPackage, Shapefile, GeoJSON, FlatGeobuf.
+
+Handles the things that misplace or garble a Korean city silently: a missing or
+Bessel-without-shift CRS, and CP949 text read as Latin-1.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+import pyogrio
+from pyogrio.errors import DataLayerError, DataSourceError
+from tqdm import tqdm
+
+from geo.crs import bessel_without_shift, crs_label, parse_crs
+from geo.errors import CRSError, EncodingError, SourceError
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_SUFFIXES = {".gpkg", ".shp", ".geojson", ".json", ".fgb"}
+#: read in chunks with a progress bar above this many features
+CHUNK = 50_000
+_HANGUL = re.compile(r"[\uac00-\ud7a3]")
+_LATIN1_HIGH = re.compile(r"[\u0080-\u00ff]")
+
+
+@dataclass
+class VectorSource:
+    path: Path
+    gdf: gpd.GeoDataFrame  # in the source CRS (declared or the file's own)
+    crs_origin: str  # 'declared' | 'file'
+    encoding: str | None
+    warnings: list[str] = field(default_factory=list)
+
+
+def read_vector(path: Path, *, crs: str | None = None, encoding: str | None = None,
+                progress: bool = True) -> VectorSource:
+    path = Path(path)
+    if not path.exists():
+        raise SourceError(f"{path}: no such file. Check the path (relative paths start at the current folder).")
+    if path.is_dir():
+        raise SourceError(f"{path}: is a folder; give the file itself (e.g. buildings.shp or buildings.gpkg)")
+    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise SourceError(
+            f"{path}: unsupported file type {path.suffix or '(none)'}; use GeoPackage (.gpkg), "
+            "Shapefile (.shp), GeoJSON (.geojson/.json) or FlatGeobuf (.fgb)"
+        )
+    if path.stat().st_size == 0:
+        raise SourceError(f"{path}: the file is empty (0 bytes); re-export or re-download it")
+
+    warnings: list[str] = []
+    try:
+        layers = pyogrio.list_layers(path)
+        if len(layers) == 0:
+            raise SourceError(f"{path}: holds no vector layer")
+        layer = str(layers[0][0])
+        if len(layers) > 1:
+            warnings.append(f"{path}: has {len(layers)} layers; reading the first, '{layer}'")
+        info = pyogrio.read_info(path, layer=layer, encoding=encoding)
+    except (DataSourceError, DataLayerError) as exc:
+        raise SourceError(
+            f"{path}: cannot be read as a vector file ({_first_line(exc)}). Check that it is complete "
+            "and not corrupt (for a shapefile, the .shp, .shx and .dbf must sit together)."
+        ) from None
+
+    count = int(info["features"])
+    if count == 0:
+        raise SourceError(f"{path}: has no features; nothing to publish")
+
+    src_crs, origin = _resolve_crs(path, info.get("crs"), crs, warnings)
+    gdf = _read_features(path, layer, count, encoding, progress)
+    if encoding is None:
+        _check_mojibake(path, gdf, info.get("encoding"))
+    gdf = gdf.set_crs(src_crs, allow_override=True)
+    return VectorSource(path=path, gdf=gdf, crs_origin=origin, encoding=encoding or info.get("encoding"),
+                        warnings=warnings)
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+
+
+def _resolve_crs(path: Path, file_crs: str | None, declared: str | None, warnings: list[str]):
+    if declared:
+        src = parse_crs(declared, what="--crs")
+        if file_crs:
+            try:
+                own = parse_crs(file_crs)
+                if not own.equals(src, ignore_axis_order=True):
+                    log.info("%s: using declared %s instead of the file's %s", path, declared, crs_label(own))
+            except CRSError:
+                pass
+        return src, "declared"
+    if not file_crs:
+        raise CRSError(
+            f"{path}: has no CRS (no .prj or embedded definition). Declare it with --crs, "
+            "e.g. --crs EPSG:5186 (Korea 2000 Central Belt) or --crs EPSG:5179 (UTM-K)."
+        )
+    try:
+        src = parse_crs(file_crs, what=f"{path}: the file's CRS")
+    except CRSError as exc:
+        raise CRSError(f"{exc} Declare the right one with --crs.") from None
+    shift = bessel_without_shift(src)
+    if shift is not None:
+        warnings.append(shift.message(str(path)))
+    return src, "file"
+
+
+def _read_features(path: Path, layer: str, count: int, encoding: str | None, progress: bool) -> gpd.GeoDataFrame:
+    try:
+        if count <= CHUNK:
+            return pyogrio.read_dataframe(path, layer=layer, encoding=encoding, fid_as_index=False)
+        parts = []
+        with tqdm(total=count, desc=f"reading {path.name}", unit="feat", disable=not progress) as bar:
+            for start in range(0, count, CHUNK):
+                part = pyogrio.read_dataframe(path, layer=layer, encoding=encoding,
+                                              skip_features=start, max_features=CHUNK)
+                parts.append(part)
+                bar.update(len(part))
+        return gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=parts[0].crs)
+    except UnicodeDecodeError as exc:
+        enc = encoding or "the file's declared encoding"
+        raise EncodingError(
+            f"{path}: text cannot be decoded as {enc} ({exc.reason} at byte {exc.start}). "
+            "Pass the right one with --encoding, e.g. --encoding cp949 for legacy Korean files."
+        ) from None
+    except (DataSourceError, DataLayerError) as exc:
+        raise SourceError(f"{path}: reading features failed ({_first_line(exc)}); the file may be corrupt") from None
+
+
+def _check_mojibake(path: Path, gdf: gpd.GeoDataFrame, used: str | None) -> None:
+    """Korean text decoded as Latin-1 (no .cpg, no --encoding) turns into 'ÅÂÆò·Î'."""
+    for col in gdf.columns:
+        if col == gdf.geometry.name or not (pd.api.types.is_object_dtype(gdf[col]) or pd.api.types.is_string_dtype(gdf[col])):
+            continue
+        for value in gdf[col].dropna().head(200):
+            if not isinstance(value, str) or not _LATIN1_HIGH.search(value):
+                continue
+            try:
+                fixed = value.encode("latin-1").decode("cp949")
+            except (UnicodeEncodeError, UnicodeDecodeError):
+                continue
+            if _HANGUL.search(fixed):
+                raise EncodingError(
+                    f"{path}: field '{col}' looks like Korean text decoded as {used or 'Latin-1'} "
+                    f"({value!r} reads as {fixed!r} in CP949). Pass --encoding cp949, or add a .cpg "
+                    "file containing CP949 next to the .shp."
+                )

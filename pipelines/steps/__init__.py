@@ -1,0 +1,1 @@
+"""Steps applied between reading a source and publishing it."""

@@ -1,0 +1,270 @@
+"""Ingest through the real CLI: CRS, encodings, repair, heights, ids, and bad input."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pyogrio
+import pytest
+import shapely
+from click.testing import CliRunner
+from pyproj import CRS, Geod, Transformer
+from shapely.geometry import LineString, Point, Polygon, box
+
+from pipelines.cli import main
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+CITY_HALL = (126.9779, 37.5663)
+# Korean 1985 Modified Central Belt with the published 7-parameter shift to WGS84,
+# written out independently of the EPSG:5174 definition that the code under test uses.
+BESSEL_TRUTH = CRS.from_proj4(
+    "+proj=tmerc +lat_0=38 +lon_0=127.0028902777778 +k=1 +x_0=200000 +y_0=500000 +ellps=bessel "
+    "+towgs84=-115.80,474.99,674.11,1.16,-2.31,-1.63,6.43 +units=m +no_defs"
+)
+# A legacy ESRI .prj: Bessel ellipsoid, no TOWGS84.
+LEGACY_PRJ = (
+    'PROJCS["Korean_1985_Modified_Korea_Central_Belt",GEOGCS["GCS_Bessel_1841",DATUM["D_Bessel_1841",'
+    'SPHEROID["Bessel_1841",6377397.155,299.1528128]],PRIMEM["Greenwich",0.0],UNIT["Degree",0.0174532925199433]],'
+    'PROJECTION["Transverse_Mercator"],PARAMETER["False_Easting",200000.0],PARAMETER["False_Northing",500000.0],'
+    'PARAMETER["Central_Meridian",127.0028902777778],PARAMETER["Scale_Factor",1.0],PARAMETER["Latitude_Of_Origin",38.0],'
+    'UNIT["Meter",1.0]]'
+)
+GEOD = Geod(ellps="WGS84")
+
+
+def run(*args: str):
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    code, out = run("init", str(tmp_path / "proj"))
+    assert code == 0, out
+    return tmp_path / "proj"
+
+
+def store_path(project: Path) -> Path:
+    return project / "build" / "citytwin.gpkg"
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "absent"
+
+
+def truth_footprints() -> gpd.GeoDataFrame:
+    """Three footprints near City Hall in WGS84: the truth the legacy file must reproduce."""
+    to_m = Transformer.from_crs(4326, 5186, always_xy=True)
+    to_ll = Transformer.from_crs(5186, 4326, always_xy=True)
+    x, y = to_m.transform(*CITY_HALL)
+    rects = [box(x, y, x + 40, y + 25), box(x + 80, y - 30, x + 95, y + 10), box(x - 60, y + 50, x - 20, y + 90)]
+    geoms = [shapely.transform(r, lambda c: np.column_stack(to_ll.transform(c[:, 0], c[:, 1]))) for r in rects]
+    return gpd.GeoDataFrame(
+        {"name": ["서울특별시청", "덕수궁 별관", "태평로 빌딩"], "HEIGHT": [45.5, np.nan, np.nan], "GRND_FLR": [13, 5, None]},
+        geometry=geoms, crs=4326,
+    )
+
+
+def write_legacy_shapefile(folder: Path) -> tuple[Path, gpd.GeoDataFrame]:
+    """Bessel TM shapefile, CP949 text, .prj without datum shift, no .cpg."""
+    truth = truth_footprints()
+    legacy = truth.to_crs(BESSEL_TRUTH)
+    path = folder / "legacy_bessel.shp"
+    pyogrio.write_dataframe(legacy, path, encoding="cp949")
+    path.with_suffix(".prj").write_text(LEGACY_PRJ)
+    path.with_suffix(".cpg").unlink(missing_ok=True)
+    return path, truth
+
+
+def max_vertex_error_m(got: gpd.GeoDataFrame, truth: gpd.GeoDataFrame) -> float:
+    worst = 0.0
+    for g, t in zip(got.geometry, truth.geometry):
+        a = np.asarray(g.exterior.coords)
+        b = np.asarray(t.exterior.coords)
+        # ring start may differ after repair/orientation: match each vertex to the nearest truth vertex
+        for lon, lat in a:
+            d = GEOD.inv(np.full(len(b), lon), np.full(len(b), lat), b[:, 0], b[:, 1])[2]
+            worst = max(worst, float(d.min()))
+    return worst
+
+
+def test_legacy_bessel_shapefile_lands_right_with_declared_crs(project: Path):
+    shp, truth = write_legacy_shapefile(project)
+    code, out = run("ingest", str(shp), "--layer", "buildings", "--kind", "buildings",
+                    "--crs", "EPSG:5174", "--encoding", "cp949", "--project", str(project))
+    assert code == 0, out
+    got = pyogrio.read_dataframe(store_path(project), layer="buildings")
+    assert list(got["name"]) == list(truth["name"])
+    assert max_vertex_error_m(got, truth) < 10.0
+
+
+def test_legacy_bessel_without_crs_warns_and_would_be_far_off(project: Path):
+    shp, truth = write_legacy_shapefile(project)
+    code, out = run("ingest", str(shp), "--layer", "buildings", "--kind", "buildings",
+                    "--encoding", "cp949", "--project", str(project))
+    assert code == 0, out
+    assert "without a datum shift" in out and "--crs EPSG:5174" in out
+    got = pyogrio.read_dataframe(store_path(project), layer="buildings")
+    # what the warning is about: the shift-less datum lands hundreds of metres away
+    assert max_vertex_error_m(got, truth) > 100.0
+
+
+def test_cpg_file_is_honoured(project: Path):
+    truth = truth_footprints()
+    path = project / "with_cpg.shp"
+    pyogrio.write_dataframe(truth.to_crs(5186), path, encoding="cp949")
+    assert path.with_suffix(".cpg").read_text().strip().upper() in {"CP949", "949"}
+    code, out = run("ingest", str(path), "--layer", "b", "--project", str(project))
+    assert code == 0, out
+    got = pyogrio.read_dataframe(store_path(project), layer="b")
+    assert list(got["name"]) == list(truth["name"])
+
+
+@pytest.mark.parametrize("epsg", [5186, 5179, 5174, 2097])
+def test_korean_crs_round_trip(project: Path, epsg: int):
+    truth = truth_footprints()
+    path = project / f"src_{epsg}.gpkg"
+    pyogrio.write_dataframe(truth.to_crs(epsg), path)
+    code, out = run("ingest", str(path), "--layer", f"b{epsg}", "--project", str(project))
+    assert code == 0, out
+    got = pyogrio.read_dataframe(store_path(project), layer=f"b{epsg}")
+    assert max_vertex_error_m(got, truth) < 0.01
+
+
+def test_repair_heights_ids_and_catalog_entry(project: Path):
+    to_ll = Transformer.from_crs(5186, 4326, always_xy=True)
+    x, y = Transformer.from_crs(4326, 5186, always_xy=True).transform(*CITY_HALL)
+    ring = lambda pts: Polygon([to_ll.transform(px, py) for px, py in pts])  # noqa: E731
+    geoms = [
+        ring([(x, y), (x + 20, y), (x + 20, y + 20), (x, y + 20)]),
+        ring([(x + 50, y), (x + 70, y + 20), (x + 70, y), (x + 50, y + 20)]),  # bow-tie: repaired
+        ring([(x + 90, y), (x + 90, y), (x + 90, y), (x + 90, y)]),  # collapses: dropped
+        ring([(x + 120, y), (x + 130, y), (x + 130, y + 10), (x + 120, y + 10)]),
+    ]
+    src = gpd.GeoDataFrame({"height": [30.0, None, 10.0, None], "floors": [10, 4, 3, None]}, geometry=geoms, crs=4326)
+    path = project / "blds.geojson"
+    pyogrio.write_dataframe(src, path)
+    code, out = run("ingest", str(path), "--layer", "blds", "--kind", "buildings", "--project", str(project))
+    assert code == 0, out
+    assert "1 repaired, 1 dropped" in out
+    assert "1 from a height field, 1 from floors x storey height, 1 with neither" in out
+    got = pyogrio.read_dataframe(store_path(project), layer="blds")
+    assert len(got) == 3
+    assert got["height"].tolist()[:2] == [30.0, 12.0]
+    assert got.geometry.is_valid.all()
+    assert got.geometry.iloc[1].geom_type == "MultiPolygon"
+    ids = got["id"].tolist()
+    # stable: ingesting the same file again gives the same ids
+    run("ingest", str(path), "--layer", "blds", "--kind", "buildings", "--project", str(project))
+    assert pyogrio.read_dataframe(store_path(project), layer="blds")["id"].tolist() == ids
+    assert len(set(ids)) == 3
+    catalog = (project / "citytwin.yaml").read_text()
+    assert "  blds:\n    kind: buildings\n    source: blds.geojson" in catalog
+
+
+def test_chunked_read_with_progress_equals_plain_read(project: Path, monkeypatch):
+    import pipelines.readers.vector as vector
+
+    rng = np.random.default_rng(1)
+    pts = [Point(126.97 + dx, 37.56 + dy) for dx, dy in rng.uniform(0, 0.01, size=(1000, 2))]
+    path = project / "pts.fgb"
+    pyogrio.write_dataframe(gpd.GeoDataFrame({"n": np.arange(1000)}, geometry=pts, crs=4326), path)
+    monkeypatch.setattr(vector, "CHUNK", 128)
+    chunked = vector.read_vector(path, progress=False).gdf
+    monkeypatch.setattr(vector, "CHUNK", 10_000)
+    plain = vector.read_vector(path, progress=False).gdf
+    assert len(chunked) == 1000
+    assert chunked["n"].tolist() == plain["n"].tolist()
+    assert chunked.geometry.equals(plain.geometry)
+
+
+# --- bad input: one clear line, exit code 2, store untouched ---------------------------
+
+@pytest.fixture
+def published(project: Path) -> Path:
+    """A project whose store already holds a layer, so 'untouched' can be checked."""
+    path = project / "ok.geojson"
+    pyogrio.write_dataframe(truth_footprints(), path)
+    code, out = run("ingest", str(path), "--layer", "buildings", "--kind", "buildings", "--project", str(project))
+    assert code == 0, out
+    return project
+
+
+def _bad_cases(project: Path) -> dict[str, tuple[list[str], list[str]]]:
+    corrupt = project / "corrupt.geojson"
+    corrupt.write_bytes(b'{"type": "FeatureCollection", "features": [{"type": "Feat')
+    empty = project / "empty.gpkg"
+    empty.write_bytes(b"")
+    nofeat = project / "nofeatures.geojson"
+    nofeat.write_text(json.dumps({"type": "FeatureCollection", "features": []}))
+    noprj = project / "noprj.shp"
+    pyogrio.write_dataframe(truth_footprints().to_crs(5186), noprj)
+    noprj.with_suffix(".prj").unlink()
+    cp949 = project / "cp949.shp"
+    pyogrio.write_dataframe(truth_footprints().to_crs(5186), cp949, encoding="cp949")
+    cp949.with_suffix(".cpg").unlink()
+    lines = project / "lines.geojson"
+    pyogrio.write_dataframe(gpd.GeoDataFrame(
+        {"name": ["a", "b"]}, geometry=[box(126.97, 37.56, 126.971, 37.561), LineString([(126.97, 37.56), (126.98, 37.57)])],
+        crs=4326), lines)
+    b = ["--kind", "buildings"]
+    return {
+        "corrupt": ([str(corrupt), "--layer", "buildings"], [str(corrupt), "cannot be read"]),
+        "empty file": ([str(empty), "--layer", "buildings"], [str(empty), "empty"]),
+        "no features": ([str(nofeat), "--layer", "buildings"], [str(nofeat), "no features"]),
+        "unknown crs": ([str(cp949), "--layer", "buildings", "--crs", "EPSG:999999", "--encoding", "cp949"],
+                        ["EPSG:999999", "not a known CRS"]),
+        "missing crs": ([str(noprj), "--layer", "buildings"], [str(noprj), "no CRS", "--crs"]),
+        "wrong encoding": ([str(cp949), "--layer", "buildings", "--encoding", "utf-8"], [str(cp949), "--encoding cp949"]),
+        "undeclared cp949": ([str(cp949), "--layer", "buildings"], [str(cp949), "field 'name'", "--encoding cp949"]),
+        "non-polygon buildings": ([str(lines), "--layer", "buildings", *b], [str(lines), "feature 1", "LineString", "--kind generic"]),
+        "missing path": ([str(project / "nope.shp"), "--layer", "buildings"], ["nope.shp", "no such file"]),
+        "sql in layer name": ([str(lines), "--layer", "x; DROP TABLE buildings"], ["not allowed", "x; DROP TABLE buildings"]),
+        "path in layer name": ([str(lines), "--layer", "../../etc/passwd"], ["not allowed"]),
+    }
+
+
+@pytest.mark.parametrize("case", [
+    "corrupt", "empty file", "no features", "unknown crs", "missing crs", "wrong encoding", "undeclared cp949",
+    "non-polygon buildings", "missing path", "sql in layer name", "path in layer name",
+])
+def test_bad_input_is_one_clear_line_and_store_untouched(published: Path, case: str):
+    args, expected = _bad_cases(published)[case]
+    before = digest(store_path(published))
+    catalog_before = (published / "citytwin.yaml").read_text()
+    code, out = run("ingest", *args, "--project", str(published))
+    assert code == 2, out
+    errors = [line for line in out.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, out
+    for text in expected:
+        assert text in errors[0], errors[0]
+    assert "Traceback" not in out
+    assert digest(store_path(published)) == before
+    assert (published / "citytwin.yaml").read_text() == catalog_before
+    assert not list((published / "build").glob(".publish-*"))
+
+
+# --- real data ----------------------------------------------------------------------------
+
+@pytest.mark.realdata
+def test_real_seoul_gu_boundaries(project: Path):
+    src = SHARED / "seoul" / "seoul_municipalities_geo.json"
+    if not src.exists():
+        pytest.skip(f"real data folder {SHARED} is absent (fresh clone without shared data)")
+    code, out = run("ingest", str(src), "--layer", "gu", "--kind", "boundaries", "--project", str(project))
+    assert code == 0, out
+    got = pyogrio.read_dataframe(store_path(project), layer="gu")
+    expected = gpd.read_file(src)
+    assert len(got) == 25 == len(expected)
+    assert set(got["SIG_KOR_NM"]) == set(expected["SIG_KOR_NM"])
+    assert "중구" in set(got["SIG_KOR_NM"])
+    # every gu is valid and the whole lies around Seoul
+    assert got.geometry.is_valid.all()
+    minx, miny, maxx, maxy = got.total_bounds
+    assert 126.7 < minx < maxx < 127.3 and 37.4 < miny < maxy < 37.75
+    # Jung-gu holds City Hall
+    jung = got[got["SIG_KOR_NM"] == "중구"].geometry.iloc[0]
+    assert jung.contains(Point(*CITY_HALL))
