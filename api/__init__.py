@@ -1,0 +1,1 @@
+"""The citytwin ASGI app: OGC API (pygeoapi, configured from the catalog), fast tiles, viewer."""

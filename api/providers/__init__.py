@@ -1,0 +1,1 @@
+"""pygeoapi provider plugins named by dotted path in the generated config."""
