@@ -1,0 +1,84 @@
+"""The ASGI app: our routes first (landing link, fast tiles, TileJSON, viewer, styles),
+then pygeoapi (OGC API Common, Features, Tiles) configured from the catalog.
+
+pygeoapi's Starlette module reads its configuration when imported, so the config is
+generated and the environment set before the import, and one process serves one
+project (the tests start the server as a subprocess for that reason).
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp
+
+from api.cql_compat import CQL2CompatMiddleware
+from api.landing import landing_route
+from api.pygeoapi_config import base_url, generate
+from api.static_routes import static_routes
+from api.tile_sources import TileRegistry, register
+from api.tiles_routes import TileRoutes
+from geo.errors import StoreError
+from pipelines.catalog import Catalog, load_catalog
+from pipelines.project import project_store
+from pipelines.store import Store
+
+EXPOSED_HEADERS = ["ETag", "Content-Crs", "Content-Encoding", "Content-Language", "Link"]
+
+
+def check_store_built(catalog: Catalog, store: Store) -> None:
+    """Fail early, with the command to run, when there is nothing to serve."""
+    path = getattr(store, "path", None)
+    if store.kind != "postgis" and path is not None and not Path(path).is_file():
+        raise StoreError(
+            f"no store at {path}: nothing has been built for this project yet; "
+            f"run 'citytwin build --project {catalog.root}' first"
+        )
+    if not store.layers():
+        raise StoreError(
+            f"the store of {catalog.root} holds no layers; run 'citytwin build --project {catalog.root}' first"
+        )
+
+
+def _import_pygeoapi(config_path: Path) -> ModuleType:
+    """Import (or, for a new config, re-import) pygeoapi's Starlette module."""
+    name = "pygeoapi.starlette_app"
+    module = sys.modules.get(name)
+    if module is None:
+        return importlib.import_module(name)
+    if getattr(module, "_citytwin_config", None) != str(config_path):
+        module = importlib.reload(module)
+    return module
+
+
+def create_app(project: Path, host: str = "127.0.0.1", port: int = 8000) -> ASGIApp:
+    """Build the app for ``project`` (a folder holding citytwin.yaml with a built store)."""
+    catalog = load_catalog(project)
+    store = project_store(catalog)
+    check_store_built(catalog, store)
+
+    registry = TileRegistry(catalog, store)
+    register(catalog.root, registry)
+    generated = generate(catalog, store, registry, host, port)
+    pygeoapi_app = _import_pygeoapi(generated.config_path)
+    pygeoapi_app._citytwin_config = os.environ["PYGEOAPI_CONFIG"]
+
+    url = base_url(catalog, host, port)
+    tiles = TileRoutes(registry, public_url=catalog.server.url)
+    routes = [
+        Route("/", landing_route(pygeoapi_app.landing_page, url), methods=["GET", "HEAD"]),
+        *tiles.routes(),
+        *static_routes(),
+        Mount("/", app=pygeoapi_app.APP),
+    ]
+    app: ASGIApp = Starlette(routes=routes)
+    app = CQL2CompatMiddleware(app)
+    app = CORSMiddleware(app, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"],
+                         expose_headers=EXPOSED_HEADERS)
+    return app

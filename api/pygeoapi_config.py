@@ -1,0 +1,231 @@
+"""Generate pygeoapi's configuration and OpenAPI document from the project catalog.
+
+Nothing here is hand-kept: every collection, provider, extent and CRS list comes from
+citytwin.yaml and the store. The files land in ``<build>/pygeoapi/`` because pygeoapi's
+Starlette app reads them (through PYGEOAPI_CONFIG / PYGEOAPI_OPENAPI) when imported.
+
+Providers per collection:
+- features: our GeoPackageProvider on the embedded store (no CQL2), or pygeoapi's own
+  PostgreSQL provider on PostGIS (CQL2 text and JSON filtering in SQL);
+- tiles: our CitytwinTileProvider whenever the layer has tiles (PMTiles built, or PostGIS).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import yaml
+
+from api.tile_sources import TileRegistry
+from geo.errors import StoreError
+from pipelines.catalog import Catalog
+from pipelines.store import Store
+
+LOG = logging.getLogger(__name__)
+
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+#: CRSs offered for ?crs= and bbox-crs (OGC API Features Part 2).
+SUPPORTED_CRS = [
+    CRS84,
+    "http://www.opengis.net/def/crs/EPSG/0/4326",
+    "http://www.opengis.net/def/crs/EPSG/0/3857",
+    "http://www.opengis.net/def/crs/EPSG/0/5186",
+    "http://www.opengis.net/def/crs/EPSG/0/5179",
+]
+PASSWORD_ENV = "CITYTWIN_PYGEOAPI_DB_PASSWORD"
+CONFIG_DIR = "pygeoapi"
+VIEWER_PATH = "/viewer/"
+EMBEDDED_NO_CQL = (
+    " Served from the embedded GeoPackage store: filter with bbox and property=value "
+    "parameters; CQL2 'filter' needs PostGIS (CITYTWIN_DATABASE_URL)."
+)
+
+
+@dataclass(frozen=True)
+class GeneratedConfig:
+    config: dict
+    config_path: Path
+    openapi_path: Path
+
+
+def base_url(catalog: Catalog, host: str, port: int) -> str:
+    """Public base URL: the catalog's server.url, else http://HOST:PORT."""
+    if catalog.server.url:
+        return catalog.server.url.rstrip("/")
+    shown = "localhost" if host in ("0.0.0.0", "::", "") else host
+    if ":" in shown and not shown.startswith("["):
+        shown = f"[{shown}]"  # IPv6 literal
+    return f"http://{shown}:{port}"
+
+
+def postgres_data(url: str) -> tuple[dict, dict]:
+    """pygeoapi PostgreSQL provider ``data`` and ``options`` from a postgresql:// URL.
+
+    The password is not written to disk: the config names an environment variable
+    (pygeoapi expands ``${VAR}`` when it loads the file), set by ``generate``.
+    """
+    parts = urlsplit(url)
+    data = {
+        "host": parts.hostname or "localhost",
+        "port": parts.port or 5432,
+        "dbname": unquote(parts.path.lstrip("/")) or "postgres",
+        "user": unquote(parts.username or "postgres"),
+        "search_path": ["public"],
+    }
+    if parts.password:
+        data["password"] = "${" + PASSWORD_ENV + "}"
+    options = {k: v for k, v in parse_qsl(parts.query)}
+    return data, options
+
+
+def _bbox(bounds: tuple[float, float, float, float]) -> list[float]:
+    if len(bounds) == 4 and all(math.isfinite(b) for b in bounds):
+        return [round(float(b), 7) for b in bounds]
+    return [-180.0, -90.0, 180.0, 90.0]
+
+
+def _feature_provider(catalog: Catalog, store: Store, layer: str) -> dict:
+    common = {
+        "type": "feature",
+        "id_field": "id",
+        "crs": list(SUPPORTED_CRS),
+        "storage_crs": CRS84,
+    }
+    if store.kind == "postgis":
+        data, options = postgres_data(store.url)
+        data["search_path"] = [store.schema]
+        return {"name": "PostgreSQL", "data": data, "options": options, "table": layer,
+                "geom_field": "geometry", **common}
+    return {"name": "api.providers.gpkg_features.GeoPackageProvider", "data": str(store.path),
+            "table": layer, "geom_field": "geometry", **common}
+
+
+def _tile_provider(catalog: Catalog, layer: str) -> dict:
+    cfg = catalog.layers[layer]
+    return {
+        "type": "tile",
+        "name": "api.providers.tiles.CitytwinTileProvider",
+        "data": str(catalog.root),
+        "options": {"layer": layer, "zoom": {"min": cfg.minzoom, "max": cfg.maxzoom},
+                    "schemes": ["WebMercatorQuad"]},
+        "format": {"name": "mvt", "mimetype": "application/vnd.mapbox-vector-tile"},
+    }
+
+
+def build_config(catalog: Catalog, store: Store, tiles: TileRegistry, host: str, port: int) -> dict:
+    """The pygeoapi configuration dict for the catalog's layers that are in the store."""
+    url = base_url(catalog, host, port)
+    stored = set(store.layers())
+    missing = [n for n in catalog.layers if n not in stored]
+    if missing:
+        LOG.warning("not published (not in the store yet, run 'citytwin build'): %s", ", ".join(missing))
+    resources: dict[str, dict] = {}
+    for name, cfg in catalog.layers.items():
+        if name not in stored:
+            continue
+        info = store.info(name)
+        description = cfg.description or f"{cfg.kind} layer '{name}' ({info.count} features)."
+        if store.kind != "postgis":
+            description += EMBEDDED_NO_CQL
+        links = [{"type": "text/html", "rel": "related", "title": "Map viewer", "href": f"{url}{VIEWER_PATH}"}]
+        providers = [_feature_provider(catalog, store, name)]
+        if tiles.available(name):
+            providers.append(_tile_provider(catalog, name))
+            links.append({"type": "application/json", "rel": "describedby", "title": "TileJSON",
+                          "href": f"{url}/collections/{name}/tiles/WebMercatorQuad/tilejson.json"})
+        resources[name] = {
+            "type": "collection",
+            "title": cfg.title or name.replace("_", " ").capitalize(),
+            "description": description,
+            "keywords": [cfg.kind, "citytwin"],
+            "links": links,
+            "extents": {"spatial": {"bbox": _bbox(info.bounds), "crs": CRS84}},
+            "providers": providers,
+        }
+    if not resources:
+        raise StoreError(
+            f"no catalog layer is in the store yet ({', '.join(catalog.layers) or 'the catalog lists none'}); "
+            f"run 'citytwin build --project {catalog.root}' first"
+        )
+    return {
+        "server": {
+            "bind": {"host": host, "port": port},
+            "url": url,
+            "mimetype": "application/json; charset=UTF-8",
+            "encoding": "utf-8",
+            "gzip": False,
+            "languages": [catalog.server.language],
+            # CORS is applied once, by the app's outer middleware, to pygeoapi and our
+            # own routes alike; enabling pygeoapi's as well only duplicates headers.
+            "cors": False,
+            "pretty_print": False,
+            "limits": {"default_items": 100, "max_items": 10000, "on_exceed": "throttle"},
+            "map": {"url": "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+                    "attribution": "&copy; OpenStreetMap contributors"},
+        },
+        "logging": {"level": "WARNING"},
+        "metadata": {
+            "identification": {
+                "title": catalog.server.title,
+                "description": catalog.server.description,
+                "keywords": ["citytwin", "OGC API", "vector tiles"],
+                "keywords_type": "theme",
+                "terms_of_service": "",
+                "url": url,
+            },
+            "license": {"name": "See the data sources of each layer", "url": url},
+            "provider": {"name": catalog.name, "url": url},
+            "contact": {"name": catalog.name},
+        },
+        "resources": resources,
+    }
+
+
+def generate(catalog: Catalog, store: Store, tiles: TileRegistry, host: str, port: int) -> GeneratedConfig:
+    """Build the config, write it and its OpenAPI document, and point pygeoapi at them."""
+    config = build_config(catalog, store, tiles, host, port)
+    _set_password_env(store)  # the OpenAPI step already opens the providers
+    generated = write_config(config, catalog.build_path / CONFIG_DIR)
+    os.environ["PYGEOAPI_CONFIG"] = str(generated.config_path)
+    os.environ["PYGEOAPI_OPENAPI"] = str(generated.openapi_path)
+    return generated
+
+
+def write_config(config: dict, out_dir: Path) -> GeneratedConfig:
+    """Write config YAML and OpenAPI JSON into ``out_dir`` (build/pygeoapi)."""
+    from pygeoapi.openapi import get_oas
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config_path = out_dir / "pygeoapi-config.yml"
+    openapi_path = out_dir / "pygeoapi-openapi.json"
+    _write_atomic(config_path, yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    oas = get_oas(_expanded(config))
+    _write_atomic(openapi_path, json.dumps(oas, ensure_ascii=False, default=str))
+    return GeneratedConfig(config, config_path, openapi_path)
+
+
+def _expanded(config: dict) -> dict:
+    """The config as pygeoapi will see it after ``${VAR}`` expansion (for get_oas)."""
+    import io
+
+    from pygeoapi.util import yaml_load
+
+    return yaml_load(io.StringIO(yaml.safe_dump(config)))
+
+
+def _set_password_env(store: Store) -> None:
+    if store.kind == "postgis":
+        password = urlsplit(store.url).password
+        if password:
+            os.environ[PASSWORD_ENV] = unquote(password)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

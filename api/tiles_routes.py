@@ -1,0 +1,170 @@
+"""The fast tile path: MVT bytes with ETag, 304, gzip and a small LRU cache, plus TileJSON.
+
+Routes (mounted before pygeoapi, so they answer first):
+- GET /collections/{id}/tiles/WebMercatorQuad/{z}/{y}/{x}[?f=mvt]  (OGC order:
+  tileMatrix/tileRow/tileCol)
+- GET /collections/{id}/tiles/WebMercatorQuad/tilejson.json and /tilejson/{id}.json
+
+Status codes: 200 with the tile; 204 for an empty tile inside the layer's range (MapLibre
+treats it as an empty tile); 304 when If-None-Match matches; 400 for a malformed address
+or format; 404 for an unknown collection, a layer without tiles, or an address outside
+the grid or the layer's zoom range. Errors are JSON ``{"code", "description"}``.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import re
+import threading
+from collections import OrderedDict
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from api.providers.tiles import MVT_MIMETYPE, TILE_MATRIX_SET, TileRangeError, check_tile_address
+from api.tile_sources import TileRegistry
+from geo.errors import CitytwinError, LayerNameError
+from geo.names import check_layer_name
+from tiles.source import TileSource
+
+_INT = re.compile(r"^[0-9]{1,9}$")
+_FORMATS = (None, "", "mvt", "pbf")
+CACHE_CONTROL = "public, max-age=300"
+
+
+def error(status: int, code: str, description: str) -> JSONResponse:
+    return JSONResponse({"code": code, "description": description}, status_code=status)
+
+
+def accepts_gzip(header: str | None) -> bool:
+    """True when Accept-Encoding allows gzip (a 'q=0' entry refuses it)."""
+    for part in (header or "").split(","):
+        token, _, params = part.strip().partition(";")
+        if token.strip().lower() in ("gzip", "*"):
+            q = params.strip().lower()
+            return not (q.startswith("q=") and float(q[2:] or 0) == 0)
+    return False
+
+
+class CompressedTileCache:
+    """LRU of gzip-compressed tiles keyed by ETag, bounded in bytes. b'' marks an empty tile."""
+
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024):
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            data = self._items.get(key)
+            if data is not None:
+                self._items.move_to_end(key)
+            return data
+
+    def put(self, key: str, data: bytes) -> None:
+        if len(data) > self.max_bytes // 8:
+            return  # one huge tile must not flush the whole cache
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._size -= len(old)
+            self._items[key] = data
+            self._size += len(data)
+            while self._size > self.max_bytes and self._items:
+                _, dropped = self._items.popitem(last=False)
+                self._size -= len(dropped)
+
+
+class TileRoutes:
+    """Starlette routes for tiles and TileJSON of the catalog's layers."""
+
+    def __init__(self, registry: TileRegistry, public_url: str | None = None, cache: CompressedTileCache | None = None):
+        self.registry = registry
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.cache = cache or CompressedTileCache()
+
+    def routes(self) -> list[Route]:
+        base = f"/collections/{{collection}}/tiles/{TILE_MATRIX_SET}"
+        return [
+            Route(f"{base}/tilejson.json", self.tilejson, methods=["GET", "HEAD"]),
+            Route("/tilejson/{collection}.json", self.tilejson, methods=["GET", "HEAD"]),
+            Route(f"{base}/{{z}}/{{y}}/{{x}}", self.tile, methods=["GET", "HEAD"]),
+        ]
+
+    # -- helpers ----------------------------------------------------------------
+    async def _source(self, name: str) -> TileSource | JSONResponse:
+        known = ", ".join(sorted(self.registry.catalog.layers)) or "none"
+        try:
+            check_layer_name(name)
+        except LayerNameError:
+            return error(404, "NotFound", f"collection {name!r} does not exist (known: {known})")
+        if name not in self.registry.catalog.layers:
+            return error(404, "NotFound", f"collection {name!r} does not exist (known: {known})")
+        src = await run_in_threadpool(self.registry.source, name)
+        if src is None:
+            return error(404, "NotFound", f"collection {name!r} has no tiles yet; run 'citytwin build' for it")
+        return src
+
+    def _base(self, request: Request) -> str:
+        return self.public_url or str(request.base_url).rstrip("/")
+
+    # -- endpoints --------------------------------------------------------------
+    async def tilejson(self, request: Request) -> Response:
+        from tiles.tilejson import tilejson
+
+        name = request.path_params["collection"]
+        src = await self._source(name)
+        if isinstance(src, Response):
+            return src
+        info = await run_in_threadpool(src.info)
+        cfg = self.registry.catalog.layers[name]
+        url = f"{self._base(request)}/collections/{name}/tiles/{TILE_MATRIX_SET}/{{z}}/{{y}}/{{x}}"
+        doc = tilejson(info, url, name=cfg.title or name, description=cfg.description or "", attribution="")
+        return JSONResponse(doc, headers={"Cache-Control": "public, max-age=60"})
+
+    async def tile(self, request: Request) -> Response:
+        p = request.path_params
+        fmt = request.query_params.get("f")
+        if fmt not in _FORMATS:
+            return error(400, "InvalidParameterValue", f"format f={fmt!r} is not offered for tiles; use f=mvt")
+        bad = [f"{label} must be a non-negative integer, got {p[k]!r}"
+               for k, label in (("z", "tileMatrix"), ("y", "tileRow"), ("x", "tileCol")) if not _INT.match(p[k])]
+        if bad:
+            return error(400, "InvalidParameterValue", "; ".join(bad))
+        z, y, x = int(p["z"]), int(p["y"]), int(p["x"])
+        src = await self._source(p["collection"])
+        if isinstance(src, Response):
+            return src
+        try:
+            info = await run_in_threadpool(src.info)
+            check_tile_address(info, z, x, y)
+        except TileRangeError as exc:
+            return error(404, "NotFound", str(exc))
+        except CitytwinError as exc:
+            return error(503, "ServiceUnavailable", str(exc))
+
+        etag = '"' + hashlib.sha1(f"{info.layer}|{info.etag_seed}|{z}/{x}/{y}".encode()).hexdigest()[:20] + '"'
+        headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL, "Vary": "Accept-Encoding"}
+        inm = request.headers.get("if-none-match")
+        if inm and (inm.strip() == "*" or etag in [t.strip().removeprefix("W/") for t in inm.split(",")]):
+            return Response(status_code=304, headers=headers)
+
+        packed = self.cache.get(etag)
+        if packed is None:
+            try:
+                raw = await run_in_threadpool(src.tile, z, x, y)
+            except CitytwinError as exc:
+                return error(503, "ServiceUnavailable", str(exc))
+            packed = gzip.compress(raw, compresslevel=6, mtime=0) if raw else b""
+            self.cache.put(etag, packed)
+        if not packed:
+            return Response(status_code=204, headers=headers)
+        if accepts_gzip(request.headers.get("accept-encoding")):
+            headers["Content-Encoding"] = "gzip"
+            body = packed
+        else:
+            body = gzip.decompress(packed)
+        return Response(body, media_type=MVT_MIMETYPE, headers=headers)
