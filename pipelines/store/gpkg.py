@@ -58,6 +58,11 @@ class GeoPackageStore:
                     layer_options={"SPATIAL_INDEX": "YES", "FID": "fid"},
                 )
                 os.replace(tmp_path, self.path)
+            except Exception as exc:
+                tmp_path.unlink(missing_ok=True)
+                # pyogrio/GDAL errors (un-encodable text, unsupported dtypes) as one clear line.
+                raise StoreError(f"layer {name!r}: could not write it to {self.path}: {exc}; "
+                                 "the previously published layer is unchanged") from exc
             except BaseException:
                 tmp_path.unlink(missing_ok=True)
                 raise

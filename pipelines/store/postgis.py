@@ -1,0 +1,452 @@
+"""PostGIS store: one table per layer, bulk-loaded with binary COPY, swapped atomically.
+
+Table shape: ``id text primary key``, the attributes (text, double precision, bigint,
+boolean, from the pandas dtypes), ``geometry geometry(<type>, 4326)`` with a GiST index.
+``citytwin_layers`` records each layer's geometry type, update time and a version that
+grows with every publish (the tile server uses it in ETags).
+
+Atomic publish: the whole publish is one transaction. The data goes into a staging
+table ``_stage_<layer>_<random>`` in the same schema, gets its primary key, GiST index
+and statistics, and only then is the old table dropped and the staging table (and its
+indexes) renamed into place. Readers keep reading the old table until the commit; any
+failure rolls back, which removes the staging table and leaves the old one untouched,
+even when the process dies mid-load.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import math
+import secrets
+import threading
+from collections.abc import Sequence
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import psycopg
+import shapely
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool
+
+from geo.errors import StoreError
+from geo.names import check_layer_name
+from pipelines.store.base import GEOMETRY_COLUMN, ID_COLUMN, STORE_CRS, LayerInfo
+
+META_TABLE = "citytwin_layers"
+STAGE_PREFIX = "_stage_"
+PG_IDENT_MAX = 63  # bytes; PostgreSQL silently truncates longer identifiers
+CONNECT_TIMEOUT_S = 10
+_REGCLASS = "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text))"  # params: schema, table
+
+# pandas dtype kind -> column type. Anything else is stored as text.
+_PG_TYPES = {"b": "boolean", "i": "bigint", "u": "bigint", "f": "double precision"}
+# Column type (as format_type prints it) -> field type name of the API.
+_FIELD_TYPES = {"text": "string", "double precision": "number", "bigint": "integer", "boolean": "boolean"}
+# Empty-result dtypes per column type, so an empty read keeps the layer's schema.
+_EMPTY_DTYPES = {"text": object, "double precision": "float64", "bigint": "int64", "boolean": "bool"}
+# shapely.get_type_id -> PostGIS/OGR type name (a LinearRing is stored as a LineString).
+_TYPE_NAMES = {0: "Point", 1: "LineString", 2: "LineString", 3: "Polygon", 4: "MultiPoint",
+               5: "MultiLineString", 6: "MultiPolygon", 7: "GeometryCollection"}
+
+
+def describe_url(url: str) -> str:
+    """``user@host:port/dbname`` of a connection string, never its password."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "(unparseable database URL)"
+    host = params.get("host") or params.get("hostaddr") or "localhost"
+    user = f"{params['user']}@" if params.get("user") else ""
+    port = f":{params['port']}" if params.get("port") else ""
+    return f"{user}{host}{port}/{params.get('dbname', '(default database)')}"
+
+
+class PostGISStore:
+    kind = "postgis"
+
+    def __init__(self, url: str, *, schema: str = "public", max_connections: int = 8):
+        self.url = url
+        self.schema = check_layer_name(schema)  # same rules keep it a safe identifier
+        self.where = describe_url(url)
+        self._max_connections = max_connections
+        self._pool: ConnectionPool | None = None
+        self._pool_lock = threading.Lock()
+        self._meta_ready = False
+
+    def __repr__(self) -> str:
+        return f"PostGISStore({self.where!r}, schema={self.schema!r})"
+
+    # -- connections ---------------------------------------------------------
+    @property
+    def pool(self) -> ConnectionPool:
+        """The shared connection pool, opened on first use (the tile server and API reuse it)."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._probe()
+                pool = ConnectionPool(
+                    self.url, min_size=1, max_size=self._max_connections, open=False,
+                    name="citytwin", kwargs={"connect_timeout": CONNECT_TIMEOUT_S},
+                )
+                try:
+                    pool.open(wait=True, timeout=CONNECT_TIMEOUT_S * 2)
+                except Exception as exc:
+                    pool.close()
+                    raise self._unreachable(exc) from None
+                self._pool = pool
+            return self._pool
+
+    def _probe(self) -> None:
+        """Connect once directly: gives the server's own reason when it fails, and checks PostGIS."""
+        try:
+            with psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT_S, autocommit=True) as conn:
+                row = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'postgis'").fetchone()
+                if row is None:
+                    try:
+                        conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+                    except psycopg.Error as exc:
+                        raise StoreError(
+                            f"the database {self.where} has no PostGIS extension and it could not be "
+                            f"created ({_reason(exc)}); run 'CREATE EXTENSION postgis' there as a superuser"
+                        ) from None
+        except psycopg.errors.UniqueViolation as exc:
+            detail = (exc.diag.message_detail or "").strip()
+            raise StoreError(f"layer {name!r}: feature ids must be unique, but {detail or 'one is repeated'} "
+                             "Fix the id field (or let ingest make ids); the previous layer is unchanged") from None
+        except psycopg.OperationalError as exc:
+            raise self._unreachable(exc) from None
+
+    def _unreachable(self, exc: BaseException) -> StoreError:
+        return StoreError(
+            f"cannot connect to PostGIS at {self.where}: {_reason(exc)}. Check CITYTWIN_DATABASE_URL "
+            "(postgresql://user:password@host:port/dbname), that the server is running and accepts "
+            "connections from here, and that the database exists"
+        )
+
+    def close(self) -> None:
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
+
+    def __enter__(self) -> PostGISStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def table(self, name: str) -> sql.Identifier:
+        """The schema-qualified identifier of layer ``name`` (for the tile server's SQL)."""
+        return sql.Identifier(self.schema, check_layer_name(name))
+
+    # -- writing -------------------------------------------------------------
+    def publish(self, name: str, gdf: gpd.GeoDataFrame) -> LayerInfo:
+        check_layer_name(name)
+        plan = _LoadPlan.from_gdf(name, gdf)
+        self._ensure_meta()
+        stage = f"{STAGE_PREFIX}{name[:40]}_{secrets.token_hex(4)}"
+        try:
+            with self.pool.connection() as conn, conn.transaction():
+                # One publisher per layer at a time; other layers go on in parallel.
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext('citytwin.publish'), hashtext(%s))", [name])
+                self._refuse_foreign_table(conn, name)
+                conn.execute(sql.SQL("CREATE TABLE {} ({})").format(
+                    sql.Identifier(self.schema, stage), plan.columns_sql()))
+                plan.copy_into(conn, sql.Identifier(self.schema, stage))
+                self._index(conn, stage, stage)
+                conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(self.schema, stage)))
+                self._swap(conn, stage, name, plan.geometry_label)
+        except psycopg.OperationalError as exc:
+            raise StoreError(f"layer {name!r}: lost the connection to {self.where} while publishing "
+                             f"({_reason(exc)}); the previous layer is unchanged, run it again") from None
+        except psycopg.Error as exc:
+            raise StoreError(f"layer {name!r}: the database {self.where} refused the data: {_reason(exc)}; "
+                             "the previous layer is unchanged") from None
+        return self.info(name)
+
+    def _ensure_meta(self) -> None:
+        if self._meta_ready:
+            return
+        with self.pool.connection() as conn, conn.transaction():
+            # Serialise the CREATE: concurrent IF NOT EXISTS can still collide in pg_type.
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('citytwin.meta'))")
+            conn.execute(sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY, geometry_type text NOT NULL, "
+                "updated_at timestamptz NOT NULL DEFAULT now(), version bigint NOT NULL DEFAULT 1)"
+            ).format(sql.Identifier(self.schema, META_TABLE)))
+        self._meta_ready = True
+
+    def _refuse_foreign_table(self, conn: psycopg.Connection, name: str) -> None:
+        """Never drop a table of the same name that citytwin did not publish."""
+        if self._exists(conn, name) and not self._registered(conn, name):
+            raise StoreError(
+                f"layer {name!r}: a table {self.schema}.{name} already exists in {self.where} and was not "
+                "published by citytwin; rename or drop it, or choose another layer name"
+            )
+
+    def _registered(self, conn: psycopg.Connection, name: str) -> bool:
+        q = sql.SQL("SELECT 1 FROM {} WHERE name = %s").format(sql.Identifier(self.schema, META_TABLE))
+        return conn.execute(q, [name]).fetchone() is not None
+
+    def _index(self, conn: psycopg.Connection, table: str, index_base: str) -> None:
+        t = sql.Identifier(self.schema, table)
+        conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
+            t, sql.Identifier(_index_name(index_base, "_pkey")), sql.Identifier(ID_COLUMN)))
+        conn.execute(sql.SQL("CREATE INDEX {} ON {} USING gist ({})").format(
+            sql.Identifier(_index_name(index_base, "_geometry_idx")), t, sql.Identifier(GEOMETRY_COLUMN)))
+
+    def _swap(self, conn: psycopg.Connection, stage: str, name: str, geometry_label: str) -> None:
+        s = self.schema
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(s, name)))
+        conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(sql.Identifier(s, stage), sql.Identifier(name)))
+        for suffix in ("_pkey", "_geometry_idx"):
+            conn.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+                sql.Identifier(s, _index_name(stage, suffix)), sql.Identifier(_index_name(name, suffix))))
+        conn.execute(sql.SQL(
+            "INSERT INTO {} AS m (name, geometry_type, updated_at, version) VALUES (%s, %s, now(), 1) "
+            "ON CONFLICT (name) DO UPDATE SET geometry_type = EXCLUDED.geometry_type, "
+            "updated_at = EXCLUDED.updated_at, version = m.version + 1"
+        ).format(sql.Identifier(s, META_TABLE)), [name, geometry_label])
+
+    # -- reading -------------------------------------------------------------
+    def _exists(self, conn: psycopg.Connection, table: str) -> bool:
+        return conn.execute(_REGCLASS + " IS NOT NULL", [self.schema, table]).fetchone()[0]
+
+    def _meta_exists(self, conn: psycopg.Connection) -> bool:
+        return self._exists(conn, META_TABLE)
+
+    def layers(self) -> list[str]:
+        with self.pool.connection() as conn:
+            if not self._meta_exists(conn):
+                return []
+            # Only layers whose table is still there (someone may have dropped one by hand).
+            q = sql.SQL("SELECT name FROM {} WHERE to_regclass(format('%%I.%%I', %s::text, name)) "
+                        "IS NOT NULL ORDER BY name").format(sql.Identifier(self.schema, META_TABLE))
+            return [r[0] for r in conn.execute(q, [self.schema]).fetchall()]
+
+    def _meta_row(self, conn: psycopg.Connection, name: str) -> tuple[str, int]:
+        check_layer_name(name)
+        row = None
+        if self._meta_exists(conn):
+            q = sql.SQL("SELECT geometry_type, version FROM {} WHERE name = %s").format(
+                sql.Identifier(self.schema, META_TABLE))
+            row = conn.execute(q, [name]).fetchone()
+        if row is None:
+            raise StoreError(f"layer {name!r} is not in the store {self.where}; ingest it first")
+        return row
+
+    def version(self, name: str) -> int:
+        """How many times ``name`` has been published; changes whenever its data changes."""
+        with self.pool.connection() as conn:
+            return int(self._meta_row(conn, name)[1])
+
+    def _columns(self, conn: psycopg.Connection, name: str) -> list[tuple[str, str]]:
+        """(column, type) of the layer's table, in table order."""
+        q = ("SELECT a.attname, format_type(a.atttypid, NULL) FROM pg_attribute a "
+             f"WHERE a.attrelid = ({_REGCLASS}) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum")
+        return [(r[0], r[1]) for r in conn.execute(q, [self.schema, name]).fetchall()]
+
+    def info(self, name: str) -> LayerInfo:
+        with self.pool.connection() as conn:
+            geometry_type, _ = self._meta_row(conn, name)
+            columns = self._columns(conn, name)
+            g = sql.Identifier(GEOMETRY_COLUMN)
+            q = sql.SQL("SELECT n, ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) "
+                        "FROM (SELECT count(*) AS n, ST_Extent({}) AS e FROM {}) AS s").format(g, self.table(name))
+            count, *bounds = conn.execute(q).fetchone()
+        return LayerInfo(
+            name=name,
+            count=int(count),
+            bounds=tuple(math.nan if b is None else float(b) for b in bounds),
+            geometry_type=geometry_type,
+            fields={c: _FIELD_TYPES.get(t, "string") for c, t in columns if c != GEOMETRY_COLUMN},
+        )
+
+    def read(self, name: str, bbox: Sequence[float] | None = None) -> gpd.GeoDataFrame:
+        with self.pool.connection() as conn:
+            self._meta_row(conn, name)
+            columns = self._columns(conn, name)
+            select = sql.SQL(", ").join(
+                sql.SQL("ST_AsBinary({}) AS {}").format(sql.Identifier(c), sql.Identifier(c))
+                if c == GEOMETRY_COLUMN else sql.Identifier(c)
+                for c, _ in columns
+            )
+            q = sql.SQL("SELECT {} FROM {}").format(select, self.table(name))
+            params: list[float] = []
+            if bbox is not None:
+                params = _check_bbox(bbox)
+                q += sql.SQL(" WHERE ST_Intersects({}, ST_MakeEnvelope(%s, %s, %s, %s, 4326))").format(
+                    sql.Identifier(GEOMETRY_COLUMN))
+            with conn.cursor() as cur:
+                cur.execute(q, params)
+                rows = cur.fetchall()
+        return _to_gdf(columns, rows)
+
+
+# -- loading -----------------------------------------------------------------
+class _LoadPlan:
+    """What a GeoDataFrame becomes in the database: column types, geometry type, COPY rows."""
+
+    def __init__(self, name: str, fields: list[tuple[str, str, list]], ids: list[str],
+                 wkb: np.ndarray, geometry_sql: str, geometry_label: str):
+        self.name = name
+        self.fields = fields  # (column, pg type, values ready for COPY)
+        self.ids = ids
+        self.wkb = wkb
+        self.geometry_sql = geometry_sql
+        self.geometry_label = geometry_label
+
+    @classmethod
+    def from_gdf(cls, name: str, gdf: gpd.GeoDataFrame) -> _LoadPlan:
+        if not isinstance(gdf, gpd.GeoDataFrame) or gdf.geometry is None:
+            raise StoreError(f"layer {name!r}: publish needs a GeoDataFrame with a geometry column")
+        if gdf.crs is None or gdf.crs.to_epsg() != 4326:
+            raise StoreError(f"layer {name!r}: the store takes EPSG:4326 data, got {gdf.crs}")
+        if ID_COLUMN not in gdf.columns:
+            raise StoreError(f"layer {name!r}: no {ID_COLUMN!r} column; every feature needs a stable id")
+        if gdf.columns.duplicated().any():
+            dup = gdf.columns[gdf.columns.duplicated()][0]
+            raise StoreError(f"layer {name!r}: the field {dup!r} appears twice; rename one of them")
+        ids = gdf[ID_COLUMN]
+        if ids.isna().any():
+            raise StoreError(f"layer {name!r}: feature #{int(np.flatnonzero(ids.isna())[0])} has no id")
+        geom_col = gdf.geometry.name
+        id_list = [str(v) for v in ids.tolist()]
+        fields = []
+        for col in gdf.columns:
+            if col in (ID_COLUMN, geom_col):
+                continue
+            col_name = _check_field_name(name, col)
+            series = gdf[col]
+            if isinstance(series.dtype, gpd.array.GeometryDtype):
+                raise StoreError(f"layer {name!r}: {col!r} is a second geometry column; drop it or make it WKT")
+            pg_type = _PG_TYPES.get(getattr(series.dtype, "kind", "O"), "text")
+            fields.append((col_name, pg_type, _values(name, col_name, pg_type, series, id_list)))
+        geoms = np.asarray(gdf.geometry.values, dtype=object)
+        geometry_sql, label = _geometry_declaration(geoms)
+        wkb = shapely.to_wkb(shapely.set_srid(geoms, 4326), include_srid=True)
+        return cls(name, fields, id_list, wkb, geometry_sql, label)
+
+    def columns_sql(self) -> sql.Composed:
+        defs = [sql.SQL("{} text NOT NULL").format(sql.Identifier(ID_COLUMN))]
+        defs += [sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t, _ in self.fields]
+        defs.append(sql.SQL("{} {}").format(sql.Identifier(GEOMETRY_COLUMN), sql.SQL(self.geometry_sql)))
+        return sql.SQL(", ").join(defs)
+
+    def copy_into(self, conn: psycopg.Connection, table: sql.Identifier) -> None:
+        names = [ID_COLUMN] + [c for c, _, _ in self.fields] + [GEOMETRY_COLUMN]
+        # Geometry goes over as EWKB labelled bytea: the server's geometry_recv parses it.
+        types = ["text"] + [t for _, t, _ in self.fields] + ["bytea"]
+        columns = [self.ids] + [values for _, _, values in self.fields] + [self.wkb]
+        stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            table, sql.SQL(", ").join(map(sql.Identifier, names)))
+        with conn.cursor() as cur, cur.copy(stmt) as copy:
+            copy.set_types(types)
+            i = 0
+            try:
+                for i, row in enumerate(zip(*columns)):
+                    copy.write_row(row)
+            except (ValueError, TypeError, OverflowError, psycopg.DataError) as exc:
+                if getattr(exc, "sqlstate", None):
+                    raise  # the server's own error, not this row's
+                raise StoreError(f"layer {self.name!r}: feature id {self.ids[i]!r} cannot be stored: {exc}; "
+                                 "the previous layer is unchanged") from None
+
+
+def _values(layer: str, col: str, pg_type: str, series: pd.Series, ids: list[str]) -> list:
+    """The column's values as Python objects COPY can send; missing values become None."""
+    missing = series.isna().to_numpy()
+    if pg_type == "double precision":
+        vals = series.to_numpy(dtype="float64", na_value=np.nan).tolist()
+    elif pg_type == "bigint":
+        vals = [None if m else int(v) for v, m in zip(series.tolist(), missing)]
+    elif pg_type == "boolean":
+        vals = [None if m else bool(v) for v, m in zip(series.tolist(), missing)]
+    else:
+        vals = [None if m else _text(layer, col, v, fid) for v, m, fid in zip(series.tolist(), missing, ids)]
+    return [None if m else v for v, m in zip(vals, missing)]
+
+
+def _text(layer: str, col: str, value: object, fid: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bool, int, float, decimal.Decimal, np.generic)):
+        return str(value)
+    if isinstance(value, (_dt.date, _dt.time, pd.Timestamp)):
+        return value.isoformat()
+    raise StoreError(
+        f"layer {layer!r}: field {col!r} of feature id {fid!r} holds a {type(value).__name__}, "
+        "which cannot be stored as text; convert that field to strings first"
+    )
+
+
+def _check_field_name(layer: str, col: object) -> str:
+    if not isinstance(col, str) or not col or "\x00" in col:
+        raise StoreError(f"layer {layer!r}: field name {col!r} is not usable; rename it to a non-empty string")
+    if len(col.encode("utf-8")) > PG_IDENT_MAX:
+        raise StoreError(f"layer {layer!r}: field name {col!r} is longer than {PG_IDENT_MAX} bytes; shorten it")
+    if col == GEOMETRY_COLUMN:
+        raise StoreError(f"layer {layer!r}: a non-geometry field is named {col!r}; rename it")
+    return col
+
+
+def _geometry_declaration(geoms: np.ndarray) -> tuple[str, str]:
+    """Column type (``geometry(Polygon,4326)``...) and label in pyogrio's words ('Polygon Z', 'Unknown')."""
+    present = geoms[~shapely.is_missing(geoms)]
+    z = shapely.has_z(present)
+    if z.any() and not z.all():
+        # PostGIS typmods fix the dimension; a layer mixing 2D and 3D needs an untyped column.
+        return "geometry CHECK (ST_SRID(geometry) = 4326)", "Unknown"
+    zs = "Z" if len(z) and z.all() else ""
+    kinds = {_TYPE_NAMES[int(t)] for t in np.unique(shapely.get_type_id(present))}
+    if len(kinds) == 1:
+        kind = kinds.pop()
+        return f"geometry({kind}{zs},4326)", f"{kind} Z" if zs else kind
+    return f"geometry(Geometry{zs},4326)", "Unknown"
+
+
+def _index_name(table: str, suffix: str) -> str:
+    """``table + suffix`` kept within 63 bytes, made unique by a hash when shortened."""
+    full = table + suffix
+    if len(full) <= PG_IDENT_MAX:
+        return full
+    import hashlib
+
+    digest = hashlib.sha1(full.encode()).hexdigest()[:8]
+    return f"{table[:PG_IDENT_MAX - len(suffix) - 9]}_{digest}{suffix}"
+
+
+def _check_bbox(bbox: Sequence[float]) -> list[float]:
+    try:
+        vals = [float(v) for v in bbox]
+    except (TypeError, ValueError):
+        raise StoreError(f"bbox {bbox!r} must be four numbers: minlon, minlat, maxlon, maxlat") from None
+    if len(vals) != 4 or not all(map(math.isfinite, vals)) or vals[0] > vals[2] or vals[1] > vals[3]:
+        raise StoreError(f"bbox {bbox!r} must be four finite numbers: minlon, minlat, maxlon, maxlat")
+    return vals
+
+
+def _to_gdf(columns: list[tuple[str, str]], rows: list[tuple]) -> gpd.GeoDataFrame:
+    data: dict[str, object] = {}
+    for j, (col, pg_type) in enumerate(columns):
+        values = [r[j] for r in rows]
+        if col == GEOMETRY_COLUMN:
+            data[col] = gpd.GeoSeries(shapely.from_wkb(np.array(values, dtype=object)), crs=STORE_CRS)
+        elif not rows:
+            data[col] = pd.Series([], dtype=_EMPTY_DTYPES.get(pg_type, object))
+        else:
+            data[col] = values  # pandas infers: ints with NULLs become float64, as GeoPackage reads do
+    return gpd.GeoDataFrame(data, geometry=GEOMETRY_COLUMN, crs=STORE_CRS)
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of a database error, which is the useful part."""
+    text = str(exc).strip().splitlines()
+    diag = getattr(exc, "diag", None)
+    context = getattr(diag, "context", None) if diag is not None else None
+    detail = getattr(diag, "message_detail", None) if diag is not None else None
+    first = text[0] if text else type(exc).__name__
+    extra = "; ".join(x.strip() for x in (detail, context) if x)
+    return f"{first} ({extra})" if extra else first
+
