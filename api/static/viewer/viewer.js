@@ -201,11 +201,14 @@ async function start() {
   enablePopups(map, style);
 
   await firstIdle;
-  state.buildingsRendered = countBuildings(map);
-  map.on("idle", () => { state.buildingsRendered = countBuildings(map); });
-  state.loaded = true;
   const missing = state.missingSources.length ? ` · not published: ${state.missingSources.join(", ")}` : "";
-  setStatus(`${state.buildingsRendered} buildings in view${missing}`);
+  const onIdle = () => {
+    state.buildingsRendered = countBuildings(map);
+    if (!state.errors.length) setStatus(`${state.buildingsRendered} buildings in view${missing}`);
+  };
+  onIdle();
+  map.on("idle", onIdle);
+  state.loaded = true;
   return state;
 }
 

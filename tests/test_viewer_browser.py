@@ -1,0 +1,176 @@
+"""The viewer in headless Chromium, over the real flow: sample-city, build, serve.
+
+The page must load with no console error, no failed request and nothing asked of any
+host but this one, and draw the sample city's buildings from the server's vector tiles.
+A screenshot goes to tests/artifacts/viewer.png for a human to look at.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import geopandas as gpd
+import pytest
+import yaml
+
+from browser import PageRecord, chromium_page, save_screenshot
+from postgis_server import free_port
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[1]
+CITY_HALL = (126.978, 37.5665)
+LOAD_TIMEOUT_MS = 120_000  # software WebGL on a shared 2-core machine can be slow
+
+
+def _citytwin(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "CITYTWIN_DATABASE_URL"}  # embedded store
+    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"citytwin {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def _wait_until_serving(proc: subprocess.Popen, url: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"citytwin serve exited with {proc.returncode}:\n{out}\n{err}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"citytwin serve did not answer {url} within {timeout:.0f} s")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("viewer") / "city"
+    _citytwin("sample-city", str(directory))
+    _citytwin("build", "--project", str(directory))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def server(project: Path) -> Iterator[str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "CITYTWIN_DATABASE_URL"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "serve", "--project", str(project), "--port", str(port)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_serving(proc, f"{base}/viewer/")
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _source_buildings(project: Path) -> gpd.GeoDataFrame:
+    """The buildings exactly as the sample city wrote them, read without our own code."""
+    catalog = yaml.safe_load((project / "citytwin.yaml").read_text(encoding="utf-8"))
+    sources = catalog["layers"]["buildings"]["source"]
+    sources = [sources] if isinstance(sources, str) else sources
+    frames = [gpd.read_file(project / s) for s in sources]
+    return gpd.GeoDataFrame(gpd.pd.concat(frames, ignore_index=True), crs=frames[0].crs)
+
+
+def _open_viewer(page, base: str) -> dict:
+    page.goto(f"{base}/viewer/")
+    page.wait_for_function("window.__viewerState && (window.__viewerState.loaded"
+                           " || window.__viewerState.errors.length > 0)", timeout=LOAD_TIMEOUT_MS)
+    return page.evaluate("window.__viewerState")
+
+
+def _assert_clean(record: PageRecord) -> None:
+    assert record.external_requests == [], "the viewer must not leave localhost"
+    assert record.problems == []
+
+
+def test_viewer_draws_the_sample_city_offline(server: str) -> None:
+    with chromium_page() as (page, record):
+        state = _open_viewer(page, server)
+        shot = save_screenshot(page, "viewer.png")
+        view = page.evaluate("""(() => { const m = window.citytwinViewer.map;
+            const c = m.getCenter(); return {lng: c.lng, lat: c.lat, zoom: m.getZoom(), pitch: m.getPitch()}; })()""")
+        legend = page.locator("#legend li").all_inner_texts()
+        groups = page.locator("#layer-list input[type=checkbox]").evaluate_all(
+            "els => els.map(e => [e.dataset.group, e.checked, e.disabled])")
+
+    _assert_clean(record)
+    assert state["errors"] == []
+    assert state["loaded"] is True
+    assert state["missingSources"] == []
+    assert state["buildingsRendered"] > 0
+    assert shot.stat().st_size > 10_000
+    assert view["lng"] == pytest.approx(CITY_HALL[0], abs=1e-6)
+    assert view["lat"] == pytest.approx(CITY_HALL[1], abs=1e-6)
+    assert view["pitch"] == pytest.approx(45)
+    # The legend is drawn from the style's colour ramp: one row per stop.
+    style = json.loads((REPO / "styles" / "base.json").read_text(encoding="utf-8"))
+    ramp = next(l for l in style["layers"] if l["id"] == "buildings-3d")["paint"]["fill-extrusion-color"]
+    stops = ramp[3::2]
+    assert len(legend) == len(stops)
+    assert legend[0].startswith(f"{stops[0]} ")
+    assert legend[-1].endswith(f"{stops[-1]}")
+    # Every group of the style has a working toggle, all on.
+    expected_groups = list(dict.fromkeys(l["metadata"]["citytwin:group"] for l in style["layers"]
+                                         if "citytwin:group" in l.get("metadata", {})))
+    assert groups == [[g, True, False] for g in expected_groups]
+
+
+def test_rendered_buildings_match_the_source_and_toggle_off(server: str, project: Path) -> None:
+    source = _source_buildings(project)
+    with chromium_page() as (page, record):
+        _open_viewer(page, server)
+        # Find a building on screen by probing the canvas, then click it like a user.
+        hit = page.evaluate("""(() => { const m = window.citytwinViewer.map; const c = m.getCanvas();
+            for (let y = c.clientHeight / 2; y < c.clientHeight; y += 7)
+              for (let dx = 0; dx < c.clientWidth / 2; dx += 7)
+                for (const x of [c.clientWidth / 2 + dx, c.clientWidth / 2 - dx]) {
+                  const f = m.queryRenderedFeatures([x, y], {layers: ['buildings-3d']});
+                  if (f.length) return {x, y, properties: f[0].properties};
+                }
+            return null; })()""")
+        assert hit is not None, "no building under any probed pixel"
+        page.mouse.click(hit["x"], hit["y"])
+        page.wait_for_selector(".maplibregl-popup-content table")
+        rows = page.locator(".maplibregl-popup-content tr").evaluate_all(
+            "trs => trs.map(tr => [tr.cells[0].textContent, tr.cells[1].textContent])")
+        lnglat = page.evaluate(f"window.citytwinViewer.map.unproject([{hit['x']}, {hit['y']}]).toArray()")
+
+        page.uncheck("#layer-list input[data-group='Buildings']")
+        page.wait_for_function("window.__viewerState.buildingsRendered === 0", timeout=LOAD_TIMEOUT_MS)
+        page.check("#layer-list input[data-group='Buildings']")
+        page.wait_for_function("window.__viewerState.buildingsRendered > 0", timeout=LOAD_TIMEOUT_MS)
+
+    _assert_clean(record)
+    popup = dict(rows)
+    props = hit["properties"]
+    assert set(popup) == set(props)
+    # The clicked building exists in the source with the same name and height, and the
+    # clicked ground point is near its footprint (the click hits a wall or a roof, which
+    # in a 45 degree view can sit up to about a building height from the footprint).
+    same_name = source[source["name"] == props["name"]].to_crs(5186)
+    assert len(same_name) >= 1, f"building {props['name']!r} is not in the sample city's source"
+    clicked = gpd.GeoSeries(gpd.points_from_xy([lnglat[0]], [lnglat[1]]), crs=4326).to_crs(5186).iloc[0]
+    nearest = same_name.loc[same_name.distance(clicked).idxmin()]
+    assert nearest.geometry.distance(clicked) <= float(props["height"]) + 5
+    if "height" in source.columns:
+        assert float(props["height"]) == pytest.approx(float(nearest["height"]), abs=0.05)
