@@ -99,6 +99,46 @@ def serve(project: Path, host: str, port: int) -> None:
     run(project, host=host, port=port)
 
 
+@main.command("export-3dtiles")
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder; replaced atomically when the tileset is complete.")
+@click.option("--crs", default=None, help="CRS of CityGML/CityJSON files that lack an srsName / referenceSystem.")
+@click.option("--lod", type=click.IntRange(1, 2), default=None,
+              help="Only this LOD. Default: LOD1 far away refining to LOD2 near, where both exist.")
+@click.option("--b3dm", is_flag=True, help="Write 3D Tiles 1.0 b3dm content for older clients.")
+@click.option("--project", default=".", type=click.Path(file_okay=False, path_type=Path), show_default=True,
+              help="Project holding the store, for layer:NAME sources.")
+def export_3dtiles(sources: tuple[str, ...], out: Path, crs: str | None, lod: int | None, b3dm: bool,
+                   project: Path) -> None:
+    """Write an OGC 3D Tiles tileset from SOURCES.
+
+    \b
+    SOURCE is one of:
+      buildings.gml       CityGML 2.0 or 3.0 (LOD0 footprints with measuredHeight, LOD1, LOD2)
+      city.json           CityJSON 1.1 or 2.0
+      layer:NAME          a buildings layer in the project's store, extruded to LOD1 blocks
+
+    Content is GLB with EXT_mesh_features and EXT_structural_metadata (id, name, height,
+    storeys, usage, source), quantized for mobile clients.
+    """
+    from pipelines.export3d import footprints_tileset, models_to_tileset
+
+    layers = [s.split(":", 1)[1] for s in sources if s.startswith("layer:")]
+    files = [Path(s) for s in sources if not s.startswith("layer:")]
+    if layers and files:
+        raise click.UsageError("give either layer:NAME or model files, not both")
+    if len(layers) > 1:
+        raise click.UsageError("give one layer:NAME per tileset")
+    if layers:
+        report = footprints_tileset(project, layers[0], out, b3dm_mode=b3dm)
+    else:
+        report, messages = models_to_tileset(files, out, crs=crs, lod=lod, b3dm_mode=b3dm)
+        for m in messages:
+            click.echo(f"skipped: {m}", err=True)
+    click.echo(report.summary())
+
+
 @main.command("sample-city")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--seed", default=20151, show_default=True, type=int)

@@ -1,0 +1,206 @@
+"""``citytwin export-3dtiles``: footprints, CityGML or CityJSON to a 3D Tiles tileset."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+from pyproj import CRS, Transformer
+
+from geo.city3d import Building3D, ReadReport, Surface
+from geo.errors import SourceError
+from pipelines.catalog import load_catalog
+from pipelines.project import project_store
+from tiles.threed.mesh import LocalFrame, extrude_footprints, surfaces_mesh
+from tiles.threed.tileset import TilesetReport, write_tileset
+
+log = logging.getLogger(__name__)
+BASE_NAMES = ("base_height", "ground_height", "base", "ground", "dem")
+CORE_PROPERTIES = ("id", "name", "height", "storeys", "usage", "source")
+
+
+def _ptype(values: np.ndarray) -> str:
+    kind = getattr(values, "dtype", np.dtype("O")).kind
+    if kind in "iu":
+        return "INT32"
+    if kind == "f":
+        return "FLOAT32"
+    return "STRING"
+
+
+def _column(values) -> tuple[str, list]:
+    arr = np.asarray(values)
+    ptype = _ptype(arr)
+    if ptype == "STRING":
+        return ptype, [None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in arr]
+    return ptype, arr.tolist()
+
+
+# -- footprints from the store -------------------------------------------------------------
+
+def footprints_tileset(project: Path, layer: str, out: Path, *, b3dm_mode: bool = False,
+                       progress: bool = True) -> TilesetReport:
+    catalog = load_catalog(project)
+    cfg = catalog.layer(layer)
+    gdf = project_store(catalog).read(layer)
+    return footprints_to_tileset(gdf, out, source=layer, fields=cfg.fields, b3dm_mode=b3dm_mode, progress=progress)
+
+
+def footprints_to_tileset(gdf: gpd.GeoDataFrame, out: Path, *, source: str, fields: list[str] | None = None,
+                          b3dm_mode: bool = False, progress: bool = True, max_per_tile: int = 400) -> TilesetReport:
+    report = TilesetReport(Path(out))
+    if "height" not in gdf.columns:
+        raise SourceError(f"layer '{source}' has no 'height' column; ingest it with --kind buildings")
+    height = gdf["height"].to_numpy(dtype=np.float64, na_value=np.nan)
+    ok = np.isfinite(height) & (height > 0)
+    if (~ok).sum():
+        report.skipped["without height"] = int((~ok).sum())
+    base_col = next((c for c in gdf.columns if c.lower() in BASE_NAMES), None)
+    base = gdf[base_col].to_numpy(dtype=np.float64, na_value=0.0) if base_col else np.zeros(len(gdf))
+    gdf = gdf[ok]
+    base, height = base[ok], height[ok]
+    if gdf.empty:
+        raise SourceError(f"layer '{source}': no building has a height; nothing to extrude")
+    geoms = gdf.geometry.to_numpy()
+    centre = gdf.geometry.representative_point()
+    lon, lat = centre.x.to_numpy(), centre.y.to_numpy()
+    extra = [f for f in (fields or []) if f in gdf.columns and f not in CORE_PROPERTIES and f != "floors"]
+    columns = {
+        "id": gdf["id"].to_numpy(),
+        "name": gdf["name"].to_numpy() if "name" in gdf.columns else np.full(len(gdf), None, dtype=object),
+        "height": height,
+        "storeys": (gdf["floors"].to_numpy(dtype=np.float64, na_value=np.nan) if "floors" in gdf.columns
+                    else np.full(len(gdf), np.nan)),
+        "usage": gdf["usage"].to_numpy() if "usage" in gdf.columns else np.full(len(gdf), None, dtype=object),
+        "source": np.full(len(gdf), source, dtype=object),
+        **{f: gdf[f].to_numpy() for f in extra},
+    }
+
+    def lod1(items: np.ndarray, lod: int, frame: LocalFrame):
+        mesh = extrude_footprints(geoms[items], base[items], height[items], frame)
+        props = {k: _column(v[items]) for k, v in columns.items()}
+        st = props["storeys"][1]
+        props["storeys"] = ("INT32", [None if np.isnan(x) else int(x) for x in st])
+        return mesh, props
+
+    return write_tileset(Path(out), lon, lat, {1: lod1}, b3dm_mode=b3dm_mode, progress=progress, report=report,
+                         max_per_tile=max_per_tile)
+
+
+# -- CityGML / CityJSON ---------------------------------------------------------------------
+
+def _read(path: Path, crs: str | None, lod: int | None, report: ReadReport) -> Iterable[Building3D]:
+    suffix = path.name.lower()
+    if suffix.endswith((".gml", ".xml")):
+        from pipelines.readers.citygml import read_citygml
+
+        return read_citygml(path, crs=crs, lod=lod, report=report)
+    if suffix.endswith(".json"):
+        from pipelines.readers.cityjson import read_cityjson
+
+        return read_cityjson(path, crs=crs, lod=lod, report=report)
+    raise SourceError(f"{path}: not a CityGML (.gml) or CityJSON (.json) file; for footprints use layer:NAME")
+
+
+def _extrude_lod0(b: Building3D) -> Building3D | None:
+    """A footprint with a measured height becomes an LOD1 block in its own CRS."""
+    height = b.attributes.get("height")
+    ground = [s for s in b.surfaces if s.kind == "ground"] or b.surfaces
+    if not height or not ground:
+        return None
+    surfaces = []
+    for s in ground:
+        ext = np.asarray(s.rings[0], dtype=np.float64)
+        if np.allclose(ext[0], ext[-1]):
+            ext = ext[:-1]
+        top = ext.copy()
+        top[:, 2] += float(height)
+        surfaces.append(Surface([top[::-1]] if _z_normal(top) < 0 else [top], "roof"))
+        ring = ext if _z_normal(ext) > 0 else ext[::-1]
+        nxt = np.roll(ring, -1, axis=0)
+        for a, c in zip(ring, nxt):
+            surfaces.append(Surface([np.array([a, c, c + [0, 0, height], a + [0, 0, height]])], "wall"))
+    return Building3D(b.id, 1, surfaces, b.crs, b.attributes)
+
+
+def _z_normal(ring: np.ndarray) -> float:
+    x, y = ring[:, 0], ring[:, 1]
+    return float(np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y))
+
+
+def models_to_tileset(paths: list[Path], out: Path, *, crs: str | None = None, lod: int | None = None,
+                      b3dm_mode: bool = False, progress: bool = True) -> tuple[TilesetReport, list[str]]:
+    report = TilesetReport(Path(out))
+    messages: list[str] = []
+    levels = [lod] if lod is not None else [1, 2]
+    by_level: dict[int, dict[str, Building3D]] = {lv: {} for lv in levels}
+    for path in paths:
+        for lv in levels:
+            rr = ReadReport(str(path))
+            for b in _read(Path(path), crs, lv, rr):
+                if b.lod == 0:
+                    b = _extrude_lod0(b) or b
+                by_level[lv].setdefault(b.id, b)
+            for why, n in rr.skipped.items():
+                key = f"{why} (LOD{lv})"
+                report.skipped[key] = report.skipped.get(key, 0) + n
+            messages += rr.messages
+    ids = sorted(set().union(*[set(d) for d in by_level.values()]))
+    if not ids:
+        raise SourceError(f"{', '.join(map(str, paths))}: no building could be read; see the messages above")
+    # a building missing at one level shows its nearest other level there
+    resolved = {lv: [by_level[lv].get(i) or next(by_level[o][i] for o in levels if i in by_level[o]) for i in ids]
+                for lv in levels}
+    ref = resolved[levels[0]]
+    lon, lat = _centres(ref)
+
+    def maker(items: np.ndarray, lv: int, frame: LocalFrame):
+        chosen = [resolved[lv][i] for i in items]
+        mesh, degenerate = surfaces_mesh(chosen, frame)
+        if degenerate:
+            key = f"degenerate surfaces (LOD{lv})"
+            report.skipped[key] = report.skipped.get(key, 0) + degenerate
+        props = {
+            "id": ("STRING", [b.id for b in chosen]),
+            "name": ("STRING", [b.attributes.get("name") for b in chosen]),
+            "height": ("FLOAT32", [_num(b.attributes.get("height")) for b in chosen]),
+            "storeys": ("INT32", [_int(b.attributes.get("storeys")) for b in chosen]),
+            "usage": ("STRING", [b.attributes.get("usage") for b in chosen]),
+            "source": ("STRING", [b.attributes.get("source") for b in chosen]),
+            "lod": ("INT32", [b.lod for b in chosen]),
+        }
+        return mesh, props
+
+    write_tileset(Path(out), lon, lat, {lv: maker for lv in levels}, b3dm_mode=b3dm_mode, progress=progress,
+                  report=report)
+    report.buildings = len(ids)
+    return report, messages
+
+
+def _num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(v):
+    try:
+        return int(float(v))
+    except (TypeError, ValueError):
+        return None
+
+
+def _centres(buildings: list[Building3D]) -> tuple[np.ndarray, np.ndarray]:
+    lon = np.empty(len(buildings))
+    lat = np.empty(len(buildings))
+    crs_list = np.array([b.crs for b in buildings])
+    pts = np.array([np.vstack([r for s in b.surfaces for r in s.rings])[:, :2].mean(axis=0) for b in buildings])
+    for crs in np.unique(crs_list):
+        sel = crs_list == crs
+        t = Transformer.from_crs(CRS.from_user_input(str(crs)).sub_crs_list[0] if CRS.from_user_input(str(crs)).is_compound
+                                 else CRS.from_user_input(str(crs)), "EPSG:4326", always_xy=True)
+        lon[sel], lat[sel] = t.transform(pts[sel, 0], pts[sel, 1])
+    return lon, lat

@@ -1,0 +1,233 @@
+"""A 3D Tiles 1.1 tileset: a quadtree over building positions, one GLB per leaf.
+
+- Each building lives in exactly one leaf (by its centre), once per LOD.
+- Where a building set has LOD1 and LOD2, the leaf holds LOD1 and refines (REPLACE) to a
+  child with the same region holding LOD2: LOD1 far away, LOD2 near.
+- Content is placed by a tile transform (local ENU -> ECEF) so float32/int16 vertices stay
+  exact to millimetres; bounding volumes are regions in EPSG:4979 radians.
+- Geometric error comes from the tile size (diagonal / 10 for inner tiles).
+- Written into a temporary folder next to the output, then swapped in atomically.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import struct
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from geo.ecef import ecef_to_lonlath, enu_rotation, enu_to_ecef_matrix, to_ecef
+from tiles.threed.glb import TileMesh, write_glb
+from tiles.threed.mesh import LocalFrame
+
+EARTH_RADIUS = 6_378_137.0
+
+
+@dataclass
+class Node:
+    bounds: tuple[float, float, float, float]  # lon/lat
+    items: np.ndarray | None = None  # leaf: indices into the caller's building list
+    children: list["Node"] = field(default_factory=list)
+
+
+def quadtree(lon: np.ndarray, lat: np.ndarray, max_items: int, max_depth: int = 18) -> Node:
+    pad = 1e-9
+    root = Node((float(lon.min()) - pad, float(lat.min()) - pad, float(lon.max()) + pad, float(lat.max()) + pad))
+    stack = [(root, np.arange(len(lon)), 0)]
+    while stack:
+        node, idx, depth = stack.pop()
+        if len(idx) <= max_items or depth >= max_depth:
+            node.items = idx
+            continue
+        w, s, e, n = node.bounds
+        mx, my = (w + e) / 2, (s + n) / 2
+        for bounds in ((w, s, mx, my), (mx, s, e, my), (w, my, mx, n), (mx, my, e, n)):
+            x0, y0, x1, y1 = bounds
+            sel = idx[(lon[idx] >= x0) & (lon[idx] < x1) & (lat[idx] >= y0) & (lat[idx] < y1)]
+            if len(sel):
+                child = Node(bounds)
+                node.children.append(child)
+                stack.append((child, sel, depth + 1))
+    return root
+
+
+def diagonal_m(bounds) -> float:
+    w, s, e, n = bounds
+    dx = np.radians(e - w) * EARTH_RADIUS * np.cos(np.radians((s + n) / 2))
+    dy = np.radians(n - s) * EARTH_RADIUS
+    return float(np.hypot(dx, dy))
+
+
+@dataclass
+class TilesetReport:
+    out: Path
+    buildings: int = 0
+    tiles: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    bytes: int = 0
+
+    def summary(self) -> str:
+        skipped = ", ".join(f"{n} {why}" for why, n in self.skipped.items()) or "none"
+        return (f"3D Tiles {self.out}: {self.buildings} buildings written in {self.tiles} tiles "
+                f"({self.bytes / 1e6:.1f} MB); skipped: {skipped}")
+
+
+#: builds the mesh and property columns of the given building indices in a local frame
+MeshMaker = Callable[[np.ndarray, int, LocalFrame], tuple[TileMesh, dict[str, tuple[str, list]]]]
+
+
+def b3dm(glb: bytes, properties: dict[str, tuple[str, list]], count: int) -> bytes:
+    """Wrap a GLB (with _BATCHID) as a 3D Tiles 1.0 Batched 3D Model."""
+    def padded(obj) -> bytes:
+        raw = json.dumps(obj, separators=(",", ":")).encode()
+        return raw + b" " * ((-(28 + len(raw))) % 8)
+    feature = padded({"BATCH_LENGTH": count})
+    batch = json.dumps({k: [None if isinstance(v, float) and np.isnan(v) else v for v in vals]
+                        for k, (_, vals) in properties.items()}, separators=(",", ":"), default=_json_default).encode()
+    batch += b" " * ((-(28 + len(feature) + len(batch))) % 8)
+    total = 28 + len(feature) + len(batch) + len(glb)
+    return struct.pack("<4s6I", b"b3dm", 1, total, len(feature), 0, len(batch), 0) + feature + batch + glb
+
+
+def _json_default(v):
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return None if np.isnan(v) else float(v)
+    return str(v)
+
+
+def write_tileset(out: Path, lon: np.ndarray, lat: np.ndarray, lods: dict[int, MeshMaker], *,
+                  max_per_tile: int = 400, b3dm_mode: bool = False, progress: bool = True,
+                  report: TilesetReport | None = None) -> TilesetReport:
+    """Write the tileset for buildings at ``lon``/``lat``; ``lods`` maps LOD -> mesh maker (1 and/or 2)."""
+    out = Path(out)
+    report = report or TilesetReport(out)
+    report.out = out
+    root = quadtree(lon, lat, max_per_tile)
+    leaves = []
+    _collect(root, leaves)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        (tmp / "content").mkdir()
+        ext = "b3dm" if b3dm_mode else "glb"
+        levels = sorted(lods)
+        counter = {"n": 0}
+        tiles: dict[int, dict] = {}
+        with tqdm(total=len(leaves), desc=f"3D tiles {out.name}", unit="tile", disable=not progress) as bar:
+            for leaf in leaves:
+                tiles[id(leaf)] = _leaf_json(leaf, levels, lods, tmp, ext, b3dm_mode, counter, report)
+                bar.update(1)
+        root_json = _inner_json(root, tiles)
+        tileset = {
+            "asset": {"version": "1.0" if b3dm_mode else "1.1", "generator": "citytwin"},
+            "geometricError": max(root_json["geometricError"] * 2, 1.0),
+            "root": root_json,
+        }
+        tileset["root"]["refine"] = "ADD"
+        (tmp / "tileset.json").write_text(json.dumps(tileset, indent=1))
+        report.buildings = len(lon)
+        report.bytes = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
+        _swap_in(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report
+
+
+def _collect(node: Node, leaves: list[Node]) -> None:
+    if node.items is not None:
+        leaves.append(node)
+    for c in node.children:
+        _collect(c, leaves)
+
+
+def _leaf_json(leaf: Node, levels, lods, tmp: Path, ext: str, b3dm_mode: bool, counter, report) -> dict:
+    w, s, e, n = leaf.bounds
+    lon0, lat0 = (w + e) / 2, (s + n) / 2
+    origin = to_ecef(np.array([[lon0, lat0, 0.0]]))[0]
+    rot = enu_rotation(lon0, lat0)
+    frame = LocalFrame(origin, rot)
+    transform = enu_to_ecef_matrix(origin, rot).T.ravel().tolist()  # column-major
+    chain = []
+    for lod in levels:
+        mesh, props = lods[lod](leaf.items, lod, frame)
+        if len(mesh.indices) == 0:
+            continue
+        counter["n"] += 1
+        name = f"content/{counter['n']}.{ext}"
+        glb = write_glb(mesh, props, batch_id=b3dm_mode)
+        data = b3dm(glb, props, mesh.feature_count) if b3dm_mode else glb
+        (tmp / name).write_bytes(data)
+        report.tiles += 1
+        ecef = origin + mesh.positions @ rot
+        llh = ecef_to_lonlath(ecef)
+        region = [np.radians(llh[:, 0].min()), np.radians(llh[:, 1].min()), np.radians(llh[:, 0].max()),
+                  np.radians(llh[:, 1].max()), float(llh[:, 2].min()), float(llh[:, 2].max())]
+        chain.append({"transform": transform, "boundingVolume": {"region": [float(v) for v in region]},
+                      "content": {"uri": name}})
+    if not chain:
+        return {}
+    # LOD1 far, LOD2 near: each level refines to the next with REPLACE
+    size = diagonal_m(leaf.bounds)
+    for i, tile in enumerate(chain):
+        last = i == len(chain) - 1
+        tile["geometricError"] = 0.0 if last else max(size / 40, 1.0)
+        if not last:
+            tile["refine"] = "REPLACE"
+    for i in range(len(chain) - 1, 0, -1):
+        chain[i - 1]["children"] = [chain[i]]
+        chain[i - 1]["boundingVolume"] = _union([chain[i - 1]["boundingVolume"], chain[i]["boundingVolume"]])
+    return chain[0]
+
+
+def _union(volumes: list[dict]) -> dict:
+    r = np.array([v["region"] for v in volumes])
+    return {"region": [float(r[:, 0].min()), float(r[:, 1].min()), float(r[:, 2].max()), float(r[:, 3].max()),
+                       float(r[:, 4].min()), float(r[:, 5].max())]}
+
+
+def _inner_json(node: Node, tiles: dict[int, dict]) -> dict:
+    if node.items is not None:
+        t = tiles[id(node)]
+        if t:
+            # the leaf's own error (first LOD) must not exceed what its parent will show
+            return t
+        return {}
+    children = [c for c in (_inner_json(ch, tiles) for ch in node.children) if c]
+    if not children:
+        return {}
+    # a node without content refines to its children when its error exceeds the screen threshold
+    err = max(diagonal_m(node.bounds) / 10, max(c["geometricError"] for c in children) * 1.5, 1.0)
+    return {"boundingVolume": _union([c["boundingVolume"] for c in children]), "geometricError": err,
+            "refine": "ADD", "children": children}
+
+
+_RENAME_EXCHANGE = 2
+
+
+def _swap_in(new: Path, out: Path) -> None:
+    """Make ``new`` appear at ``out`` in one step; the old folder is removed afterwards."""
+    if not out.exists():
+        os.rename(new, out)
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    at_fdcwd = -100
+    if renameat2 is not None and renameat2(at_fdcwd, os.fsencode(str(new)), at_fdcwd, os.fsencode(str(out)),
+                                           _RENAME_EXCHANGE) == 0:
+        shutil.rmtree(new, ignore_errors=True)  # ``new`` now holds the old tileset
+        return
+    old = out.with_name(f".{out.name}-old")
+    shutil.rmtree(old, ignore_errors=True)
+    os.rename(out, old)
+    os.rename(new, out)
+    shutil.rmtree(old, ignore_errors=True)
