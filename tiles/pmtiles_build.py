@@ -84,12 +84,13 @@ class BuildReport:
         return {z.zoom: z.dropped for z in self.zooms}
 
     def summary(self) -> str:
-        drops = ", ".join(f"z{z}:{d}" for z, d in self.dropped_per_zoom.items() if d)
+        drops = ", ".join(f"z{r.zoom}:{r.dropped_for_size}/{r.dropped - r.dropped_for_size}"
+                          for r in self.zooms if r.dropped)
         return (
-            f"layer '{self.layer}': {self.tiles_written} tiles z{self.zooms[0].zoom}-{self.zooms[-1].zoom}, "
-            f"largest {self.largest_tile_bytes / 1000:.0f} kB (limit {self.max_tile_bytes / 1000:.0f} kB), "
-            f"archive {self.archive_bytes / 1e6:.1f} MB -> {self.path}; "
-            f"features dropped per zoom: {drops or 'none'}"
+            f"layer '{self.layer}': {self.features} features, {self.tiles_written} tiles "
+            f"z{self.zooms[0].zoom}-{self.zooms[-1].zoom}, largest {self.largest_tile_bytes / 1000:.0f} kB "
+            f"(limit {self.max_tile_bytes / 1000:.0f} kB), archive {self.archive_bytes / 1e6:.1f} MB -> {self.path}; "
+            f"features left out per zoom (tile size/too small to draw): {drops or 'none'}"
         )
 
 

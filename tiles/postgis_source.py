@@ -72,7 +72,7 @@ class PostGISTileSource:
             "WITH env AS (SELECT ST_TileEnvelope(%(z)s::int, %(x)s::int, %(y)s::int) AS merc, "
             "ST_Transform(ST_TileEnvelope(%(z)s::int, %(x)s::int, %(y)s::int, margin => %(margin)s::float8), 4326) "
             "AS lonlat), "
-            "rows AS (SELECT {attrs}, ST_AsMVTGeom("
+            "rows AS MATERIALIZED (SELECT {attrs}, ST_AsMVTGeom("
             "CASE WHEN %(tol)s::float8 > 0 THEN ST_Simplify(ST_Transform(t.{geom}, 3857), %(tol)s::float8, true) "
             "ELSE ST_Transform(t.{geom}, 3857) END, "
             "env.merc, {extent}, {buffer}, true) AS mvt_geom "
