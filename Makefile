@@ -8,7 +8,7 @@ PIP := $(VENV)/bin/pip
 PORT ?= 8000
 TOOLS_DIR ?= $(HOME)/.cache/citytwin-tools
 
-.PHONY: install demo test sample serve bench system-deps clean
+.PHONY: install demo test sample serve bench system-deps tools clean
 
 $(VENV)/.installed: pyproject.toml viewer/package.json viewer/package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,8 +35,16 @@ demo: sample
 	$(VENV)/bin/citytwin build --project demo
 	$(VENV)/bin/citytwin serve --project demo --port $(PORT)
 
-test: install system-deps
-	$(VENV)/bin/pytest -q
+# Validators the tests call through node, installed from npm outside the repository.
+tools: $(TOOLS_DIR)/.installed
+$(TOOLS_DIR)/.installed:
+	mkdir -p $(TOOLS_DIR)
+	npm install --prefix $(TOOLS_DIR) --no-audit --no-fund --loglevel=error \
+	  gltf-validator@2.0.0-dev.3.10 @maplibre/maplibre-gl-style-spec@24.3.1
+	touch $@
+
+test: install system-deps tools
+	CITYTWIN_TOOLS_DIR=$(TOOLS_DIR) $(VENV)/bin/pytest -q
 
 bench: install system-deps
 	$(PY) -m benchmarks.run
