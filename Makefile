@@ -40,7 +40,7 @@ tools: $(TOOLS_DIR)/.installed
 $(TOOLS_DIR)/.installed:
 	mkdir -p $(TOOLS_DIR)
 	npm install --prefix $(TOOLS_DIR) --no-audit --no-fund --loglevel=error \
-	  gltf-validator@2.0.0-dev.3.10 @maplibre/maplibre-gl-style-spec@24.3.1
+	  gltf-validator@2.0.0-dev.3.10 @maplibre/maplibre-gl-style-spec@26.6.0
 	touch $@
 
 test: install system-deps tools
