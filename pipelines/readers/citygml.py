@@ -1,0 +1,471 @@
+"""Streaming CityGML 1.0/2.0/3.0 building reader.
+
+The file is parsed with ``xml.etree.ElementTree.iterparse``; each ``bldg:Building`` subtree is
+turned into a :class:`Building3D` when it closes and is then dropped, and everything outside
+buildings (relief, appearance, other features) is dropped as soon as it closes. Memory is
+bounded by the largest single building, not by the file.
+
+Conventions:
+- **BuildingParts are merged into their Building**: one id, one feature, one tile per building.
+  Scalar attributes the parent lacks come from its first part (height and storeys: the
+  largest among the parts).
+- **LOD choice**: ``lod=None`` takes the highest LOD that yields valid surfaces (LOD3 > LOD2 >
+  LOD1 > LOD0). A requested ``lod`` that a building lacks skips the building (counted).
+  ``read_citygml_lods`` yields, per building, a ``{lod: Building3D}`` for several LODs at once
+  (the tiler shows LOD1 far and LOD2 near) from a single pass over the file.
+- **Surfaces**: semantic boundary surfaces (Roof/Wall/Ground/ClosureSurface) keep their kind;
+  geometry from lodNSolid / lodNMultiSurface that no boundary surface already holds is kind
+  ``other``. xlink:href references inside the building are resolved and each polygon is
+  emitted once (a wall shared by a building and its part is the same polygon, so it appears
+  once). Openings (windows, doors; LOD3) are kind ``other``. BuildingInstallations are left out.
+- **LOD0** is the footprint only (lod0FootPrint, lod0MultiSurface, GroundSurface at LOD0) as
+  kind ``ground``; roof edges are ignored. The writer extrudes it by ``height``.
+- **CRS**: the building's first srsName, else the file's (its Envelope), else ``crs``; a given
+  ``crs`` overrides the file. Lat-first geographic CRSs (EPSG:6697, 4326) are swapped to
+  x=lon, y=lat. Projected CRSs are taken as written (easting first), as files do in practice.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from geo.city3d import Building3D, ReadReport, Surface
+from geo.errors import CRSError, SourceError
+from pipelines.readers.city_common import (
+    BAD_COORDS, DEGENERATE_HOLE, KINDS, NO_LOD, NO_SURFACES, check_polygon, crs_info, srs_to_crs,
+)
+
+log = logging.getLogger(__name__)
+
+_XLINK = "{http://www.w3.org/1999/xlink}href"
+_GML_IDS = ("{http://www.opengis.net/gml}id", "{http://www.opengis.net/gml/3.2}id")
+_BUILDING_NS = "http://www.opengis.net/citygml/building/"
+_POLYGONS = {"Polygon", "Triangle", "Rectangle", "PolygonPatch"}
+_LOD_PROP = re.compile(r"^lod([0-4])(Solid|MultiSurface|MultiSolid|Geometry|FootPrint)$")
+_ANY_LOD = re.compile(r"^lod([0-4])(Solid|MultiSurface|MultiSolid|Geometry|FootPrint|RoofEdge|MultiCurve)$")
+_PART_PROPS = {"consistsOfBuildingPart", "buildingPart"}
+_BOUNDARY_PROPS = {"boundedBy", "boundary"}
+_OPENING_PROPS = {"opening", "fillingSurface"}
+UNRESOLVED = "unresolved xlink"
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _gml_id(elem: ET.Element) -> str | None:
+    for key in _GML_IDS:
+        if key in elem.attrib:
+            return elem.attrib[key]
+    return None
+
+
+@dataclass
+class _Raw:
+    """A polygon found for one LOD before checking: its element and orientation."""
+
+    elem: ET.Element
+    kind: str
+    reverse: bool
+    dim: int
+
+
+@dataclass
+class _Ctx:
+    source: str
+    building_id: str
+    index: dict[str, ET.Element]
+    default_dim: int
+    report: ReadReport
+    emitted: set[int] = field(default_factory=set)
+
+
+def read_citygml(path: Path, *, crs: str | None = None, lod: int | None = None,
+                 report: ReadReport | None = None) -> Iterator[Building3D]:
+    """Buildings of a CityGML file, one per bldg:Building (parts merged), at ``lod`` or the
+    highest LOD available."""
+    for found in _read(Path(path), crs=crs, lods=None if lod is None else (lod,), best=lod is None,
+                       report=report):
+        yield next(iter(found.values()))
+
+
+def read_citygml_lods(path: Path, *, lods: tuple[int, ...] = (1, 2), crs: str | None = None,
+                      report: ReadReport | None = None) -> Iterator[dict[int, Building3D]]:
+    """Per building, ``{lod: Building3D}`` for those of ``lods`` it has (at least one; a
+    building with none of them is skipped and counted)."""
+    yield from _read(Path(path), crs=crs, lods=tuple(lods), best=False, report=report)
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise SourceError(f"{path}: no such file. Check the path.")
+    if path.is_dir():
+        raise SourceError(f"{path}: is a folder; give the CityGML file itself (.gml)")
+    if path.stat().st_size == 0:
+        raise SourceError(f"{path}: the file is empty (0 bytes); re-export or re-download it")
+
+
+def _read(path: Path, *, crs: str | None, lods: tuple[int, ...] | None, best: bool,
+          report: ReadReport | None) -> Iterator[dict[int, Building3D]]:
+    _check_file(path)
+    report = report if report is not None else ReadReport(str(path))
+    declared = srs_to_crs(crs, source="--crs") if crs else None
+    file_srs: str | None = None
+    file_dim = 3
+    stack: list[ET.Element] = []
+    building_depth: int | None = None
+    found = 0
+    try:
+        for event, elem in ET.iterparse(str(path), events=("start", "end")):
+            if event == "start":
+                stack.append(elem)
+                if building_depth is None:
+                    if "srsName" in elem.attrib and file_srs is None:
+                        file_srs = elem.attrib["srsName"]
+                        file_dim = _int(elem.attrib.get("srsDimension"), 3)
+                    if _is_building(elem.tag, "Building"):
+                        building_depth = len(stack)
+                continue
+            stack.pop()
+            if building_depth is not None and len(stack) + 1 > building_depth:
+                continue  # inside a building: keep until the building closes
+            if building_depth is not None:  # the building itself closed
+                building_depth = None
+                found += 1
+                out = _building(elem, path, declared=declared, file_srs=file_srs, file_dim=file_dim,
+                                lods=lods, best=best, report=report)
+                if out:
+                    report.read += 1
+                    yield out
+            if stack:  # drop what closed, keeping memory flat
+                stack[-1].remove(elem)
+    except ET.ParseError as exc:
+        line, col = exc.position
+        raise SourceError(
+            f"{path}: broken XML at line {line}, column {col} ({_reason(exc)}); the file is cut off "
+            "or not well-formed. Re-export or re-download it."
+        ) from None
+    if found == 0:
+        raise SourceError(f"{path}: holds no bldg:Building; is it a CityGML building file?")
+
+
+def _reason(exc: ET.ParseError) -> str:
+    return str(exc).split(":")[0]
+
+
+def _is_building(tag: str, name: str) -> bool:
+    return tag.startswith("{" + _BUILDING_NS) and tag.endswith("}" + name)
+
+
+def _int(value, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _building(elem: ET.Element, path: Path, *, declared: str | None, file_srs: str | None,
+              file_dim: int, lods: tuple[int, ...] | None, best: bool,
+              report: ReadReport) -> dict[int, Building3D]:
+    bid = _gml_id(elem) or f"{path.stem}:building{report.read + sum(report.skipped.values()) + 1}"
+    crs = declared or _building_crs(elem, path, file_srs)
+    _, swap = crs_info(crs)
+    index: dict[str, ET.Element] = {}
+    present: set[int] = set()
+    for e in elem.iter():
+        gid = _gml_id(e)
+        if gid:
+            index[gid] = e
+        m = _ANY_LOD.match(_local(e.tag))
+        if m:
+            present.add(int(m.group(1)))
+    ctx = _Ctx(str(path), bid, index, file_dim, report)
+    objects = [elem, *_parts(elem)]
+    attributes = _attributes(objects, path)
+    wanted = sorted(present, reverse=True) if best else list(lods or ())
+    out: dict[int, Building3D] = {}
+    had_geometry = False
+    for lod in wanted:
+        raw = _gather(objects, lod, ctx) if lod in present else []
+        if not raw:
+            continue
+        had_geometry = True
+        surfaces = _check(raw, ctx, swap=swap, geographic=crs_info(crs)[0])
+        if surfaces:
+            out[lod] = Building3D(bid, lod, surfaces, crs, dict(attributes))
+            if best:
+                break
+    if out:
+        return out
+    if had_geometry:
+        report.skip(NO_SURFACES, f"building {bid}")
+    else:
+        have = ", ".join(f"LOD{n}" for n in sorted(present)) or "none"
+        want = ", ".join(f"LOD{n}" for n in wanted) or "any LOD"
+        report.skip(NO_LOD, f"building {bid} (asked for {want}, has {have})")
+    return {}
+
+
+def _building_crs(elem: ET.Element, path: Path, file_srs: str | None) -> str:
+    srs = next((e.attrib["srsName"] for e in elem.iter() if "srsName" in e.attrib), None) or file_srs
+    if srs is None:
+        raise CRSError(
+            f"{path}: has no srsName (neither on its Envelope nor on building {_gml_id(elem)}'s "
+            "geometry). Declare the CRS with --crs, e.g. --crs EPSG:6697 or --crs EPSG:25832+5783."
+        )
+    return srs_to_crs(srs, source=str(path))
+
+
+def _parts(obj: ET.Element) -> list[ET.Element]:
+    out = []
+    for prop in obj:
+        if _local(prop.tag) in _PART_PROPS:
+            for part in prop:
+                if _local(part.tag) == "BuildingPart":
+                    out += [part, *_parts(part)]
+    return out
+
+
+# -- geometry --------------------------------------------------------------------------------
+
+def _gather(objects: list[ET.Element], lod: int, ctx: _Ctx) -> list[_Raw]:
+    """Polygons of one LOD over the building and its parts: semantic boundaries first, so
+    their kind wins over untyped solids that reference the same polygons."""
+    ctx.emitted = set()
+    out: list[_Raw] = []
+    want = f"lod{lod}MultiSurface"
+    for obj in objects:
+        for prop in obj:
+            if _local(prop.tag) not in _BOUNDARY_PROPS:
+                continue
+            for surf in prop:
+                name = _local(surf.tag)
+                kind = KINDS.get(name, "other")
+                if lod == 0 and kind != "ground":
+                    continue  # LOD0 is the footprint; roof edges are not a footprint
+                for child in surf:
+                    local = _local(child.tag)
+                    if local == want:
+                        _collect(child, kind, False, ctx.default_dim, ctx, out)
+                    elif local in _OPENING_PROPS and lod > 0:
+                        for opening in child:
+                            for g in opening:
+                                if _local(g.tag) == want:
+                                    _collect(g, "other", False, ctx.default_dim, ctx, out)
+    for obj in objects:
+        for prop in obj:
+            m = _LOD_PROP.match(_local(prop.tag))
+            if m and int(m.group(1)) == lod:
+                kind = "ground" if lod == 0 else "other"
+                _collect(prop, kind, False, ctx.default_dim, ctx, out)
+    return out
+
+
+def _collect(elem: ET.Element, kind: str, reverse: bool, dim: int, ctx: _Ctx, out: list[_Raw]) -> None:
+    href = elem.attrib.get(_XLINK)
+    if href is not None:
+        target = ctx.index.get(href.lstrip("#"))
+        if target is None:
+            ctx.report.skip(UNRESOLVED, f"building {ctx.building_id}: reference {href}")
+            return
+        _collect(target, kind, reverse, dim, ctx, out)
+        return
+    dim = _int(elem.attrib.get("srsDimension"), dim)
+    local = _local(elem.tag)
+    if local in _POLYGONS:
+        if id(elem) not in ctx.emitted:
+            ctx.emitted.add(id(elem))
+            out.append(_Raw(elem, kind, reverse, dim))
+        return
+    if local == "OrientableSurface":
+        reverse ^= elem.attrib.get("orientation", "+") == "-"
+    for child in elem:
+        _collect(child, kind, reverse, dim, ctx, out)
+
+
+def _check(raw: list[_Raw], ctx: _Ctx, *, swap: bool, geographic: bool) -> list[Surface]:
+    surfaces = []
+    for r in raw:
+        name = f"building {ctx.building_id} polygon {_gml_id(r.elem) or '(no id)'}"
+        try:
+            rings = _rings(r.elem, r.dim)
+        except ValueError as exc:
+            ctx.report.skip(BAD_COORDS, f"{name}, {exc},")
+            continue
+        if not rings:
+            ctx.report.skip(BAD_COORDS, f"{name}, no exterior ring,")
+            continue
+        if swap:
+            rings = [ring[:, [1, 0, 2]] for ring in rings]
+        checked = check_polygon(rings, geographic=geographic)
+        if checked.rings is None:
+            ctx.report.skip(checked.reason, f"{name}, {checked.detail},")
+            continue
+        for _ in range(checked.dropped_holes):
+            ctx.report.skip(DEGENERATE_HOLE, f"{name}, a hole with fewer than 3 distinct vertices,")
+        rings = [ring[::-1] for ring in checked.rings] if r.reverse else checked.rings
+        surfaces.append(Surface(rings, r.kind))
+    return surfaces
+
+
+def _rings(poly: ET.Element, dim: int) -> list[np.ndarray]:
+    exterior, interiors = None, []
+    for child in poly:
+        local = _local(child.tag)
+        if local in ("exterior", "outerBoundaryIs"):
+            exterior = _ring(child, dim)
+        elif local in ("interior", "innerBoundaryIs"):
+            interiors.append(_ring(child, dim))
+    return [] if exterior is None else [exterior, *interiors]
+
+
+def _ring(boundary: ET.Element, dim: int) -> np.ndarray:
+    ring = next((c for c in boundary if _local(c.tag) == "LinearRing"), None)
+    if ring is None:
+        raise ValueError("ring is not a gml:LinearRing")
+    dim = _int(ring.attrib.get("srsDimension"), dim)
+    pos = []
+    for c in ring:
+        local = _local(c.tag)
+        if local == "posList":
+            d = _int(c.attrib.get("srsDimension"), dim)
+            return _coords((c.text or "").split(), d)
+        if local == "pos":
+            pos.append((c.text or "").split())
+    if not pos:
+        raise ValueError("ring has no gml:posList or gml:pos")
+    d = len(pos[0])
+    if d not in (2, 3) or any(len(p) != d for p in pos):
+        raise ValueError("gml:pos with differing or unusable dimensions")
+    return _coords([v for p in pos for v in p], d)
+
+
+def _coords(values: list[str], dim: int) -> np.ndarray:
+    if dim not in (2, 3):
+        raise ValueError(f"srsDimension {dim} is not 2 or 3")
+    if not values or len(values) % dim:
+        raise ValueError(f"{len(values)} numbers is not a multiple of srsDimension {dim}")
+    arr = np.array(values, dtype=np.float64).reshape(-1, dim)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("non-finite coordinates")
+    if dim == 2:  # a 2D ring sits at height 0
+        arr = np.hstack([arr, np.zeros((len(arr), 1))])
+    return arr
+
+
+# -- attributes ------------------------------------------------------------------------------
+
+_GENERIC_2 = {"stringAttribute": str, "uriAttribute": str, "dateAttribute": str,
+              "intAttribute": int, "doubleAttribute": float, "measureAttribute": float}
+_GENERIC_3 = {"StringAttribute": str, "UriAttribute": str, "DateAttribute": str, "CodeAttribute": str,
+              "IntAttribute": int, "DoubleAttribute": float, "MeasureAttribute": float}
+
+
+def _attributes(objects: list[ET.Element], path: Path) -> dict:
+    """Core attributes of the building (falling back to its parts) over its generic ones."""
+    generic: dict = {}
+    core: dict = {}
+    heights, storeys = [], []
+    for obj in objects:
+        own = _own_attributes(obj)
+        for k, v in own.pop("generic").items():
+            generic.setdefault(k, v)
+        if own.get("height") is not None:
+            heights.append(own["height"])
+        if own.get("storeys") is not None:
+            storeys.append(own["storeys"])
+        for key in ("name", "usage"):
+            if core.get(key) is None and own.get(key) is not None:
+                core[key] = own[key]
+    own_parent = _own_attributes(objects[0])
+    height = own_parent.get("height")
+    core["height"] = height if height is not None else (max(heights) if heights else None)
+    n = own_parent.get("storeys")
+    core["storeys"] = n if n is not None else (max(storeys) if storeys else None)
+    core["id"] = _gml_id(objects[0])
+    core["source"] = path.name
+    return {**generic, **{k: v for k, v in core.items() if v is not None}}
+
+
+def _own_attributes(obj: ET.Element) -> dict:
+    out: dict = {"generic": {}}
+    usage = function = None
+    for prop in obj:
+        local = _local(prop.tag)
+        text = (prop.text or "").strip()
+        if local == "name" and "name" not in out and text:
+            out["name"] = text
+        elif local == "measuredHeight":
+            out["height"] = _float(text)
+        elif local == "height" and "height" not in out:  # CityGML 3.0 con:height
+            out["height"] = _height3(prop)
+        elif local == "storeysAboveGround":
+            out["storeys"] = _int(text, None)
+        elif local == "usage" and usage is None and text:
+            usage = text
+        elif local == "function" and function is None and text:
+            function = text
+        elif local in _GENERIC_2 or local == "genericAttributeSet":
+            _generic2(prop, out["generic"])
+        elif local == "genericAttribute":
+            for attr in prop:
+                _generic3(attr, out["generic"])
+    out["usage"] = usage or function
+    return out
+
+
+def _height3(prop: ET.Element) -> float | None:
+    """The highest-roof-edge Height if given, else the first one."""
+    heights = [h for h in prop if _local(h.tag) == "Height"]
+    best = next((h for h in heights if any(_local(c.tag) == "highReference" and (c.text or "").strip()
+                                           == "highestRoofEdge" for c in h)), heights[0] if heights else None)
+    if best is None:
+        return None
+    value = next((c for c in best if _local(c.tag) == "value"), None)
+    return _float((value.text or "").strip()) if value is not None else None
+
+
+def _generic2(elem: ET.Element, out: dict) -> None:
+    local = _local(elem.tag)
+    if local == "genericAttributeSet":
+        for child in elem:
+            _generic2(child, out)
+        return
+    name = elem.attrib.get("name")
+    value = next((c for c in elem if _local(c.tag) == "value"), None)
+    if name and value is not None and name not in out:
+        out[name] = _typed((value.text or "").strip(), _GENERIC_2.get(local, str))
+
+
+def _generic3(elem: ET.Element, out: dict) -> None:
+    local = _local(elem.tag)
+    if local == "GenericAttributeSet":
+        for child in elem:
+            if _local(child.tag) == "genericAttribute":
+                for attr in child:
+                    _generic3(attr, out)
+        return
+    name = next(((c.text or "").strip() for c in elem if _local(c.tag) == "name"), None)
+    value = next((c for c in elem if _local(c.tag) == "value"), None)
+    if name and value is not None and name not in out:
+        out[name] = _typed((value.text or "").strip(), _GENERIC_3.get(local, str))
+
+
+def _typed(text: str, kind: type):
+    try:
+        return kind(text)
+    except ValueError:
+        return text
+
+
+def _float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None

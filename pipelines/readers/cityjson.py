@@ -1,0 +1,363 @@
+"""CityJSON 1.0/1.1/2.0 (``.city.json``) and CityJSONSeq (``.jsonl``) building reader.
+
+A CityJSON file is one JSON document, so it is loaded whole (vertices become one numpy array).
+A CityJSONSeq file is read line by line: its first line holds the transform and CRS, each
+further line is one feature with its own vertices, so memory stays at one feature.
+
+Conventions, the same as the CityGML reader:
+- **BuildingParts are merged into their Building** (one id, one feature, one tile per building);
+  attributes come from the Building, missing core ones from its first part. A BuildingPart
+  whose parent is missing is skipped and counted.
+- **LOD**: CityJSON LODs like "1.2" and "1.3" both count as LOD1; per integer LOD the highest
+  such geometry of each object is used. ``lod=None`` takes the highest LOD that yields valid
+  surfaces; a requested LOD a building lacks skips it (counted). ``read_cityjson_lods`` yields
+  ``{lod: Building3D}`` for several LODs at once.
+- **Surfaces**: semantic surfaces (RoofSurface, WallSurface, GroundSurface, ClosureSurface)
+  give the kind, everything else is ``other``. GeometryInstance (templates) are resolved.
+- **CRS**: ``metadata.referenceSystem`` (a given ``crs`` overrides it); without either the
+  reader raises CRSError asking for --crs. Vertices are taken as x, y, z as written.
+- **Attributes**: ``measuredHeight`` becomes ``height``, ``storeysAboveGround`` ``storeys``,
+  ``usage`` (else ``function``) ``usage``; the rest is kept under its own name, nested values
+  as JSON text.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from geo.city3d import Building3D, ReadReport, Surface
+from geo.errors import CRSError, SourceError
+from pipelines.readers.city_common import (
+    BAD_COORDS, DEGENERATE_HOLE, KINDS, NO_LOD, NO_SURFACES, check_polygon, crs_info, lod_number,
+    srs_to_crs,
+)
+
+ORPHAN_PART = "BuildingPart without its Building"
+_SURFACE_DEPTH = {"MultiSurface": 1, "CompositeSurface": 1, "Solid": 2, "MultiSolid": 3, "CompositeSolid": 3}
+
+
+def read_cityjson(path: Path, *, crs: str | None = None, lod: int | None = None,
+                  report: ReadReport | None = None) -> Iterator[Building3D]:
+    """Buildings of a CityJSON file (parts merged), at ``lod`` or the highest LOD available."""
+    for found in _read(Path(path), crs=crs, lods=None if lod is None else (lod,), best=lod is None,
+                       report=report):
+        yield next(iter(found.values()))
+
+
+def read_cityjson_lods(path: Path, *, lods: tuple[int, ...] = (1, 2), crs: str | None = None,
+                       report: ReadReport | None = None) -> Iterator[dict[int, Building3D]]:
+    """Per building, ``{lod: Building3D}`` for those of ``lods`` it has."""
+    yield from _read(Path(path), crs=crs, lods=tuple(lods), best=False, report=report)
+
+
+class _Doc:
+    """What every object needs from its document: vertices, templates, CRS."""
+
+    def __init__(self, data: dict, *, path: Path, crs: str, vertices: np.ndarray) -> None:
+        self.path = path
+        self.crs = crs
+        self.vertices = vertices
+        templates = data.get("geometry-templates") or {}
+        self.templates = templates.get("templates") or []
+        self.template_vertices = np.asarray(templates.get("vertices-templates") or np.zeros((0, 3)),
+                                            dtype=np.float64)
+
+
+def _read(path: Path, *, crs: str | None, lods: tuple[int, ...] | None, best: bool,
+          report: ReadReport | None) -> Iterator[dict[int, Building3D]]:
+    _check_file(path)
+    report = report if report is not None else ReadReport(str(path))
+    declared = srs_to_crs(crs, source="--crs") if crs else None
+    if path.name.lower().endswith(".jsonl"):
+        yield from _read_seq(path, declared=declared, lods=lods, best=best, report=report)
+        return
+    data = _load(path, path.read_bytes(), line_offset=0)
+    header_crs = _crs(data, path, declared)
+    doc = _Doc(data, path=path, crs=header_crs, vertices=_vertices(data, data, path))
+    objects = data.get("CityObjects")
+    if not isinstance(objects, dict):
+        raise SourceError(f"{path}: has no 'CityObjects'; is it a CityJSON file?")
+    if not any(_is_building(o) for o in objects.values()):
+        raise SourceError(f"{path}: holds no Building among its {len(objects)} city objects")
+    yield from _buildings(objects, doc, lods=lods, best=best, report=report)
+
+
+def _read_seq(path: Path, *, declared: str | None, lods, best: bool,
+              report: ReadReport) -> Iterator[dict[int, Building3D]]:
+    header = None
+    found = False
+    with path.open("rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            item = _load(path, line, line_offset=number - 1)
+            if header is None:
+                if item.get("type") != "CityJSON":
+                    raise SourceError(f"{path}: line {number} is not a CityJSON header; is it CityJSONSeq?")
+                header = item
+                header_crs = _crs(header, path, declared)
+                continue
+            if item.get("type") != "CityJSONFeature":
+                continue
+            doc = _Doc(header, path=path, crs=header_crs, vertices=_vertices(item, header, path))
+            objects = item.get("CityObjects") or {}
+            found = found or any(_is_building(o) for o in objects.values())
+            yield from _buildings(objects, doc, lods=lods, best=best, report=report)
+    if header is None:
+        raise SourceError(f"{path}: holds no CityJSON header line")
+    if not found:
+        raise SourceError(f"{path}: holds no Building")
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise SourceError(f"{path}: no such file. Check the path.")
+    if path.is_dir():
+        raise SourceError(f"{path}: is a folder; give the CityJSON file itself (.city.json)")
+    if path.stat().st_size == 0:
+        raise SourceError(f"{path}: the file is empty (0 bytes); re-export or re-download it")
+
+
+def _load(path: Path, raw: bytes, *, line_offset: int) -> dict:
+    try:
+        data = json.loads(raw)
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"{path}: is not UTF-8 text ({exc.reason}); CityJSON must be UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise SourceError(
+            f"{path}: broken JSON at line {exc.lineno + line_offset}, column {exc.colno} ({exc.msg}); "
+            "the file is cut off or not valid JSON. Re-export or re-download it."
+        ) from None
+    if not isinstance(data, dict) or data.get("type") not in ("CityJSON", "CityJSONFeature"):
+        raise SourceError(f"{path}: is JSON but not CityJSON (no \"type\": \"CityJSON\")")
+    return data
+
+
+def _crs(data: dict, path: Path, declared: str | None) -> str:
+    if declared:
+        return declared
+    ref = (data.get("metadata") or {}).get("referenceSystem")
+    if not ref:
+        raise CRSError(
+            f"{path}: has no metadata.referenceSystem. Declare the CRS with --crs, "
+            "e.g. --crs EPSG:7415 (Dutch RD New + NAP) or --crs EPSG:25832+5783."
+        )
+    return srs_to_crs(str(ref), source=str(path))
+
+
+def _vertices(item: dict, header: dict, path: Path) -> np.ndarray:
+    raw = item.get("vertices") or []
+    try:
+        verts = np.asarray(raw, dtype=np.float64).reshape(-1, 3)
+    except (ValueError, TypeError):
+        raise SourceError(f"{path}: 'vertices' is not a list of [x, y, z] numbers") from None
+    transform = header.get("transform")
+    if transform:
+        verts = verts * np.asarray(transform["scale"], dtype=np.float64) + np.asarray(
+            transform["translate"], dtype=np.float64)
+    return verts
+
+
+def _is_building(obj) -> bool:
+    return isinstance(obj, dict) and obj.get("type") == "Building"
+
+
+def _buildings(objects: dict, doc: _Doc, *, lods, best: bool,
+               report: ReadReport) -> Iterator[dict[int, Building3D]]:
+    for key, obj in objects.items():
+        if not isinstance(obj, dict):
+            continue
+        if obj.get("type") == "BuildingPart":
+            parents = obj.get("parents") or []
+            if not any(_is_building(objects.get(p)) or _is_part(objects.get(p)) for p in parents):
+                report.skip(ORPHAN_PART, f"BuildingPart {key}")
+            continue
+        if not _is_building(obj):
+            continue
+        parts = _parts(obj, objects)
+        out = _building(key, [(key, obj), *parts], doc, lods=lods, best=best, report=report)
+        if out:
+            report.read += 1
+            yield out
+
+
+def _is_part(obj) -> bool:
+    return isinstance(obj, dict) and obj.get("type") == "BuildingPart"
+
+
+def _parts(obj: dict, objects: dict, seen: set | None = None) -> list[tuple[str, dict]]:
+    seen = seen if seen is not None else set()
+    out = []
+    for child in obj.get("children") or []:
+        part = objects.get(child)
+        if _is_part(part) and child not in seen:
+            seen.add(child)
+            out += [(child, part), *_parts(part, objects, seen)]
+    return out
+
+
+def _best_geometries(obj: dict, doc: _Doc) -> dict[int, dict]:
+    """Per integer LOD, the object's geometry with the highest sub-LOD ("1.3" over "1.2")."""
+    best: dict[int, tuple[float, dict]] = {}
+    for g in obj.get("geometry") or []:
+        if not isinstance(g, dict):
+            continue
+        raw = g.get("lod")
+        if g.get("type") == "GeometryInstance":  # its LOD is the template's
+            t = g.get("template")
+            raw = doc.templates[t].get("lod") if isinstance(t, int) and 0 <= t < len(doc.templates) else None
+        lod = lod_number(raw)
+        if lod is None:
+            continue
+        fine = float(str(raw))
+        if lod not in best or fine > best[lod][0]:
+            best[lod] = (fine, g)
+    return {k: v[1] for k, v in best.items()}
+
+
+def _building(key: str, objs: list[tuple[str, dict]], doc: _Doc, *, lods, best: bool,
+              report: ReadReport) -> dict[int, Building3D]:
+    per_obj = [(k, o, _best_geometries(o, doc)) for k, o in objs]
+    present = sorted({lod for _, _, g in per_obj for lod in g}, reverse=True)
+    wanted = present if best else list(lods or ())
+    geographic = crs_info(doc.crs)[0]
+    attributes = _attributes(objs, doc.path)
+    out: dict[int, Building3D] = {}
+    had_geometry = False
+    for lod in wanted:
+        surfaces: list[Surface] = []
+        for k, _, geoms in per_obj:
+            if lod in geoms:
+                had_geometry = True
+                name = f"building {key}" if k == key else f"building {key} part {k}"
+                surfaces += _surfaces(geoms[lod], doc, name, report, geographic)
+        if surfaces:
+            out[lod] = Building3D(key, lod, surfaces, doc.crs, dict(attributes))
+            if best:
+                break
+    if out:
+        return out
+    if had_geometry:
+        report.skip(NO_SURFACES, f"building {key}")
+    else:
+        have = ", ".join(f"LOD{n}" for n in sorted(present)) or "none"
+        want = ", ".join(f"LOD{n}" for n in wanted) or "any LOD"
+        report.skip(NO_LOD, f"building {key} (asked for {want}, has {have})")
+    return {}
+
+
+def _surfaces(geom: dict, doc: _Doc, name: str, report: ReadReport, geographic: bool) -> list[Surface]:
+    gtype = geom.get("type")
+    vertices = doc.vertices
+    if gtype == "GeometryInstance":
+        geom, vertices = _instance(geom, doc)
+        if geom is None:
+            report.skip(BAD_COORDS, f"{name}, a geometry template that cannot be resolved,")
+            return []
+        gtype = geom.get("type")
+    depth = _SURFACE_DEPTH.get(gtype)
+    if depth is None:
+        return []  # points and curves are not surfaces
+    semantics = geom.get("semantics") or {}
+    kinds = [KINDS.get(s.get("type"), "other") for s in semantics.get("surfaces") or []]
+    values = semantics.get("values")
+    out = []
+    for surface, value in _flatten(geom.get("boundaries") or [], values, depth):
+        kind = kinds[value] if isinstance(value, int) and 0 <= value < len(kinds) else "other"
+        try:
+            idx = [np.asarray(ring, dtype=np.int64).reshape(-1) for ring in surface]
+            if any(len(i) and i.min() < 0 for i in idx):
+                raise IndexError("negative vertex index")
+            rings = [vertices[i] for i in idx]
+        except (IndexError, ValueError, TypeError):
+            report.skip(BAD_COORDS, f"{name}, a surface with vertex indices out of range,")
+            continue
+        if not rings:
+            continue
+        checked = check_polygon(rings, geographic=geographic)
+        if checked.rings is None:
+            report.skip(checked.reason, f"{name} surface, {checked.detail},")
+            continue
+        for _ in range(checked.dropped_holes):
+            report.skip(DEGENERATE_HOLE, f"{name} surface, a hole with fewer than 3 distinct vertices,")
+        out.append(Surface(checked.rings, kind))
+    return out
+
+
+def _flatten(boundaries: list, values, depth: int):
+    """(surface, semantic value) pairs; ``depth`` is how many list levels wrap a surface."""
+    if depth == 1:
+        for i, surface in enumerate(boundaries):
+            yield surface, (values[i] if isinstance(values, list) and i < len(values) else None)
+        return
+    for i, inner in enumerate(boundaries):
+        sub = values[i] if isinstance(values, list) and i < len(values) else None
+        yield from _flatten(inner, sub, depth - 1)
+
+
+def _instance(geom: dict, doc: _Doc) -> tuple[dict | None, np.ndarray]:
+    """A GeometryInstance as its template geometry with transformed template vertices."""
+    try:
+        template = doc.templates[int(geom["template"])]
+        anchor = doc.vertices[int(geom["boundaries"][0])]
+        matrix = np.asarray(geom.get("transformationMatrix") or np.eye(4).ravel(), dtype=np.float64).reshape(4, 4)
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None, doc.vertices
+    local = np.hstack([doc.template_vertices, np.ones((len(doc.template_vertices), 1))]) @ matrix.T
+    return template, local[:, :3] + anchor
+
+
+_CORE = {"measuredHeight": "height", "storeysAboveGround": "storeys"}
+
+
+def _attributes(objs: list[tuple[str, dict]], path: Path) -> dict:
+    """The Building's attributes, with core ones its parts give when it lacks them."""
+    merged: dict = {}
+    biggest: dict[str, list] = {"height": [], "storeys": []}
+    for i, (_, obj) in enumerate(objs):
+        for k, v in _own(obj.get("attributes") or {}).items():
+            if i and k in biggest:
+                biggest[k].append(v)
+            else:
+                merged.setdefault(k, v)
+    for k, values in biggest.items():  # as in CityGML: the tallest part when the parent has none
+        if k not in merged and values:
+            merged[k] = max(values)
+    merged["id"] = objs[0][0]
+    merged["source"] = path.name
+    return merged
+
+
+def _own(attrs: dict) -> dict:
+    out: dict = {}
+    usage = attrs.get("usage") if attrs.get("usage") is not None else attrs.get("function")
+    for k, v in attrs.items():
+        if v is None or k in ("usage", "function") and v is usage:
+            continue
+        if isinstance(v, (dict, list)):
+            v = json.dumps(v, ensure_ascii=False)
+        out[_CORE.get(k, k)] = v
+    if usage is not None:
+        out["usage"] = json.dumps(usage, ensure_ascii=False) if isinstance(usage, (dict, list)) else str(usage)
+    if "height" in out:
+        out["height"] = _float(out["height"])
+    if "storeys" in out:
+        out["storeys"] = _int(out["storeys"])
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _float(v) -> float | None:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(v) -> int | None:
+    try:
+        return int(float(v))
+    except (TypeError, ValueError):
+        return None
