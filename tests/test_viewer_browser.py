@@ -82,13 +82,15 @@ def server(project: Path) -> Iterator[str]:
             proc.wait()
 
 
-def _source_buildings(project: Path) -> gpd.GeoDataFrame:
-    """The buildings exactly as the sample city wrote them, read without our own code."""
+def _source_buildings(project: Path) -> tuple[gpd.GeoDataFrame, float]:
+    """The buildings as the sample city wrote them (read without our own code), and the
+    catalog's storey height."""
     catalog = yaml.safe_load((project / "citytwin.yaml").read_text(encoding="utf-8"))
-    sources = catalog["layers"]["buildings"]["source"]
-    sources = [sources] if isinstance(sources, str) else sources
-    frames = [gpd.read_file(project / s) for s in sources]
-    return gpd.GeoDataFrame(gpd.pd.concat(frames, ignore_index=True), crs=frames[0].crs)
+    layer = catalog["layers"]["buildings"]
+    sources = [layer["source"]] if isinstance(layer["source"], str) else layer["source"]
+    frames = [gpd.read_file(project / s).to_crs(4326) for s in sources]
+    storey = float(layer.get("storey_height") or catalog.get("storey_height") or 3.0)
+    return gpd.GeoDataFrame(gpd.pd.concat(frames, ignore_index=True), crs=4326), storey
 
 
 def _open_viewer(page, base: str) -> dict:
@@ -136,7 +138,7 @@ def test_viewer_draws_the_sample_city_offline(server: str) -> None:
 
 
 def test_rendered_buildings_match_the_source_and_toggle_off(server: str, project: Path) -> None:
-    source = _source_buildings(project)
+    source, storey_height = _source_buildings(project)
     with chromium_page() as (page, record):
         _open_viewer(page, server)
         # Find a building on screen by probing the canvas, then click it like a user.
@@ -164,13 +166,22 @@ def test_rendered_buildings_match_the_source_and_toggle_off(server: str, project
     popup = dict(rows)
     props = hit["properties"]
     assert set(popup) == set(props)
-    # The clicked building exists in the source with the same name and height, and the
-    # clicked ground point is near its footprint (the click hits a wall or a roof, which
-    # in a 45 degree view can sit up to about a building height from the footprint).
+    # The clicked building exists in the source with the same name, and the clicked ground
+    # point is near its footprint (the click hits a wall or a roof, which in a 45 degree
+    # view can sit up to about a building height from the footprint).
     same_name = source[source["name"] == props["name"]].to_crs(5186)
     assert len(same_name) >= 1, f"building {props['name']!r} is not in the sample city's source"
     clicked = gpd.GeoSeries(gpd.points_from_xy([lnglat[0]], [lnglat[1]]), crs=4326).to_crs(5186).iloc[0]
     nearest = same_name.loc[same_name.distance(clicked).idxmin()]
-    assert nearest.geometry.distance(clicked) <= float(props["height"]) + 5
-    if "height" in source.columns:
-        assert float(props["height"]) == pytest.approx(float(nearest["height"]), abs=0.05)
+    # Its height: the source's, else floors x the catalog's storey height (README contract).
+    if gpd.pd.notna(nearest["height"]):
+        expected = float(nearest["height"])
+    elif gpd.pd.notna(nearest["floors"]):
+        expected = float(nearest["floors"]) * storey_height
+    else:
+        expected = None
+    if expected is None:
+        assert props.get("height") is None
+    else:
+        assert float(props["height"]) == pytest.approx(expected, abs=0.05)
+    assert nearest.geometry.distance(clicked) <= (expected or 0) + 5
