@@ -92,7 +92,8 @@ def snapshot(store: Store) -> object:
         d = store.path.parent
         return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.iterdir())} if d.exists() else {}
     with store.pool.connection() as conn:
-        tables = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1").fetchall()
+        tables = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                              "AND tablename <> 'spatial_ref_sys' ORDER BY 1").fetchall()
         rows = {}
         for (t,) in tables:
             q = psycopg.sql.SQL("SELECT md5(string_agg(x::text, ',' ORDER BY x::text)) FROM {} AS x")
@@ -193,6 +194,14 @@ def test_geometry_type_labels_agree(store: Store):
     assert shapely.get_coordinates(got.geometry.values, include_z=True).tolist() == [[1, 2, 3], [4, 5, 6.5]]
 
 
+def test_empty_layer(store: Store):
+    empty = gpd.GeoDataFrame({"id": pd.Series([], dtype=str)}, geometry=[], crs="EPSG:4326")
+    info = store.publish("empty", empty)
+    assert info.count == 0 and np.isnan(info.bounds).all()
+    got = store.read("empty")
+    assert len(got) == 0 and list(got.columns) == ["id", "geometry"]
+
+
 def _surrogate_at_end(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     # A lone surrogate cannot be encoded as UTF-8: the write fails at the last feature,
     # after the others have been sent.
@@ -286,6 +295,15 @@ def test_postgis_table_has_gist_index_and_primary_key(pg: PostGISStore):
         assert geom == [("POLYGON", 4326)]
         assert types == {"id": "text", "name": "text", "height": "double precision", "floors": "bigint",
                          "is_public": "boolean", "geometry": "USER-DEFINED"}
+
+
+def test_postgis_layer_mixing_2d_and_3d_round_trips(pg: PostGISStore):
+    gdf = gpd.GeoDataFrame({"id": ["flat", "tall"]}, geometry=[Point(1, 2), Point(3, 4, 5)], crs="EPSG:4326")
+    info = pg.publish("mixed_dims", gdf)
+    assert (info.count, info.geometry_type) == (2, "Unknown")
+    got = by_id(pg.read("mixed_dims"))
+    assert list(shapely.has_z(got.geometry.values)) == [False, True]
+    assert shapely.get_coordinates(got.geometry.values[1:], include_z=True).tolist() == [[3, 4, 5]]
 
 
 def test_postgis_long_layer_name_keeps_distinct_index_names(pg: PostGISStore):

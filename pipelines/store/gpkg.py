@@ -97,7 +97,8 @@ class GeoPackageStore:
         return LayerInfo(
             name=name,
             count=int(meta["features"]),
-            bounds=tuple(float(b) for b in meta["total_bounds"]),
+            # An empty layer has no extent: NaN bounds, as the PostGIS store reports.
+            bounds=tuple(float(b) for b in meta["total_bounds"] or (float("nan"),) * 4),
             geometry_type=str(meta["geometry_type"]),
             fields=fields,
         )

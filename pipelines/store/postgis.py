@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import decimal
+import hashlib
 import math
 import secrets
 import threading
@@ -110,10 +111,6 @@ class PostGISStore:
                             f"the database {self.where} has no PostGIS extension and it could not be "
                             f"created ({_reason(exc)}); run 'CREATE EXTENSION postgis' there as a superuser"
                         ) from None
-        except psycopg.errors.UniqueViolation as exc:
-            detail = (exc.diag.message_detail or "").strip()
-            raise StoreError(f"layer {name!r}: feature ids must be unique, but {detail or 'one is repeated'} "
-                             "Fix the id field (or let ingest make ids); the previous layer is unchanged") from None
         except psycopg.OperationalError as exc:
             raise self._unreachable(exc) from None
 
@@ -154,9 +151,13 @@ class PostGISStore:
                 conn.execute(sql.SQL("CREATE TABLE {} ({})").format(
                     sql.Identifier(self.schema, stage), plan.columns_sql()))
                 plan.copy_into(conn, sql.Identifier(self.schema, stage))
-                self._index(conn, stage, stage)
+                self._index(conn, stage)
                 conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(self.schema, stage)))
                 self._swap(conn, stage, name, plan.geometry_label)
+        except psycopg.errors.UniqueViolation as exc:
+            detail = (exc.diag.message_detail or "").strip()
+            raise StoreError(f"layer {name!r}: feature ids must be unique, but {detail or 'one is repeated'} "
+                             "Fix the id field (or let ingest make ids); the previous layer is unchanged") from None
         except psycopg.OperationalError as exc:
             raise StoreError(f"layer {name!r}: lost the connection to {self.where} while publishing "
                              f"({_reason(exc)}); the previous layer is unchanged, run it again") from None
@@ -189,12 +190,12 @@ class PostGISStore:
         q = sql.SQL("SELECT 1 FROM {} WHERE name = %s").format(sql.Identifier(self.schema, META_TABLE))
         return conn.execute(q, [name]).fetchone() is not None
 
-    def _index(self, conn: psycopg.Connection, table: str, index_base: str) -> None:
+    def _index(self, conn: psycopg.Connection, table: str) -> None:
         t = sql.Identifier(self.schema, table)
         conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
-            t, sql.Identifier(_index_name(index_base, "_pkey")), sql.Identifier(ID_COLUMN)))
+            t, sql.Identifier(_index_name(table, "_pkey")), sql.Identifier(ID_COLUMN)))
         conn.execute(sql.SQL("CREATE INDEX {} ON {} USING gist ({})").format(
-            sql.Identifier(_index_name(index_base, "_geometry_idx")), t, sql.Identifier(GEOMETRY_COLUMN)))
+            sql.Identifier(_index_name(table, "_geometry_idx")), t, sql.Identifier(GEOMETRY_COLUMN)))
 
     def _swap(self, conn: psycopg.Connection, stage: str, name: str, geometry_label: str) -> None:
         s = self.schema
@@ -264,6 +265,7 @@ class PostGISStore:
         )
 
     def read(self, name: str, bbox: Sequence[float] | None = None) -> gpd.GeoDataFrame:
+        """Features of ``name`` (those intersecting the lon/lat ``bbox``, if given); row order is not defined."""
         with self.pool.connection() as conn:
             self._meta_row(conn, name)
             columns = self._columns(conn, name)
@@ -411,8 +413,6 @@ def _index_name(table: str, suffix: str) -> str:
     full = table + suffix
     if len(full) <= PG_IDENT_MAX:
         return full
-    import hashlib
-
     digest = hashlib.sha1(full.encode()).hexdigest()[:8]
     return f"{table[:PG_IDENT_MAX - len(suffix) - 9]}_{digest}{suffix}"
 
