@@ -335,8 +335,7 @@ def test_viewer_vendor_and_styles(client):
     pkg = client.get("/viewer/vendor/maplibre-gl/package.json")
     assert pkg.status_code == 200 and pkg.json()["name"] == "maplibre-gl"
     mjs = client.get("/viewer/vendor/maplibre-gl/dist/maplibre-gl.mjs")
-    if mjs.status_code == 200:
-        assert "javascript" in mjs.headers["content-type"]
+    assert mjs.status_code == 200 and "javascript" in mjs.headers["content-type"]  # ES modules need it
     # only the viewer's declared dependencies are exposed, not all of node_modules
     assert client.get("/viewer/vendor/minimist/package.json").status_code == 404
     style = client.get("/styles/base")
