@@ -6,6 +6,8 @@ the store under test. PostGIS runs on the session's throw-away server.
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 from pathlib import Path
 
 import geopandas as gpd
@@ -297,6 +299,40 @@ def test_postgis_table_has_gist_index_and_primary_key(pg: PostGISStore):
                          "is_public": "boolean", "geometry": "USER-DEFINED"}
 
 
+def test_postgis_readers_see_the_old_layer_until_the_swap_commits(pg: PostGISStore, pg_db_url: str):
+    old, new = buildings(20, seed=1), buildings(30, seed=2)
+    pg.publish("buildings", old)
+    outcome: list[object] = []
+
+    def publish_new() -> None:
+        try:
+            outcome.append(pg.publish("buildings", new))
+        except Exception as exc:  # handed to the main thread
+            outcome.append(exc)
+
+    with psycopg.connect(pg_db_url) as reader, psycopg.connect(pg_db_url, autocommit=True) as watcher:
+        # An open read transaction holds the old table: the swap must wait for it.
+        assert reader.execute("SELECT count(*) FROM buildings").fetchone()[0] == 20
+        publisher = threading.Thread(target=publish_new)
+        publisher.start()
+        deadline = time.monotonic() + 120  # a bound on the wait, not a timing assertion
+        while not watcher.execute("SELECT count(*) FROM pg_locks WHERE NOT granted "
+                                  "AND relation = 'public.buildings'::regclass").fetchone()[0]:
+            assert publisher.is_alive(), outcome
+            assert time.monotonic() < deadline, "the publisher never reached the swap"
+            time.sleep(0.05)
+        # The new data is loaded and indexed, yet nothing of it is visible.
+        assert reader.execute("SELECT count(*) FROM buildings").fetchone()[0] == 20
+        assert watcher.execute("SELECT version FROM citytwin_layers WHERE name = 'buildings'").fetchone() == (1,)
+        assert watcher.execute("SELECT count(*) FROM pg_class WHERE relname LIKE '\\_stage\\_%'").fetchone() == (0,)
+        reader.rollback()
+        publisher.join(120)
+    assert not publisher.is_alive()
+    assert outcome and outcome[0] == pg.info("buildings")
+    assert pg.version("buildings") == 2
+    assert_same_features(pg.read("buildings"), new)
+
+
 def test_postgis_layer_mixing_2d_and_3d_round_trips(pg: PostGISStore):
     gdf = gpd.GeoDataFrame({"id": ["flat", "tall"]}, geometry=[Point(1, 2), Point(3, 4, 5)], crs="EPSG:4326")
     info = pg.publish("mixed_dims", gdf)
@@ -385,6 +421,14 @@ def test_postgis_unreachable_database_names_host_not_password(free_port):
     assert f"127.0.0.1:{port}/citydb" in msg and "citytwin@" in msg
     assert "s3cret-pw" not in msg
     assert "CITYTWIN_DATABASE_URL" in msg
+
+
+def test_postgis_missing_database_is_named(pg_db_url: str):
+    from postgis_server import with_dbname
+
+    store = PostGISStore(with_dbname(pg_db_url, "no_such_db"))
+    with pytest.raises(StoreError, match=r"/no_such_db: .*does not exist"):
+        store.info("buildings")
 
 
 def test_postgis_refuses_objects_it_cannot_store_as_text(pg: PostGISStore):

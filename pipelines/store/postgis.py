@@ -301,7 +301,7 @@ class _LoadPlan:
 
     @classmethod
     def from_gdf(cls, name: str, gdf: gpd.GeoDataFrame) -> _LoadPlan:
-        if not isinstance(gdf, gpd.GeoDataFrame) or gdf.geometry is None:
+        if not isinstance(gdf, gpd.GeoDataFrame) or gdf.active_geometry_name is None:
             raise StoreError(f"layer {name!r}: publish needs a GeoDataFrame with a geometry column")
         if gdf.crs is None or gdf.crs.to_epsg() != 4326:
             raise StoreError(f"layer {name!r}: the store takes EPSG:4326 data, got {gdf.crs}")
@@ -313,7 +313,7 @@ class _LoadPlan:
         ids = gdf[ID_COLUMN]
         if ids.isna().any():
             raise StoreError(f"layer {name!r}: feature #{int(np.flatnonzero(ids.isna())[0])} has no id")
-        geom_col = gdf.geometry.name
+        geom_col = gdf.active_geometry_name
         id_list = [str(v) for v in ids.tolist()]
         fields = []
         for col in gdf.columns:
