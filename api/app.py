@@ -18,6 +18,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
+from api.conformance import conformance_route
 from api.cql_compat import CQL2CompatMiddleware
 from api.landing import landing_route
 from api.pygeoapi_config import base_url, generate
@@ -73,6 +74,7 @@ def create_app(project: Path, host: str = "127.0.0.1", port: int = 8000) -> ASGI
     tiles = TileRoutes(registry, public_url=catalog.server.url)
     routes = [
         Route("/", landing_route(pygeoapi_app.landing_page, url), methods=["GET", "HEAD"]),
+        Route("/conformance", conformance_route(pygeoapi_app.conformance), methods=["GET", "HEAD"]),
         *tiles.routes(),
         *static_routes(),
         Mount("/", app=pygeoapi_app.APP),

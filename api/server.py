@@ -1,7 +1,6 @@
 """``citytwin serve``: run the app with uvicorn."""
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import click
@@ -10,8 +9,6 @@ import uvicorn
 from api.app import create_app
 from api.pygeoapi_config import base_url
 from pipelines.catalog import load_catalog
-
-log = logging.getLogger("citytwin.serve")
 
 
 def run(project: Path, host: str = "127.0.0.1", port: int = 8000) -> None:

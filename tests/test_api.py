@@ -6,8 +6,10 @@ computed with shapely / pyproj / pandas, never from the code under test.
 """
 from __future__ import annotations
 
+import ast
 import gzip
 import math
+import shutil
 import subprocess
 import sys
 
@@ -18,7 +20,7 @@ import pytest
 import shapely
 from pyproj import CRS, Transformer
 
-from api_server import CITYTWIN, make_project, serve, serve_output
+from api_server import CITYTWIN, REPO, make_project, serve, serve_output
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 EPSG5186 = "http://www.opengis.net/def/crs/EPSG/0/5186"
@@ -411,3 +413,27 @@ def test_postgis_cql2_filters_and_dynamic_tiles(tmp_path, pg_db_url):
         assert inside and inside <= got
         assert c.get(_tile_path(16, y, x), headers={"If-None-Match": t.headers["etag"]}).status_code == 304
         assert c.get(_tile_path(17, y, x)).status_code == 404
+
+
+def test_conformance_requests_do_not_grow_pygeoapi_state(project, tmp_path):
+    """pygeoapi 0.21 extends a module-level list on every /conformance call; our route
+    restores it. Checked in a fresh process (one pygeoapi config per process)."""
+    script = (
+        "import sys, warnings; warnings.simplefilter('ignore')\n"
+        "from starlette.testclient import TestClient\n"
+        "from api.app import create_app\n"
+        "import pygeoapi.api as core\n"
+        "client = TestClient(create_app(sys.argv[1], '127.0.0.1', 8000))\n"
+        "sizes = []\n"
+        "for _ in range(5):\n"
+        "    assert client.get('/conformance').status_code == 200\n"
+        "    sizes.append(len(core.CONFORMANCE_CLASSES))\n"
+        "print(sizes)\n"
+    )
+    copy = tmp_path / "project"  # create_app rewrites build/pygeoapi: keep the served one intact
+    shutil.copytree(project[0], copy, ignore=shutil.ignore_patterns("serve.log"))
+    r = subprocess.run([sys.executable, "-c", script, str(copy)], capture_output=True, text=True,
+                       timeout=120, cwd=str(REPO))
+    assert r.returncode == 0, r.stderr
+    sizes = ast.literal_eval(r.stdout.strip().splitlines()[-1])
+    assert len(set(sizes)) == 1

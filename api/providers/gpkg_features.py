@@ -12,7 +12,6 @@ on the embedded store: such a request gets a 400 naming PostGIS as the way to ge
 from __future__ import annotations
 
 import json
-import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,8 +33,6 @@ from pyproj import CRS, Transformer
 from api.providers.gpkg_blob import decode
 from geo.errors import LayerNameError
 from geo.names import check_layer_name
-
-LOG = logging.getLogger(__name__)
 
 NO_CQL_MESSAGE = (
     "CQL2 'filter' is not supported on the embedded GeoPackage store; use simple "

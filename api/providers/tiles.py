@@ -7,7 +7,6 @@ request; ``get_tiles`` answers the same way for anything that still reaches pyge
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from pygeoapi.models.provider.base import LinkType, TileMatrixSetEnum, TileSetMetadata
@@ -18,8 +17,6 @@ from pygeoapi.util import url_join
 
 from api.tile_sources import registry_for
 from tiles.source import TileSetInfo, TileSource
-
-LOG = logging.getLogger(__name__)
 
 TILE_MATRIX_SET = "WebMercatorQuad"
 MVT_MIMETYPE = "application/vnd.mapbox-vector-tile"
