@@ -44,7 +44,12 @@ def accepts_gzip(header: str | None) -> bool:
         token, _, params = part.strip().partition(";")
         if token.strip().lower() in ("gzip", "*"):
             q = params.strip().lower()
-            return not (q.startswith("q=") and float(q[2:] or 0) == 0)
+            if not q.startswith("q="):
+                return True
+            try:
+                return float(q[2:]) > 0
+            except ValueError:
+                return False  # a malformed weight: play safe, send identity
     return False
 
 
