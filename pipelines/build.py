@@ -9,6 +9,7 @@ from pipelines.ingest import ingest_layer
 from pipelines.project import project_store
 
 TILES_DIR = "tiles"
+TILES3D_DIR = "3dtiles"
 
 
 def build_project(project: Path, layers: list[str] | None = None, ingest: bool = True,
@@ -32,3 +33,8 @@ def build_project(project: Path, layers: list[str] | None = None, ingest: bool =
         out = catalog.build_path / TILES_DIR / f"{name}.pmtiles"
         report = build_pmtiles(store, name, out, cfg.minzoom, cfg.maxzoom, cfg.fields, progress=progress)
         yield report.summary()
+        if cfg.kind == "buildings":
+            from pipelines.export3d import footprints_to_tileset
+
+            yield footprints_to_tileset(store.read(name), catalog.build_path / TILES3D_DIR / name, source=name,
+                                        fields=cfg.fields, progress=progress).summary()
