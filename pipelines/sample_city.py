@@ -177,6 +177,27 @@ def build_boundaries() -> tuple[list[Area], list[Area]]:
     return gus, dongs
 
 
+def boundaries_lonlat(gus: list[Area], dongs: list[Area]) -> tuple[list, list]:
+    """gu and dong in lon/lat, rounded to 1e-7 degrees, still tiling exactly.
+
+    Rounding each polygon on its own would nudge a node that one polygon has and its
+    neighbour lacks by up to half a centimetre, opening slivers. So the linework is noded
+    first (every polygon gets every node on its edges), cut into faces, rounded, and each
+    gu is rebuilt as the union of its dong faces. Noding snaps to a millimetre grid so that
+    nodes a hair apart (one computed per side of an edge) become one.
+    """
+    lines = shapely.union_all(shapely.boundary([a.geometry for a in gus + dongs]), grid_size=0.001)
+    faces = shapely.get_parts(shapely.polygonize(shapely.get_parts(lines)))
+    owner = shapely.STRtree([a.geometry for a in dongs]).query(shapely.point_on_surface(faces), predicate="within")
+    faces_ll = shapely.transform(_to_lonlat(faces), lambda c: np.round(c, 7))
+    dong_ll = [shapely.union_all(faces_ll[owner[0][owner[1] == i]]) for i in range(len(dongs))]
+    gu_ll = [
+        shapely.union_all([g for a, g in zip(dongs, dong_ll) if a.properties["gu_code"] == gu.properties["code"]])
+        for gu in gus
+    ]
+    return gu_ll, dong_ll
+
+
 # -- buildings -----------------------------------------------------------------------------
 # Main use (건축물대장 주용도) and a typical storey height in metres for each.
 _USAGES = ("업무시설", "판매시설", "숙박시설", "제1종근린생활시설", "제2종근린생활시설",
@@ -547,8 +568,7 @@ def generate(directory: Path, seed: int = DEFAULT_SEED) -> Iterator[str]:
 
     district = load_district()
     gus, dongs = build_boundaries()
-    lonlat_gu = _to_lonlat(np.array([a.geometry for a in gus], dtype=object))
-    lonlat_dong = _to_lonlat(np.array([a.geometry for a in dongs], dtype=object))
+    lonlat_gu, lonlat_dong = boundaries_lonlat(gus, dongs)
     _write_text(data / "gu.geojson", _geojson([(a.properties, g) for a, g in zip(gus, lonlat_gu)]))
     yield f"wrote {data / 'gu.geojson'}: {len(gus)} gu ({', '.join(a.properties['name_en'] for a in gus)})"
     _write_text(data / "dong.geojson", _geojson([(a.properties, g) for a, g in zip(dongs, lonlat_dong)]))
