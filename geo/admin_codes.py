@@ -59,7 +59,7 @@ SEOUL_GU = (
 )
 
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
-_LATIN = re.compile(r"^[A-Za-z][A-Za-z0-9 .'\-]*$")
+_LATIN = re.compile(r"^[A-Za-z][\x20-\x7e]*$")  # romanised names: "Taepyeongno 1(il)-ga"
 _DIGITS = re.compile(r"^\d+$")
 
 
