@@ -14,6 +14,7 @@ Geographic coordinates are scaled to metres around the ring for these checks onl
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -124,47 +125,53 @@ class Checked:
 
 def _clean_ring(ring: np.ndarray) -> np.ndarray:
     """Drop the closing vertex and repeated consecutive vertices."""
-    if len(ring) > 1 and np.array_equal(ring[0], ring[-1]):
+    if len(ring) > 1 and (ring[0] == ring[-1]).all():
         ring = ring[:-1]
     if len(ring) > 1:
-        keep = np.any(ring != np.roll(ring, 1, axis=0), axis=1)
-        keep[0] = True
-        ring = ring[keep]
+        same = (ring[1:] == ring[:-1]).all(axis=1)
+        if same.any():
+            ring = ring[np.concatenate(([True], ~same))]
     return ring
 
 
 def check_polygon(rings: list[np.ndarray], *, geographic: bool) -> Checked:
-    """Clean and check one polygon (exterior first). Returns open rings or a skip reason."""
+    """Clean and check one polygon (exterior first). Returns open rings or a skip reason.
+
+    Called once per polygon on millions of polygons, so it sticks to a few numpy calls.
+    A ring that repeats a vertex non-consecutively (A B A) has zero area and fails there.
+    """
     ext = _clean_ring(rings[0])
-    if len(np.unique(ext, axis=0)) < 3:
+    if len(ext) < 3:
         return Checked(None, DEGENERATE, f"fewer than 3 distinct vertices ({len(ext)})")
     holes, dropped = [], 0
     for ring in rings[1:]:
         r = _clean_ring(ring)
-        if len(np.unique(r, axis=0)) < 3:
+        if len(r) < 3:
             dropped += 1
         else:
             holes.append(r)
     origin = ext.mean(axis=0)
-    scale = np.ones(3)
+    local = ext - origin
     if geographic:
-        scale[:] = (_M_PER_DEG_LON_EQ * np.cos(np.radians(origin[1])), _M_PER_DEG_LAT, 1.0)
-    local = (ext - origin) * scale
-    nxt = np.roll(local, -1, axis=0)
+        local = local * (_M_PER_DEG_LON_EQ * math.cos(math.radians(origin[1])), _M_PER_DEG_LAT, 1.0)
+    nxt = np.concatenate((local[1:], local[:1]))
     # Newell's normal: its length is twice the (projected) area, robust for non-convex rings
-    normal = np.array([
-        np.sum((local[:, 1] - nxt[:, 1]) * (local[:, 2] + nxt[:, 2])),
-        np.sum((local[:, 2] - nxt[:, 2]) * (local[:, 0] + nxt[:, 0])),
-        np.sum((local[:, 0] - nxt[:, 0]) * (local[:, 1] + nxt[:, 1])),
-    ])
-    length = float(np.linalg.norm(normal))
+    x, y, z = local.T
+    xn, yn, zn = nxt.T
+    normal = np.array([(y * zn - z * yn).sum(), (z * xn - x * zn).sum(), (x * yn - y * xn).sum()])
+    length = math.sqrt(float(normal @ normal))
     if length / 2 < MIN_AREA_M2:
         return Checked(None, DEGENERATE, f"zero area ({length / 2:.2g} m²)")
     if len(ext) > 3 or holes:
-        pts = np.vstack([local] + [(h - origin) * scale for h in holes])
-        deviation = float(np.max(np.abs(pts @ (normal / length))))
-        diameter = float(np.linalg.norm(local.max(axis=0) - local.min(axis=0)))
-        tol = max(PLANAR_TOL_M, PLANAR_TOL_REL * diameter)
+        pts = local
+        if holes:
+            hole_pts = np.concatenate(holes) - origin
+            if geographic:
+                hole_pts = hole_pts * (_M_PER_DEG_LON_EQ * math.cos(math.radians(origin[1])), _M_PER_DEG_LAT, 1.0)
+            pts = np.concatenate((local, hole_pts))
+        deviation = float(np.abs(pts @ normal).max()) / length
+        span = local.max(axis=0) - local.min(axis=0)
+        tol = max(PLANAR_TOL_M, PLANAR_TOL_REL * math.sqrt(float(span @ span)))
         if deviation > tol:
             return Checked(None, NON_PLANAR, f"{deviation:.2f} m off its plane (tolerance {tol:.2f} m)")
     return Checked([ext] + holes, dropped_holes=dropped)

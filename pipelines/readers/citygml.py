@@ -26,7 +26,6 @@ Conventions:
 """
 from __future__ import annotations
 
-import logging
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -41,7 +40,6 @@ from pipelines.readers.city_common import (
     BAD_COORDS, DEGENERATE_HOLE, KINDS, NO_LOD, NO_SURFACES, check_polygon, crs_info, srs_to_crs,
 )
 
-log = logging.getLogger(__name__)
 
 _XLINK = "{http://www.w3.org/1999/xlink}href"
 _GML_IDS = ("{http://www.opengis.net/gml}id", "{http://www.opengis.net/gml/3.2}id")
@@ -138,7 +136,7 @@ def _read(path: Path, *, crs: str | None, lods: tuple[int, ...] | None, best: bo
             if building_depth is not None:  # the building itself closed
                 building_depth = None
                 found += 1
-                out = _building(elem, path, declared=declared, file_srs=file_srs, file_dim=file_dim,
+                out = _building(elem, path, found, declared=declared, file_srs=file_srs, file_dim=file_dim,
                                 lods=lods, best=best, report=report)
                 if out:
                     report.read += 1
@@ -170,10 +168,10 @@ def _int(value, default: int) -> int:
         return default
 
 
-def _building(elem: ET.Element, path: Path, *, declared: str | None, file_srs: str | None,
+def _building(elem: ET.Element, path: Path, ordinal: int, *, declared: str | None, file_srs: str | None,
               file_dim: int, lods: tuple[int, ...] | None, best: bool,
               report: ReadReport) -> dict[int, Building3D]:
-    bid = _gml_id(elem) or f"{path.stem}:building{report.read + sum(report.skipped.values()) + 1}"
+    bid = _gml_id(elem) or f"{path.stem}:building{ordinal}"  # stable: the building's place in the file
     crs = declared or _building_crs(elem, path, file_srs)
     _, swap = crs_info(crs)
     index: dict[str, ET.Element] = {}
