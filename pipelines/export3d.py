@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from pathlib import Path
 
 import geopandas as gpd
@@ -91,16 +90,17 @@ def footprints_to_tileset(gdf: gpd.GeoDataFrame, out: Path, *, source: str, fiel
 
 # -- CityGML / CityJSON ---------------------------------------------------------------------
 
-def _read(path: Path, crs: str | None, lod: int | None, report: ReadReport) -> Iterable[Building3D]:
-    suffix = path.name.lower()
-    if suffix.endswith((".gml", ".xml")):
-        from pipelines.readers.citygml import read_citygml
+def _read_lods(path: Path, crs: str | None, lods: tuple[int, ...], report: ReadReport):
+    """One pass over a model file: per building, {lod: Building3D}."""
+    name = path.name.lower()
+    if name.endswith((".gml", ".xml")):
+        from pipelines.readers.citygml import read_citygml_lods
 
-        return read_citygml(path, crs=crs, lod=lod, report=report)
-    if suffix.endswith(".json"):
-        from pipelines.readers.cityjson import read_cityjson
+        return read_citygml_lods(path, lods=lods, crs=crs, report=report)
+    if name.endswith(".json"):
+        from pipelines.readers.cityjson import read_cityjson_lods
 
-        return read_cityjson(path, crs=crs, lod=lod, report=report)
+        return read_cityjson_lods(path, lods=lods, crs=crs, report=report)
     raise SourceError(f"{path}: not a CityGML (.gml) or CityJSON (.json) file; for footprints use layer:NAME")
 
 
@@ -113,7 +113,7 @@ def _extrude_lod0(b: Building3D) -> Building3D | None:
     surfaces = []
     for s in ground:
         ext = np.asarray(s.rings[0], dtype=np.float64)
-        if np.allclose(ext[0], ext[-1]):
+        if np.array_equal(ext[0], ext[-1]):
             ext = ext[:-1]
         top = ext.copy()
         top[:, 2] += float(height)
@@ -131,30 +131,46 @@ def _z_normal(ring: np.ndarray) -> float:
 
 
 def models_to_tileset(paths: list[Path], out: Path, *, crs: str | None = None, lod: int | None = None,
-                      b3dm_mode: bool = False, progress: bool = True) -> tuple[TilesetReport, list[str]]:
+                      b3dm_mode: bool = False, progress: bool = True,
+                      max_per_tile: int = 400) -> tuple[TilesetReport, list[str]]:
+    """Tileset of CityGML/CityJSON buildings: LOD1 far refining to LOD2 near where both exist.
+
+    LOD0 footprints with a measured height are extruded to LOD1 blocks. A building lacking
+    one of the levels shows its other level there, so every building is in every level once.
+    """
     report = TilesetReport(Path(out))
     messages: list[str] = []
-    levels = [lod] if lod is not None else [1, 2]
-    by_level: dict[int, dict[str, Building3D]] = {lv: {} for lv in levels}
+    wanted = (0, 1, 2) if lod is None else ((0, 1) if lod == 1 else (lod,))
+    found: dict[str, dict[int, Building3D]] = {}
     for path in paths:
-        for lv in levels:
-            rr = ReadReport(str(path))
-            for b in _read(Path(path), crs, lv, rr):
-                if b.lod == 0:
-                    b = _extrude_lod0(b) or b
-                by_level[lv].setdefault(b.id, b)
-            for why, n in rr.skipped.items():
-                key = f"{why} (LOD{lv})"
-                report.skipped[key] = report.skipped.get(key, 0) + n
-            messages += rr.messages
-    ids = sorted(set().union(*[set(d) for d in by_level.values()]))
-    if not ids:
+        rr = ReadReport(str(path))
+        for lods in _read_lods(Path(path), crs, wanted, rr):
+            if 0 in lods:
+                lod0 = lods.pop(0)
+                if 1 not in lods:
+                    extruded = _extrude_lod0(lod0)
+                    if extruded is not None:
+                        lods[1] = extruded
+            if not lods:
+                rr.skip("LOD0 footprint without a height", "a building")
+                continue
+            key = next(iter(lods.values())).id
+            if key in found:
+                rr.skip("duplicate id", f"building {key}")
+                continue
+            found[key] = lods
+        for why, n in rr.skipped.items():
+            report.skipped[why] = report.skipped.get(why, 0) + n
+        messages += rr.messages
+    if not found:
         raise SourceError(f"{', '.join(map(str, paths))}: no building could be read; see the messages above")
-    # a building missing at one level shows its nearest other level there
-    resolved = {lv: [by_level[lv].get(i) or next(by_level[o][i] for o in levels if i in by_level[o]) for i in ids]
+    ids = sorted(found)
+    levels = sorted({lv for lods in found.values() for lv in lods})
+    if lod is not None:
+        levels = [lod]
+    resolved = {lv: [found[i].get(lv) or found[i][min(found[i], key=lambda o: abs(o - lv))] for i in ids]
                 for lv in levels}
-    ref = resolved[levels[0]]
-    lon, lat = _centres(ref)
+    lon, lat = _centres(resolved[levels[0]])
 
     def maker(items: np.ndarray, lv: int, frame: LocalFrame):
         chosen = [resolved[lv][i] for i in items]
@@ -174,7 +190,7 @@ def models_to_tileset(paths: list[Path], out: Path, *, crs: str | None = None, l
         return mesh, props
 
     write_tileset(Path(out), lon, lat, {lv: maker for lv in levels}, b3dm_mode=b3dm_mode, progress=progress,
-                  report=report)
+                  report=report, max_per_tile=max_per_tile)
     report.buildings = len(ids)
     return report, messages
 

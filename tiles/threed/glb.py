@@ -69,12 +69,12 @@ def _property_table(buf: _Buffer, count: int, properties: dict[str, tuple[str, l
         schema[name] = {"type": "STRING"} if ptype == "STRING" else {"type": "SCALAR", "componentType": ptype}
         if len(values) != count:
             raise ValueError(f"property {name!r} has {len(values)} values for {count} features")
-        if all(v is None or (isinstance(v, float) and np.isnan(v)) for v in values):
-            continue  # optional property with no value at all: in no table, as the spec allows
         if ptype == "STRING":
             encoded = [("" if v is None else str(v)).encode("utf-8") for v in values]
             offsets = np.zeros(count + 1, dtype=np.uint32)
             offsets[1:] = np.cumsum([len(e) for e in encoded])
+            if not any(encoded):
+                continue  # no text at all: a buffer view may not be empty, so the optional property is left out
             values_view = buf.add(b"".join(encoded))
             offsets_view = buf.add(offsets.tobytes())
             schema[name] = {"type": "STRING", "noData": NO_DATA["STRING"]}

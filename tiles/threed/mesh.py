@@ -122,7 +122,7 @@ def surfaces_mesh(buildings: list[Building3D], frame: LocalFrame) -> tuple[TileM
         for s_i, s in enumerate(b.surfaces):
             for ring in s.rings:
                 ring = np.asarray(ring, dtype=np.float64)
-                if len(ring) > 1 and np.allclose(ring[0], ring[-1]):
+                if len(ring) > 1 and np.array_equal(ring[0], ring[-1]):
                     ring = ring[:-1]
                 flat.append(ring)
                 owners.append((b_i, s_i, len(ring)))
