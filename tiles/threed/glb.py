@@ -54,7 +54,7 @@ class _Buffer:
 
     def bytes(self) -> bytes:
         blob = b"".join(self.chunks)
-        return blob + b"\0" * ((-len(blob)) % 4)
+        return blob + b"\0" * ((-len(blob)) % 8)
 
 
 def _y_up(v: np.ndarray) -> np.ndarray:
@@ -170,7 +170,8 @@ def write_glb(mesh: TileMesh, properties: dict[str, tuple[str, list]], *, quanti
     gltf["bufferViews"] = buf.views
     gltf["buffers"] = [{"byteLength": len(blob)}]
     js = json.dumps(gltf, separators=(",", ":")).encode()
-    js += b" " * ((-len(js)) % 4)
+    # pad so the BIN chunk's data starts, and the file ends, on 8-byte boundaries (b3dm needs both)
+    js += b" " * ((4 - len(js)) % 8)
     total = 12 + 8 + len(js) + 8 + len(blob)
     return b"".join([
         struct.pack("<4sII", b"glTF", 2, total),

@@ -132,7 +132,7 @@ def write_tileset(out: Path, lon: np.ndarray, lat: np.ndarray, lods: dict[int, M
             "geometricError": max(root_json["geometricError"] * 2, 1.0),
             "root": root_json,
         }
-        tileset["root"]["refine"] = "ADD"
+        tileset["root"].setdefault("refine", "ADD")  # required on the root; a LOD chain keeps REPLACE
         (tmp / "tileset.json").write_text(json.dumps(tileset, indent=1))
         report.buildings = len(lon)
         report.bytes = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
