@@ -1,0 +1,272 @@
+"""Positions of photos and videos: EXIF GPS from JPEG, the ISO 6709 location atom from MP4/MOV.
+
+JPEG: GPS latitude/longitude, altitude, GPSImgDirection (the compass direction the
+camera faced), DateTimeOriginal and the GPS UTC time, read through Pillow.
+MP4/MOV: the atoms are walked here with plain seeks (a video's media data is never
+read): ``moov/udta/©xyz`` (an ISO 6709 string such as "+37.5665+126.9780+012.3/") and
+QuickTime's ``moov/meta`` keys ``com.apple.quicktime.location.ISO6709``.
+
+A file without a position is reported with the reason, never silently dropped.
+"""
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO
+
+JPEG_SUFFIXES = {".jpg", ".jpeg"}
+VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".3gp"}
+MEDIA_SUFFIXES = JPEG_SUFFIXES | VIDEO_SUFFIXES
+_GPS_IFD = 0x8825
+_EXIF_IFD = 0x8769
+_XYZ = b"\xa9xyz"
+_CONTAINERS = {b"moov", b"udta", b"meta", b"trak", b"mdia", b"minf", b"ilst"}
+
+
+@dataclass
+class MediaPosition:
+    path: Path
+    media_type: str  # 'photo' | 'video'
+    lon: float | None = None
+    lat: float | None = None
+    altitude_m: float | None = None
+    direction_deg: float | None = None  # GPSImgDirection, 0-360
+    direction_ref: str | None = None  # 'T' true north, 'M' magnetic
+    taken_at: str | None = None  # DateTimeOriginal as written (camera local time), ISO form
+    gps_time_utc: str | None = None
+    problem: str | None = None  # why there is no position
+
+    @property
+    def located(self) -> bool:
+        return self.lon is not None and self.lat is not None
+
+
+# --- JPEG / EXIF ----------------------------------------------------------------------
+
+def _ratio(v) -> float:
+    if isinstance(v, tuple) and len(v) == 2:
+        return float(v[0]) / float(v[1]) if v[1] else float("nan")
+    return float(v)
+
+
+def _dms(values, ref) -> float:
+    d, m, s = (_ratio(v) for v in values)
+    deg = d + m / 60.0 + s / 3600.0
+    ref = ref.decode() if isinstance(ref, bytes) else (ref or "")
+    return -deg if ref.strip().upper() in ("S", "W") else deg
+
+
+def read_jpeg(path: Path) -> MediaPosition:
+    from PIL import Image, UnidentifiedImageError
+
+    out = MediaPosition(path=path, media_type="photo")
+    try:
+        with Image.open(path) as img:
+            exif = img.getexif()
+    except (UnidentifiedImageError, OSError) as exc:
+        out.problem = f"not a readable JPEG ({exc})"
+        return out
+    sub = exif.get_ifd(_EXIF_IFD)
+    stamp = sub.get(0x9003) or exif.get(0x0132)  # DateTimeOriginal, else DateTime
+    if stamp:
+        try:
+            out.taken_at = datetime.strptime(str(stamp).strip("\x00 "), "%Y:%m:%d %H:%M:%S").isoformat()
+        except ValueError:
+            pass
+    gps = exif.get_ifd(_GPS_IFD)
+    if not gps:
+        out.problem = "no EXIF GPS tags"
+        return out
+    try:
+        if 2 in gps and 4 in gps:
+            lat, lon = _dms(gps[2], gps.get(1, "N")), _dms(gps[4], gps.get(3, "E"))
+            if -90 <= lat <= 90 and -180 <= lon <= 180 and not (lat == 0 and lon == 0):
+                out.lat, out.lon = lat, lon
+            else:
+                out.problem = f"EXIF GPS position out of range ({lat}, {lon})"
+        else:
+            out.problem = "EXIF GPS block without latitude/longitude"
+        if 6 in gps:
+            alt = _ratio(gps[6])
+            ref = gps.get(5, 0)
+            below = (ref[0] if isinstance(ref, bytes) and ref else ref) == 1
+            out.altitude_m = -alt if below else alt
+        if 17 in gps:
+            out.direction_deg = _ratio(gps[17]) % 360.0
+            ref = gps.get(16)
+            out.direction_ref = (ref.decode() if isinstance(ref, bytes) else ref or None)
+            out.direction_ref = out.direction_ref.strip("\x00 ") if out.direction_ref else None
+        if 29 in gps and 7 in gps:
+            h, m, s = (_ratio(v) for v in gps[7])
+            out.gps_time_utc = f"{str(gps[29]).replace(':', '-')}T{int(h):02d}:{int(m):02d}:{s:06.3f}Z"
+    except (TypeError, ValueError, ZeroDivisionError, IndexError) as exc:
+        out.lon = out.lat = None
+        out.problem = f"EXIF GPS tags malformed ({exc})"
+    return out
+
+
+# --- MP4 / MOV atoms ------------------------------------------------------------------
+
+_ISO6709 = re.compile(r"^([+-]\d+(?:\.\d+)?)([+-]\d+(?:\.\d+)?)([+-]\d+(?:\.\d+)?)?(?:CRS[^/]*)?/?$")
+
+
+def _iso_angle(text: str, deg_digits: int) -> float:
+    """ISO 6709 angle: ±DD[.d], ±DDMM[.d] or ±DDMMSS[.d] (longitude: one more degree digit)."""
+    sign = -1.0 if text[0] == "-" else 1.0
+    body = text[1:]
+    whole, _, frac = body.partition(".")
+    frac = float("0." + frac) if frac else 0.0
+    n = len(whole)
+    if n == deg_digits:
+        return sign * (int(whole) + frac)
+    if n == deg_digits + 2:
+        return sign * (int(whole[:deg_digits]) + (int(whole[deg_digits:]) + frac) / 60.0)
+    if n == deg_digits + 4:
+        return sign * (int(whole[:deg_digits]) + int(whole[deg_digits:deg_digits + 2]) / 60.0
+                       + (int(whole[deg_digits + 2:]) + frac) / 3600.0)
+    raise ValueError(f"ISO 6709 angle {text!r} has {n} integer digits")
+
+
+def parse_iso6709(text: str) -> tuple[float, float, float | None]:
+    """(lat, lon, altitude) from an ISO 6709 point string such as '+37.5665+126.9780+012.3/'."""
+    m = _ISO6709.match(text.strip().strip("\x00"))
+    if not m:
+        raise ValueError(f"not an ISO 6709 point: {text!r}")
+    lat = _iso_angle(m.group(1), 2)
+    lon = _iso_angle(m.group(2), 3)
+    alt = float(m.group(3)) if m.group(3) else None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise ValueError(f"ISO 6709 point out of range: {text!r}")
+    return lat, lon, alt
+
+
+def _boxes(f: BinaryIO, start: int, end: int):
+    """(type, payload start, payload end) of each box between start and end."""
+    pos = start
+    while pos + 8 <= end:
+        f.seek(pos)
+        head = f.read(8)
+        if len(head) < 8:
+            return
+        size, kind = struct.unpack(">I4s", head)
+        header = 8
+        if size == 1:
+            large = f.read(8)
+            if len(large) < 8:
+                return
+            size = struct.unpack(">Q", large)[0]
+            header = 16
+        elif size == 0:
+            size = end - pos
+        if size < header or pos + size > end:
+            return  # truncated or corrupt: stop rather than read garbage
+        yield kind, pos + header, pos + size
+        pos += size
+
+
+def _meta_start(f: BinaryIO, start: int, end: int) -> int:
+    """ISO 'meta' is a full box (4 zero bytes of version/flags first); QuickTime's starts with a child box size."""
+    f.seek(start)
+    return start + 4 if f.read(4) == b"\x00\x00\x00\x00" else start
+
+
+def _read_xyz(f: BinaryIO, start: int, end: int) -> str | None:
+    f.seek(start)
+    data = f.read(min(end - start, 4096))
+    if len(data) >= 4:
+        n = struct.unpack(">H", data[:2])[0]  # string length, then a 2-byte language code
+        if 0 < n <= len(data) - 4:
+            return data[4:4 + n].decode("utf-8", "replace")
+    return data.decode("utf-8", "replace").strip("\x00") or None
+
+
+def _read_keys_location(f: BinaryIO, meta_start: int, meta_end: int) -> str | None:
+    keys: list[bytes] = []
+    ilst = None
+    for kind, s, e in _boxes(f, meta_start, meta_end):
+        if kind == b"keys":
+            f.seek(s + 4)  # version/flags
+            count = struct.unpack(">I", f.read(4))[0]
+            pos = s + 8
+            for _ in range(min(count, 1000)):
+                f.seek(pos)
+                size, _ns = struct.unpack(">I4s", f.read(8))
+                if size < 8:
+                    break
+                keys.append(f.read(size - 8))
+                pos += size
+        elif kind == b"ilst":
+            ilst = (s, e)
+    if not keys or ilst is None:
+        return None
+    for kind, s, e in _boxes(f, *ilst):
+        idx = struct.unpack(">I", kind)[0]
+        if 1 <= idx <= len(keys) and keys[idx - 1] == b"com.apple.quicktime.location.ISO6709":
+            for dkind, ds, de in _boxes(f, s, e):
+                if dkind == b"data":
+                    f.seek(ds + 8)  # type + locale
+                    return f.read(min(de - ds - 8, 4096)).decode("utf-8", "replace")
+    return None
+
+
+def _find_location(f: BinaryIO, start: int, end: int, depth: int = 0) -> str | None:
+    if depth > 6:
+        return None
+    for kind, s, e in _boxes(f, start, end):
+        if kind == _XYZ:
+            text = _read_xyz(f, s, e)
+            if text:
+                return text
+        elif kind == b"meta":
+            ms = _meta_start(f, s, e)
+            text = _read_keys_location(f, ms, e) or _find_location(f, ms, e, depth + 1)
+            if text:
+                return text
+        elif kind in _CONTAINERS:
+            text = _find_location(f, s, e, depth + 1)
+            if text:
+                return text
+    return None
+
+
+def read_video(path: Path) -> MediaPosition:
+    out = MediaPosition(path=path, media_type="video")
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(8)
+        if len(head) < 8 or head[4:8] not in (b"ftyp", b"moov", b"wide", b"free", b"mdat", b"skip"):
+            out.problem = "not an MP4/MOV file (no ftyp/moov box at the start)"
+            return out
+        moov = next(((s, e) for kind, s, e in _boxes(f, 0, size) if kind == b"moov"), None)
+        if moov is None:
+            out.problem = "no moov box (truncated or not a finished recording)"
+            return out
+        text = _find_location(f, *moov)
+    if text is None:
+        out.problem = "no location atom (©xyz or ISO6709 key)"
+        return out
+    try:
+        out.lat, out.lon, out.altitude_m = parse_iso6709(text)
+    except ValueError as exc:
+        out.problem = str(exc)
+    return out
+
+
+def read_media(path: Path) -> MediaPosition:
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in JPEG_SUFFIXES:
+        return read_jpeg(path)
+    if suffix in VIDEO_SUFFIXES:
+        return read_video(path)
+    return MediaPosition(path=path, media_type="other", problem=f"unsupported file type {suffix or '(none)'}")
+
+
+def scan_media(directory: Path) -> list[MediaPosition]:
+    """Every photo/video under ``directory`` (recursively, sorted), with or without a position."""
+    directory = Path(directory)
+    files = sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES)
+    return [read_media(p) for p in files]
