@@ -17,11 +17,41 @@ from geo.errors import CatalogError, CitytwinError
 from geo.names import check_layer_name
 
 CATALOG_FILE = "citytwin.yaml"
-LayerKind = Literal["buildings", "pois", "boundaries", "transit", "hazard_zones", "generic"]
+# raster: a GDAL raster (e.g. flood depth) published as a COG under <build>/cog, not in the store.
+LayerKind = Literal["buildings", "pois", "boundaries", "transit", "hazard_zones", "generic", "raster"]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class RecordsConfig(_Strict):
+    """Where the address and coordinates sit in administrative records (citytwin geotag)."""
+
+    address_columns: list[str] = Field(default_factory=list, description="address text column(s), tried in order")
+    lon_column: str | None = None
+    lat_column: str | None = None
+    id_column: str | None = None
+
+
+class PrivacyConfig(_Strict):
+    """What of a layer may be published; personal data is masked, hashed or dropped."""
+
+    publish: list[str] | None = Field(None, description="whitelist of record fields; omit to keep all (still scanned)")
+    detect: list[Literal["rrn", "mobile", "email"]] = Field(default_factory=lambda: ["rrn", "mobile", "email"])
+    person_name_fields: list[str] = Field(default_factory=list)
+    action: Literal["mask", "hash", "drop"] = "mask"
+
+
+class ReferenceConfig(_Strict):
+    """How a layer serves the geocoder's gazetteer; detected from the data when omitted."""
+
+    role: Literal["admin", "address_points", "buildings", "none"] | None = None
+    admin_level: Literal["sido", "sigungu", "legal_dong", "admin_dong", "legal_ri"] | None = None
+    code_field: str | None = None
+    name_ko_field: str | None = None
+    name_en_field: str | None = None
+    address_fields: list[str] = Field(default_factory=list)
 
 
 class LayerConfig(_Strict):
@@ -40,6 +70,9 @@ class LayerConfig(_Strict):
     height_field: str | None = None
     floors_field: str | None = None
     storey_height: float | None = Field(None, gt=0, le=20)
+    records: RecordsConfig | None = None
+    privacy: PrivacyConfig | None = None
+    reference: ReferenceConfig | None = None
 
     @field_validator("source", mode="before")
     @classmethod

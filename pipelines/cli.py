@@ -1,4 +1,4 @@
-"""The ``citytwin`` command line: init, ingest, build, serve, sample-city.
+"""The ``citytwin`` command line: init, ingest, build, serve, geotag, photos, sample-city.
 
 Every command turns a CitytwinError into one clear line on stderr and exit code 2.
 """
@@ -137,6 +137,67 @@ def export_3dtiles(sources: tuple[str, ...], out: Path, crs: str | None, lod: in
         for m in messages:
             click.echo(f"skipped: {m}", err=True)
     click.echo(report.summary())
+
+
+@main.command()
+@click.argument("records", type=click.Path(path_type=Path))
+@click.option("--layer", required=True, help="Name of the published pois layer: lower-case letters, digits, underscores.")
+@click.option("--project", default=".", type=click.Path(file_okay=False, path_type=Path), show_default=True,
+              help="Project folder holding citytwin.yaml and the reference layers.")
+@click.option("--encoding", default=None, help="Text encoding of a CSV, e.g. cp949 or euc-kr. Default: UTF-8, else CP949.")
+@click.option("--address-column", "address_columns", multiple=True,
+              help="Column with the address text (repeatable: road and lot address; the best match wins). "
+                   "Default: found by name (address, 주소, 도로명주소, 소재지 ...).")
+@click.option("--lon-column", default=None, help="Longitude column (default: lon, lng, x, 경도 ...).")
+@click.option("--lat-column", default=None, help="Latitude column (default: lat, y, 위도 ...).")
+@click.option("--id-column", default=None, help="Column with a stable record id (default: the row number).")
+@click.option("--as-reference", is_flag=True,
+              help="Also use this layer as address points for later geocoding (addresses with known positions).")
+def geotag(records: Path, layer: str, project: Path, encoding: str | None, address_columns: tuple[str, ...],
+           lon_column: str | None, lat_column: str | None, id_column: str | None, as_reference: bool) -> None:
+    """Geocode administrative RECORDS (CSV, XLSX, JSON) and publish them as a POI layer.
+
+    \b
+    Addresses such as "서울특별시 중구 세종대로 110", "서울시 중구 태평로1가 31" or
+    "서울 종로구 사직로 161 (세종로) 3층" are matched against the project's reference
+    layers, tier by tier: address point -> building -> dong -> gu. Each record gets
+    geocode_tier, geocode_score, geocode_match and geocode_source. Records that carry
+    lon/lat keep them, and coord_check says whether the point lies in the gu the
+    address names.
+
+    \b
+    Personal data never reaches the published layer: resident registration numbers,
+    mobile numbers and e-mails are masked (or hashed/dropped, per the catalog's
+    privacy: entry), person-name fields are removed, and an audit is written to
+    build/audit/LAYER.geotag.json. Example:
+      citytwin ingest gu.json --layer gu --kind boundaries --project city
+      citytwin ingest dong.json --layer dong --kind boundaries --project city
+      citytwin geotag 민원.csv --layer complaints --encoding cp949 --project city
+    """
+    from pipelines.geotag import geotag_records
+
+    report = geotag_records(project, records, layer, encoding=encoding, address_columns=list(address_columns) or None,
+                            lon_column=lon_column, lat_column=lat_column, id_column=id_column,
+                            as_reference=as_reference)
+    click.echo(report.summary())
+
+
+@main.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--layer", required=True, help="Name of the published pois layer.")
+@click.option("--project", default=".", type=click.Path(file_okay=False, path_type=Path), show_default=True)
+def photos(directory: Path, layer: str, project: Path) -> None:
+    """Publish the positions of the photos and videos under DIRECTORY as a POI layer.
+
+    \b
+    JPEG: EXIF GPS position, altitude, camera direction (GPSImgDirection) and time.
+    MP4/MOV: the ISO 6709 location atom (©xyz, or QuickTime's location key).
+    Each point gets the gu and dong it falls in, from the project's boundary layers.
+    Files without a position are listed in the summary and the audit, not dropped silently.
+    """
+    from pipelines.geotag import geotag_photos
+
+    click.echo(geotag_photos(project, directory, layer).summary())
 
 
 @main.command("sample-city")
