@@ -5,6 +5,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import geopandas as gpd
 import pandas as pd
@@ -17,10 +18,14 @@ from geo.geometry import non_polygonal, repair
 from geo.names import check_layer_name
 from pipelines.catalog import Catalog, LayerConfig, add_layer_entry, load_catalog
 from pipelines.project import project_store
+from pipelines.readers.gtfs import is_gtfs_zip
 from pipelines.readers.vector import read_vector
 from pipelines.steps.normalise import HeightCounts, building_heights, select_fields, stable_ids
 from pipelines.store import Store
 from pipelines.store.base import ID_COLUMN
+
+if TYPE_CHECKING:
+    from pipelines.transit import TransitReport
 
 log = logging.getLogger(__name__)
 POLYGON_KINDS = {"buildings", "boundaries", "hazard_zones"}
@@ -128,9 +133,14 @@ def ingest_layer(catalog: Catalog, store: Store, layer: str, paths: list[Path] |
 
 
 def ingest_into_project(project: Path, path: Path, layer: str, *, kind: str | None = None,
-                        crs: str | None = None, encoding: str | None = None) -> IngestReport:
+                        crs: str | None = None, encoding: str | None = None) -> IngestReport | TransitReport:
     """``citytwin ingest``: CLI options override the catalog entry; a new layer joins the catalog."""
     check_layer_name(layer)
+    if Path(path).suffix.lower() == ".zip" and (kind == "transit" or is_gtfs_zip(Path(path))):
+        # A GTFS feed: LAYER is the prefix of its three layers (see pipelines.transit).
+        from pipelines.transit import ingest_transit_into_project
+
+        return ingest_transit_into_project(project, Path(path), layer, kind=kind, crs=crs, encoding=encoding)
     catalog = load_catalog(project)
     base_names = set(catalog.layers)
     base = catalog.layers.get(layer, LayerConfig())
