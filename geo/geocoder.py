@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
@@ -132,6 +133,28 @@ def haversine_m(lon1, lat1, lon2, lat2):
     return 2 * _EARTH_R * np.arcsin(np.sqrt(a))
 
 
+def _jamo(key: str) -> str:
+    """Hangul syllables split into jamo, so one wrong vowel (세종데로) costs one letter, not a syllable."""
+    return unicodedata.normalize("NFD", key)
+
+
+class _Fuzzy:
+    """rapidfuzz over a small candidate set, compared on jamo."""
+
+    def __init__(self) -> None:
+        self.by_jamo: dict[str, str] = {}
+
+    def add(self, key: str) -> None:
+        self.by_jamo.setdefault(_jamo(key), key)
+
+    def best(self, key: str) -> tuple[str, float] | None:
+        found = process.extractOne(_jamo(key), self.by_jamo.keys(), scorer=fuzz.ratio, score_cutoff=FUZZY_CUTOFF)
+        return (self.by_jamo[found[0]], float(found[1])) if found else None
+
+    def __len__(self) -> int:
+        return len(self.by_jamo)
+
+
 def _dong_variants(name: str) -> list[str]:
     """Keys to try for a dong name: as written, then the 법정동 an admin dong belongs to."""
     key = name_key(name)
@@ -149,8 +172,8 @@ class _AddressIndex:
         self.refs: list[AddressRef] = []
         self.road: dict[tuple, list[int]] = defaultdict(list)  # (gu, road, main, sub)
         self.lot: dict[tuple, list[int]] = defaultdict(list)  # (gu, dong, san, main, sub)
-        self.roads_in_gu: dict[int, set[str]] = defaultdict(set)
-        self.dongs_in_gu: dict[int, set[str]] = defaultdict(set)
+        self.roads_in_gu: dict[int, _Fuzzy] = defaultdict(_Fuzzy)
+        self.dongs_in_gu: dict[int, _Fuzzy] = defaultdict(_Fuzzy)
 
     def add(self, ref: AddressRef, parsed: ParsedAddress) -> None:
         i = len(self.refs)
@@ -182,7 +205,7 @@ class _AddressIndex:
         for gu in scopes:
             if gu == -1:
                 continue  # fuzzy only inside a recognised gu: never a scan over everything
-            found = process.extractOne(name, names.get(gu, ()), scorer=fuzz.ratio, score_cutoff=FUZZY_CUTOFF)
+            found = names[gu].best(name) if gu in names else None
             if found:
                 hit = table.get((gu, found[0], *rest))
                 if hit:
@@ -291,17 +314,19 @@ class Geocoder:
                 self._gu_by_key[k].append(g)
         for s in self._by_level.get(SIDO, []):
             self._sido_by_name[self.areas[s].name_ko] = s
-        self._gu_names = list(self._gu_by_key)
+        self._gu_fuzzy = _Fuzzy()
+        for k in self._gu_by_key:
+            self._gu_fuzzy.add(k)
         # dongs: (gu, key) -> [area]; legal dongs before admin dongs (the address names 법정동)
         self._dong_by_key: dict[tuple[int, str], list[int]] = defaultdict(list)
-        self._dong_names_in_gu: dict[int, list[str]] = defaultdict(list)
+        self._dong_names_in_gu: dict[int, _Fuzzy] = defaultdict(_Fuzzy)
         for level in DONG_LEVELS:
             for i in self._by_level.get(level, []):
                 a = self.areas[i]
                 k = name_key(a.name_ko)
                 for gu in {a.gu, -1}:
                     if not self._dong_by_key[(gu, k)]:
-                        self._dong_names_in_gu[gu].append(k)
+                        self._dong_names_in_gu[gu].add(k)
                     self._dong_by_key[(gu, k)].append(i)
 
     def _add_address_layer(self, layer: AddressLayer, index: _AddressIndex, polygons: bool) -> None:
@@ -353,8 +378,8 @@ class Geocoder:
             cands = self._gu_by_key.get(k, [])
             if cands:
                 break
-        if not cands and self._gu_names:
-            found = process.extractOne(keys[0], self._gu_names, scorer=fuzz.ratio, score_cutoff=FUZZY_CUTOFF)
+        if not cands and len(self._gu_fuzzy):
+            found = self._gu_fuzzy.best(keys[0])
             if found:
                 cands, score = self._gu_by_key[found[0]], float(found[1])
         if p.sido and len(cands) > 1:
@@ -423,8 +448,7 @@ class Geocoder:
             for gu in scopes:
                 if gu == -1:
                     continue
-                found = process.extractOne(name_key(name), self._dong_names_in_gu.get(gu, ()), scorer=fuzz.ratio,
-                                           score_cutoff=FUZZY_CUTOFF)
+                found = self._dong_names_in_gu[gu].best(name_key(name)) if gu in self._dong_names_in_gu else None
                 if found:
                     return self._dong_by_key[(gu, found[0])][0], float(found[1]), f"fuzzy match of '{name}'"
         return None
