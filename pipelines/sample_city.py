@@ -6,7 +6,9 @@
   their legal dong as Voronoi cells around a hand-placed seed point (not real boundaries);
 - ``buildings.fgb``: a few thousand synthetic footprints in EPSG:5186, so that ingest has to
   reproject; some lack a height, some lack floors, a handful lack both;
-- ``landmarks.geojson``: real places at their real coordinates.
+- ``landmarks.geojson``: real places at their real coordinates;
+- ``dem.tif`` and ``flood_depth.tif``: a synthetic terrain and the flood it gives
+  (see ``pipelines/sample_hazards``), built into COGs by ``citytwin build``.
 
 The hand-written facts (district outline, open spaces, roads, landmarks) live in
 ``pipelines/sample_data``. Everything else comes from ``numpy.random.default_rng(seed)``:
@@ -547,6 +549,16 @@ layers:
     id_field: slug
     minzoom: 12
     maxzoom: 16
+  dem:
+    kind: raster
+    title: Terrain (synthetic DEM)
+    description: Made-up ground heights in metres, rising north towards Bukaksan, low along Cheonggyecheon
+    source: data/dem.tif
+  flood_depth:
+    kind: raster
+    title: Flood depth (synthetic scenario)
+    description: Water depth in metres for Cheonggyecheon at {flood_level:g} m, flooding only ground connected to the stream
+    source: data/flood_depth.tif
 """
 
 
@@ -592,7 +604,14 @@ def generate(directory: Path, seed: int = DEFAULT_SEED) -> Iterator[str]:
     _write_text(data / "landmarks.geojson", _geojson(features))
     yield f"wrote {data / 'landmarks.geojson'}: {len(marks)} landmarks"
 
-    text = _CATALOG.format(marker=GENERATED_MARKER, seed=seed, n_buildings=len(buildings), n_landmarks=len(marks))
+    from pipelines.sample_hazards import FLOOD_LEVEL_M, write_hazards
+
+    e = district_data()["extent"]
+    yield from write_hazards(data, seed, (e["west"], e["south"], e["east"], e["north"]),
+                             district_data()["streams"][0]["line"])
+
+    text = _CATALOG.format(marker=GENERATED_MARKER, seed=seed, n_buildings=len(buildings), n_landmarks=len(marks),
+                           flood_level=FLOOD_LEVEL_M)
     _write_text(directory / CATALOG_FILE, text)
     load_catalog(directory)  # what we wrote must validate
     yield f"wrote {directory / CATALOG_FILE}; next: citytwin build --project {directory}"
