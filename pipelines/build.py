@@ -1,4 +1,7 @@
-"""``citytwin build``: ingest every catalog layer with a source, then write its tiles."""
+"""``citytwin build``: ingest every catalog layer with a source, then write its tiles.
+
+Raster layers (kind ``raster``) are translated into COGs instead.
+"""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -21,12 +24,18 @@ def build_project(project: Path, layers: list[str] | None = None, ingest: bool =
     store = project_store(catalog)
     catalog.build_path.mkdir(parents=True, exist_ok=True)
     for name in names:
-        if ingest and catalog.layers[name].source:
+        if ingest and catalog.layers[name].kind == "raster":  # rasters become COGs, not store layers
+            from pipelines.rasters import build_raster_layer
+
+            yield build_raster_layer(catalog, name).summary()
+        elif ingest and catalog.layers[name].source:
             yield ingest_layer(catalog, store, name, progress=progress).summary()
     from tiles.pmtiles_build import build_pmtiles
 
     for name in names:
         cfg = catalog.layers[name]
+        if cfg.kind == "raster":
+            continue
         if name not in store.layers():
             yield f"layer '{name}': not in the store yet; skipped tiles (give it a source or ingest it)"
             continue

@@ -200,6 +200,42 @@ def photos(directory: Path, layer: str, project: Path) -> None:
     click.echo(geotag_photos(project, directory, layer).summary())
 
 
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--name", "name", required=True, help="Raster layer name: lower-case letters, digits, underscores.")
+@click.option("--crs", default=None, help="Source CRS when the raster has none, e.g. EPSG:5186.")
+@click.option("--title", default=None, help="Title shown in the viewer and the API.")
+@click.option("--project", default=".", type=click.Path(file_okay=False, path_type=Path), show_default=True,
+              help="Project folder holding citytwin.yaml.")
+def raster(path: Path, name: str, crs: str | None, title: str | None, project: Path) -> None:
+    """Publish a hazard raster (GeoTIFF or any GDAL raster, any CRS) as a COG layer NAME.
+
+    The COG goes to <build>/cog/NAME.tif, validated, and is served by titiler under
+    /cog (tiles, TileJSON, point values, statistics) with ?name=NAME.
+    """
+    from pipelines.rasters import add_raster
+
+    click.echo(add_raster(project, path, name, crs=crs, title=title).summary())
+
+
+@main.command()
+@click.argument("points", type=click.Path(path_type=Path))
+@click.option("--layer", "layer", required=True, help="Name of the hotspot layer to publish.")
+@click.option("--h3-res", type=click.IntRange(0, 15), default=None, help="Count per H3 cell of this resolution (9: ~0.1 km2).")
+@click.option("--by-layer", default=None, help="Count per polygon of this layer instead (e.g. dong).")
+@click.option("--kind", type=click.Choice(["hazard_zones", "generic"]), default="hazard_zones", show_default=True)
+@click.option("--crs", default=None, help="Source CRS of POINTS when the file lacks one.")
+@click.option("--encoding", default=None, help="Text encoding of POINTS, e.g. cp949.")
+@click.option("--project", default=".", type=click.Path(file_okay=False, path_type=Path), show_default=True)
+def hotspots(points: Path, layer: str, h3_res: int | None, by_layer: str | None, kind: str, crs: str | None,
+             encoding: str | None, project: Path) -> None:
+    """Count point records (accidents, crime reports) per H3 cell or admin area; publish as LAYER."""
+    from pipelines.hotspots import build_hotspots
+
+    click.echo(build_hotspots(project, points, layer, h3_res=h3_res, by_layer=by_layer, crs=crs,
+                              encoding=encoding, kind=kind).summary())
+
+
 @main.command("sample-city")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--seed", default=20151, show_default=True, type=int)
