@@ -272,8 +272,11 @@ def _publishable(attrs: pd.DataFrame, ids: pd.Series, geometry: np.ndarray, cfg:
     assert_clean(clean, layer)
     report.privacy = {**audit.as_dict(), "summary": audit.summary()}
     report.warnings += audit.warnings
-    clean = clean.reset_index(drop=True).astype(object)
-    clean = clean.where(clean.notna(), None)
+    clean = clean.reset_index(drop=True)
+    for col in clean.columns:  # text columns: missing is None; numbers stay numbers
+        if clean[col].dtype.kind not in "fiub":
+            s = clean[col].astype(object)
+            clean[col] = s.where(s.notna(), None)
     clean.insert(0, ID_COLUMN, ids.to_numpy().astype(str))
     gdf = gpd.GeoDataFrame(clean, geometry=gpd.GeoSeries(geometry, crs="EPSG:4326"), crs="EPSG:4326")
     report.published = len(gdf)

@@ -216,7 +216,8 @@ def scrub(table: pd.DataFrame, policy: PrivacyPolicy, layer: str, *, ids: pd.Ser
                     audit.rrn_unverified += 1
                 if not where[col][f.kind] or where[col][f.kind][-1] != id_list[i]:
                     where[col][f.kind].append(id_list[i])
-        out[col] = pd.Series(new, index=out.index, dtype="object")
+        if any(a is not b for a, b in zip(new, values.tolist())):  # untouched columns keep their dtype
+            out[col] = pd.Series(new, index=out.index, dtype="object")
     audit.counts = {c: dict(v) for c, v in counts.items()}
     audit.records = {c: {k: list(r) for k, r in v.items()} for c, v in where.items()}
     if policy.action == "hash" and rep.key_is_ephemeral:
