@@ -10,13 +10,24 @@ from pathlib import Path
 from pipelines.catalog import load_catalog
 from pipelines.ingest import ingest_layer
 from pipelines.project import project_store
+from pipelines.runner import make_runner
 
 TILES_DIR = "tiles"
 TILES3D_DIR = "3dtiles"
 
 
 def build_project(project: Path, layers: list[str] | None = None, ingest: bool = True,
-                  progress: bool = True) -> Iterator[str]:
+                  progress: bool = True, workers: int | None = None, scheduler: str | None = None) -> Iterator[str]:
+    """Build every (or the given) catalog layer. With ``workers`` > 1 or a ``scheduler`` address,
+    tile partitions (PMTiles zooms, 3D Tiles leaves) run on Dask; ingest stays in this process."""
+    runner = make_runner(workers, scheduler)
+    try:
+        yield from _build(project, layers, ingest, progress, runner)
+    finally:
+        runner.close()
+
+
+def _build(project: Path, layers: list[str] | None, ingest: bool, progress: bool, runner) -> Iterator[str]:
     catalog = load_catalog(project)
     names = layers or list(catalog.layers)
     for name in names:
@@ -40,10 +51,11 @@ def build_project(project: Path, layers: list[str] | None = None, ingest: bool =
             yield f"layer '{name}': not in the store yet; skipped tiles (give it a source or ingest it)"
             continue
         out = catalog.build_path / TILES_DIR / f"{name}.pmtiles"
-        report = build_pmtiles(store, name, out, cfg.minzoom, cfg.maxzoom, cfg.fields, progress=progress)
+        report = build_pmtiles(store, name, out, cfg.minzoom, cfg.maxzoom, cfg.fields, progress=progress,
+                               runner=runner)
         yield report.summary()
         if cfg.kind == "buildings":
             from pipelines.export3d import footprints_to_tileset
 
             yield footprints_to_tileset(store.read(name), catalog.build_path / TILES3D_DIR / name, source=name,
-                                        fields=cfg.fields, progress=progress).summary()
+                                        fields=cfg.fields, progress=progress, runner=runner).summary()

@@ -80,11 +80,22 @@ def ingest(path: Path, layer: str, kind: str | None, crs: str | None, encoding: 
 @click.option("--project", default=".", type=click.Path(file_okay=False, path_type=Path), show_default=True)
 @click.option("--layer", "layers", multiple=True, help="Build only these layers (repeatable).")
 @click.option("--skip-ingest", is_flag=True, help="Use what is in the store; do not re-read sources.")
-def build(project: Path, layers: tuple[str, ...], skip_ingest: bool) -> None:
-    """Ingest every catalog layer that has a source, then write PMTiles and TileJSON per layer."""
+@click.option("--workers", type=click.IntRange(1, 256), default=None,
+              help="Run tile partitions on a local Dask cluster of N worker processes.")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
+              help="Run tile partitions on an existing Dask cluster (workers must see the project folder).")
+def build(project: Path, layers: tuple[str, ...], skip_ingest: bool, workers: int | None,
+          scheduler: str | None) -> None:
+    """Ingest every catalog layer that has a source, then write PMTiles, TileJSON and 3D Tiles.
+
+    Partitions (one per zoom level of a PMTiles archive, one per leaf of a 3D Tiles tree) are
+    independent; with --workers or --scheduler they run on Dask and a partition whose worker
+    dies is retried. The output is the same as an in-process build.
+    """
     from pipelines.build import build_project
 
-    for line in build_project(project, layers=list(layers) or None, ingest=not skip_ingest):
+    for line in build_project(project, layers=list(layers) or None, ingest=not skip_ingest,
+                              workers=workers, scheduler=scheduler):
         click.echo(line)
 
 

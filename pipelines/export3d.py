@@ -40,15 +40,17 @@ def _column(values) -> tuple[str, list]:
 # -- footprints from the store -------------------------------------------------------------
 
 def footprints_tileset(project: Path, layer: str, out: Path, *, b3dm_mode: bool = False,
-                       progress: bool = True) -> TilesetReport:
+                       progress: bool = True, runner=None) -> TilesetReport:
     catalog = load_catalog(project)
     cfg = catalog.layer(layer)
     gdf = project_store(catalog).read(layer)
-    return footprints_to_tileset(gdf, out, source=layer, fields=cfg.fields, b3dm_mode=b3dm_mode, progress=progress)
+    return footprints_to_tileset(gdf, out, source=layer, fields=cfg.fields, b3dm_mode=b3dm_mode, progress=progress,
+                                 runner=runner)
 
 
 def footprints_to_tileset(gdf: gpd.GeoDataFrame, out: Path, *, source: str, fields: list[str] | None = None,
-                          b3dm_mode: bool = False, progress: bool = True, max_per_tile: int = 400) -> TilesetReport:
+                          b3dm_mode: bool = False, progress: bool = True, max_per_tile: int = 400,
+                          runner=None) -> TilesetReport:
     report = TilesetReport(Path(out))
     if "height" not in gdf.columns:
         raise SourceError(f"layer '{source}' has no 'height' column; ingest it with --kind buildings")
@@ -82,10 +84,10 @@ def footprints_to_tileset(gdf: gpd.GeoDataFrame, out: Path, *, source: str, fiel
         props = {k: _column(v[items]) for k, v in columns.items()}
         st = props["storeys"][1]
         props["storeys"] = ("INT32", [None if np.isnan(x) else int(x) for x in st])
-        return mesh, props
+        return mesh, props, {}
 
     return write_tileset(Path(out), lon, lat, {1: lod1}, b3dm_mode=b3dm_mode, progress=progress, report=report,
-                         max_per_tile=max_per_tile)
+                         max_per_tile=max_per_tile, runner=runner)
 
 
 # -- CityGML / CityJSON ---------------------------------------------------------------------
@@ -131,8 +133,8 @@ def _z_normal(ring: np.ndarray) -> float:
 
 
 def models_to_tileset(paths: list[Path], out: Path, *, crs: str | None = None, lod: int | None = None,
-                      b3dm_mode: bool = False, progress: bool = True,
-                      max_per_tile: int = 400) -> tuple[TilesetReport, list[str]]:
+                      b3dm_mode: bool = False, progress: bool = True, max_per_tile: int = 400,
+                      runner=None) -> tuple[TilesetReport, list[str]]:
     """Tileset of CityGML/CityJSON buildings: LOD1 far refining to LOD2 near where both exist.
 
     LOD0 footprints with a measured height are extruded to LOD1 blocks. A building lacking
@@ -175,9 +177,7 @@ def models_to_tileset(paths: list[Path], out: Path, *, crs: str | None = None, l
     def maker(items: np.ndarray, lv: int, frame: LocalFrame):
         chosen = [resolved[lv][i] for i in items]
         mesh, degenerate = surfaces_mesh(chosen, frame)
-        if degenerate:
-            key = f"degenerate surfaces (LOD{lv})"
-            report.skipped[key] = report.skipped.get(key, 0) + degenerate
+        skipped = {f"degenerate surfaces (LOD{lv})": degenerate} if degenerate else {}
         props = {
             "id": ("STRING", [b.id for b in chosen]),
             "name": ("STRING", [b.attributes.get("name") for b in chosen]),
@@ -187,10 +187,10 @@ def models_to_tileset(paths: list[Path], out: Path, *, crs: str | None = None, l
             "source": ("STRING", [b.attributes.get("source") for b in chosen]),
             "lod": ("INT32", [b.lod for b in chosen]),
         }
-        return mesh, props
+        return mesh, props, skipped
 
     write_tileset(Path(out), lon, lat, {lv: maker for lv in levels}, b3dm_mode=b3dm_mode, progress=progress,
-                  report=report, max_per_tile=max_per_tile)
+                  report=report, max_per_tile=max_per_tile, runner=runner)
     report.buildings = len(ids)
     return report, messages
 

@@ -224,7 +224,7 @@ def _center(bounds: tuple[float, float, float, float], minzoom: int, maxzoom: in
 
 def build_pmtiles(store, layer: str, out_path: Path, minzoom: int, maxzoom: int,
                   fields: list[str] | None, *, max_tile_bytes: int = 500_000, progress: bool = True,
-                  tiles_url_template: str | None = None) -> BuildReport:
+                  tiles_url_template: str | None = None, runner=None) -> BuildReport:
     """Write ``out_path`` (PMTiles, gzip MVT) and ``<out_path stem>.json`` (TileJSON) for ``layer``.
 
     No tile exceeds ``max_tile_bytes`` of uncompressed MVT: the smallest features of a
@@ -255,33 +255,40 @@ def build_pmtiles(store, layer: str, out_path: Path, minzoom: int, maxzoom: int,
     attr_bytes = _attribute_bytes(attrs)
     n = len(gdf)
 
-    zooms = range(minzoom, maxzoom + 1)
+    from pipelines.runner import InProcessRunner
+
+    runner = runner or InProcessRunner()
+    zooms = list(range(minzoom, maxzoom + 1))
+    bar = None
     if progress:
         from tqdm import tqdm
 
-        zooms = tqdm(zooms, desc=f"tiles {layer}", unit="zoom")
+        bar = tqdm(total=len(zooms), desc=f"tiles {layer}", unit="zoom")
 
     reports: list[ZoomReport] = []
     tmp_archive = None
     try:
-        with tempfile.TemporaryDirectory(prefix=f".{layer}-", dir=out_path.parent) as scratch:
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{layer}-", suffix=".pmtiles", dir=out_path.parent)
-            tmp_archive = Path(tmp_name)
-            with os.fdopen(fd, "wb") as out_f:
-                writer = Writer(out_f)
-                for z in zooms:
-                    report, tiles = _build_zoom(
-                        z, maxzoom, merc, attrs, attr_bytes, layer, Path(scratch), max_tile_bytes)
-                    reports.append(report)
-                    for tz, tx, ty, data, _ in sorted(tiles, key=lambda t: zxy_to_tileid(t[0], t[1], t[2])):
-                        writer.write_tile(zxy_to_tileid(tz, tx, ty), data)
-                if writer.addressed_tiles == 0:
-                    raise SourceError(f"layer {layer!r}: no tile could be written at zooms {minzoom}-{maxzoom}")
-                info = _info(layer, minzoom, maxzoom, lonlat_bounds, attrs)
-                writer.finalize(_header(minzoom, maxzoom, lonlat_bounds, info.center),
-                                _metadata(info, n, reports, max_tile_bytes))
-            os.replace(tmp_archive, out_path)
-            tmp_archive = None
+        # one partition per zoom; the driver merges them into one archive
+        results = runner.map(_zoom_partition, zooms, shared={
+            "maxzoom": maxzoom, "merc": merc, "attrs": attrs, "attr_bytes": attr_bytes, "layer": layer,
+            "max_tile_bytes": max_tile_bytes}, progress=(lambda d, t: bar.update(d - bar.n)) if bar else None)
+        if bar:
+            bar.close()
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{layer}-", suffix=".pmtiles", dir=out_path.parent)
+        tmp_archive = Path(tmp_name)
+        with os.fdopen(fd, "wb") as out_f:
+            writer = Writer(out_f)
+            for report, tiles in results:
+                reports.append(report)
+                for tz, tx, ty, data, _ in sorted(tiles, key=lambda t: zxy_to_tileid(t[0], t[1], t[2])):
+                    writer.write_tile(zxy_to_tileid(tz, tx, ty), data)
+            if writer.addressed_tiles == 0:
+                raise SourceError(f"layer {layer!r}: no tile could be written at zooms {minzoom}-{maxzoom}")
+            info = _info(layer, minzoom, maxzoom, lonlat_bounds, attrs)
+            writer.finalize(_header(minzoom, maxzoom, lonlat_bounds, info.center),
+                            _metadata(info, n, reports, max_tile_bytes))
+        os.replace(tmp_archive, out_path)
+        tmp_archive = None
     finally:
         if tmp_archive is not None:
             tmp_archive.unlink(missing_ok=True)
@@ -297,6 +304,13 @@ def build_pmtiles(store, layer: str, out_path: Path, minzoom: int, maxzoom: int,
         largest_tile_bytes=max(r.largest_tile_bytes for r in reports),
         archive_bytes=out_path.stat().st_size, max_tile_bytes=max_tile_bytes, zooms=reports,
     )
+
+
+def _zoom_partition(z: int, *, maxzoom: int, merc: np.ndarray, attrs, attr_bytes: np.ndarray, layer: str,
+                    max_tile_bytes: int) -> tuple[ZoomReport, list]:
+    """One zoom level, with scratch space of its own (the worker may be on another machine)."""
+    with tempfile.TemporaryDirectory(prefix=f"citytwin-{layer}-z{z}-") as scratch:
+        return _build_zoom(z, maxzoom, merc, attrs, attr_bytes, layer, Path(scratch), max_tile_bytes)
 
 
 def _build_zoom(z: int, maxzoom: int, merc: np.ndarray, attrs, attr_bytes: np.ndarray, layer: str,

@@ -79,8 +79,8 @@ class TilesetReport:
                 f"({self.bytes / 1e6:.1f} MB); skipped: {skipped}")
 
 
-#: builds the mesh and property columns of the given building indices in a local frame
-MeshMaker = Callable[[np.ndarray, int, LocalFrame], tuple[TileMesh, dict[str, tuple[str, list]]]]
+#: builds the mesh, property columns and skip counts of the given building indices in a local frame
+MeshMaker = Callable[[np.ndarray, int, LocalFrame], tuple[TileMesh, dict[str, tuple[str, list]], dict[str, int]]]
 
 
 def b3dm(glb: bytes, properties: dict[str, tuple[str, list]], count: int) -> bytes:
@@ -106,26 +106,44 @@ def _json_default(v):
 
 def write_tileset(out: Path, lon: np.ndarray, lat: np.ndarray, lods: dict[int, MeshMaker], *,
                   max_per_tile: int = 400, b3dm_mode: bool = False, progress: bool = True,
-                  report: TilesetReport | None = None) -> TilesetReport:
-    """Write the tileset for buildings at ``lon``/``lat``; ``lods`` maps LOD -> mesh maker (1 and/or 2)."""
+                  report: TilesetReport | None = None, runner=None) -> TilesetReport:
+    """Write the tileset for buildings at ``lon``/``lat``; ``lods`` maps LOD -> mesh maker (1 and/or 2).
+
+    Leaves are rendered by ``runner`` (in process by default, or on Dask); this driver alone
+    numbers and writes the content files, then swaps the folder in.
+    """
+    from pipelines.runner import InProcessRunner
+
     out = Path(out)
     report = report or TilesetReport(out)
     report.out = out
+    runner = runner or InProcessRunner()
     root = quadtree(lon, lat, max_per_tile)
-    leaves = []
+    leaves: list[Node] = []
     _collect(root, leaves)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
         (tmp / "content").mkdir()
         ext = "b3dm" if b3dm_mode else "glb"
-        levels = sorted(lods)
-        counter = {"n": 0}
-        tiles: dict[int, dict] = {}
         with tqdm(total=len(leaves), desc=f"3D tiles {out.name}", unit="tile", disable=not progress) as bar:
-            for leaf in leaves:
-                tiles[id(leaf)] = _leaf_json(leaf, levels, lods, tmp, ext, b3dm_mode, counter, report)
-                bar.update(1)
+            rendered = runner.map(render_leaf, [(leaf.bounds, leaf.items) for leaf in leaves],
+                                  shared={"lods": lods, "b3dm_mode": b3dm_mode},
+                                  progress=lambda done, total: bar.update(done - bar.n))
+        counter = 0
+        tiles: dict[int, dict] = {}
+        for leaf, parts in zip(leaves, rendered):
+            chain = []
+            for part in parts:
+                counter += 1
+                name = f"content/{counter}.{ext}"
+                (tmp / name).write_bytes(part["data"])
+                report.tiles += 1
+                for why, n in part["skipped"].items():
+                    report.skipped[why] = report.skipped.get(why, 0) + n
+                chain.append({"transform": part["transform"], "boundingVolume": {"region": part["region"]},
+                              "content": {"uri": name}})
+            tiles[id(leaf)] = _chain_json(chain, leaf.bounds)
         root_json = _inner_json(root, tiles)
         tileset = {
             "asset": {"version": "1.0" if b3dm_mode else "1.1", "generator": "citytwin"},
@@ -150,34 +168,35 @@ def _collect(node: Node, leaves: list[Node]) -> None:
         _collect(c, leaves)
 
 
-def _leaf_json(leaf: Node, levels, lods, tmp: Path, ext: str, b3dm_mode: bool, counter, report) -> dict:
-    w, s, e, n = leaf.bounds
+def render_leaf(leaf: tuple[tuple[float, float, float, float], np.ndarray], lods: dict[int, MeshMaker],
+                b3dm_mode: bool) -> list[dict]:
+    """One partition: the content of one leaf, per LOD (bytes, region, transform, skip counts)."""
+    (w, s, e, n), items = leaf
     lon0, lat0 = (w + e) / 2, (s + n) / 2
     origin = to_ecef(np.array([[lon0, lat0, 0.0]]))[0]
     rot = enu_rotation(lon0, lat0)
     frame = LocalFrame(origin, rot)
     transform = enu_to_ecef_matrix(origin, rot).T.ravel().tolist()  # column-major
-    chain = []
-    for lod in levels:
-        mesh, props = lods[lod](leaf.items, lod, frame)
+    parts = []
+    for lod in sorted(lods):
+        mesh, props, skipped = lods[lod](items, lod, frame)
         if len(mesh.indices) == 0:
             continue
-        counter["n"] += 1
-        name = f"content/{counter['n']}.{ext}"
         glb = write_glb(mesh, props, batch_id=b3dm_mode)
         data = b3dm(glb, props, mesh.feature_count) if b3dm_mode else glb
-        (tmp / name).write_bytes(data)
-        report.tiles += 1
-        ecef = origin + mesh.positions @ rot
-        llh = ecef_to_lonlath(ecef)
+        llh = ecef_to_lonlath(origin + mesh.positions @ rot)
         region = [np.radians(llh[:, 0].min()), np.radians(llh[:, 1].min()), np.radians(llh[:, 0].max()),
                   np.radians(llh[:, 1].max()), float(llh[:, 2].min()), float(llh[:, 2].max())]
-        chain.append({"transform": transform, "boundingVolume": {"region": [float(v) for v in region]},
-                      "content": {"uri": name}})
+        parts.append({"data": data, "region": [float(v) for v in region], "transform": transform,
+                      "skipped": skipped})
+    return parts
+
+
+def _chain_json(chain: list[dict], bounds) -> dict:
+    """LOD1 far, LOD2 near: each level refines to the next with REPLACE."""
     if not chain:
         return {}
-    # LOD1 far, LOD2 near: each level refines to the next with REPLACE
-    size = diagonal_m(leaf.bounds)
+    size = diagonal_m(bounds)
     for i, tile in enumerate(chain):
         last = i == len(chain) - 1
         tile["geometricError"] = 0.0 if last else max(size / 40, 1.0)

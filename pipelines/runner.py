@@ -1,0 +1,88 @@
+"""Where partitions run: in this process (default) or on a Dask cluster.
+
+A partition is one call of a top-level function on one item (a zoom level of a PMTiles
+archive, a leaf of a 3D Tiles tree). Partitions are independent and idempotent: they
+return bytes and figures to the driver, which alone writes the output and swaps it in
+atomically, so a retried partition (after a worker died) cannot leave duplicates.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+#: called with (done, total) after each finished partition
+Progress = Callable[[int, int], None]
+
+
+class Runner(Protocol):
+    def map(self, fn: Callable, items: Sequence, *, shared: dict[str, Any] | None = None,
+            progress: Progress | None = None) -> list: ...
+
+    def close(self) -> None: ...
+
+
+class InProcessRunner:
+    """Runs partitions one after another in this process."""
+
+    def map(self, fn, items, *, shared=None, progress=None):
+        out = []
+        for i, item in enumerate(items):
+            out.append(fn(item, **(shared or {})))
+            if progress:
+                progress(i + 1, len(items))
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+class DaskRunner:
+    """Runs partitions on a Dask cluster: a LocalCluster of ``workers`` processes, or the
+    scheduler at ``address``. Shared inputs are scattered once to every worker; a task
+    whose worker dies is retried elsewhere (``retries``)."""
+
+    def __init__(self, workers: int | None = None, address: str | None = None, retries: int = 3):
+        from dask.distributed import Client, LocalCluster
+
+        logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO lines drown our report
+        self.retries = retries
+        if address:
+            self.cluster = None
+            self.client = Client(address)
+        else:
+            self.cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True,
+                                        dashboard_address=None, silence_logs=logging.ERROR)
+            self.client = Client(self.cluster)
+        log.info("dask: %s", self.client)
+
+    def map(self, fn, items, *, shared=None, progress=None):
+        from dask.distributed import as_completed
+
+        if not items:
+            return []
+        # scatter each value whole (a dict given to scatter would be split into its values)
+        scattered = {k: self.client.scatter([v], broadcast=True)[0] for k, v in (shared or {}).items()}
+        futures = self.client.map(fn, list(items), retries=self.retries, pure=False, **scattered)
+        for done, _ in enumerate(as_completed(futures), start=1):
+            if progress:
+                progress(done, len(futures))
+        return self.client.gather(futures)
+
+    def worker_pids(self) -> list[int]:
+        import os
+
+        return list(self.client.run(os.getpid).values())
+
+    def close(self) -> None:
+        if self.cluster is not None:
+            self.cluster.close()  # stops the workers first, so the client sees no lost comms
+        self.client.close()
+
+
+def make_runner(workers: int | None = None, scheduler: str | None = None) -> Runner:
+    if scheduler or (workers and workers > 1):
+        return DaskRunner(workers=workers, address=scheduler)
+    return InProcessRunner()
