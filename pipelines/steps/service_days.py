@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from pipelines.readers.gtfs import WEEKDAYS, GtfsFeed
@@ -33,8 +34,8 @@ def active_services(feed: GtfsFeed) -> pd.DataFrame:
     if feed.calendar is not None and not feed.calendar.empty:
         for row in feed.calendar.itertuples(index=False):
             days = pd.date_range(row.start_date, row.end_date, freq="D")
-            runs = [getattr(row, WEEKDAYS[d]) for d in range(7)]
-            days = days[[runs[d] for d in days.dayofweek]]
+            runs = np.array([bool(getattr(row, WEEKDAYS[d])) for d in range(7)])
+            days = days[runs[days.day_of_week]]
             frames.append(pd.DataFrame({"date": days, "service_id": row.service_id}))
     pairs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         {"date": pd.Series([], dtype="datetime64[ns]"), "service_id": pd.Series([], dtype=object)})
@@ -61,7 +62,7 @@ def representative_day(feed: GtfsFeed) -> ServiceDay:
     per_date = per_date[per_date > 0]
     if per_date.empty:
         return ServiceDay(None, frozenset(), "no date of the calendar has any trip")
-    weekdays = per_date[per_date.index.dayofweek < 5]
+    weekdays = per_date[per_date.index.day_of_week < 5]
     pool, kind = (weekdays, "busiest weekday") if not weekdays.empty else (per_date, "busiest day (no weekday service)")
     best = pool[pool == pool.max()].index.min()
     services = set(pairs.loc[pairs["date"] == best, "service_id"])
