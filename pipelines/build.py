@@ -11,6 +11,7 @@ from pipelines.catalog import load_catalog
 from pipelines.ingest import ingest_layer
 from pipelines.project import project_store
 from pipelines.runner import make_runner
+from pipelines.transit import catalog_feed, ingest_transit
 
 TILES_DIR = "tiles"
 TILES3D_DIR = "3dtiles"
@@ -34,13 +35,19 @@ def _build(project: Path, layers: list[str] | None, ingest: bool, progress: bool
         catalog.layer(name)  # unknown names fail before any work
     store = project_store(catalog)
     catalog.build_path.mkdir(parents=True, exist_ok=True)
+    feeds_done: set[str] = set()
     for name in names:
         if ingest and catalog.layers[name].kind == "raster":  # rasters become COGs, not store layers
             from pipelines.rasters import build_raster_layer
 
             yield build_raster_layer(catalog, name).summary()
         elif ingest and catalog.layers[name].source:
-            yield ingest_layer(catalog, store, name, progress=progress).summary()
+            feed = catalog_feed(catalog, name)  # a GTFS zip publishes its three transit layers at once
+            if feed is None:
+                yield ingest_layer(catalog, store, name, progress=progress).summary()
+            elif feed[0] not in feeds_done:
+                feeds_done.add(feed[0])
+                yield ingest_transit(store, feed[0], feed[1], catalog.layers[name].encoding).summary()
     from tiles.pmtiles_build import build_pmtiles
 
     for name in names:
