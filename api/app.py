@@ -25,6 +25,7 @@ from api.pygeoapi_config import base_url, generate
 from api.static_routes import static_routes
 from api.tile_sources import TileRegistry, register
 from api.tiles_routes import TileRoutes
+from api.transit_routes import transit_routes
 from geo.errors import StoreError
 from pipelines.catalog import Catalog, load_catalog
 from pipelines.project import project_store
@@ -76,6 +77,7 @@ def create_app(project: Path, host: str = "127.0.0.1", port: int = 8000) -> ASGI
         Route("/", landing_route(pygeoapi_app.landing_page, url), methods=["GET", "HEAD"]),
         Route("/conformance", conformance_route(pygeoapi_app.conformance), methods=["GET", "HEAD"]),
         *tiles.routes(),
+        *transit_routes(catalog, store),
         *static_routes(),
         Mount("/", app=pygeoapi_app.APP),
     ]
