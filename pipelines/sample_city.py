@@ -7,6 +7,8 @@
 - ``buildings.fgb``: a few thousand synthetic footprints in EPSG:5186, so that ingest has to
   reproject; some lack a height, some lack floors, a handful lack both;
 - ``landmarks.geojson``: real places at their real coordinates;
+- ``streets.geojson``: street centre lines (named main roads and the local grid the blocks
+  are cut from), for walking routes;
 - ``dem.tif`` and ``flood_depth.tif``: a synthetic terrain and the flood it gives
   (see ``pipelines/sample_hazards``), built into COGs by ``citytwin build``.
 
@@ -242,11 +244,15 @@ def _intensity(district: District, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.clip(np.maximum(core, 0.55 * road), 0.0, 1.0)
 
 
+def _street_grid(rng: np.random.Generator, district: District) -> tuple[np.ndarray, np.ndarray]:
+    """x of the north-south and y of the east-west local street centre lines (WORK_CRS)."""
+    minx, miny, maxx, maxy = district.extent.bounds
+    return _street_lines(rng, minx, maxx, (65.0, 125.0)), _street_lines(rng, miny, maxy, (55.0, 105.0))
+
+
 def _lots(rng: np.random.Generator, district: District) -> tuple[pd.DataFrame, np.ndarray]:
     """Blocks from a jittered street grid, each cut into a grid of lots."""
-    minx, miny, maxx, maxy = district.extent.bounds
-    xs = _street_lines(rng, minx, maxx, (65.0, 125.0))
-    ys = _street_lines(rng, miny, maxy, (55.0, 105.0))
+    xs, ys = _street_grid(rng, district)
     hx = rng.uniform(3.0, 6.0, len(xs))  # half widths of local streets
     hy = rng.uniform(3.0, 6.0, len(ys))
     bx0, by0 = np.meshgrid(xs[:-1] + hx[:-1], ys[:-1] + hy[:-1], indexing="ij")
@@ -451,6 +457,35 @@ def build_buildings(seed: int, dongs: list[Area], district: District | None = No
     return gdf
 
 
+# -- streets -------------------------------------------------------------------------------
+# Korean names of the hand-written main roads (district.json names them in English).
+_ROAD_KO = {
+    "Sejong-daero": "세종대로", "Jong-ro": "종로", "Saemunan-ro": "새문안로", "Sajik-ro": "사직로",
+    "Yulgok-ro": "율곡로", "Eulji-ro": "을지로", "Namdaemun-ro": "남대문로", "Samil-daero": "삼일대로",
+    "Ujeongguk-ro": "우정국로", "Samcheong-ro": "삼청로", "Hyoja-ro": "효자로", "Jahamun-ro": "자하문로",
+    "Bukchon-ro": "북촌로", "Changgyeonggung-ro": "창경궁로", "Donhwamun-ro": "돈화문로", "Toegye-ro": "퇴계로",
+    "Sogong-ro": "소공로", "Seosomun-ro": "서소문로", "Insadong-gil": "인사동길",
+}
+
+
+def build_streets(seed: int, district: District | None = None) -> list[tuple[dict, shapely.Geometry]]:
+    """Street centre lines in lon/lat: the named main roads, then the (unnamed) local grid
+    that build_buildings cuts its blocks from (the same first draws of the same seed)."""
+    district = district or load_district()
+    out: list[tuple[dict, shapely.Geometry]] = []
+    for r in district_data()["main_roads"]:
+        name_en = r["name"].split(" (")[0]
+        out.append(({"name_en": name_en, "name_ko": _ROAD_KO.get(name_en), "width_m": float(r["width_m"]),
+                     "class": "main"}, shapely.LineString(r["line"])))
+    xs, ys = _street_grid(np.random.default_rng(seed), district)
+    minx, miny, maxx, maxy = district.extent.bounds
+    grid = [shapely.LineString([(x, miny), (x, maxy)]) for x in xs if minx < x < maxx]
+    grid += [shapely.LineString([(minx, y), (maxx, y)]) for y in ys if miny < y < maxy]
+    for g in _to_lonlat(np.array(grid, dtype=object)):
+        out.append(({"name_en": None, "name_ko": None, "width_m": 8.0, "class": "local"}, g))
+    return out
+
+
 # -- writers -------------------------------------------------------------------------------
 def _round_coords(obj, ndigits: int = 7):
     if isinstance(obj, (list, tuple)):
@@ -540,6 +575,14 @@ layers:
     id_field: code
     minzoom: 10
     maxzoom: 14
+  streets:
+    kind: generic
+    title: Streets
+    description: Street centre lines (named main roads, unnamed local grid) for AR walking routes
+    source: data/streets.geojson
+    fields: [name_en, name_ko, width_m, class]
+    minzoom: 13
+    maxzoom: 16
   landmarks:
     kind: pois
     title: Landmarks
@@ -595,6 +638,10 @@ def generate(directory: Path, seed: int = DEFAULT_SEED) -> Iterator[str]:
     yield (f"wrote {data / 'buildings.fgb'}: {len(buildings)} footprints in {WORK_CRS} "
            f"({holes} with courtyards; {no_h - neither} floors only, {no_f - neither} height only, "
            f"{neither} with neither)")
+
+    streets = build_streets(seed, district)
+    _write_text(data / "streets.geojson", _geojson(streets))
+    yield f"wrote {data / 'streets.geojson'}: {len(streets)} street centre lines"
 
     marks = landmark_data()
     features = []

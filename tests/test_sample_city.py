@@ -27,7 +27,7 @@ from pipelines.sample_city import generate
 
 SEED = 20151
 EXPECTED_FILES = ("citytwin.yaml", "data/buildings.fgb", "data/gu.geojson", "data/dong.geojson",
-                  "data/landmarks.geojson", "data/dem.tif", "data/flood_depth.tif")
+                  "data/landmarks.geojson", "data/streets.geojson", "data/dem.tif", "data/flood_depth.tif")
 TO_5186 = Transformer.from_crs("EPSG:4326", "EPSG:5186", always_xy=True)
 
 
@@ -77,9 +77,9 @@ def landmarks(city) -> gpd.GeoDataFrame:
 def test_catalog_validates_and_points_at_the_files(city):
     root, _ = city
     cat = load_catalog(root)
-    assert set(cat.layers) == {"buildings", "gu", "dong", "landmarks", "dem", "flood_depth"}
+    assert set(cat.layers) == {"buildings", "gu", "dong", "landmarks", "streets", "dem", "flood_depth"}
     assert {n: cat.layers[n].kind for n in cat.layers} == {
-        "buildings": "buildings", "gu": "boundaries", "dong": "boundaries", "landmarks": "pois",
+        "buildings": "buildings", "gu": "boundaries", "dong": "boundaries", "landmarks": "pois", "streets": "generic",
         "dem": "raster", "flood_depth": "raster"}
     b = cat.layers["buildings"]
     assert (b.height_field, b.floors_field, b.minzoom, b.maxzoom) == ("height", "floors", 13, 16)
@@ -247,6 +247,23 @@ def test_landmarks_are_where_they_really_are(landmarks):
     for name, (lat, lon) in truth.items():
         got = by_name[name]
         assert haversine_m(lat, lon, *got) < 150, (name, got)
+
+
+def test_streets_are_named_lines_that_no_building_crosses(city, buildings, gu):
+    streets = gpd.read_file(city[0] / "data" / "streets.geojson")
+    assert set(streets.geom_type) == {"LineString"}
+    main = streets[streets["class"] == "main"]
+    local = streets[streets["class"] == "local"]
+    roads = json.loads(resources.files("pipelines").joinpath("sample_data", "district.json").read_text("utf-8"))
+    assert len(main) == len(roads["main_roads"])
+    assert main["name_en"].notna().all() and main["name_ko"].notna().all()
+    assert "세종대로" in set(main["name_ko"]) and "Jong-ro" in set(main["name_en"])
+    assert len(local) > 40 and local["name_en"].isna().all()
+    # The local grid is what the blocks are cut from: no footprint touches a grid centre line.
+    grid = shapely.union_all(local.to_crs("EPSG:5186").geometry.to_numpy())
+    assert not shapely.intersects(buildings.to_crs("EPSG:5186").geometry.to_numpy(), grid).any()
+    # The grid spans the district: its lines reach both gu.
+    assert shapely.intersects(gu.geometry.to_numpy(), shapely.union_all(local.geometry.to_numpy())).all()
 
 
 def test_same_seed_same_bytes_other_seed_other_buildings(city, tmp_path):
