@@ -46,6 +46,7 @@ _HALF_WORLD = 20037508.342789244  # Web Mercator half extent, metres
 _MAX_LAT = 85.0511287798066
 _BUDGET_SHARE = 0.9  # aim below the limit: the size estimate is only an estimate
 _MAX_ATTEMPTS = 5
+_GROW_BELOW = 0.7  # re-try a tile that dropped features yet used under this share of the limit
 
 # TileJSON / MBTiles 'vector_layers' field type names
 _MVT_FIELD_TYPES = {"string": "String", "number": "Number", "integer": "Number", "boolean": "Boolean"}
@@ -323,6 +324,7 @@ def _build_zoom(z: int, maxzoom: int, merc: np.ndarray, attrs, attr_bytes: np.nd
     feat, key = _expand_to_tiles(shapely.bounds(geoms), z)
     default_budget = _BUDGET_SHARE * max_tile_bytes
     budgets: dict[int, float] = {}
+    best: tuple[ZoomReport, list] | None = None  # the last pass with every tile under the limit
     for attempt in range(1, _MAX_ATTEMPTS + 1):
         keep = _keep_mask(feat, key, est, area, budgets, default_budget, n)
         path = scratch / f"z{z}-{attempt}.pmtiles"
@@ -332,14 +334,26 @@ def _build_zoom(z: int, maxzoom: int, merc: np.ndarray, attrs, attr_bytes: np.nd
         _write_zoom(part, path, layer, z, max_tile_bytes)
         tiles = _scan_zoom(path)
         too_big = [t for t in tiles if t[4] > max_tile_bytes]
-        if not too_big:
-            written = _written_ids(path, layer) if tiles else 0
-            largest = max((t[4] for t in tiles), default=0)
-            return ZoomReport(z, len(tiles), largest, n, int(n - keep.sum()), written, attempt), tiles
-        for _, tx, ty, _, raw in too_big:
-            k = (tx << z) | ty
-            budgets[k] = budgets.get(k, default_budget) * _BUDGET_SHARE * max_tile_bytes / raw
-        path.unlink()
+        if too_big:
+            if best is not None:  # growing a budget overshot: keep the last good pass
+                return best
+            for _, tx, ty, _, raw in too_big:
+                k = (tx << z) | ty
+                budgets[k] = budgets.get(k, default_budget) * _BUDGET_SHARE * max_tile_bytes / raw
+            path.unlink()
+            continue
+        written = _written_ids(path, layer) if tiles else 0
+        largest = max((t[4] for t in tiles), default=0)
+        best = ZoomReport(z, len(tiles), largest, n, int(n - keep.sum()), written, attempt), tiles
+        # The estimate is cautious: a tile that lost features but came out well under the
+        # limit gets a proportionally larger budget, so we drop no more than we must.
+        dropped_keys = set(np.unique(key[~keep[feat]]).tolist())
+        roomy = {(tx << z) | ty: raw for _, tx, ty, _, raw in tiles
+                 if ((tx << z) | ty) in dropped_keys and raw < _GROW_BELOW * max_tile_bytes}
+        if not roomy or attempt == _MAX_ATTEMPTS:
+            return best
+        for k, raw in roomy.items():
+            budgets[k] = budgets.get(k, default_budget) * _BUDGET_SHARE * max_tile_bytes / max(raw, 1)
     raise StoreError(
         f"layer {layer!r}: could not fit zoom {z} tiles under {max_tile_bytes} bytes after "
         f"{_MAX_ATTEMPTS} attempts; raise minzoom in citytwin.yaml"
