@@ -19,7 +19,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import shapely
 from click.testing import CliRunner
 
 from api_server import serve
