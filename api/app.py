@@ -1,4 +1,4 @@
-"""The ASGI app: our routes first (landing link, fast tiles, TileJSON, viewer, styles),
+"""The ASGI app: our routes first (landing link, fast tiles, TileJSON, 3D Tiles, viewer, styles),
 then pygeoapi (OGC API Common, Features, Tiles) configured from the catalog.
 
 pygeoapi's Starlette module reads its configuration when imported, so the config is
@@ -23,6 +23,7 @@ from api.cql_compat import CQL2CompatMiddleware
 from api.landing import landing_route
 from api.pygeoapi_config import base_url, generate
 from api.static_routes import static_routes
+from api.threed_routes import ThreeDRoutes
 from api.tile_sources import TileRegistry, register
 from api.tiles_routes import TileRoutes
 from api.transit_routes import transit_routes
@@ -73,10 +74,13 @@ def create_app(project: Path, host: str = "127.0.0.1", port: int = 8000) -> ASGI
 
     url = base_url(catalog, host, port)
     tiles = TileRoutes(registry, public_url=catalog.server.url)
+    threed = ThreeDRoutes(catalog, url)
     routes = [
         Route("/", landing_route(pygeoapi_app.landing_page, url), methods=["GET", "HEAD"]),
-        Route("/conformance", conformance_route(pygeoapi_app.conformance), methods=["GET", "HEAD"]),
+        Route("/conformance", conformance_route(threed.conformance_route(pygeoapi_app.conformance)),
+              methods=["GET", "HEAD"]),
         *tiles.routes(),
+        *threed.routes(pygeoapi_app.collections),
         *transit_routes(catalog, store),
         *static_routes(),
         Mount("/", app=pygeoapi_app.APP),

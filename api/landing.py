@@ -1,4 +1,4 @@
-"""Landing page: pygeoapi's own, plus a link to the map viewer.
+"""Landing page: pygeoapi's own, plus links to the map viewer and the 3D viewer.
 
 pygeoapi 0.21 builds the landing links in code (no config hook), so this route calls
 pygeoapi's landing handler and adds one link to the JSON, and one section to the HTML.
@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 VIEWER_TITLE = "Map viewer"
+VIEWER3D_TITLE = "3D viewer (3D Tiles, CesiumJS)"
 _HTML_ANCHOR = re.compile(r'<section id="openapi">')
 
 
@@ -21,10 +22,16 @@ def viewer_link(base_url: str) -> dict:
     return {"rel": "alternate", "type": "text/html", "title": VIEWER_TITLE, "href": f"{base_url}/viewer/"}
 
 
+def viewer3d_link(base_url: str) -> dict:
+    return {"rel": "alternate", "type": "text/html", "title": VIEWER3D_TITLE, "href": f"{base_url}/viewer/3d/"}
+
+
 def _add_to_html(text: str, link: dict) -> str:
     section = (
         '<section id="viewer">\n      <h2>Map viewer</h2>\n      <p><a href="'
-        + html.escape(link["href"]) + '">Open the map viewer (3D buildings, vector tiles)</a></p>\n  </section>\n  '
+        + html.escape(link["href"]) + '">Open the map viewer (3D buildings, vector tiles)</a></p>\n'
+        '      <p><a href="' + html.escape(link["href"]) + '3d/">Open the 3D viewer (3D Tiles, CesiumJS)</a></p>'
+        '\n  </section>\n  '
     )
     if _HTML_ANCHOR.search(text):
         return _HTML_ANCHOR.sub(lambda m: section + m.group(0), text, count=1)
@@ -45,7 +52,7 @@ def landing_route(pygeoapi_landing: Callable[[Request], Awaitable[Response]], ba
             body = _add_to_html(body, link)
         elif ctype.startswith("application/json"):
             doc = json.loads(body)
-            doc.setdefault("links", []).append(link)
+            doc.setdefault("links", []).extend([link, viewer3d_link(base_url)])
             body = json.dumps(doc, ensure_ascii=False)
         else:
             return resp  # JSON-LD and anything else: pygeoapi's document as is

@@ -1,0 +1,253 @@
+"""3D Tiles over HTTP, and the OGC API - 3D GeoVolumes view of the layers that have them.
+
+Routes (mounted before pygeoapi, so they answer first):
+- GET /collections/{id}/3dtiles/tileset.json and /collections/{id}/3dtiles/{path}: the
+  files of ``<build>/3dtiles/<id>/`` that ``citytwin build`` writes for a buildings layer
+  (tileset JSON, content/*.glb, *.b3dm). Only regular files inside that folder, with a
+  3D Tiles suffix, are served; ETag from size, mtime and inode; 304 on If-None-Match;
+  JSON gzipped when the client accepts it.
+- GET /collections and /collections/{id}: pygeoapi's answer; in JSON, a collection with
+  a tileset gets the GeoVolumes 3D Tiles link and a 3D bounding box (CRS84h) taken from
+  the tileset's root region.
+- /conformance (JSON): the GeoVolumes Core and 3D Tiles classes when some layer has one.
+
+The GeoVolumes draft (opengeospatial/ogcapi-3d-geovolumes, 2024) names the link relation
+``[ogc-rel:3d-geovolumes]``; it spells the media type both ``application/3dtiles+json``
+(3D Tiles requirements class, media-type table) and ``application/json+3dtiles`` (core
+clause). We use the former, which two of the three places agree on.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import os
+import stat
+from collections.abc import Awaitable, Callable
+from pathlib import Path, PurePosixPath
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from api.tiles_routes import accepts_gzip, error
+from geo.errors import LayerNameError
+from geo.names import check_layer_name
+from pipelines.build import TILES3D_DIR
+from pipelines.catalog import Catalog
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+GEOVOLUMES_REL = "http://www.opengis.net/def/rel/ogc/1.0/3d-geovolumes"
+TILESET_MEDIA_TYPE = "application/3dtiles+json"
+CRS84H = "http://www.opengis.net/def/crs/OGC/0/CRS84h"
+GEOVOLUMES_CONFORMANCE = [
+    "https://www.opengis.net/spec/ogcapi-geovolumes-1/1.0/conf/core",
+    "https://www.opengis.net/spec/ogcapi-geovolumes-1/1.0/conf/3d-tiles",
+]
+MEDIA_TYPES = {
+    ".json": "application/json",
+    ".glb": "model/gltf-binary",
+    ".b3dm": "application/octet-stream",
+    ".i3dm": "application/octet-stream",
+    ".pnts": "application/octet-stream",
+    ".cmpt": "application/octet-stream",
+    ".subtree": "application/octet-stream",
+}
+MAX_PATH = 512
+# The tileset root can change on every rebuild: revalidate it; content follows the tiles' rule.
+TILESET_CACHE = "no-cache"
+CONTENT_CACHE = "public, max-age=300"
+
+
+class BadPath(ValueError):
+    """A request path that can never name a file of a tileset."""
+
+
+def safe_relative(path: str) -> PurePosixPath:
+    """``path`` as a relative POSIX path of plain segments, or BadPath.
+
+    Refuses absolute paths, empty, '.' and '..' segments, hidden names, backslashes and
+    control characters, before the file system is ever asked.
+    """
+    if not path or len(path) > MAX_PATH:
+        raise BadPath("empty or over-long path")
+    if path.startswith("/") or "\\" in path or any(ord(c) < 32 or c == "\x7f" for c in path):
+        raise BadPath("absolute path or forbidden character")
+    parts = path.split("/")
+    if any(p in ("", ".", "..") or p.startswith(".") or ":" in p for p in parts):
+        raise BadPath("path segments must be plain names (no '.', '..', hidden or empty ones)")
+    rel = PurePosixPath(*parts)
+    if rel.suffix.lower() not in MEDIA_TYPES:
+        raise BadPath(f"not a 3D Tiles file type (allowed: {', '.join(sorted(MEDIA_TYPES))})")
+    return rel
+
+
+def etag_for(st: os.stat_result) -> str:
+    return f'"{st.st_size:x}-{st.st_mtime_ns:x}-{st.st_ino:x}"'
+
+
+def etag_matches(header: str | None, etag: str) -> bool:
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    return etag in [t.strip().removeprefix("W/") for t in header.split(",")]
+
+
+def region_bbox(region: list[float]) -> list[float]:
+    """A 3D Tiles region (radians, metres) as a CRS84h bbox [minx, miny, minz, maxx, maxy, maxz]."""
+    w, s, e, n, lo, hi = (float(v) for v in region)
+    return [round(math.degrees(w), 7), round(math.degrees(s), 7), round(lo, 3) + 0.0,
+            round(math.degrees(e), 7), round(math.degrees(n), 7), round(hi, 3) + 0.0]
+
+
+class ThreeDRoutes:
+    """Serves each catalog layer's tileset folder and adds the GeoVolumes view to pygeoapi's."""
+
+    def __init__(self, catalog: Catalog, base_url: str):
+        self.catalog = catalog
+        self.base_url = base_url.rstrip("/")
+        self._bbox_cache: dict[str, tuple[str, list[float] | None]] = {}
+
+    # -- where the tilesets are ------------------------------------------------------
+    def folder(self, layer: str) -> Path:
+        return self.catalog.build_path / TILES3D_DIR / layer
+
+    def has_tileset(self, layer: str) -> bool:
+        return (self.folder(layer) / "tileset.json").is_file()
+
+    def layers_with_tilesets(self) -> list[str]:
+        return [name for name in self.catalog.layers if self.has_tileset(name)]
+
+    def tileset_bbox(self, layer: str) -> list[float] | None:
+        """The root region of ``layer``'s tileset as a CRS84h bbox (cached per file version)."""
+        path = self.folder(layer) / "tileset.json"
+        try:
+            with open(path, "rb") as fh:
+                tag = etag_for(os.fstat(fh.fileno()))
+                cached = self._bbox_cache.get(layer)
+                if cached and cached[0] == tag:
+                    return cached[1]
+                doc = json.loads(fh.read())
+        except (OSError, ValueError):
+            return None
+        region = doc.get("root", {}).get("boundingVolume", {}).get("region") if isinstance(doc, dict) else None
+        bbox = None
+        if isinstance(region, list) and len(region) == 6 and all(isinstance(v, (int, float)) for v in region):
+            bbox = region_bbox(region)
+        self._bbox_cache[layer] = (tag, bbox)
+        return bbox
+
+    def link(self, layer: str) -> dict:
+        return {"rel": GEOVOLUMES_REL, "type": TILESET_MEDIA_TYPE, "title": "3D Tiles tileset",
+                "href": f"{self.base_url}/collections/{layer}/3dtiles/tileset.json"}
+
+    # -- routes --------------------------------------------------------------------
+    def routes(self, pygeoapi_collections: Handler) -> list[Route]:
+        collections = self.collections_route(pygeoapi_collections)
+        return [
+            Route("/collections/{collection}/3dtiles/{path:path}", self.file, methods=["GET", "HEAD"]),
+            Route("/collections", collections, methods=["GET", "HEAD"]),
+            # the same parameter name as pygeoapi's route, whose handler reads it
+            Route("/collections/{collection_id}", collections, methods=["GET", "HEAD"]),
+        ]
+
+    async def file(self, request: Request) -> Response:
+        layer = request.path_params["collection"]
+        known = ", ".join(sorted(self.catalog.layers)) or "none"
+        try:
+            check_layer_name(layer)
+        except LayerNameError:
+            return error(404, "NotFound", f"collection {layer!r} does not exist (known: {known})")
+        if layer not in self.catalog.layers:
+            return error(404, "NotFound", f"collection {layer!r} does not exist (known: {known})")
+        try:
+            rel = safe_relative(request.path_params["path"])
+        except BadPath as exc:
+            return error(400, "InvalidParameterValue", f"3D Tiles path {request.path_params['path']!r}: {exc}")
+        if not self.has_tileset(layer):
+            return error(404, "NotFound", f"collection {layer!r} has no 3D Tiles; run 'citytwin build' "
+                                          f"(buildings layers get a tileset)")
+        found = await run_in_threadpool(self._read, layer, rel)
+        if found is None:
+            return error(404, "NotFound", f"no file {str(rel)!r} in the 3D Tiles of {layer!r}")
+        data, etag = found
+        suffix = rel.suffix.lower()
+        headers = {"ETag": etag, "Cache-Control": TILESET_CACHE if suffix == ".json" else CONTENT_CACHE}
+        if suffix == ".json":
+            headers["Vary"] = "Accept-Encoding"
+        if etag_matches(request.headers.get("if-none-match"), etag):
+            return Response(status_code=304, headers=headers)
+        if suffix == ".json" and accepts_gzip(request.headers.get("accept-encoding")):
+            data = gzip.compress(data, compresslevel=6, mtime=0)
+            headers["Content-Encoding"] = "gzip"
+        return Response(data, media_type=MEDIA_TYPES[suffix], headers=headers)
+
+    def _read(self, layer: str, rel: PurePosixPath) -> tuple[bytes, str] | None:
+        """The bytes and ETag of ``rel`` if it resolves to a regular file inside the folder."""
+        try:
+            folder = self.folder(layer).resolve(strict=True)
+            target = (folder / rel).resolve(strict=True)
+        except (OSError, RuntimeError):
+            return None
+        if not target.is_relative_to(folder):
+            return None  # a symlink pointing out of the tileset
+        try:
+            with open(target, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    return None
+                return fh.read(), etag_for(st)
+        except OSError:
+            return None
+
+    # -- GeoVolumes view of pygeoapi's collections -----------------------------------
+    def add_geovolumes(self, collection: dict) -> None:
+        """Give one collection description its 3D Tiles link and 3D extent, if it has a tileset."""
+        layer = collection.get("id")
+        if not isinstance(layer, str) or layer not in self.catalog.layers or not self.has_tileset(layer):
+            return
+        links = collection.setdefault("links", [])
+        if not any(isinstance(lk, dict) and lk.get("rel") == GEOVOLUMES_REL for lk in links):
+            links.append(self.link(layer))
+        bbox = self.tileset_bbox(layer)
+        if bbox is not None:
+            spatial = collection.setdefault("extent", {}).setdefault("spatial", {})
+            spatial["bbox"] = [bbox]
+            spatial["crs"] = CRS84H
+
+    def collections_route(self, pygeoapi_collections: Handler) -> Handler:
+        async def collections(request: Request) -> Response:
+            resp = await pygeoapi_collections(request)
+            if resp.status_code != 200 or not resp.headers.get("content-type", "").startswith("application/json"):
+                return resp  # HTML, JSON-LD and errors: pygeoapi's as is
+            doc = json.loads(resp.body.decode(resp.charset or "utf-8"))
+            if "collections" in doc:
+                for item in doc["collections"]:
+                    await run_in_threadpool(self.add_geovolumes, item)
+            else:
+                await run_in_threadpool(self.add_geovolumes, doc)
+            return _replace_body(resp, json.dumps(doc, ensure_ascii=False))
+
+        return collections
+
+    def conformance_route(self, inner: Handler) -> Handler:
+        async def conformance(request: Request) -> Response:
+            resp = await inner(request)
+            if resp.status_code != 200 or not resp.headers.get("content-type", "").startswith("application/json"):
+                return resp
+            if not await run_in_threadpool(self.layers_with_tilesets):
+                return resp
+            doc = json.loads(resp.body.decode(resp.charset or "utf-8"))
+            classes = doc.setdefault("conformsTo", [])
+            classes += [c for c in GEOVOLUMES_CONFORMANCE if c not in classes]
+            return _replace_body(resp, json.dumps(doc, ensure_ascii=False))
+
+        return conformance
+
+
+def _replace_body(resp: Response, body: str) -> Response:
+    headers = {k: v for k, v in resp.headers.items() if k.lower() not in ("content-length", "content-encoding")}
+    return Response(body, status_code=resp.status_code, headers=headers)
