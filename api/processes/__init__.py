@@ -1,0 +1,1 @@
+"""OGC API Processes run by pygeoapi's process manager: hazard exposure and alert targets."""
