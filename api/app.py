@@ -21,7 +21,9 @@ from starlette.types import ASGIApp
 from api.conformance import conformance_route
 from api.cql_compat import CQL2CompatMiddleware
 from api.landing import landing_route
+from api.auth import protect_processes
 from api.pygeoapi_config import base_url, generate
+from api.raster_routes import PREFIX as COG_PREFIX, raster_app
 from api.static_routes import static_routes
 from api.threed_routes import ThreeDRoutes
 from api.tile_sources import TileRegistry, register
@@ -83,9 +85,11 @@ def create_app(project: Path, host: str = "127.0.0.1", port: int = 8000) -> ASGI
         *threed.routes(pygeoapi_app.collections),
         *transit_routes(catalog, store),
         *static_routes(),
+        Mount(COG_PREFIX, app=raster_app(catalog)),
         Mount("/", app=pygeoapi_app.APP),
     ]
     app: ASGIApp = Starlette(routes=routes)
+    app = protect_processes(app, catalog)  # API key + audit log for process execution and job deletion
     app = CQL2CompatMiddleware(app)
     app = CORSMiddleware(app, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"],
                          expose_headers=EXPOSED_HEADERS)

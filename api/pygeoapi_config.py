@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import yaml
 
+from api.processes.config import process_manager, process_resources
 from api.tile_sources import TileRegistry
 from geo.errors import StoreError
 from pipelines.catalog import Catalog
@@ -121,12 +122,12 @@ def build_config(catalog: Catalog, store: Store, tiles: TileRegistry, host: str,
     """The pygeoapi configuration dict for the catalog's layers that are in the store."""
     url = base_url(catalog, host, port)
     stored = set(store.layers())
-    missing = [n for n in catalog.layers if n not in stored]
+    missing = [n for n, c in catalog.layers.items() if n not in stored and c.kind != "raster"]  # rasters: /cog
     if missing:
         LOG.warning("not published (not in the store yet, run 'citytwin build'): %s", ", ".join(missing))
     resources: dict[str, dict] = {}
     for name, cfg in catalog.layers.items():
-        if name not in stored:
+        if name not in stored or cfg.kind == "raster":
             continue
         info = store.info(name)
         description = cfg.description or f"{cfg.kind} layer '{name}' ({info.count} features)."
@@ -152,6 +153,7 @@ def build_config(catalog: Catalog, store: Store, tiles: TileRegistry, host: str,
             f"no catalog layer is in the store yet ({', '.join(catalog.layers) or 'the catalog lists none'}); "
             f"run 'citytwin build --project {catalog.root}' first"
         )
+    resources.update(process_resources(catalog))
     return {
         "server": {
             "bind": {"host": host, "port": port},
@@ -163,6 +165,7 @@ def build_config(catalog: Catalog, store: Store, tiles: TileRegistry, host: str,
             # CORS is applied once, by the app's outer middleware, to pygeoapi and our
             # own routes alike; enabling pygeoapi's as well only duplicates headers.
             "cors": False,
+            "manager": process_manager(catalog),
             "pretty_print": False,
             "limits": {"default_items": 100, "max_items": 10000, "on_exceed": "throttle"},
             "map": {"url": "https://tile.openstreetmap.org/{z}/{x}/{y}.png",

@@ -124,6 +124,8 @@ class Catalog(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     build_dir: str = "build"
     storey_height: float = Field(3.0, gt=0, le=20, description="metres per storey when only floors are known")
+    api_keys_file: str | None = Field(None, description="file of 'key_id: key' lines allowed to run processes and "
+                                      "post live items, relative to the project; keep it out of version control")
     layers: dict[str, LayerConfig] = Field(default_factory=dict)
 
     # Set after loading; not part of the file.
