@@ -21,6 +21,7 @@ from starlette.types import ASGIApp
 from api.conformance import conformance_route
 from api.cql_compat import CQL2CompatMiddleware
 from api.landing import landing_route
+from api.ar_routes import ArRoutes
 from api.auth import protect_processes
 from api.pygeoapi_config import base_url, generate
 from api.raster_routes import PREFIX as COG_PREFIX, raster_app
@@ -84,6 +85,7 @@ def create_app(project: Path, host: str = "127.0.0.1", port: int = 8000) -> ASGI
         *tiles.routes(),
         *threed.routes(pygeoapi_app.collections),
         *transit_routes(catalog, store),
+        *ArRoutes(catalog, store, url).routes(pygeoapi_app.openapi),  # /ar/* and /openapi with them
         *static_routes(),
         Mount(COG_PREFIX, app=raster_app(catalog)),
         Mount("/", app=pygeoapi_app.APP),
