@@ -107,8 +107,24 @@ function buildLegend(stops) {
   legend.hidden = false;
 }
 
+// Software WebGL (SwiftShader, llvmpipe: VMs, CI, headless browsers) renders every
+// multisample on the CPU; there, skip MSAA so the city draws in seconds, not minutes.
+function softwareRenderer() {
+  try {
+    const gl = document.createElement("canvas").getContext("webgl2") || document.createElement("canvas").getContext("webgl");
+    const info = gl && gl.getExtension("WEBGL_debug_renderer_info");
+    const name = info ? gl.getParameter(info.UNMASKED_RENDERER_WEBGL) : "";
+    gl?.getExtension("WEBGL_lose_context")?.loseContext();
+    return /swiftshader|llvmpipe|softpipe|software/i.test(String(name));
+  } catch {
+    return false;
+  }
+}
+
 function createViewer() {
   Cesium.Ion.defaultAccessToken = ""; // never ask Cesium ion for anything
+  const software = softwareRenderer();
+  state.softwareRendering = software;
   const viewer = new Cesium.Viewer("globe", {
     baseLayer: false,
     baseLayerPicker: false,
@@ -125,10 +141,13 @@ function createViewer() {
     skyBox: false,
     skyAtmosphere: false,
     requestRenderMode: true, // draw only when something changed: cheap on software WebGL
+    msaaSamples: software ? 1 : 4,
   });
   const scene = viewer.scene;
   scene.globe.baseColor = Cesium.Color.fromCssColorString("#e4e2dc");
   scene.globe.showGroundAtmosphere = false;
+  // A bare ellipsoid in one colour needs no fine globe tiles: far fewer to build and draw.
+  scene.globe.maximumScreenSpaceError = 16;
   scene.backgroundColor = Cesium.Color.fromCssColorString("#c9d8e6");
   scene.fog.enabled = false;
   if (scene.sun) scene.sun.show = false;
