@@ -147,7 +147,8 @@ def write_tileset(out: Path, lon: np.ndarray, lat: np.ndarray, lods: dict[int, M
         root_json = _inner_json(root, tiles)
         tileset = {
             "asset": {"version": "1.0" if b3dm_mode else "1.1", "generator": "citytwin"},
-            "geometricError": max(root_json["geometricError"] * 2, 1.0),
+            # a single-leaf tileset has a root error of 0: the tile size keeps it visible from afar
+            "geometricError": max(root_json["geometricError"] * 2, diagonal_m(root.bounds) / 10, 1.0),
             "root": root_json,
         }
         tileset["root"].setdefault("refine", "ADD")  # required on the root; a LOD chain keeps REPLACE
