@@ -62,7 +62,8 @@ def _build(project: Path, layers: list[str] | None, ingest: bool, progress: bool
                                runner=runner)
         yield report.summary()
         if cfg.kind == "buildings":
-            from pipelines.export3d import footprints_to_tileset
+            from pipelines.export3d import dem_path, footprints_to_tileset
 
             yield footprints_to_tileset(store.read(name), catalog.build_path / TILES3D_DIR / name, source=name,
-                                        fields=cfg.fields, progress=progress, runner=runner).summary()
+                                        fields=cfg.fields, progress=progress, runner=runner,
+                                        base_field=cfg.base_field, dem=dem_path(catalog, cfg.dem)).summary()

@@ -70,6 +70,8 @@ class LayerConfig(_Strict):
     height_field: str | None = None
     floors_field: str | None = None
     storey_height: float | None = Field(None, gt=0, le=20)
+    base_field: str | None = Field(None, description="buildings: ground height attribute (m) for 3D Tiles")
+    dem: str | None = Field(None, description="buildings: raster layer whose COG gives the ground height")
     records: RecordsConfig | None = None
     privacy: PrivacyConfig | None = None
     reference: ReferenceConfig | None = None

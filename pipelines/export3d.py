@@ -45,12 +45,27 @@ def footprints_tileset(project: Path, layer: str, out: Path, *, b3dm_mode: bool 
     cfg = catalog.layer(layer)
     gdf = project_store(catalog).read(layer)
     return footprints_to_tileset(gdf, out, source=layer, fields=cfg.fields, b3dm_mode=b3dm_mode, progress=progress,
-                                 runner=runner)
+                                 runner=runner, base_field=cfg.base_field, dem=dem_path(catalog, cfg.dem))
+
+
+def dem_path(catalog, dem: str | None) -> Path | None:
+    if dem is None:
+        return None
+    from pipelines.rasters import cog_path
+
+    catalog.layer(dem)
+    path = cog_path(catalog, dem)
+    if not path.exists():
+        raise SourceError(f"DEM layer '{dem}' has no COG at {path}; run 'citytwin build' so it is built first")
+    return path
 
 
 def footprints_to_tileset(gdf: gpd.GeoDataFrame, out: Path, *, source: str, fields: list[str] | None = None,
                           b3dm_mode: bool = False, progress: bool = True, max_per_tile: int = 400,
-                          runner=None) -> TilesetReport:
+                          runner=None, base_field: str | None = None, dem: Path | None = None) -> TilesetReport:
+    """LOD1 blocks from a buildings layer. The base height comes from ``base_field`` (or a
+    column named like base_height/ground), else from the ``dem`` raster under each footprint,
+    else 0."""
     report = TilesetReport(Path(out))
     if "height" not in gdf.columns:
         raise SourceError(f"layer '{source}' has no 'height' column; ingest it with --kind buildings")
@@ -58,8 +73,21 @@ def footprints_to_tileset(gdf: gpd.GeoDataFrame, out: Path, *, source: str, fiel
     ok = np.isfinite(height) & (height > 0)
     if (~ok).sum():
         report.skipped["without height"] = int((~ok).sum())
-    base_col = next((c for c in gdf.columns if c.lower() in BASE_NAMES), None)
-    base = gdf[base_col].to_numpy(dtype=np.float64, na_value=0.0) if base_col else np.zeros(len(gdf))
+    base_col = base_field or next((c for c in gdf.columns if c.lower() in BASE_NAMES), None)
+    if base_col and base_col not in gdf.columns:
+        raise SourceError(f"layer '{source}': base_field '{base_col}' is not a column of the layer")
+    if base_col:
+        base = gdf[base_col].to_numpy(dtype=np.float64, na_value=0.0)
+    elif dem is not None:
+        from tiles.threed.ground import ground_under
+
+        base = ground_under(gdf.geometry.to_numpy(), Path(dem))
+        off_dem = ~np.isfinite(base)
+        if off_dem.any():
+            report.skipped["ground outside the DEM (placed at 0 m)"] = int(off_dem.sum())
+        base = np.where(off_dem, 0.0, base)
+    else:
+        base = np.zeros(len(gdf))
     gdf = gdf[ok]
     base, height = base[ok], height[ok]
     if gdf.empty:

@@ -180,3 +180,32 @@ def test_failed_export_keeps_previous_tileset(tileset: Path, tmp_path: Path):
     assert result.exit_code != 0
     assert {p: p.read_bytes() for p in tileset.rglob("*") if p.is_file()} == before
     assert not [p for p in tileset.parent.iterdir() if p.name.startswith(".buildings-")]
+
+
+def test_base_height_from_a_dem_under_each_footprint(footprints, tmp_path: Path):
+    import rasterio
+    from rasterio.transform import from_origin
+
+    # a DEM in EPSG:5186 rising 1 m per 10 m northward: the ground differs across the city
+    x, y = TO_M.transform(126.9779, 37.5663)
+    west, north = x - 200, y + 1200
+    rows, cols = 150, 120
+    dem = (np.arange(rows)[::-1, None] * 1.0 + np.zeros((1, cols)) + 15.0).astype("float32")
+    path = tmp_path / "dem.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=cols, height=rows, count=1, dtype="float32",
+                       crs="EPSG:5186", transform=from_origin(west, north, 10, 10)) as ds:
+        ds.write(dem, 1)
+    gdf = footprints.drop(columns=["base_height"])
+    out = tmp_path / "on_dem"
+    footprints_to_tileset(gdf, out, source="buildings", progress=False, dem=path)
+    by_id = gdf.set_index("id")
+    with rasterio.open(path) as ds:
+        for _, _, gltf, blob, mesh, ecef in decoded(out):
+            ids = property_strings(gltf, blob, "id")
+            for fid, bid in list(enumerate(ids))[:25]:
+                ring = np.asarray(by_id.loc[bid].geometry.exterior.coords)
+                mx, my = TO_M.transform(ring[:, 0], ring[:, 1])
+                expected = min(v[0] for v in ds.sample(zip(mx, my)))
+                llh = np.column_stack(ECEF_TO_LLH.transform(*ecef[mesh["feature_ids"] == fid].T))
+                assert llh[:, 2].min() == pytest.approx(expected, abs=0.02)
+                assert llh[:, 2].max() == pytest.approx(expected + by_id.loc[bid, "height"], abs=0.02)
