@@ -21,6 +21,7 @@ from starlette.types import ASGIApp
 from api.conformance import conformance_route
 from api.cql_compat import CQL2CompatMiddleware
 from api.landing import landing_route
+from api.live_routes import live_routes
 from api.ar_routes import ArRoutes
 from api.auth import protect_processes
 from api.pygeoapi_config import base_url, generate
@@ -85,6 +86,7 @@ def create_app(project: Path, host: str = "127.0.0.1", port: int = 8000) -> ASGI
         *tiles.routes(),
         *threed.routes(pygeoapi_app.collections),
         *transit_routes(catalog, store),
+        *live_routes(catalog),  # /live/{layer}/items (POST with API key, GET) and /live/{layer}/tiles
         *ArRoutes(catalog, store, url).routes(pygeoapi_app.openapi),  # /ar/* and /openapi with them
         *static_routes(),
         Mount(COG_PREFIX, app=raster_app(catalog)),

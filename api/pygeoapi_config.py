@@ -118,11 +118,33 @@ def _tile_provider(catalog: Catalog, layer: str) -> dict:
     }
 
 
+def _live_resources(catalog: Catalog, url: str) -> dict[str, dict]:
+    """Live layers as read-only collections (our LiveProvider); items are posted to /live/{id}/items."""
+    out = {}
+    for name, cfg in catalog.layers.items():
+        if cfg.kind != "live":
+            continue
+        out[name] = {
+            "type": "collection",
+            "title": cfg.title or name.replace("_", " ").capitalize(),
+            "description": (cfg.description or f"Live layer '{name}'.") + " Expired items disappear; "
+                           f"vector tiles at {url}/live/{name}/tiles/{{z}}/{{x}}/{{y}}.",
+            "keywords": ["live", "citytwin"],
+            "links": [{"type": "application/geo+json", "rel": "alternate", "title": "Live items (short cache)",
+                       "href": f"{url}/live/{name}/items"}],
+            "extents": {"spatial": {"bbox": [-180.0, -90.0, 180.0, 90.0], "crs": CRS84}},
+            "providers": [{"type": "feature", "name": "api.providers.live.LiveProvider", "data": str(catalog.root),
+                           "layer": name, "id_field": "id", "storage_crs": CRS84}],
+        }
+    return out
+
+
 def build_config(catalog: Catalog, store: Store, tiles: TileRegistry, host: str, port: int) -> dict:
     """The pygeoapi configuration dict for the catalog's layers that are in the store."""
     url = base_url(catalog, host, port)
     stored = set(store.layers())
-    missing = [n for n, c in catalog.layers.items() if n not in stored and c.kind != "raster"]  # rasters: /cog
+    missing = [n for n, c in catalog.layers.items()
+               if n not in stored and c.kind not in ("raster", "live")]  # rasters: /cog; live: build/live
     if missing:
         LOG.warning("not published (not in the store yet, run 'citytwin build'): %s", ", ".join(missing))
     resources: dict[str, dict] = {}
@@ -148,6 +170,7 @@ def build_config(catalog: Catalog, store: Store, tiles: TileRegistry, host: str,
             "extents": {"spatial": {"bbox": _bbox(info.bounds), "crs": CRS84}},
             "providers": providers,
         }
+    resources.update(_live_resources(catalog, url))
     if not resources:
         raise StoreError(
             f"no catalog layer is in the store yet ({', '.join(catalog.layers) or 'the catalog lists none'}); "

@@ -41,6 +41,8 @@ def _build(project: Path, layers: list[str] | None, ingest: bool, progress: bool
             from pipelines.rasters import build_raster_layer
 
             yield build_raster_layer(catalog, name).summary()
+        elif catalog.layers[name].kind == "live":  # served from <build>/live by the app, never ingested
+            yield f"layer '{name}': live layer, fed by POST /live/{name}/items or its watched file"
         elif ingest and catalog.layers[name].source:
             feed = catalog_feed(catalog, name)  # a GTFS zip publishes its three transit layers at once
             if feed is None:
@@ -52,7 +54,7 @@ def _build(project: Path, layers: list[str] | None, ingest: bool, progress: bool
 
     for name in names:
         cfg = catalog.layers[name]
-        if cfg.kind == "raster":
+        if cfg.kind in ("raster", "live"):
             continue
         if name not in store.layers():
             yield f"layer '{name}': not in the store yet; skipped tiles (give it a source or ingest it)"

@@ -18,7 +18,9 @@ from geo.names import check_layer_name
 
 CATALOG_FILE = "citytwin.yaml"
 # raster: a GDAL raster (e.g. flood depth) published as a COG under <build>/cog, not in the store.
-LayerKind = Literal["buildings", "pois", "boundaries", "transit", "hazard_zones", "generic", "raster"]
+# live: short-lived items (incidents, congestion) posted to /live/<name>/items or read from a watched
+# GeoJSON file (its source); kept under <build>/live, not in the store (pipelines/live.py).
+LayerKind = Literal["buildings", "pois", "boundaries", "transit", "hazard_zones", "generic", "raster", "live"]
 
 
 class _Strict(BaseModel):

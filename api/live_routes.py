@@ -1,0 +1,206 @@
+"""Live layers over HTTP: post items with an API key, read them as GeoJSON or vector tiles.
+
+- POST /live/{layer}/items   a GeoJSON Feature or FeatureCollection (X-API-Key required);
+  each item needs properties.timestamp and properties.expires (ISO 8601 with an offset).
+  201 ``{"layer", "stored", "ids", "purged"}``; 400 names the bad item; 401 without a key.
+- GET  /live/{layer}/items[?bbox=minlon,minlat,maxlon,maxlat&limit=N]  unexpired items.
+- GET  /live/{layer}/tiles/{z}/{x}/{y}  an MVT encoded on the fly (204 when empty), ETag/304.
+
+Reads are cacheable for a few seconds only, and never past the first expiry they hold.
+A layer's watched file is re-read on any request once its mtime/size changed. Every write
+(post or file reload) and every refused post goes to the audit log with who, when and what.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import threading
+from datetime import datetime, timezone
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from api.auth import AUDIT_FILE, ApiKeys, AuditLog
+from geo.errors import CatalogError, LayerNameError
+from geo.names import check_layer_name
+from pipelines.catalog import Catalog
+from pipelines.live import LiveItemError, LiveLayer, parse_items
+from tiles.live_mvt import MAX_ZOOM, encode_tile, tile_bounds_lonlat
+
+MAX_AGE_S = 15  # upper bound of Cache-Control max-age on live reads
+MAX_BODY = 5_000_000
+DEFAULT_LIMIT = 1000
+MAX_LIMIT = 10_000
+MVT_MIMETYPE = "application/vnd.mapbox-vector-tile"
+_INT = re.compile(r"^[0-9]{1,9}$")
+
+
+def _error(status: int, code: str, description: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"code": code, "description": description}, status_code=status, headers=headers)
+
+
+class _BadRequest(ValueError):
+    pass
+
+
+def parse_bbox(raw: str | None) -> tuple[float, float, float, float] | None:
+    if raw is None or raw.strip() == "":
+        return None
+    parts = raw.split(",")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise _BadRequest(f"bbox must be four numbers minlon,minlat,maxlon,maxlat, got {raw[:80]!r}") from None
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise _BadRequest(f"bbox must be four finite numbers minlon,minlat,maxlon,maxlat, got {raw[:80]!r}")
+    w, s, e, n = values
+    if not (-180 <= w <= e <= 180 and -90 <= s <= n <= 90):
+        raise _BadRequest(f"bbox {raw[:80]!r} is not a lon/lat box with min <= max")
+    return w, s, e, n
+
+
+def max_age(features: list[dict], now: float) -> int:
+    """MAX_AGE_S, or less so a cached answer never outlives the first item in it."""
+    soonest = MAX_AGE_S
+    for f in features:
+        exp = f["properties"].get("expires")
+        if exp:
+            left = datetime.fromisoformat(exp).timestamp() - now
+            soonest = min(soonest, max(0, int(left)))
+    return soonest
+
+
+class LiveLayers:
+    """The project's live layers (opened on first use) plus the key store and the audit log."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.keys = ApiKeys(catalog)
+        self.audit = AuditLog(catalog.build_path / AUDIT_FILE)
+        self._open: dict[str, LiveLayer] = {}
+        self._lock = threading.Lock()
+
+    def layer(self, name: str) -> LiveLayer:
+        """The live layer ``name``; LayerNameError or CatalogError for anything else."""
+        check_layer_name(name)
+        with self._lock:
+            found = self._open.get(name)
+            if found is None:
+                found = self._open[name] = LiveLayer(self.catalog, name)
+        follow_file(found, self.audit)
+        return found
+
+
+def follow_file(layer: LiveLayer, audit: AuditLog) -> None:
+    """Re-read the layer's watched file if it changed, and log the reload as a write."""
+    record = layer.refresh()
+    if record is not None:
+        audit.write(who=f"file:{layer.watched}", action="reload", layer=layer.name,
+                    status="error" if "error" in record else "ok", **record)
+
+
+def _layer_error(exc: Exception) -> JSONResponse:
+    if isinstance(exc, LayerNameError):
+        return _error(400, "InvalidParameterValue", str(exc))
+    return _error(404, "NotFound", str(exc))
+
+
+def live_routes(catalog: Catalog) -> list[BaseRoute]:
+    live = LiveLayers(catalog)
+
+    async def _layer(name: str) -> LiveLayer | JSONResponse:
+        try:
+            return await run_in_threadpool(live.layer, name)
+        except (LayerNameError, CatalogError) as exc:
+            return _layer_error(exc)
+
+    async def post_items(request: Request) -> Response:
+        name = request.path_params["layer"]
+        action = f"POST /live/{name[:80]}/items"
+        presented = request.headers.get("x-api-key")
+        who = live.keys.identify(presented.strip() if presented else None)
+        if who is None:
+            live.audit.write(who=None, action=action, status=401,
+                             refused="no key" if not presented else "invalid key")
+            return _error(401, "Unauthorized", live.keys.refusal(presented),
+                          {"WWW-Authenticate": 'ApiKey header="X-API-Key"'})
+
+        def refuse(status: int, message: str) -> JSONResponse:
+            live.audit.write(who=who, action=action, status=status, refused=message[:300])
+            return _error(status, "InvalidParameterValue" if status == 400 else "NotFound", message)
+
+        layer = await _layer(name)
+        if isinstance(layer, Response):
+            return refuse(layer.status_code, json.loads(layer.body)["description"])
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                return refuse(413, f"the body is over {MAX_BODY // 1_000_000} MB; send fewer items per request")
+        try:
+            payload = json.loads(body or b"null")
+        except ValueError as exc:
+            return refuse(400, f"the body is not JSON ({exc}); send a GeoJSON Feature or FeatureCollection")
+        try:
+            items = parse_items(payload)
+        except LiveItemError as exc:
+            return refuse(400, str(exc))
+        result = await run_in_threadpool(layer.put, items, who)
+        live.audit.write(who=who, action=action, layer=name, status=201, stored=result.stored,
+                         ids=result.ids[:50], purged=result.purged)
+        return JSONResponse({"layer": name, "stored": result.stored, "ids": result.ids, "purged": result.purged},
+                            status_code=201)
+
+    async def get_items(request: Request) -> Response:
+        layer = await _layer(request.path_params["layer"])
+        if isinstance(layer, Response):
+            return layer
+        try:
+            bbox = parse_bbox(request.query_params.get("bbox"))
+            raw_limit = request.query_params.get("limit")
+            limit = DEFAULT_LIMIT
+            if raw_limit not in (None, ""):
+                if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+                    raise _BadRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}, got {raw_limit[:40]!r}")
+                limit = int(raw_limit)
+        except _BadRequest as exc:
+            return _error(400, "InvalidParameterValue", str(exc))
+        now = datetime.now(timezone.utc)
+        features = await run_in_threadpool(layer.features, bbox, limit, now.timestamp())
+        body = {"type": "FeatureCollection", "features": features, "numberReturned": len(features),
+                "timeStamp": now.isoformat(timespec="seconds").replace("+00:00", "Z")}
+        return JSONResponse(body, media_type="application/geo+json",
+                            headers={"Cache-Control": f"public, max-age={max_age(features, now.timestamp())}"})
+
+    async def get_tile(request: Request) -> Response:
+        p = request.path_params
+        bad = [f"{k} must be a non-negative integer, got {p[k][:20]!r}" for k in ("z", "x", "y") if not _INT.match(p[k])]
+        if bad:
+            return _error(400, "InvalidParameterValue", "; ".join(bad))
+        z, x, y = int(p["z"]), int(p["x"]), int(p["y"])
+        if z > MAX_ZOOM or x >= 1 << z or y >= 1 << z:
+            return _error(404, "NotFound", f"tile {z}/{x}/{y} is outside the WebMercatorQuad grid (z <= {MAX_ZOOM})")
+        layer = await _layer(p["layer"])
+        if isinstance(layer, Response):
+            return layer
+        now = datetime.now(timezone.utc).timestamp()
+        features = await run_in_threadpool(layer.features, tile_bounds_lonlat(z, x, y), None, now)
+        data = await run_in_threadpool(encode_tile, layer.name, features, z, x, y)
+        etag = '"' + hashlib.sha1(f"{layer.name}/{z}/{x}/{y}|".encode() + data).hexdigest()[:24] + '"'
+        headers = {"ETag": etag, "Cache-Control": f"public, max-age={max_age(features, now)}"}
+        inm = request.headers.get("if-none-match")
+        if inm and etag in [t.strip().removeprefix("W/") for t in inm.split(",")]:
+            return Response(status_code=304, headers=headers)
+        if not data:
+            return Response(status_code=204, headers=headers)
+        return Response(data, media_type=MVT_MIMETYPE, headers=headers)
+
+    return [
+        Route("/live/{layer}/items", post_items, methods=["POST"]),
+        Route("/live/{layer}/items", get_items, methods=["GET", "HEAD"]),
+        Route("/live/{layer}/tiles/{z}/{x}/{y}", get_tile, methods=["GET", "HEAD"]),
+    ]

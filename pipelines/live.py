@@ -1,0 +1,300 @@
+"""Live layers (incidents, congestion): short-lived GeoJSON items with a timestamp and an expiry.
+
+A catalog layer of kind ``live`` is fed by authenticated POSTs and/or by a watched GeoJSON
+file (the layer's ``source``, re-read whenever its modification time or size changes; the
+file holds the whole current state of its items). Items live in a small SQLite database,
+``<build>/live/<layer>.sqlite``, one per layer, in WAL mode so readers never wait on a writer.
+
+Every item carries ``properties.timestamp`` and ``properties.expires``, ISO 8601 with a UTC
+offset; an item without an expiry, or expiring at or before its timestamp, is refused with
+a message naming the item. Reads filter out expired items; writes purge them.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import shapely
+from shapely.geometry import mapping, shape
+
+from geo.errors import CatalogError, SourceError
+from geo.names import check_layer_name
+from pipelines.catalog import Catalog
+
+LIVE_DIR = "live"
+MAX_ITEMS_PER_WRITE = 10_000
+MAX_ID_LENGTH = 128
+ORIGIN_POST = "post"
+ORIGIN_FILE = "file"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    id TEXT PRIMARY KEY,
+    origin TEXT NOT NULL,
+    minx REAL NOT NULL, miny REAL NOT NULL, maxx REAL NOT NULL, maxy REAL NOT NULL,
+    geometry TEXT NOT NULL,
+    properties TEXT NOT NULL,
+    timestamp TEXT NOT NULL,
+    expires TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    written_by TEXT,
+    written_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS items_expires_at ON items (expires_at);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class LiveItemError(SourceError):
+    """A live item (or a whole payload) that cannot be accepted; the message names the item."""
+
+
+@dataclass(frozen=True)
+class LiveItem:
+    id: str
+    geometry: shapely.Geometry
+    properties: dict[str, Any]
+    timestamp: datetime
+    expires: datetime
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    stored: int
+    ids: list[str]
+    purged: int
+
+
+def _parse_time(value: Any, key: str, where: str) -> datetime:
+    if not isinstance(value, str) or not value.strip():
+        raise LiveItemError(f"{where}: properties.{key} is missing; every live item needs 'timestamp' and "
+                            "'expires' as ISO 8601 times with an offset, e.g. 2024-07-01T09:30:00+09:00")
+    try:
+        t = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise LiveItemError(f"{where}: properties.{key} {value[:40]!r} is not an ISO 8601 time "
+                            "(e.g. 2024-07-01T09:30:00+09:00)") from None
+    if t.tzinfo is None:
+        raise LiveItemError(f"{where}: properties.{key} {value[:40]!r} has no UTC offset; add one "
+                            "(Z or e.g. +09:00) so the time is unambiguous")
+    return t
+
+
+def _parse_feature(feature: Any, n: int) -> LiveItem:
+    where = f"item {n}"
+    if not isinstance(feature, dict) or feature.get("type") != "Feature":
+        raise LiveItemError(f"{where}: not a GeoJSON Feature (an object with \"type\": \"Feature\")")
+    fid = feature.get("id")
+    if fid is None:
+        fid = uuid.uuid4().hex
+    elif isinstance(fid, bool) or not isinstance(fid, (str, int)) or not str(fid).strip() \
+            or len(str(fid)) > MAX_ID_LENGTH:
+        raise LiveItemError(f"{where}: id must be a non-empty string or integer of at most {MAX_ID_LENGTH} "
+                            f"characters, got {str(fid)[:40]!r}")
+    fid = str(fid)
+    where = f"item {n} (id {fid!r})"
+    props = feature.get("properties") or {}
+    if not isinstance(props, dict):
+        raise LiveItemError(f"{where}: properties must be an object")
+    ts = _parse_time(props.get("timestamp"), "timestamp", where)
+    exp = _parse_time(props.get("expires"), "expires", where)
+    if exp <= ts:
+        raise LiveItemError(f"{where}: expires {props['expires']!r} is not after timestamp "
+                            f"{props['timestamp']!r}; an item must expire after it was observed")
+    if feature.get("geometry") is None:
+        raise LiveItemError(f"{where}: has no geometry; live items need a location")
+    try:
+        geom = shape(feature["geometry"])
+    except Exception as exc:  # noqa: BLE001 - shapely raises several types for bad GeoJSON
+        raise LiveItemError(f"{where}: geometry is not valid GeoJSON ({exc})") from None
+    if geom.is_empty:
+        raise LiveItemError(f"{where}: geometry is empty")
+    minx, miny, maxx, maxy = geom.bounds
+    if not all(math.isfinite(v) for v in geom.bounds) or minx < -180 or maxx > 180 or miny < -90 or maxy > 90:
+        raise LiveItemError(f"{where}: coordinates must be longitude/latitude (WGS84), got bounds "
+                            f"{tuple(round(v, 3) for v in geom.bounds)}")
+    if not geom.is_valid:
+        geom = shapely.make_valid(geom)
+    return LiveItem(fid, geom, props, ts.astimezone(timezone.utc), exp.astimezone(timezone.utc))
+
+
+def parse_items(payload: Any) -> list[LiveItem]:
+    """Check a GeoJSON Feature or FeatureCollection of live items; raise LiveItemError on the first bad one."""
+    if not isinstance(payload, dict):
+        raise LiveItemError("the body must be a GeoJSON Feature or FeatureCollection (a JSON object)")
+    kind = payload.get("type")
+    if kind == "Feature":
+        features = [payload]
+    elif kind == "FeatureCollection":
+        features = payload.get("features")
+        if not isinstance(features, list):
+            raise LiveItemError("the FeatureCollection has no 'features' list")
+    else:
+        raise LiveItemError(f"the body must be a GeoJSON Feature or FeatureCollection, got type {str(kind)[:40]!r}")
+    if not features:
+        raise LiveItemError("the FeatureCollection holds no features")
+    if len(features) > MAX_ITEMS_PER_WRITE:
+        raise LiveItemError(f"{len(features)} items in one write; send at most {MAX_ITEMS_PER_WRITE}")
+    items = [_parse_feature(f, n) for n, f in enumerate(features, start=1)]
+    seen: set[str] = set()
+    for item in items:
+        if item.id in seen:
+            raise LiveItemError(f"id {item.id!r} occurs more than once in one write; ids must be unique")
+        seen.add(item.id)
+    return items
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def live_path(catalog: Catalog, layer: str) -> Path:
+    """Where the items of live layer ``layer`` are kept (the name is checked, never a free path)."""
+    return catalog.build_path / LIVE_DIR / f"{check_layer_name(layer)}.sqlite"
+
+
+def live_layers(catalog: Catalog) -> list[str]:
+    return [n for n, cfg in catalog.layers.items() if cfg.kind == "live"]
+
+
+_LOCKS: dict[Path, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _lock_for(path: Path) -> threading.Lock:
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(path, threading.Lock())
+
+
+class LiveLayer:
+    """The items of one live layer: write, read (unexpired only), and follow the watched file."""
+
+    def __init__(self, catalog: Catalog, layer: str) -> None:
+        check_layer_name(layer)
+        cfg = catalog.layer(layer)
+        if cfg.kind != "live":
+            raise CatalogError(f"layer {layer!r} is a {cfg.kind} layer, not a live one; declare it with "
+                               "'kind: live' in citytwin.yaml to post items to it")
+        sources = catalog.source_paths(layer)
+        if len(sources) > 1:
+            raise CatalogError(f"live layer {layer!r} takes at most one watched GeoJSON file as source, "
+                               f"got {len(sources)}")
+        self.name = layer
+        self.watched: Path | None = sources[0] if sources else None
+        self.path = live_path(catalog, layer)
+        self._lock = _lock_for(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as con:
+            con.executescript(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        con = sqlite3.connect(self.path, timeout=15, isolation_level=None)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            yield con
+        finally:
+            con.close()
+
+    # -- writes ---------------------------------------------------------------------------
+    @staticmethod
+    def _rows(items: list[LiveItem], origin: str, who: str | None, now: str) -> list[tuple]:
+        rows = []
+        for it in items:
+            props = {**it.properties, "timestamp": _iso(it.timestamp), "expires": _iso(it.expires)}
+            rows.append((it.id, origin, *it.geometry.bounds, json.dumps(mapping(it.geometry)),
+                         json.dumps(props, ensure_ascii=False, default=str), _iso(it.timestamp), _iso(it.expires),
+                         it.expires.timestamp(), who, now))
+        return rows
+
+    _INSERT = ("INSERT OR REPLACE INTO items (id, origin, minx, miny, maxx, maxy, geometry, properties, "
+               "timestamp, expires, expires_at, written_by, written_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
+
+    def put(self, items: list[LiveItem], who: str | None) -> WriteResult:
+        """Add or replace (by id) ``items``; purge what has expired."""
+        now = time.time()
+        rows = self._rows(items, ORIGIN_POST, who, _iso(datetime.fromtimestamp(now, timezone.utc)))
+        with self._lock, self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            con.executemany(self._INSERT, rows)
+            purged = con.execute("DELETE FROM items WHERE expires_at <= ?", (now,)).rowcount
+            con.execute("COMMIT")
+        return WriteResult(stored=len(rows), ids=[it.id for it in items], purged=purged)
+
+    def _file_stamp(self) -> str | None:
+        try:
+            st = os.stat(self.watched)
+        except FileNotFoundError:
+            return None
+        return f"{st.st_mtime_ns}:{st.st_size}:{st.st_ino}"
+
+    def refresh(self) -> dict | None:
+        """Re-read the watched file if it changed since the last read; return what happened, else None.
+
+        The file is the whole current state of its items: they replace every earlier item from
+        the file (posted items stay). A file that fails to parse changes nothing; the returned
+        record says why, for the audit log.
+        """
+        if self.watched is None:
+            return None
+        stamp = self._file_stamp()
+        with self._lock, self._connect() as con:
+            row = con.execute("SELECT value FROM meta WHERE key = 'file_stamp'").fetchone()
+            if stamp is None or (row is not None and row[0] == stamp):
+                return None
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                try:
+                    payload = json.loads(self.watched.read_text(encoding="utf-8"))
+                    items = parse_items(payload) if payload.get("features") != [] else []
+                except (ValueError, AttributeError, LiveItemError) as exc:
+                    con.execute("INSERT OR REPLACE INTO meta VALUES ('file_stamp', ?)", (stamp,))
+                    con.execute("COMMIT")
+                    return {"file": str(self.watched), "error": f"{self.watched}: {exc}; kept the previous items"}
+                now = time.time()
+                con.execute("DELETE FROM items WHERE origin = ?", (ORIGIN_FILE,))
+                con.executemany(self._INSERT, self._rows(items, ORIGIN_FILE, f"file:{self.watched.name}",
+                                                         _iso(datetime.fromtimestamp(now, timezone.utc))))
+                purged = con.execute("DELETE FROM items WHERE expires_at <= ?", (now,)).rowcount
+                con.execute("INSERT OR REPLACE INTO meta VALUES ('file_stamp', ?)", (stamp,))
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return {"file": str(self.watched), "stored": len(items), "ids": [it.id for it in items][:50],
+                "purged": purged}
+
+    # -- reads ----------------------------------------------------------------------------
+    def features(self, bbox: tuple[float, float, float, float] | None = None, limit: int | None = None,
+                 now: float | None = None) -> list[dict]:
+        """Unexpired items as GeoJSON Features (bbox in lon/lat: envelope overlap, then exact test)."""
+        now = time.time() if now is None else now
+        sql = "SELECT id, geometry, properties, expires_at FROM items WHERE expires_at > ?"
+        params: list[Any] = [now]
+        if bbox is not None:
+            sql += " AND maxx >= ? AND minx <= ? AND maxy >= ? AND miny <= ?"
+            params += [bbox[0], bbox[2], bbox[1], bbox[3]]
+        sql += " ORDER BY timestamp DESC, id"
+        with self._connect() as con:
+            rows = con.execute(sql, params).fetchall()
+        box = shapely.box(*bbox) if bbox is not None else None
+        out = []
+        for fid, geom, props, _exp in rows:
+            g = json.loads(geom)
+            if box is not None and not shapely.intersects(shape(g), box):
+                continue
+            out.append({"type": "Feature", "id": fid, "geometry": g, "properties": json.loads(props)})
+            if limit is not None and len(out) >= limit:
+                break
+        return out
