@@ -230,3 +230,54 @@ def _take_rest(s: str, out: ParsedAddress) -> None:
         out.unrecognised.append(s)
     if out.kind == UNKNOWN and (out.sigungu or out.dong_hint):
         out.kind = AREA
+
+
+# --- messy-row flags ----------------------------------------------------------------------
+_VAGUE = ("일대", "일원", "부근", "인근", "주변")
+_FLOOR_RE = re.compile(r"^(지하)?\d+층$|^B\d+층?$|^\d+호$")
+_GU_WORD_RE = re.compile("(?<![가-힣])(" + "|".join(sorted(SEOUL_GU, key=len, reverse=True)) + ")(?![가-힣])")
+# other 시/도 written in full or with their 도/시 suffix ("경기도", "인천시"); bare short names
+# ("서울", "부산") are skipped: they appear inside place names (서울숲, 부산집)
+_OTHER_SIDO_RE = re.compile("(?<![가-힣])(" + "|".join(sorted(
+    (v for v in SIDO_VARIANTS if v.endswith(("도", "시")) and len(v) > 2), key=len, reverse=True)) + ")(?![가-힣])")
+
+#: what each flag means (for reports and docs)
+ADDRESS_FLAGS = {
+    "empty": "no address text",
+    "range": "a stretch between two places ('A ~ B'), not one place",
+    "several_gu": "names more than one gu",
+    "other_sido": "names a second 시/도 after the first",
+    "vague_area": "an area around a place (일대, 일원, 부근, 인근, 주변)",
+    "road_without_number": "a road without a building number",
+    "gu_only": "nothing finer than the 시군구 is given",
+    "office_address": "a building name and a floor/unit but no street or lot number: "
+                      "likely the mailing address of an office, not the place itself",
+    "unrecognised_text": "some of the text was not understood",
+}
+
+
+def address_flags(p: ParsedAddress) -> list[str]:
+    """Why an address may not locate one place; [] for a clean address. See ADDRESS_FLAGS."""
+    text = clean_text(p.raw)
+    if not text:
+        return ["empty"]
+    flags = []
+    if "~" in text:
+        flags.append("range")
+    if len(set(_GU_WORD_RE.findall(text))) > 1:
+        flags.append("several_gu")
+    sidos = {SIDO_VARIANTS[m] for m in _OTHER_SIDO_RE.findall(text)}
+    if sidos - {p.sido}:
+        flags.append("other_sido")
+    if any(d in _VAGUE for d in p.detail):
+        flags.append("vague_area")
+    if p.road and p.building_main is None:
+        flags.append("road_without_number")
+    finer = p.kind in (ROAD, LOT) or p.road or p.dong or p.dong_hint
+    if not finer:
+        flags.append("gu_only" if p.sigungu else "empty" if not p.unrecognised else "unrecognised_text")
+        if any(_FLOOR_RE.match(d) for d in p.detail):
+            flags.append("office_address")
+    if p.unrecognised and "unrecognised_text" not in flags:
+        flags.append("unrecognised_text")
+    return flags

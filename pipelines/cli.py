@@ -152,6 +152,166 @@ def export_3dtiles(sources: tuple[str, ...], out: Path, crs: str | None, lod: in
 
 @main.command()
 @click.argument("records", type=click.Path(path_type=Path))
+@click.option("--layer", default=None,
+              help="Publish the placed records as this pois layer (lower-case letters, digits, underscores).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write every record, placed or not, to this GeoPackage (replaced atomically), with "
+                   "OUT.unmatched.csv and OUT.disagreements.csv next to it.")
+@click.option("--project", default=".", type=click.Path(file_okay=False, path_type=Path), show_default=True,
+              help="Project folder holding citytwin.yaml and the reference layers.")
+@click.option("--encoding", default=None, help="Text encoding of a CSV, e.g. cp949 or euc-kr. Default: UTF-8, else CP949.")
+@click.option("--address-column", "address_columns", multiple=True,
+              help="Column with the address text (repeatable: road and lot address; the best match wins). "
+                   "Default: found by name (address, 주소, 도로명주소, 소재지 ...).")
+@click.option("--lon-column", default=None, help="Longitude column (default: lon, lng, x, 경도 ...).")
+@click.option("--lat-column", default=None, help="Latitude column (default: lat, y, 위도 ...).")
+@click.option("--ignore-coordinates", is_flag=True,
+              help="Place every record by its address alone, even when it has lon/lat (kept as attributes).")
+@click.option("--id-column", default=None, help="Column with a stable record id (default: the row number).")
+@click.option("--as-reference", is_flag=True,
+              help="Also use this layer as address points for later geocoding (addresses with known positions).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal only).")
+def geotag(records: Path, layer: str | None, out: Path | None, project: Path, encoding: str | None,
+           address_columns: tuple[str, ...], lon_column: str | None, lat_column: str | None,
+           ignore_coordinates: bool, id_column: str | None, as_reference: bool, progress: bool | None) -> None:
+    """Geocode administrative RECORDS (CSV, XLSX, JSON); publish them as a POI layer and/or write --out.
+
+    \b
+    Addresses such as "서울특별시 중구 세종대로 110", "서울시 중구 태평로1가 31" or
+    "서울 종로구 사직로 161 (세종로) 3층" are matched against the project's reference
+    layers, tier by tier: address point -> building -> dong -> gu. Each record gets
+    geocode_tier (the precision), geocode_score, geocode_match, geocode_source and
+    address_flags (range, vague_area, office_address ...: messy rows are flagged, never
+    dropped). Records that carry lon/lat keep them, and coord_check says whether the
+    point lies in the gu the address names. Names: name_ko/en/ja/zh from the record's
+    columns; name_en is the Revised Romanization of name_ko when the record has none.
+
+    \b
+    Personal data never reaches the output: resident registration numbers, mobile
+    numbers and e-mails are masked (or hashed/dropped, per the catalog's privacy:
+    entry), person-name fields are masked, and an audit is written. Example:
+      citytwin ingest gu.json --layer gu --kind boundaries --project city
+      citytwin ingest dong.json --layer dong --kind boundaries --project city
+      citytwin geotag 민원.csv --address-column 주소 --out 민원.gpkg --project city
+      citytwin geotag 민원.csv --layer complaints --encoding cp949 --project city
+    """
+    from pipelines.geotag import geotag_records
+
+    report = geotag_records(project, records, layer, encoding=encoding, address_columns=list(address_columns) or None,
+                            lon_column=lon_column, lat_column=lat_column, id_column=id_column,
+                            as_reference=as_reference, out=out, ignore_coordinates=ignore_coordinates,
+                            progress=progress)
+    click.echo(report.summary())
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def init(directory: Path) -> None:
+    """Write a commented starter citytwin.yaml into DIRECTORY."""
+    from pipelines.project import init_project
+
+    path = init_project(directory)
+    click.echo(f"wrote {path}; add layers there or with 'citytwin ingest ... --project {directory}'")
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--layer", "layer", required=True, help="Layer name: lower-case letters, digits, underscores.")
+@click.option("--kind", type=click.Choice(["buildings", "pois", "boundaries", "transit", "hazard_zones", "generic"]),
+              default=None, help="What the features are; buildings get heights. Default: from the catalog, else generic.")
+@click.option("--crs", default=None, help="Source CRS, e.g. EPSG:5174. Overrides the file's own (.prj).")
+@click.option("--encoding", default=None, help="Text encoding of the source, e.g. cp949. Overrides .cpg.")
+@click.option("--project", default=".", type=click.Path(file_okay=False, path_type=Path), show_default=True,
+              help="Project folder holding citytwin.yaml.")
+def ingest(path: Path, layer: str, kind: str | None, crs: str | None, encoding: str | None, project: Path) -> None:
+    """Read PATH (GeoPackage, Shapefile, GeoJSON, FlatGeobuf), check it, and publish it as LAYER.
+
+    Geometries are repaired, reprojected to WGS84 and given stable ids; buildings get a
+    height (from a height field, else floors x storey height). The store is replaced
+    atomically: a failure leaves the previously published layer untouched.
+    """
+    from pipelines.ingest import ingest_into_project
+
+    report = ingest_into_project(project, path, layer, kind=kind, crs=crs, encoding=encoding)
+    click.echo(report.summary())
+
+
+@main.command()
+@click.option("--project", default=".", type=click.Path(file_okay=False, path_type=Path), show_default=True)
+@click.option("--layer", "layers", multiple=True, help="Build only these layers (repeatable).")
+@click.option("--skip-ingest", is_flag=True, help="Use what is in the store; do not re-read sources.")
+@click.option("--workers", type=click.IntRange(1, 256), default=None,
+              help="Run tile partitions on a local Dask cluster of N worker processes.")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
+              help="Run tile partitions on an existing Dask cluster (workers must see the project folder).")
+def build(project: Path, layers: tuple[str, ...], skip_ingest: bool, workers: int | None,
+          scheduler: str | None) -> None:
+    """Ingest every catalog layer that has a source, then write PMTiles, TileJSON and 3D Tiles.
+
+    Partitions (one per zoom level of a PMTiles archive, one per leaf of a 3D Tiles tree) are
+    independent; with --workers or --scheduler they run on Dask and a partition whose worker
+    dies is retried. The output is the same as an in-process build.
+    """
+    from pipelines.build import build_project
+
+    for line in build_project(project, layers=list(layers) or None, ingest=not skip_ingest,
+                              workers=workers, scheduler=scheduler):
+        click.echo(line)
+
+
+@main.command()
+@click.option("--project", default=".", type=click.Path(file_okay=False, path_type=Path), show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind; 0.0.0.0 for all.")
+@click.option("--port", default=8000, show_default=True, type=int)
+def serve(project: Path, host: str, port: int) -> None:
+    """Serve the project: OGC API (Features, Tiles), TileJSON, tiles and the viewer."""
+    from api.server import run
+
+    run(project, host=host, port=port)
+
+
+@main.command("export-3dtiles")
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder; replaced atomically when the tileset is complete.")
+@click.option("--crs", default=None, help="CRS of CityGML/CityJSON files that lack an srsName / referenceSystem.")
+@click.option("--lod", type=click.IntRange(1, 2), default=None,
+              help="Only this LOD. Default: LOD1 far away refining to LOD2 near, where both exist.")
+@click.option("--b3dm", is_flag=True, help="Write 3D Tiles 1.0 b3dm content for older clients.")
+@click.option("--project", default=".", type=click.Path(file_okay=False, path_type=Path), show_default=True,
+              help="Project holding the store, for layer:NAME sources.")
+def export_3dtiles(sources: tuple[str, ...], out: Path, crs: str | None, lod: int | None, b3dm: bool,
+                   project: Path) -> None:
+    """Write an OGC 3D Tiles tileset from SOURCES.
+
+    \b
+    SOURCE is one of:
+      buildings.gml       CityGML 2.0 or 3.0 (LOD0 footprints with measuredHeight, LOD1, LOD2)
+      city.json           CityJSON 1.1 or 2.0
+      layer:NAME          a buildings layer in the project's store, extruded to LOD1 blocks
+
+    Content is GLB with EXT_mesh_features and EXT_structural_metadata (id, name, height,
+    storeys, usage, source), quantized for mobile clients.
+    """
+    from pipelines.export3d import footprints_tileset, models_to_tileset
+
+    layers = [s.split(":", 1)[1] for s in sources if s.startswith("layer:")]
+    files = [Path(s) for s in sources if not s.startswith("layer:")]
+    if layers and files:
+        raise click.UsageError("give either layer:NAME or model files, not both")
+    if len(layers) > 1:
+        raise click.UsageError("give one layer:NAME per tileset")
+    if layers:
+        report = footprints_tileset(project, layers[0], out, b3dm_mode=b3dm)
+    else:
+        report, messages = models_to_tileset(files, out, crs=crs, lod=lod, b3dm_mode=b3dm)
+        for m in messages:
+            click.echo(f"skipped: {m}", err=True)
+    click.echo(report.summary())
+
+
+@main.command()
+@click.argument("records", type=click.Path(path_type=Path))
 @click.option("--layer", required=True, help="Name of the published pois layer: lower-case letters, digits, underscores.")
 @click.option("--project", default=".", type=click.Path(file_okay=False, path_type=Path), show_default=True,
               help="Project folder holding citytwin.yaml and the reference layers.")
@@ -209,6 +369,32 @@ def photos(directory: Path, layer: str, project: Path) -> None:
     from pipelines.geotag import geotag_photos
 
     click.echo(geotag_photos(project, directory, layer).summary())
+
+
+@main.command("privacy-scan")
+@click.argument("target")
+@click.option("--detect", "detect", multiple=True, type=click.Choice(["rrn", "mobile", "email"]),
+              help="Only these detectors (repeatable). Default: all three.")
+def privacy_scan(target: str, detect: tuple[str, ...]) -> None:
+    """Scan a published artifact for personal data; exit 3 when any is found.
+
+    \b
+    TARGET is one of:
+      build/citytwin.gpkg            every value of every layer
+      build/tiles/pois.pmtiles       every tile decoded, every feature property
+      build/                         every .gpkg and .pmtiles under the folder
+      http://127.0.0.1:8000          a running server: every collection's items (paged
+                                     GeoJSON) and its vector tiles
+    Detectors: resident registration numbers (pattern, date and check digit), personal
+    mobile numbers, e-mails. Hits are listed with file/layer/feature/field or URL and a
+    masked value; the value itself is never printed.
+    """
+    from pipelines.privacy_scan import EXIT_LEAK, scan
+
+    report = scan(target, detect or ("rrn", "mobile", "email"))
+    click.echo(report.summary())
+    if report.hits:
+        sys.exit(EXIT_LEAK)
 
 
 @main.command()

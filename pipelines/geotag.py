@@ -14,6 +14,8 @@ import hashlib
 import json
 import logging
 import os
+import re
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,10 +26,12 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from geo.address import address_flags
 from geo.admin_codes import ReferenceFields, detect_reference_fields
 from geo.errors import CitytwinError, SourceError
 from geo.geocoder import TIERS, AddressLayer, AreaLayer, Geocoder, GeocodeResult, haversine_m
 from geo.names import check_layer_name
+from geo.romanize import romanize
 from pipelines.catalog import Catalog, LayerConfig, add_layer_entry, load_catalog
 from pipelines.project import project_store
 from pipelines.readers.media import scan_media
@@ -42,7 +46,16 @@ REFERENCE_ADDRESS_NAMES = ("address", "addr", "road_address", "jibun_address", "
                            "도로명주소", "지번주소", "주소")
 #: fields this pipeline adds; always published, never whitelisted away
 GEOTAG_FIELDS = ("geocode_tier", "geocode_score", "geocode_match", "geocode_source", "geocode_note", "address_gu",
-                 "position_source", "coord_check", "coord_offset_m")
+                 "address_flags", "position_source", "coord_check", "coord_offset_m")
+NAME_FIELDS = ("name_ko", "name_en", "name_ja", "name_zh", "name_en_source")
+#: record columns a POI's names come from, per language, tried in order
+NAME_COLUMNS = {
+    "name_ko": ("name_ko", "name_kor", "korean_name", "name", "명칭", "시설명", "관광지명", "장소명", "상호", "상호명", "title",
+                "poi_name"),
+    "name_en": ("name_en", "name_eng", "english_name", "영문명", "영문명칭"),
+    "name_ja": ("name_ja", "name_jp", "japanese_name", "일본어명", "일문명"),
+    "name_zh": ("name_zh", "name_cn", "chinese_name", "중국어명", "중문명"),
+}
 PHOTO_FIELDS = ("file", "media_type", "taken_at", "gps_time_utc", "altitude_m", "direction_deg", "direction_ref",
                 "gu", "dong")
 
@@ -59,18 +72,34 @@ class GeotagReport:
     gazetteer: list[str] = field(default_factory=list)
     privacy: dict = field(default_factory=dict)
     audit_path: str | None = None
+    out_path: str | None = None
+    written: int = 0  # rows in --out (all of them, placed or not)
+    unmatched_csv: str | None = None
+    disagreements_csv: str | None = None
+    flags: dict[str, int] = field(default_factory=dict)  # messy-address flags
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def summary(self) -> str:
         order = [t for t in TIERS if t in self.tiers] + [t for t in self.tiers if t not in TIERS]
         tiers = ", ".join(f"{t} {self.tiers[t]}" for t in order)
-        lines = [f"layer '{self.layer}' (pois): published {self.published} of {self.read} from {self.source} "
-                 f"in {self.seconds:.1f}s"]
+        if self.published or not self.out_path:
+            lines = [f"layer '{self.layer}' (pois): published {self.published} of {self.read} from {self.source} "
+                     f"in {self.seconds:.1f}s"]
+        else:
+            lines = [f"geotagged {self.read} records from {self.source} in {self.seconds:.1f}s"]
+        if self.out_path:
+            lines.append(f"  wrote all {self.written} rows (placed or not) to {self.out_path}")
         if self.tiers:
             lines.append(f"  geocoded: {tiers or 'nothing'} [gazetteer: {', '.join(self.gazetteer) or 'empty'}]")
         if self.coord_check:
             lines.append("  coordinates vs address gu: " + ", ".join(f"{k} {v}" for k, v in sorted(self.coord_check.items())))
+        if self.flags:
+            lines.append("  messy addresses (flagged, kept): " + ", ".join(f"{k} {v}" for k, v in sorted(self.flags.items())))
+        if self.unmatched_csv:
+            lines.append(f"  unmatched rows: {self.unmatched_csv}")
+        if self.disagreements_csv:
+            lines.append(f"  coordinate disagreements: {self.disagreements_csv}")
         if self.unplaced:
             shown = ", ".join(f"{u['id']} ({u['reason']})" for u in self.unplaced[:5])
             more = f" and {len(self.unplaced) - 5} more" if len(self.unplaced) > 5 else ""
@@ -168,32 +197,50 @@ def _policy(cfg: LayerConfig) -> PrivacyPolicy:
                          action=p.action)
 
 
-def geotag_records(project: Path, path: Path, layer: str, *, encoding: str | None = None,
+def geotag_records(project: Path, path: Path, layer: str | None, *, encoding: str | None = None,
                    address_columns: list[str] | None = None, lon_column: str | None = None,
                    lat_column: str | None = None, id_column: str | None = None,
-                   as_reference: bool = False) -> GeotagReport:
-    """``citytwin geotag``: read records, geocode, check, scrub and publish them as a pois layer."""
+                   as_reference: bool = False, out: Path | None = None, ignore_coordinates: bool = False,
+                   progress: bool | None = None) -> GeotagReport:
+    """``citytwin geotag``: read records, geocode, check, scrub; publish them as a pois layer and/or write OUT.
+
+    With ``layer`` the placed records become a store layer. With ``out`` every record, placed
+    or not, is written to a GeoPackage (atomically), next to it OUT.unmatched.csv and
+    OUT.disagreements.csv. ``ignore_coordinates`` places records by their address alone.
+    ``progress`` None shows a bar only on a terminal.
+    """
     t0 = time.perf_counter()
-    check_layer_name(layer)
+    if layer is None and out is None:
+        raise SourceError("give --layer (publish to the store), --out OUT.gpkg (write a file), or both")
+    if layer is not None:
+        check_layer_name(layer)
+    out = Path(out) if out is not None else None
+    if out is not None and out.suffix.lower() != ".gpkg":
+        raise SourceError(f"{out}: --out must be a .gpkg file")
+    out_layer = layer or _layer_name_from(out)
     catalog = load_catalog(project)
-    cfg = catalog.layers.get(layer, LayerConfig(kind="pois"))
+    cfg = catalog.layers.get(out_layer, LayerConfig(kind="pois"))
     rc = cfg.records
     recs = read_records(
         Path(path), encoding=encoding or cfg.encoding,
         address_columns=address_columns or (rc.address_columns if rc and rc.address_columns else None),
         lon_column=lon_column or (rc.lon_column if rc else None), lat_column=lat_column or (rc.lat_column if rc else None),
-        id_column=id_column or (rc.id_column if rc else None))
+        id_column=id_column or (rc.id_column if rc else None), need_coordinates=not ignore_coordinates)
     table = recs.table
-    report = GeotagReport(layer=layer, source=str(path), read=len(table), warnings=list(recs.warnings))
+    report = GeotagReport(layer=out_layer, source=str(path), read=len(table), warnings=list(recs.warnings))
 
     ids = _record_ids(table, recs.columns.id, path)
     store = project_store(catalog)
-    geocoder = load_gazetteer(catalog, store, exclude=(layer,))
+    geocoder = load_gazetteer(catalog, store, exclude=(out_layer,))
     report.gazetteer = geocoder.sources
-    lon, lat = coordinates(recs)
+    if ignore_coordinates:
+        nan = pd.Series(float("nan"), index=table.index)
+        lon, lat = nan, nan.copy()
+    else:
+        lon, lat = coordinates(recs)
     n = len(table)
     if recs.columns.address:
-        results = _best([geocoder.geocode_many(table[c].fillna("").tolist()) for c in recs.columns.address])
+        results = _best([_geocode(geocoder, table[c].fillna("").tolist(), c, progress) for c in recs.columns.address])
     else:
         results = [GeocodeResult(query="", tier="none", score=0.0, note="no address column") for _ in range(n)]
     if not geocoder.sources:
@@ -211,6 +258,8 @@ def geotag_records(project: Path, path: Path, layer: str, *, encoding: str | Non
         checks[sel] = geocoder.check_coordinates([results[i] for i in sel], lon.to_numpy()[sel], lat.to_numpy()[sel])
     offset = pd.Series(np.nan, index=table.index)
     offset[both] = haversine_m(lon[both], lat[both], geo_lon[both], geo_lat[both]).round(1)
+    flags = [address_flags(r.parsed) if r.parsed is not None else (["empty"] if recs.columns.address else [])
+             for r in results]
 
     ours = pd.DataFrame({
         "geocode_tier": [r.tier for r in results],
@@ -219,33 +268,108 @@ def geotag_records(project: Path, path: Path, layer: str, *, encoding: str | Non
         "geocode_source": [r.source for r in results],
         "geocode_note": [r.note or None for r in results],
         "address_gu": [r.gu for r in results],
+        "address_flags": [",".join(f) or None for f in flags],
         "position_source": np.where(has_xy, "record", np.where(geo_lon.notna(), "geocoded", None)),
         "coord_check": checks,
         "coord_offset_m": offset.to_numpy(),
     }, index=table.index)
     report.tiers = dict(Counter(r.tier for r in results))
     report.coord_check = dict(Counter(checks.tolist()))
+    report.flags = dict(Counter(f for fl in flags for f in fl))
 
-    placed = use_lon.notna() & use_lat.notna()
-    for i in np.flatnonzero(~placed.to_numpy()):
+    placed = (use_lon.notna() & use_lat.notna()).to_numpy()
+    for i in np.flatnonzero(~placed):
         reason = results[i].note or "no coordinates and no recognised address"
         report.unplaced.append({"id": ids.iloc[i], "reason": reason})
     attrs = pd.concat([ours, table.astype(object)], axis=1)
     attrs = attrs.loc[:, ~attrs.columns.duplicated()]
     geometry = shapely.points(use_lon.to_numpy(), use_lat.to_numpy())
-    gdf = _publishable(attrs[placed.to_numpy()], ids[placed.to_numpy()], geometry[placed.to_numpy()], cfg, layer,
-                       report, GEOTAG_FIELDS)
-    _publish(catalog, store, layer, gdf, report)
-    entry: dict = {"kind": "pois", "records": {k: v for k, v in {
-        "address_columns": recs.columns.address or None, "lon_column": recs.columns.lon,
-        "lat_column": recs.columns.lat, "id_column": recs.columns.id}.items() if v}}
-    if as_reference and recs.columns.address:
-        entry["reference"] = {"role": "address_points", "address_fields": recs.columns.address}
-    if encoding:
-        entry["encoding"] = encoding
-    _add_entry(project, catalog, layer, entry)
+    if layer is not None:
+        gdf = _publishable(attrs[placed], ids[placed], geometry[placed], cfg, layer, report, GEOTAG_FIELDS, names=True)
+        _publish(catalog, store, layer, gdf, report)
+        entry: dict = {"kind": "pois", "records": {k: v for k, v in {
+            "address_columns": recs.columns.address or None, "lon_column": recs.columns.lon,
+            "lat_column": recs.columns.lat, "id_column": recs.columns.id}.items() if v}}
+        if as_reference and recs.columns.address:
+            entry["reference"] = {"role": "address_points", "address_fields": recs.columns.address}
+        if encoding:
+            entry["encoding"] = encoding
+        _add_entry(project, catalog, layer, entry)
+    if out is not None:
+        published = report.published
+        full = _publishable(attrs, ids, np.where(placed, geometry, None), cfg, out_layer, report, GEOTAG_FIELDS,
+                            names=True)
+        report.published = published
+        report.written = len(full)
+        _write_out(full, out, out_layer, report, geocoder, lon, lat)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _layer_name_from(out: Path | None) -> str:
+    """A safe layer name from OUT's file name ('Tourism POIs.gpkg' -> 'tourism_pois')."""
+    stem = re.sub(r"[^a-z0-9_]+", "_", (out.stem if out else "").lower()).strip("_") or "records"
+    return stem if stem[0].isalpha() else f"r_{stem}"
+
+
+def _geocode(geocoder: Geocoder, texts: list, column: str, progress: bool | None) -> list[GeocodeResult]:
+    """geocode_many with a progress bar over the distinct texts (a terminal only, unless forced)."""
+    from tqdm import tqdm
+
+    texts = ["" if t is None else str(t) for t in texts]
+    unique = list(dict.fromkeys(texts))
+    done = {t: geocoder.geocode(t) for t in tqdm(unique, desc=f"geocoding {column}", unit="addr",
+                                                   disable=None if progress is None else not progress,
+                                                   leave=False)}
+    return [done[t] for t in texts]
+
+
+def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    df.to_csv(tmp, index=False, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _write_out(gdf: gpd.GeoDataFrame, out: Path, layer: str, report: GeotagReport, geocoder: Geocoder,
+               lon: pd.Series, lat: pd.Series) -> None:
+    """OUT.gpkg (all rows) and its two CSV reports, each replaced atomically; values already scrubbed."""
+    import pyogrio
+
+    out = out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}-", suffix=".gpkg", dir=out.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    tmp_path.unlink()
+    try:
+        pyogrio.write_dataframe(gdf, tmp_path, layer=layer, driver="GPKG", promote_to_multi=False,
+                                layer_options={"SPATIAL_INDEX": "YES", "FID": "fid"})
+        os.replace(tmp_path, out)
+    except Exception as exc:
+        tmp_path.unlink(missing_ok=True)
+        raise SourceError(f"{out}: could not write the result ({exc}); any previous file is unchanged") from exc
+    report.out_path = str(out)
+    base = out.with_suffix("")
+    text_cols = [c for c in gdf.columns if c not in ("geometry",) and c not in GEOTAG_FIELDS and c not in NAME_FIELDS]
+    unmatched = gdf[gdf["geocode_tier"] == "none"]
+    cols = ["id", *[c for c in text_cols if c != "id"], "geocode_note", "address_flags"]
+    report.unmatched_csv = str(base) + ".unmatched.csv"
+    _atomic_csv(pd.DataFrame(unmatched[cols]), Path(report.unmatched_csv))
+    dis = gdf["coord_check"] == "disagrees"
+    point_gu = [g.name_ko if g is not None else None for g in geocoder.gu_at(lon.to_numpy()[dis.to_numpy()],
+                                                                            lat.to_numpy()[dis.to_numpy()])] \
+        if dis.any() else []
+    table = pd.DataFrame(gdf.loc[dis, ["id", *[c for c in text_cols if c != "id"], "address_gu"]])
+    table["point_gu"] = point_gu
+    table["coord_offset_m"] = gdf.loc[dis, "coord_offset_m"].to_numpy()
+    table["lon"] = gdf.loc[dis].geometry.x.round(7).to_numpy()
+    table["lat"] = gdf.loc[dis].geometry.y.round(7).to_numpy()
+    report.disagreements_csv = str(base) + ".disagreements.csv"
+    _atomic_csv(table, Path(report.disagreements_csv))
+    audit = Path(str(base) + ".audit.json")
+    tmp_a = audit.with_name(f".{audit.name}.tmp")
+    tmp_a.write_text(json.dumps(report.as_dict(), ensure_ascii=False, indent=1, default=str), encoding="utf-8")
+    os.replace(tmp_a, audit)
 
 
 def _record_ids(table: pd.DataFrame, id_col: str | None, path) -> pd.Series:
@@ -261,14 +385,38 @@ def _record_ids(table: pd.DataFrame, id_col: str | None, path) -> pd.Series:
     return ids.astype(str)
 
 
+def _names(clean: pd.DataFrame) -> pd.DataFrame:
+    """name_ko/en/ja/zh from the (already scrubbed) record columns; name_en romanised when absent.
+
+    Names come from published columns only, so a withheld column never reappears as a name.
+    """
+    lower = {str(c).lower(): c for c in clean.columns}
+    out = pd.DataFrame(index=clean.index)
+    for target, candidates in NAME_COLUMNS.items():
+        col = next((lower[c] for c in candidates if c in lower), None)
+        if col is not None:
+            s = clean[col].astype(object)
+            out[target] = s.where(s.notna() & (s.astype(str).str.strip() != ""), None)
+    if "name_ko" not in out:
+        return out
+    given = out["name_en"] if "name_en" in out else pd.Series(None, index=clean.index, dtype=object)
+    roman = out["name_ko"].map(lambda v: romanize(v) if isinstance(v, str) and v.strip() else None)
+    out["name_en"] = given.where(given.notna(), roman)
+    out["name_en_source"] = np.where(given.notna(), "record", np.where(roman.notna(), "romanized", None))
+    return out
+
+
 def _publishable(attrs: pd.DataFrame, ids: pd.Series, geometry: np.ndarray, cfg: LayerConfig, layer: str,
-                 report: GeotagReport, keep: tuple[str, ...]) -> gpd.GeoDataFrame:
+                 report: GeotagReport, keep: tuple[str, ...], names: bool = False) -> gpd.GeoDataFrame:
     """Privacy (whitelist, detectors), the last gate, then a store-ready GeoDataFrame."""
     policy = _policy(cfg)
     attrs = attrs.drop(columns=[c for c in ("geometry",) if c in attrs.columns])
     if ID_COLUMN in attrs.columns:
         attrs = attrs.rename(columns={ID_COLUMN: "source_id"})
     clean, audit = scrub(attrs, policy, layer, ids=ids, keep=tuple(c for c in keep if c in attrs.columns))
+    if names:
+        extra = _names(clean)
+        clean = pd.concat([clean.drop(columns=[c for c in extra.columns if c in clean.columns]), extra], axis=1)
     assert_clean(clean, layer)
     report.privacy = {**audit.as_dict(), "summary": audit.summary()}
     report.warnings += audit.warnings

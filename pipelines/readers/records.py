@@ -46,8 +46,13 @@ class Records:
 
 def read_records(path: Path, *, encoding: str | None = None, address_columns: list[str] | None = None,
                  lon_column: str | None = None, lat_column: str | None = None,
-                 id_column: str | None = None, sheet: str | int | None = None) -> Records:
-    """Read a records file and resolve its address / coordinate / id columns."""
+                 id_column: str | None = None, sheet: str | int | None = None,
+                 need_coordinates: bool = True) -> Records:
+    """Read a records file and resolve its address / coordinate / id columns.
+
+    ``need_coordinates=False`` (geotag by address alone) requires an address column even
+    when the file has lon/lat columns.
+    """
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"{path}: no such file. Check the path (relative paths start at the current folder).")
@@ -68,6 +73,9 @@ def read_records(path: Path, *, encoding: str | None = None, address_columns: li
         raise SourceError(f"{path}: has no records")
     table.columns = [str(c).strip() for c in table.columns]
     cols = resolve_columns(table, path, address_columns, lon_column, lat_column, id_column)
+    if not need_coordinates and not cols.address:
+        raise SourceError(f"{path}: no address column found (columns: {', '.join(table.columns)}); "
+                          "name it with --address-column")
     return Records(path=path, table=table, encoding=used, columns=cols, warnings=warnings)
 
 
