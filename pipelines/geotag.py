@@ -367,6 +367,8 @@ def _write_out(gdf: gpd.GeoDataFrame, out: Path, layer: str, report: GeotagRepor
     report.disagreements_csv = str(base) + ".disagreements.csv"
     _atomic_csv(table, Path(report.disagreements_csv))
     audit = Path(str(base) + ".audit.json")
+    if report.audit_path is None:
+        report.audit_path = str(audit)
     tmp_a = audit.with_name(f".{audit.name}.tmp")
     tmp_a.write_text(json.dumps(report.as_dict(), ensure_ascii=False, indent=1, default=str), encoding="utf-8")
     os.replace(tmp_a, audit)
