@@ -19,6 +19,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
 from api.conformance import conformance_route
+from api.geocode_routes import geocode_routes
 from api.cql_compat import CQL2CompatMiddleware
 from api.landing import landing_route
 from api.live_routes import live_routes
@@ -86,6 +87,7 @@ def create_app(project: Path, host: str = "127.0.0.1", port: int = 8000) -> ASGI
         *tiles.routes(),
         *threed.routes(pygeoapi_app.collections),
         *transit_routes(catalog, store),
+        *geocode_routes(catalog, store),  # /geocode, /reverse from the project's gazetteer
         *live_routes(catalog),  # /live/{layer}/items (POST with API key, GET) and /live/{layer}/tiles
         *ArRoutes(catalog, store, url).routes(pygeoapi_app.openapi),  # /ar/* and /openapi with them
         *static_routes(),
