@@ -17,7 +17,6 @@ from __future__ import annotations
 import gzip
 import json
 import math
-import mmap
 import re
 import urllib.error
 import urllib.parse
@@ -141,21 +140,17 @@ def scan_pmtiles(path: Path, detect: tuple[str, ...] = DETECTORS) -> ScanReport:
     report = ScanReport(target=str(path))
     with open(path, "rb") as f:
         try:
-            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            src = MmapSource(f)
         except ValueError:
             raise SourceError(f"{path}: empty file, not a PMTiles archive") from None
         try:
-            src = MmapSource(mm)
-            try:
-                meta = Reader(src).metadata()
-            except Exception as exc:
-                raise SourceError(f"{path}: not a PMTiles v3 archive ({exc})") from None
-            _check(report, f"{path.name} (metadata)", "metadata", meta, detect)
-            for (z, x, y), data in all_tiles(src):
-                report.items["tiles"] += 1
-                _mvt_values(report, f"{path.name}/{z}/{x}/{y}", _maybe_gunzip(bytes(data)), detect)
-        finally:
-            mm.close()
+            meta = Reader(src).metadata()
+        except Exception as exc:
+            raise SourceError(f"{path}: not a PMTiles v3 archive ({exc})") from None
+        _check(report, f"{path.name} (metadata)", "metadata", meta, detect)
+        for (z, x, y), data in all_tiles(src):
+            report.items["tiles"] += 1
+            _mvt_values(report, f"{path.name}/{z}/{x}/{y}", _maybe_gunzip(bytes(data)), detect)
     return report
 
 
