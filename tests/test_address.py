@@ -98,3 +98,21 @@ def test_sido_variants_and_code_levels():
     assert [level_from_code(c) for c in ("11", "11140", "1102055", "11140103", "1114010300", "1114055000",
                                          "4183025021", "abc", "123")] == [
         "sido", "sigungu", "admin_dong", "legal_dong", "legal_dong", "admin_dong", "legal_ri", None, None]
+
+
+@pytest.mark.parametrize("text,flags", [
+    ("서울특별시 중구 세종대로 110 (태평로1가)", []),
+    ("서울 관악구 신림9동 205-5", []),
+    ("", ["empty"]),
+    ("서울특별시 중구 태평로1가 ~성동구 신답철교", ["range", "several_gu", "unrecognised_text"]),
+    ("서울특별시 광진구 광장동 일대", ["vague_area"]),
+    ("서울특별시 관악구 관악로 (신림동)", ["road_without_number"]),
+    ("서울특별시 서초구 원터길 경기도 성남시", ["other_sido", "road_without_number", "unrecognised_text"]),
+    ("서울시 관악구 옐로우 빌딩 14층 글로벌 아이티", ["gu_only", "office_address", "unrecognised_text"]),
+    ("서울특별시 마포구 서울숲길 3", []),  # 서울 inside a road name is no second 시/도
+])
+def test_messy_address_flags(text, flags):
+    from geo.address import ADDRESS_FLAGS, address_flags
+
+    got = address_flags(parse_address(text))
+    assert got == flags and set(got) <= set(ADDRESS_FLAGS)

@@ -166,3 +166,86 @@ def test_cli_errors_are_one_line_exit_2(tmp_path):
     assert res.exit_code == 2 and "not allowed" in res.output
     res = run("photos", tmp_path / "nowhere", "--layer", "x", "--project", project)
     assert res.exit_code == 2 and "not a folder" in res.output
+
+
+def test_bad_input_each_gets_a_clear_error_or_a_reported_skip(tmp_path):
+    project = tmp_path / "p"
+    init_project(project)
+    # unreadable encoding: bytes that are neither UTF-8 nor CP949 (0xFF is no lead byte in either)
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes("주소,lon,lat\n".encode() + b"\xff\xfe\xff,127,37.5\n")
+    res = run("geotag", bad, "--layer", "x", "--project", project)
+    assert res.exit_code == 2 and "neither UTF-8 nor CP949" in res.output and "--encoding" in res.output
+    # empty file, and a header without rows
+    (tmp_path / "empty.csv").write_bytes(b"")
+    res = run("geotag", tmp_path / "empty.csv", "--layer", "x", "--project", project)
+    assert res.exit_code == 2 and "the file is empty" in res.output
+    (tmp_path / "header.csv").write_text("주소,lon,lat\n", encoding="utf-8")
+    res = run("geotag", tmp_path / "header.csv", "--layer", "x", "--project", project)
+    assert res.exit_code == 2 and "has no records" in res.output
+    # no address column when placing by address alone
+    src = tmp_path / "xy.csv"
+    pd.DataFrame({"memo": ["a"], "lon": ["127"], "lat": ["37.5"]}).to_csv(src, index=False)
+    res = run("geotag", src, "--out", tmp_path / "o.gpkg", "--ignore-coordinates", "--project", project)
+    assert res.exit_code == 2 and "no address column found" in res.output
+    res = run("geotag", src, "--project", project)
+    assert res.exit_code == 2 and "--layer" in res.output and "--out" in res.output
+    # nothing was published by any of these
+    gpkg = project / "build" / "citytwin.gpkg"
+    assert not gpkg.exists() or "x" not in GeoPackageStore(gpkg).layers()
+    assert not (tmp_path / "o.gpkg").exists()
+
+    # a corrupt JPEG (and a truncated one) next to a good one: reported, the good one published
+    media = tmp_path / "media"
+    media.mkdir()
+    write_jpeg(media / "good.jpg", 37.5796, 126.9770)
+    (media / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg" * 3)
+    (media / "truncated.jpg").write_bytes((media / "good.jpg").read_bytes()[:40])
+    res = run("photos", media, "--layer", "photos", "--project", project)
+    assert res.exit_code == 0, res.output
+    assert "not placed (2)" in res.output
+    assert "corrupt.jpg (not a readable JPEG" in res.output and "truncated.jpg (" in res.output
+    assert read_layer(project, "photos").file.tolist() == ["good.jpg"]
+
+
+def test_out_keeps_every_row_masks_free_text_and_reports(tmp_path):
+    project = tmp_path / "p"
+    init_project(project)
+    gu = gpd.GeoDataFrame({"SIG_CD": ["11140", "11110"], "SIG_KOR_NM": ["중구", "종로구"]},
+                          geometry=[box(126.96, 37.55, 127.02, 37.57), box(126.96, 37.57, 127.02, 37.60)], crs=4326)
+    gu.to_file(tmp_path / "gu.geojson", driver="GeoJSON")
+    assert run("ingest", tmp_path / "gu.geojson", "--layer", "gu", "--kind", "boundaries",
+               "--project", project).exit_code == 0
+    rows = pd.DataFrame({
+        "name": ["덕수궁", "종묘", "어딘가", "보신각"],
+        "name_ja": ["徳寿宮", None, None, None],
+        "address": ["서울 중구 세종대로 99", "서울 종로구 종로 157", "부산 어딘가", "서울 종로구 종로 54"],
+        "memo": ["담당 010-1234-5678", "회신 a.b@example.com", "없음", "확인"],
+        "lon": ["126.975", "126.994", "", "126.990"],
+        "lat": ["37.566", "37.574", "", "37.560"],  # the last one lies in 중구, its address says 종로구
+    })
+    src = tmp_path / "r.csv"
+    rows.to_csv(src, index=False)
+    out = tmp_path / "out" / "result.gpkg"
+    res = run("geotag", src, "--address-column", "address", "--lon-column", "lon", "--lat-column", "lat",
+              "--out", out, "--project", project)
+    assert res.exit_code == 0, res.output
+    import pyogrio
+
+    got = pyogrio.read_dataframe(out)
+    assert len(got) == 4 and got["id"].tolist() == ["1", "2", "3", "4"]
+    assert got.geometry.isna().tolist() == [False, False, True, False]  # kept, unplaced
+    assert got.memo.tolist() == ["담당 [mobile]", "회신 [email]", "없음", "확인"]
+    assert got.geocode_tier.tolist() == ["gu", "gu", "none", "gu"]
+    assert got.name_en.tolist() == ["Deoksugung", "Jongmyo", "Eodinga", "Bosingak"]
+    assert got.name_ja.tolist()[0] == "徳寿宮" and got.name_en_source.unique().tolist() == ["romanized"]
+    assert got.coord_check.tolist() == ["agrees", "agrees", "unchecked", "disagrees"]
+    unmatched = pd.read_csv(tmp_path / "out" / "result.unmatched.csv", dtype=str)
+    assert unmatched["id"].tolist() == ["3"] and unmatched.address.tolist() == ["부산 어딘가"]
+    dis = pd.read_csv(tmp_path / "out" / "result.disagreements.csv", dtype=str)
+    assert dis["id"].tolist() == ["4"] and dis.address_gu.tolist() == ["종로구"] and dis.point_gu.tolist() == ["중구"]
+    assert "[mobile]" not in "".join(dis.to_string()) and "010-1234" not in unmatched.to_string()
+    assert "gu 3, none 1" in res.output and "result.unmatched.csv" in res.output
+    # no store layer was written: --out alone writes only the file
+    gpkg = project / "build" / "citytwin.gpkg"
+    assert GeoPackageStore(gpkg).layers() == ["gu"]
