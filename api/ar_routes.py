@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from collections.abc import Awaitable, Callable
 
 import numpy as np
@@ -54,6 +55,7 @@ MAX_SNAP_M = 1000.0
 WALK_SPEED_MS = 1.3
 ANCHOR_TYPES = ("poi", "entrance", "transit_stop")
 HEIGHT_REFERENCE = "ellipsoid"
+TILESET_RECHECK_S = 2.0
 
 
 def error(status: int, code: str, description: str) -> JSONResponse:
@@ -151,6 +153,7 @@ class ArRoutes:
         self.catalog = catalog
         self.base_url = base_url.rstrip("/")
         self.holder = IndexHolder(catalog, store)
+        self._tilesets: tuple[float, int, list[dict]] = (-1.0, -1, [])
 
     def routes(self, pygeoapi_openapi: Handler | None = None) -> list[BaseRoute]:
         routes: list[BaseRoute] = [
@@ -163,10 +166,15 @@ class ArRoutes:
         return routes
 
     def tilesets(self, index: ArIndex) -> list[dict]:
-        out = []
-        for layer in index.building_layers:
-            if (self.catalog.build_path / TILES3D_DIR / layer / "tileset.json").is_file():
-                out.append({"layer": layer, "href": f"{self.base_url}/collections/{layer}/3dtiles/tileset.json"})
+        """The buildings layers' 3D Tiles links (looked up again at most every few seconds)."""
+        checked, owner, cached = self._tilesets
+        now = time.monotonic()
+        if owner == id(index) and now - checked < TILESET_RECHECK_S:
+            return cached
+        root = self.catalog.build_path / TILES3D_DIR
+        out = [{"layer": layer, "href": f"{self.base_url}/collections/{layer}/3dtiles/tileset.json"}
+               for layer in index.building_layers if (root / layer / "tileset.json").is_file()]
+        self._tilesets = (now, id(index), out)
         return out
 
     def _notes(self, index: ArIndex) -> list[str]:

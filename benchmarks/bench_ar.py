@@ -1,0 +1,202 @@
+"""AR view throughput: /ar/view requests/s and p50/p99 latency at 16 concurrent connections.
+
+A synthetic city (deterministic: seed 2015) of >= 100k LOD1 buildings and >= 10k POIs around
+Seoul City Hall is published into a GeoPackage project, ``citytwin serve`` runs it (one
+uvicorn process), and ``wrk`` (Debian package; installed here when missing) drives
+/ar/view with a fixed list of device poses spread over the city. Prints the figures; no
+assertions. Target: p99 < 50 ms.
+
+    .venv/bin/python benchmarks/bench_ar.py [--buildings 102400] [--pois 10000] [--duration 20]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import shapely
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+CENTRE = (126.9780, 37.5665)
+SEED = 2015
+CATALOG = """\
+name: AR benchmark city
+layers:
+  buildings:
+    kind: buildings
+  landmarks:
+    kind: pois
+"""
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("wrk not found: installing it with apt-get (Debian package 'wrk')")
+    subprocess.run(["apt-get", "install", "-y", "wrk"], check=False, stdout=subprocess.DEVNULL)
+    found = shutil.which("wrk")
+    if not found:
+        subprocess.run(["apt-get", "update"], check=False, stdout=subprocess.DEVNULL)
+        subprocess.run(["apt-get", "install", "-y", "wrk"], check=True, stdout=subprocess.DEVNULL)
+        found = shutil.which("wrk")
+    return found
+
+
+def metres_to_lonlat(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lat = CENTRE[1] + y / 110_996.0
+    lon = CENTRE[0] + x / (111_320.0 * np.cos(np.radians(CENTRE[1])))
+    return lon, lat
+
+
+def synthetic_city(n_buildings: int, n_pois: int, rng: np.random.Generator) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    """A square grid of lots, 32 m apart, one rectangular footprint per lot; POIs scattered."""
+    side = int(np.ceil(np.sqrt(n_buildings)))
+    half = side * 32.0 / 2
+    gx, gy = np.meshgrid(np.arange(side) * 32.0 - half, np.arange(side) * 32.0 - half)
+    cx, cy = gx.ravel()[:n_buildings], gy.ravel()[:n_buildings]
+    w, h = rng.uniform(12, 26, n_buildings), rng.uniform(12, 26, n_buildings)
+    x0, x1 = metres_to_lonlat(cx - w / 2, cy - h / 2), metres_to_lonlat(cx + w / 2, cy + h / 2)
+    geoms = shapely.box(x0[0], x0[1], x1[0], x1[1])
+    height = np.round(np.clip(rng.lognormal(np.log(14), 0.6, n_buildings), 3, 200), 1)
+    buildings = gpd.GeoDataFrame({"id": [f"b{i}" for i in range(n_buildings)], "height": height},
+                                 geometry=geoms, crs="EPSG:4326")
+    px, py = rng.uniform(-half, half, n_pois), rng.uniform(-half, half, n_pois)
+    plon, plat = metres_to_lonlat(px, py)
+    cats = np.array(["palace", "museum", "park", "market", "transit", "safety"])
+    pois = gpd.GeoDataFrame({
+        "id": [f"p{i}" for i in range(n_pois)],
+        "name_ko": [f"장소 {i}" for i in range(n_pois)],
+        "name_en": [f"Place {i}" for i in range(n_pois)],
+        "name_ja": [f"場所 {i}" if i % 3 else None for i in range(n_pois)],
+        "category": cats[rng.integers(0, len(cats), n_pois)],
+    }, geometry=gpd.points_from_xy(plon, plat), crs="EPSG:4326")
+    return buildings, pois
+
+
+def poses(n: int, half: float, rng: np.random.Generator) -> list[str]:
+    x, y = rng.uniform(-0.8 * half, 0.8 * half, n), rng.uniform(-0.8 * half, 0.8 * half, n)
+    lon, lat = metres_to_lonlat(x, y)
+    heading = rng.uniform(0, 360, n)
+    pitch = rng.uniform(-5, 15, n)
+    return [f"/ar/view?lon={lo:.7f}&lat={la:.7f}&alt=1.6&heading={hd:.1f}&pitch={p:.1f}&fov=60&radius=500&lang=ja"
+            for lo, la, hd, p in zip(lon, lat, heading, pitch)]
+
+
+def wait_until_serving(proc: subprocess.Popen, url: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"citytwin serve exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"citytwin serve did not answer within {timeout:.0f} s")
+
+
+WRK_SCRIPT = """\
+local paths = {}
+for line in io.lines("%s") do paths[#paths + 1] = line end
+local i = 0
+request = function()
+  i = i %% #paths + 1
+  return wrk.format("GET", paths[i])
+end
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--buildings", type=int, default=102_400)
+    ap.add_argument("--pois", type=int, default=10_000)
+    ap.add_argument("--duration", type=int, default=20, help="seconds of load")
+    ap.add_argument("--connections", type=int, default=16)
+    args = ap.parse_args()
+
+    wrk = ensure_wrk()
+    from pipelines.catalog import load_catalog
+    from pipelines.store import open_store
+
+    rng = np.random.default_rng(SEED)
+    work = Path(tempfile.mkdtemp(prefix="citytwin-bench-ar-"))
+    proc = None
+    try:
+        t0 = time.perf_counter()
+        buildings, pois = synthetic_city(args.buildings, args.pois, rng)
+        (work / "citytwin.yaml").write_text(CATALOG, encoding="utf-8")
+        catalog = load_catalog(work)
+        store = open_store(catalog.build_path)
+        store.publish("buildings", buildings)
+        store.publish("landmarks", pois)
+        print(f"city: {len(buildings)} buildings, {len(pois)} POIs over "
+              f"{np.sqrt(args.buildings) * 32 / 1000:.1f} km square, published in {time.perf_counter() - t0:.1f} s")
+
+        port = _free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = {k: v for k, v in os.environ.items() if k != "CITYTWIN_DATABASE_URL" and not k.startswith("PYGEOAPI_")}
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "serve", "--project", str(work),
+                                 "--port", str(port)], cwd=REPO, env=env,
+                                stdout=open(work / "serve.log", "wb"), stderr=subprocess.STDOUT)
+        wait_until_serving(proc, f"{base}/conformance?f=json")
+        print(f"server up (AR index built at start) in {time.perf_counter() - t0:.1f} s")
+
+        half = np.sqrt(args.buildings) * 32 / 2
+        paths = poses(2000, half, rng)
+        items, hidden = [], 0
+        for path in paths[:200]:  # check the answers and what they hold before timing
+            with urllib.request.urlopen(base + path, timeout=30) as resp:
+                doc = json.loads(resp.read())
+            items.append(doc["count"])
+            hidden += sum(it["occluded"] for it in doc["items"])
+        print(f"answers: {np.mean(items):.1f} POIs in view per request on average "
+              f"({hidden / max(sum(items), 1):.0%} of them occluded), {doc['occluders']['count']} occluders")
+
+        (work / "paths.txt").write_text("\n".join(paths) + "\n", encoding="utf-8")
+        (work / "paths.lua").write_text(WRK_SCRIPT % (work / "paths.txt"), encoding="utf-8")
+        cmd = [wrk, "-t2", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
+               "-s", str(work / "paths.lua"), base]
+        print("$", " ".join(cmd))
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        print(out)
+        rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+        lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, flags=re.M))
+        errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        print(f"AR view at {args.connections} connections: {float(rps.group(1)):.0f} requests/s, "
+              f"p50 {lat.get('50')}, p99 {lat.get('99')} (target p99 < 50 ms); "
+              f"non-2xx: {errors.group(1) if errors else 0}")
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+if __name__ == "__main__":
+    main()
