@@ -100,4 +100,11 @@ def raster_app(catalog: Catalog) -> ASGIApp:
     app.include_router(ColorMapFactory(supported_colormaps=cmaps, router_prefix=PREFIX.strip("/")).router,
                        tags=["Colormaps"])
     add_exception_handlers(app, DEFAULT_STATUS_CODES)
+
+    @app.get("/layers", tags=["Raster layers"], summary="The raster layers this server publishes")
+    def layers() -> dict:
+        # Lets a client (the viewer) skip an unpublished raster without provoking a 404.
+        return {"layers": [{"name": n, "title": catalog.layers[n].title or n}
+                           for n in sorted(raster_layers(catalog)) if cog_path(catalog, n).is_file()]}
+
     return _CacheControl(app)

@@ -1,6 +1,8 @@
 // citytwin viewer: one MapLibre map over the project's own vector tiles.
 // Everything it loads comes from this server: the style (/styles/<id>), each layer's
 // TileJSON and tiles, and MapLibre itself (vendor/, from npm). No base map, no glyphs.
+// Overlay styles (?overlays=hazard,transit,tourism by default) are merged in, hidden,
+// each group with its own toggle; what the server does not publish is listed, not fetched.
 import { Map, NavigationControl, Popup, ScaleControl } from "./vendor/maplibre-gl/dist/maplibre-gl.mjs";
 
 const DEFAULT_STYLE = "base";
@@ -8,9 +10,14 @@ const STYLE_ID = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 const GROUP_KEY = "citytwin:group";
 const POPUP_KEY = "citytwin:popup";
 const BUILDINGS_LAYER = "buildings-3d";
+const DEFAULT_OVERLAYS = ["hazard", "transit", "tourism"];
+// Tile templates of our titiler mount (/cog/tiles/<tms>/{z}/{x}/{y}[@nx][.ext]?name=...).
+const COG_TILES = /^(.*\/cog)\/tiles\/([^/]+)\/\{z\}\/\{x\}\/\{y\}[^?]*(\?.*)?$/;
+const COLLECTION_TILEJSON = /\/collections\/([^/]+)\/tiles\/[^/]+\/tilejson\.json$/;
 
 // Read by the browser tests (and handy in the console).
-const state = { loaded: false, buildingsRendered: 0, missingSources: [], errors: [] };
+// overlays: id -> {title, groups: [[group, published]], missing: [source]}; tilesLoaded: source -> tiles.
+const state = { loaded: false, buildingsRendered: 0, missingSources: [], errors: [], overlays: {}, tilesLoaded: {} };
 window.__viewerState = state;
 
 const statusEl = document.getElementById("status");
@@ -50,45 +57,142 @@ function styleIdFromQuery() {
   return id;
 }
 
+function overlayIdsFromQuery() {
+  const raw = new URLSearchParams(window.location.search).get("overlays");
+  const ids = raw === null ? DEFAULT_OVERLAYS : raw.split(",").filter(Boolean);
+  for (const id of ids) {
+    if (!STYLE_ID.test(id)) throw new Error(`overlay id ${JSON.stringify(id)} is not valid`);
+  }
+  return ids;
+}
+
+// What the server publishes, asked once: an unpublished layer is then skipped without a
+// request that would fail (and log a 404 in the console).
+async function publishedLayers() {
+  const [collections, rasters] = await Promise.all([
+    fetchJSON(absolute("/collections?f=json")),
+    fetchJSON(absolute("/cog/layers")),
+  ]);
+  const withTiles = collections.collections.filter(
+    (c) => (c.links ?? []).some((l) => /\/tilejson\.json$/.test(l.href ?? "")));
+  return { vector: new Set(withTiles.map((c) => c.id)), raster: new Set(rasters.layers.map((l) => l.name)) };
+}
+
+// Which published layer a style source stands for, when it is one of ours.
+function publishedRef(source) {
+  if (source.url) {
+    const m = new URL(absolute(source.url)).pathname.match(COLLECTION_TILEJSON);
+    return m ? { kind: "vector", id: decodeURIComponent(m[1]) } : null;
+  }
+  const m = source.type === "raster" && source.tiles?.length ? absolute(source.tiles[0]).match(COG_TILES) : null;
+  if (!m) return null;
+  return { kind: "raster", id: new URLSearchParams(m[3] ?? "").get("name"), tilejson: `${m[1]}/${m[2]}/tilejson.json${m[3] ?? ""}` };
+}
+
 // Style source URLs are server-relative, which MapLibre cannot use as is: tile URLs are
 // fetched in a worker whose base URL is the vendor folder. So fetch each TileJSON here
-// and inline it with absolute tile URLs. A layer this server does not publish is dropped
-// (with its style layers) and listed in the panel, instead of failing the whole map.
-async function resolveSources(style) {
-  const entries = await Promise.all(
-    Object.entries(style.sources).map(async ([name, source]) => {
-      if (source.type !== "vector" || !source.url) return [name, source];
-      try {
-        const tj = await fetchJSON(absolute(source.url));
-        const inlined = { type: "vector", tiles: tj.tiles.map(absolute) };
-        for (const key of ["minzoom", "maxzoom", "bounds", "attribution", "scheme"]) {
-          if (tj[key] !== undefined) inlined[key] = tj[key];
-        }
-        return [name, inlined];
-      } catch (err) {
-        if (err.status === 404) return [name, null];
-        throw err;
+// and inline it with absolute tile URLs; raster tile templates are made absolute and get
+// their raster's bounds (titiler answers 404 outside them). null: not published.
+async function resolveSource(source, published) {
+  const ref = publishedRef(source);
+  if (ref && !published[ref.kind].has(ref.id)) return null;
+  try {
+    if (source.url) {
+      const tj = await fetchJSON(absolute(source.url));
+      const inlined = { type: source.type, tiles: tj.tiles.map(absolute) };
+      for (const key of ["minzoom", "maxzoom", "bounds", "attribution", "scheme"]) {
+        if (tj[key] !== undefined) inlined[key] = tj[key];
       }
-    }),
+      if (source.tileSize !== undefined) inlined.tileSize = source.tileSize;
+      return inlined;
+    }
+    if (source.tiles) {
+      const inlined = { ...source, tiles: source.tiles.map(absolute) };
+      if (ref?.tilejson) {
+        const tj = await fetchJSON(ref.tilejson);
+        if (tj.bounds) inlined.bounds = tj.bounds;
+      }
+      return inlined;
+    }
+  } catch (err) {
+    if (err.status === 404) return null;
+    throw err;
+  }
+  return source;
+}
+
+async function resolveSources(style, published) {
+  const entries = await Promise.all(
+    Object.entries(style.sources).map(async ([name, source]) => [name, await resolveSource(source, published)]),
   );
   const sources = {};
+  const missing = [];
   for (const [name, source] of entries) {
     if (source) sources[name] = source;
-    else state.missingSources.push(name);
+    else missing.push(name);
   }
+  return { sources, missing };
+}
+
+async function resolveBase(style, published) {
+  const { sources, missing } = await resolveSources(style, published);
+  state.missingSources.push(...missing);
   const layers = style.layers.filter((layer) => !layer.source || sources[layer.source]);
   return { style: { ...style, sources, layers }, dropped: style.layers.filter((l) => !layers.includes(l)) };
 }
 
-function buildLayerPanel(map, style, dropped) {
+// An overlay style's sources and layers (hidden at first); its background is the base's job,
+// and a source it shares by name with what is already merged is reused, not fetched again.
+async function resolveOverlay(id, published, merged) {
+  let style;
+  try {
+    style = await fetchJSON(absolute(`/styles/${id}`));
+  } catch (err) {
+    if (err.status === 404) return { id, title: id, sources: {}, layers: [], dropped: [], missing: [`style ${id}`] };
+    throw err;
+  }
+  const fresh = Object.fromEntries(Object.entries(style.sources).filter(([name]) => !merged.sources[name]));
+  const { sources, missing } = await resolveSources({ sources: fresh }, published);
+  const known = { ...merged.sources, ...sources };
+  const ids = new Set(merged.layers.map((l) => l.id));
+  const layers = [];
+  const dropped = [];
+  for (const layer of style.layers) {
+    if (layer.type === "background" || ids.has(layer.id)) continue;
+    if (layer.source && !known[layer.source]) dropped.push(layer);
+    else layers.push({ ...layer, layout: { ...(layer.layout ?? {}), visibility: "none" } });
+  }
+  const title = style.name?.replace(/^citytwin\s+/, "") || id;
+  return { id, title: title[0].toUpperCase() + title.slice(1), sources, layers, dropped, missing };
+}
+
+// Overlay rasters and fills go under the 3D buildings; lines and points on top of everything.
+function mergeOverlays(style, overlays) {
+  const sources = { ...style.sources };
+  const under = [];
+  const over = [];
+  for (const overlay of overlays) {
+    Object.assign(sources, overlay.sources);
+    for (const layer of overlay.layers) (["raster", "fill", "hillshade"].includes(layer.type) ? under : over).push(layer);
+  }
+  const cut = style.layers.findIndex((l) => l.type === "fill-extrusion");
+  const at = cut < 0 ? style.layers.length : cut;
+  return { ...style, sources, layers: [...style.layers.slice(0, at), ...under, ...style.layers.slice(at), ...over] };
+}
+
+function groupsOf(layers, dropped) {
   const groups = new globalThis.Map(); // name -> layer ids (the maplibre Map shadows the global)
-  for (const layer of [...style.layers, ...dropped]) {
+  for (const layer of [...layers, ...dropped]) {
     const group = layer.metadata?.[GROUP_KEY];
     if (!group) continue;
     if (!groups.has(group)) groups.set(group, []);
     if (!dropped.includes(layer)) groups.get(group).push(layer.id);
   }
-  const list = document.getElementById("layer-list");
+  return groups;
+}
+
+// One checkbox per group; `visible`: whether the group's layers start shown.
+function buildToggles(map, list, groups, visible, overlay = null) {
   list.replaceChildren();
   for (const [group, ids] of groups) {
     const item = document.createElement("li");
@@ -96,7 +200,8 @@ function buildLayerPanel(map, style, dropped) {
     const box = document.createElement("input");
     box.type = "checkbox";
     box.dataset.group = group;
-    box.checked = ids.length > 0;
+    if (overlay) box.dataset.overlay = overlay;
+    box.checked = visible && ids.length > 0;
     box.disabled = ids.length === 0;
     box.addEventListener("change", () => {
       for (const id of ids) map.setLayoutProperty(id, "visibility", box.checked ? "visible" : "none");
@@ -111,6 +216,29 @@ function buildLayerPanel(map, style, dropped) {
     item.append(label);
     list.append(item);
   }
+}
+
+function buildLayerPanel(map, style, dropped) {
+  buildToggles(map, document.getElementById("layer-list"), groupsOf(style.layers, dropped), true);
+}
+
+function buildOverlayPanel(map, overlays) {
+  const panel = document.getElementById("overlay-list");
+  panel.replaceChildren();
+  for (const overlay of overlays) {
+    const groups = groupsOf(overlay.layers, overlay.dropped);
+    state.overlays[overlay.id] = {
+      title: overlay.title, missing: overlay.missing, groups: [...groups].map(([g, ids]) => [g, ids.length > 0]),
+    };
+    if (!groups.size) continue;
+    const heading = document.createElement("h3");
+    heading.textContent = overlay.title;
+    const list = document.createElement("ul");
+    list.dataset.overlay = overlay.id;
+    buildToggles(map, list, groups, false, overlay.id);
+    panel.append(heading, list);
+  }
+  document.getElementById("overlays").hidden = !panel.childElementCount;
 }
 
 // The legend is read from the style's own colour ramp, so the two cannot disagree.
@@ -177,10 +305,17 @@ function countBuildings(map) {
 
 async function start() {
   const styleId = styleIdFromQuery();
-  const { style, dropped } = await resolveSources(await fetchJSON(absolute(`/styles/${styleId}`)));
+  const overlayIds = overlayIdsFromQuery().filter((id) => id !== styleId);
+  const [published, baseStyle] = await Promise.all([publishedLayers(), fetchJSON(absolute(`/styles/${styleId}`))]);
+  const { style, dropped } = await resolveBase(baseStyle, published);
+  const overlays = [];
+  for (const id of overlayIds) {
+    const merged = mergeOverlays(style, overlays);
+    overlays.push(await resolveOverlay(id, published, merged));
+  }
   const map = new Map({
     container: "map",
-    style,
+    style: mergeOverlays(style, overlays),
     center: style.center ?? [126.978, 37.5665],
     zoom: style.zoom ?? 15,
     pitch: style.pitch ?? 45,
@@ -191,14 +326,18 @@ async function start() {
   map.addControl(new NavigationControl({ visualizePitch: true }), "top-right");
   map.addControl(new ScaleControl(), "bottom-right");
   map.on("error", (ev) => reportError(ev.error?.message || String(ev.error)));
+  map.on("sourcedata", (ev) => {
+    if (ev.tile && ev.sourceId) state.tilesLoaded[ev.sourceId] = (state.tilesLoaded[ev.sourceId] ?? 0) + 1;
+  });
 
   // "idle": every visible tile is loaded and drawn, so the building count is what is on
   // screen. Listen before "load": the first idle can fire in the same frame as "load".
   const firstIdle = new Promise((resolve) => map.once("idle", resolve));
   await new Promise((resolve) => map.once("load", resolve));
   buildLayerPanel(map, style, dropped);
+  buildOverlayPanel(map, overlays);
   buildLegend(style);
-  enablePopups(map, style);
+  enablePopups(map, mergeOverlays(style, overlays));
 
   await firstIdle;
   const missing = state.missingSources.length ? ` · not published: ${state.missingSources.join(", ")}` : "";
