@@ -22,7 +22,7 @@ import math
 import re
 import unicodedata
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import geopandas as gpd
 import numpy as np
@@ -230,10 +230,12 @@ class Geocoder:
         self._index_areas()
         self.points = _AddressIndex()
         self.buildings = _AddressIndex()
+        self._seeds: list[tuple[str, AddressRef, ParsedAddress, str]] = []
         for layer in address_points:
             self._add_address_layer(layer, self.points, polygons=False)
         for layer in buildings:
             self._add_address_layer(layer, self.buildings, polygons=True)
+        self._exact = self._build_exact()
         self._near_tree, self._near_refs = self._build_near_tree()
 
     # --- building the gazetteer -------------------------------------------------
@@ -270,20 +272,40 @@ class Geocoder:
     def _build_area_trees(self) -> None:
         for level, idx in self._by_level.items():
             arr = np.asarray(idx, dtype="int64")
-            self._trees[level] = (shapely.STRtree([self._geoms[i] for i in idx]), arr)
+            geoms = np.array([self._geoms[i] for i in idx], dtype=object)
+            shapely.prepare(geoms)  # point-in-polygon tests below run on prepared polygons
+            self._trees[level] = (shapely.STRtree(geoms), arr, geoms)
 
     def _within(self, level: str, lon, lat) -> np.ndarray:
-        """For each point, the index (into self.areas) of the ``level`` area holding it, else -1."""
-        lon, lat = np.atleast_1d(lon), np.atleast_1d(lat)
+        """For each point, the index (into self.areas) of the ``level`` area holding it, else -1.
+
+        The tree gives bounding-box candidates; each candidate polygon then tests all its
+        points at once with intersects_xy on the prepared polygon (a loop over polygons,
+        not points: STRtree's own predicate would test each point against an unprepared
+        polygon).
+        """
+        lon = np.atleast_1d(np.asarray(lon, dtype="float64"))
+        lat = np.atleast_1d(np.asarray(lat, dtype="float64"))
         out = np.full(len(lon), -1, dtype="int64")
-        if level not in self._trees:
+        if level not in self._trees or not len(lon):
             return out
-        tree, idx = self._trees[level]
-        pts = shapely.points(lon, lat)
-        pairs = tree.query(pts, predicate="intersects")
-        # first hit per point (pairs are sorted by input index)
-        first = np.unique(pairs[0], return_index=True)
-        out[first[0]] = idx[pairs[1][first[1]]]
+        tree, idx, geoms = self._trees[level]
+        finite = np.isfinite(lon) & np.isfinite(lat)
+        pts = shapely.points(np.where(finite, lon, 0.0), np.where(finite, lat, 0.0))
+        pts[~finite] = None
+        inp, cand = tree.query(pts)
+        if not len(inp):
+            return out
+        hit = np.zeros(len(inp), dtype=bool)
+        order = np.argsort(cand, kind="stable")
+        starts = np.flatnonzero(np.r_[True, cand[order][1:] != cand[order][:-1]])
+        for a, b in zip(starts, np.r_[starts[1:], len(order)]):
+            sel = order[a:b]
+            hit[sel] = shapely.intersects_xy(geoms[cand[sel[0]]], lon[inp[sel]], lat[inp[sel]])
+        inp, cand = inp[hit], cand[hit]
+        # first hit per point, in the tree's order for that point (as the predicate query gave)
+        first = np.unique(inp, return_index=True)
+        out[first[0]] = idx[cand[first[1]]]
         return out
 
     def _link_parents(self) -> None:
@@ -357,7 +379,28 @@ class Geocoder:
                 ref = AddressRef(address=p.normalised(), source=layer.name, lon=float(xs[i]), lat=float(ys[i]),
                                  ref_id=ids[i], gu=gu)
                 index.add(ref, p)
+                if p.kind in (ROAD, LOT):
+                    self._seeds.append((_exact_key(str(text)), ref, p, TIER_BUILDING if polygons else TIER_ADDRESS))
         self.sources.append(layer.name)
+
+    def _build_exact(self) -> dict[str, tuple[AddressRef, ParsedAddress, str]]:
+        """Reference address text (whitespace-normalised) -> its reference: the exact-match fast path.
+
+        A text is kept only when the full tiered lookup of its own parse returns that very
+        reference, so the fast path can never answer differently from the slow one.
+        """
+        exact: dict[str, tuple[AddressRef, ParsedAddress, str]] = {}
+        for key, ref, p, tier in self._seeds:
+            if key in exact:
+                continue
+            gus = self._resolve_gu(p)[0]
+            hit = self.points.lookup(p, gus)
+            if hit is None and tier == TIER_BUILDING:
+                hit = self.buildings.lookup(p, gus)
+            if hit is not None and hit[0] is ref and hit[1] == 100.0:
+                exact[key] = (ref, p, tier)
+        self._seeds = []
+        return exact
 
     def _build_near_tree(self):
         refs = self.points.refs + self.buildings.refs
@@ -388,6 +431,13 @@ class Geocoder:
         return list(cands), score
 
     def geocode(self, text: str) -> GeocodeResult:
+        hit = self._exact.get(_exact_key(text)) if self._exact else None
+        if hit is not None:  # the text of a reference address: two dict lookups, no parsing
+            ref, p, tier = hit
+            if p.raw != text:
+                p = replace(p, raw=text)
+            return self._result(text, p, tier, 100.0, ref.lon, ref.lat, ref.address, ref.ref_id, None, ref.source,
+                                None, ref.gu)
         p = parse_address(text)
         gus, gu_score = self._resolve_gu(p)
         for tier, index in ((TIER_ADDRESS, self.points), (TIER_BUILDING, self.buildings)):
@@ -504,6 +554,11 @@ class Geocoder:
             else:
                 out.append("agrees" if (g.code, g.name_ko) == (r.gu_code, r.gu) else "disagrees")
         return out
+
+
+def _exact_key(text: str) -> str:
+    """Whitespace-normalised text: the key of the exact-match path."""
+    return " ".join(str(text).split())
 
 
 def _codes(values) -> list[str | None]:
