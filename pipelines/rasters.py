@@ -67,6 +67,9 @@ def build_cog(src: Path, dst: Path, name: str, crs: str | None = None) -> CogRep
     if crs is None and not has_crs:
         raise CRSError(f"{src}: the raster has no CRS; declare it with --crs (e.g. --crs EPSG:5186) "
                        "or 'crs:' on the layer in citytwin.yaml")
+    if not has_valid_cells(src):
+        raise SourceError(f"{src}: the raster holds no valid cell (every cell is NaN or nodata); "
+                          "check the model run that wrote it, or its nodata value")
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.stem}.{uuid.uuid4().hex}.tmp.tif")
     profile = cog_profiles.get("deflate")
@@ -95,6 +98,16 @@ def build_cog(src: Path, dst: Path, name: str, crs: str | None = None) -> CogRep
     finally:
         tmp.unlink(missing_ok=True)
     return report
+
+
+def has_valid_cells(src: Path) -> bool:
+    """True once any block of band 1 holds a finite value that is not nodata (stops at the first)."""
+    with rasterio.open(src) as ds:
+        for _, window in ds.block_windows(1):
+            block = ds.read(1, window=window, masked=True)
+            if np.isfinite(block.astype("float64").filled(np.nan)).any():
+                return True
+    return False
 
 
 def build_raster_layer(catalog: Catalog, name: str) -> CogReport:

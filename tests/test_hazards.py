@@ -439,3 +439,76 @@ def test_api_keys_from_the_environment(project, monkeypatch):
     monkeypatch.setenv("CITYTWIN_API_KEYS", "short:abc")
     with pytest.raises(CatalogError, match="at least 8"):
         ApiKeys(load_catalog(project))
+
+
+# -- bad input: nothing published ------------------------------------------------------------------
+def _tree_digest(root: Path) -> dict[str, str]:
+    """sha1 of every file under the project's build folder and its catalog (logs and job records aside)."""
+    import hashlib
+
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if p.is_file() and not rel.startswith(("build/logs/", "build/pygeoapi/")) and not rel.endswith("serve.log"):
+            out[rel] = hashlib.sha1(p.read_bytes()).hexdigest()
+    return out
+
+
+def _nan_raster(path: Path, dtype: str = "float32", nodata: float | None = None) -> Path:
+    fill = np.nan if nodata is None else nodata
+    with rasterio.open(path, "w", driver="GTiff", width=16, height=16, count=1, dtype=dtype, crs="EPSG:5186",
+                       transform=from_origin(200000, 550000, 10, 10), nodata=nodata) as ds:
+        ds.write(np.full((16, 16), fill, dtype=dtype), 1)
+    return path
+
+
+@pytest.mark.parametrize("make,needle", [
+    (lambda d: _nan_raster(d / "nan.tif"), "holds no valid cell (every cell is NaN or nodata)"),
+    (lambda d: _nan_raster(d / "nodata.tif", dtype="int16", nodata=-9999), "holds no valid cell"),
+    (lambda d: _no_crs_raster(d / "nocrs.tif"), "the raster has no CRS; declare it with --crs"),
+])
+def test_bad_raster_is_a_clear_error_and_publishes_nothing(project, tmp_path, make, needle):
+    import subprocess
+    import sys
+
+    from api_server import CITYTWIN
+
+    src = make(tmp_path)
+    before = _tree_digest(project)
+    exe = [str(CITYTWIN)] if CITYTWIN.exists() else [sys.executable, "-m", "pipelines.cli"]
+    proc = subprocess.run([*exe, "raster", str(src), "--name", "bad_raster", "--project", str(project)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert needle in proc.stderr and str(src) in proc.stderr
+    assert _tree_digest(project) == before
+    assert "bad_raster" not in (project / "citytwin.yaml").read_text()
+
+
+def _no_crs_raster(path: Path) -> Path:
+    with rasterio.open(path, "w", driver="GTiff", width=8, height=8, count=1, dtype="float32",
+                       transform=from_origin(0, 80, 10, 10)) as ds:
+        ds.write(np.ones((8, 8), np.float32), 1)
+    return path
+
+
+HOSTILE = ["flood; DROP TABLE buildings; --", "../../citytwin", "buildings' OR '1'='1", "/etc/passwd",
+           "zones%00", "Buildings"]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+@pytest.mark.parametrize("process,key", [("hazard-exposure", "hazard"), ("hazard-exposure", "targets"),
+                                         ("hazard-exposure", "areas"), ("alert-targets", "buildings"),
+                                         ("alert-targets", "areas")])
+def test_hostile_layer_names_are_400_and_change_nothing(base, project, process, key, value):
+    inputs = {"hazard": "zones", "targets": ["buildings"], "areas": "areas"} if process == "hazard-exposure" \
+        else {"hazard": "zones", "buildings": "buildings", "areas": "areas"}
+    inputs[key] = [value] if key == "targets" else value
+    before = _tree_digest(project)
+    resp = _execute(base, process, inputs)
+    assert resp.status_code == 400, resp.text
+    assert f"input '{key}'" in resp.text and "is not allowed" in resp.text
+    assert _tree_digest(project) == before
+    # The layers are all still there, whole.
+    n = httpx.get(f"{base}/collections/buildings/items", params={"f": "json", "limit": 1, "resulttype": "hits"},
+                  timeout=30).json()["numberMatched"]
+    assert n == len(sample_buildings())

@@ -438,6 +438,10 @@ def published(tmp_path: Path) -> Path:
     ({"stop_times_txt": "trip_id,arrival_time,departure_time,stop_id,stop_sequence\nT1,8h,8h,A,1\n"},
      "stop_times.txt: column arrival_time: '8h' on data row 1 is not a time"),
     ({"routes_txt": "route_id,route_short_name\nR1,1\n"}, "routes.txt: required column route_type is missing"),
+    ({"stop_times_txt": "trip_id,arrival_time,departure_time,stop_id,stop_sequence\n"
+                        "T1,08:00:00,08:00:00,A,1\nT1,08:10:00,08:10:00,GHOST,2\n"},
+     "stop_times.txt: 1 row(s) name a stop_id not in stops.txt (first: stop_id 'GHOST' in trip 'T1' at "
+     "stop_sequence 2)"),
 ])
 def test_bad_feed_is_a_clear_error_and_leaves_the_store_alone(tmp_path: Path, published: Path, changes: dict,
                                                              needle: str):

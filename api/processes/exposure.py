@@ -10,7 +10,8 @@ from typing import Any
 
 from pygeoapi.process.base import BaseProcessor, ProcessorExecuteError
 
-from geo.errors import CitytwinError
+from geo.errors import CitytwinError, LayerNameError
+from geo.names import check_layer_name
 from pipelines.catalog import load_catalog
 from pipelines.exposure import alert_targets, exposure, load_hazard
 from pipelines.project import project_store
@@ -41,7 +42,10 @@ def _name(data: dict, key: str, default: str | None = None, required: bool = Tru
         return None
     if not isinstance(value, str) or not value:
         raise InputError(user_msg=f"input '{key}' must be a layer name (string)")
-    return value
+    try:  # a name that could be SQL or a path never reaches the store
+        return check_layer_name(value)
+    except LayerNameError as exc:
+        raise InputError(user_msg=f"input '{key}': {exc}") from None
 
 
 class _ProjectProcessor(BaseProcessor):
@@ -104,6 +108,7 @@ class HazardExposureProcessor(_ProjectProcessor):
             targets = [targets]
         if not isinstance(targets, list) or not targets or not all(isinstance(t, str) for t in targets):
             raise InputError(user_msg="input 'targets' must be a non-empty list of layer names")
+        targets = [_name({"targets": t}, "targets") for t in targets]
         hazard = load_hazard(catalog, store, _name(data, "hazard"), self._threshold(data))
         return exposure(catalog, store, hazard, targets, _name(data, "areas", required=False),
                         with_geometry=bool(data.get("include_geometry", False)))

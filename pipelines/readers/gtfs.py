@@ -7,9 +7,11 @@ the file inside the zip, the column and the row. A UTF-8 byte-order mark is tole
 as is a feed kept in one sub-folder of the zip.
 
 Structural problems (a required file or column missing, a duplicate id, a stop without
-coordinates) are errors; dangling references between tables (a trip of an unknown
-route, a stop time at an unknown stop) are dropped with a warning, because real feeds
-carry a few of those and the rest of the feed is still useful.
+coordinates, a stop time at a stop that stops.txt lacks) are errors; other dangling
+references (a trip of an unknown route, a stop time of an unknown trip) are dropped with a
+warning, because real feeds carry a few of those and the rest of the feed is still useful.
+A stop time at an unknown stop is different: the departures and route lines through that
+stop would silently be wrong, so the feed is refused.
 """
 from __future__ import annotations
 
@@ -288,7 +290,8 @@ def _calendar_dates(df: pd.DataFrame, source: str) -> pd.DataFrame:
 
 
 def _drop_dangling(feed: GtfsFeed) -> None:
-    """Drop trips of unknown routes and stop times of unknown trips or stops, with warnings."""
+    """Drop trips of unknown routes and stop times of unknown trips, with warnings; refuse a
+    stop time at an unknown stop."""
     src = feed.source
     unknown_route = ~feed.trips["route_id"].isin(feed.routes["route_id"])
     if unknown_route.any():
@@ -299,10 +302,12 @@ def _drop_dangling(feed: GtfsFeed) -> None:
     st = feed.stop_times
     bad_trip = ~st["trip_id"].isin(feed.trips["trip_id"])
     bad_stop = ~st["stop_id"].isin(feed.stops["stop_id"])
-    for mask, what, col in ((bad_trip, "trip_id not in trips.txt", "trip_id"),
-                            (bad_stop & ~bad_trip, "stop_id not in stops.txt", "stop_id")):
-        if mask.any():
-            feed.warnings.append(f"{src}: stop_times.txt: {int(mask.sum())} row(s) name a {what} "
-                                 f"(first: {st.loc[mask, col].iloc[0]!r}); they were left out")
-    if (bad_trip | bad_stop).any():
-        feed.stop_times = st[~(bad_trip | bad_stop)].reset_index(drop=True)
+    if bad_stop.any():
+        first = st[bad_stop].iloc[0]
+        raise SourceError(f"{src}: stop_times.txt: {int(bad_stop.sum())} row(s) name a stop_id not in stops.txt "
+                          f"(first: stop_id {first['stop_id']!r} in trip {first['trip_id']!r} at stop_sequence "
+                          f"{first['stop_sequence']}); add the stop to stops.txt or fix the stop_id")
+    if bad_trip.any():
+        feed.warnings.append(f"{src}: stop_times.txt: {int(bad_trip.sum())} row(s) name a trip_id not in "
+                             f"trips.txt (first: {st.loc[bad_trip, 'trip_id'].iloc[0]!r}); they were left out")
+        feed.stop_times = st[~bad_trip].reset_index(drop=True)
