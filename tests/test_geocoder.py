@@ -175,3 +175,17 @@ def test_real_kto_tiers_and_disagreements(seoul):
     print(f"KTO rows whose coordinates lie outside their address gu: {len(got)}")
     assert got == expected and len(expected) > 0
     assert Counter(checks)["agrees"] == 145 - len(expected)
+
+
+def test_exact_fast_path_answers_like_the_tiered_lookup(gazetteer):
+    texts = ["서울특별시 중구 세종대로 110", "서울특별시  중구 세종대로 110 ", "서울특별시 중구 명동길 74",
+             "서울특별시 중구 태평로1가 31", "서울시 중구 세종대로 110", "서울특별시 중구 세종대로 111"]
+    fast = [gazetteer.geocode(t).as_dict() for t in texts]
+    table, gazetteer._exact = gazetteer._exact, {}  # the same gazetteer without its fast path
+    try:
+        slow = [gazetteer.geocode(t).as_dict() for t in texts]
+    finally:
+        gazetteer._exact = table
+    assert fast == slow
+    assert len(table) == 3  # the two address points and the building are all seeded
+    assert [d["tier"] for d in fast] == ["address", "address", "address", "building", "address", "gu"]
