@@ -1,6 +1,7 @@
-"""``citytwin serve``: run the app with uvicorn."""
+"""``citytwin serve``: run the app with uvicorn, in one or several processes."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -10,10 +11,28 @@ from api.app import create_app
 from api.pygeoapi_config import base_url
 from pipelines.catalog import load_catalog
 
+_PROJECT_ENV = "CITYTWIN_SERVE_PROJECT"
+_HOST_ENV = "CITYTWIN_SERVE_HOST"
+_PORT_ENV = "CITYTWIN_SERVE_PORT"
 
-def run(project: Path, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve ``project`` until interrupted. Raises CitytwinError when nothing is built."""
-    app = create_app(project, host=host, port=port)
+
+def app_from_env():
+    """uvicorn factory for worker processes: each builds its own app for the same project."""
+    return create_app(Path(os.environ[_PROJECT_ENV]), host=os.environ[_HOST_ENV], port=int(os.environ[_PORT_ENV]))
+
+
+def run(project: Path, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+    """Serve ``project`` until interrupted. Raises CitytwinError when nothing is built.
+
+    The app is stateless over the store, so ``workers`` > 1 runs that many processes on one
+    port (uvicorn's supervisor), which is how serving scales on one machine.
+    """
+    app = create_app(project, host=host, port=port)  # fails early, in this process, if nothing is built
     url = base_url(load_catalog(project), host, port)
-    click.echo(f"serving {url} (viewer at /viewer/)")
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    click.echo(f"serving {url} (viewer at /viewer/) with {workers} process{'es' if workers > 1 else ''}")
+    if workers <= 1:
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        return
+    os.environ.update({_PROJECT_ENV: str(Path(project).resolve()), _HOST_ENV: host, _PORT_ENV: str(port)})
+    uvicorn.run("api.server:app_from_env", factory=True, workers=workers, host=host, port=port,
+                log_level="warning", access_log=False)

@@ -103,11 +103,13 @@ def build(project: Path, layers: tuple[str, ...], skip_ingest: bool, workers: in
 @click.option("--project", default=".", type=click.Path(file_okay=False, path_type=Path), show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind; 0.0.0.0 for all.")
 @click.option("--port", default=8000, show_default=True, type=int)
-def serve(project: Path, host: str, port: int) -> None:
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Server processes; about one per core for production.")
+def serve(project: Path, host: str, port: int, workers: int) -> None:
     """Serve the project: OGC API (Features, Tiles), TileJSON, tiles and the viewer."""
     from api.server import run
 
-    run(project, host=host, port=port)
+    run(project, host=host, port=port, workers=workers)
 
 
 @main.command("export-3dtiles")

@@ -110,13 +110,14 @@ def _env(database_url: str | None) -> dict[str, str]:
 
 
 @contextmanager
-def serve(project: Path, database_url: str | None = None, timeout: float = 90) -> Iterator[str]:
+def serve(project: Path, database_url: str | None = None, timeout: float = 90,
+          extra_args: tuple[str, ...] = ()) -> Iterator[str]:
     """Run ``citytwin serve`` for ``project``; yield its base URL once it answers."""
     port = free_port()
     exe = [str(CITYTWIN)] if CITYTWIN.exists() else [sys.executable, "-m", "pipelines.cli"]
     log = project / "serve.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([*exe, "serve", "--project", str(project), "--port", str(port)],
+        proc = subprocess.Popen([*exe, "serve", "--project", str(project), "--port", str(port), *extra_args],
                                 stdout=out, stderr=subprocess.STDOUT, env=_env(database_url), cwd=REPO)
     base = f"http://127.0.0.1:{port}"
     try:
