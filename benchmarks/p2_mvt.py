@@ -1,0 +1,172 @@
+"""P2: dynamic MVT from PostGIS: ours vs tipg vs pygeoapi (MVT-postgresql), and the SQL floor.
+
+Tiles: a realistic z14-16 mix, found by picking random buildings (so dense areas are
+asked for more, as users do) and a zoom uniformly from 14-16; the unique tiles are
+shuffled once (fixed seed) and every server gets the same sequence.
+
+Cold: each server is started fresh per repetition (our tile cache empty) and wrk walks
+the list from a per-repetition offset; the report gives the share of requests that were
+a tile's first request (1.0 = fully cold). Warm: the same server then serves a 200-tile
+set it has already served once (our LRU answers; the peers have no tile cache).
+
+Floor: the same tile SQL ours runs (tiles.postgis_source, prepared statements) from 16
+threads on 16 pooled connections, each tile once: ST_AsMVT time plus the driver, with
+no HTTP, no gzip and no framework. Overhead = floor req/s / ours req/s - 1.
+
+PostgreSQL's and the OS's caches are warmed by one full pass over the table first, so
+"cold" means the application is cold, not the disk.
+"""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from benchmarks import servers
+from benchmarks.common import median
+from benchmarks.loadgen import run_wrk
+
+CONNECTIONS = 16
+ZOOMS = (14, 15, 16)
+
+
+def tile_list(lon: np.ndarray, lat: np.ndarray, count: int, seed: int = 7) -> list[tuple[int, int, int]]:
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(lon), count * 4)
+    z = rng.choice(ZOOMS, len(pick))
+    n = 2.0 ** z
+    x = np.floor((lon[pick] + 180) / 360 * n).astype(int)
+    latr = np.radians(lat[pick])
+    y = np.floor((1 - np.log(np.tan(latr) + 1 / np.cos(latr)) / np.pi) / 2 * n).astype(int)
+    seen, out = set(), []
+    for t in zip(z.tolist(), x.tolist(), y.tolist()):
+        if t not in seen:
+            seen.add(t)
+            out.append(t)
+    rng.shuffle(out)
+    return out[:count]
+
+
+URLS = {
+    "ours": lambda layer: lambda z, x, y: f"/collections/{layer}/tiles/WebMercatorQuad/{z}/{y}/{x}",
+    "tipg": lambda layer: lambda z, x, y: f"/collections/public.{layer}/tiles/WebMercatorQuad/{z}/{x}/{y}",
+    "pygeoapi": lambda layer: lambda z, x, y: f"/collections/{layer}/tiles/WebMercatorQuad/{z}/{y}/{x}?f=mvt",
+}
+
+
+def _server(name: str, ctx, layer: str):
+    if name == "ours":
+        return servers.ours(ctx.project, ctx.db_url)
+    if name == "tipg":
+        return servers.tipg(ctx.db_url, layer)
+    return servers.pygeoapi(ctx.db_url, layer, ctx.bounds[layer])
+
+
+def floor(ctx, layer: str, tiles: list[tuple[int, int, int]]) -> dict:
+    """The SQL alone: our prepared ST_AsMVT query, 16 connections, each tile once."""
+    from psycopg_pool import ConnectionPool
+
+    from tiles.postgis_source import PostGISTileSource
+
+    pool = ConnectionPool(ctx.db_url, min_size=CONNECTIONS, max_size=CONNECTIONS, open=True)
+    try:
+        src = PostGISTileSource(pool, layer, 10, 16)
+
+        def one(t):
+            t0 = time.perf_counter()
+            data = src.tile(*t)
+            return time.perf_counter() - t0, len(data or b"")
+
+        with ThreadPoolExecutor(CONNECTIONS) as ex:
+            list(ex.map(one, tiles[:CONNECTIONS * 4]))  # prepare the statement on every connection
+            t0 = time.perf_counter()
+            res = list(ex.map(one, tiles))
+            secs = time.perf_counter() - t0
+    finally:
+        pool.close()
+    lat = np.array([r[0] for r in res]) * 1000
+    return {"rps": len(tiles) / secs, "requests": len(tiles), "seconds": secs,
+            "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
+            "mean_tile_bytes": float(np.mean([r[1] for r in res]))}
+
+
+def warm_pg(ctx, layer: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(ctx.db_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("SELECT sum(ST_NPoints(geometry)), count(name) FROM {}").format(
+            sql.Identifier(layer))).fetchone()
+
+
+def sanity(base: str, url_of, tiles) -> dict:
+    """Status and size of a few dense tiles, to show every server returns real data."""
+    import httpx
+
+    sizes, codes = [], []
+    for t in tiles:
+        r = httpx.get(base + url_of(*t), timeout=60)
+        codes.append(r.status_code)
+        sizes.append(len(r.content))
+    return {"status": codes, "bytes": sizes}
+
+
+def run(ctx, layer: str, reps: int, cold_seconds: float, warm_seconds: float, peers=("tipg",)) -> dict:
+    """Ours and ``peers`` on ``layer``; each repetition starts every server afresh."""
+    tiles = tile_list(ctx.lonlat[layer][0], ctx.lonlat[layer][1], 6000)
+    k = min(200, len(tiles) // 4)
+    warm_set, cold_tiles = tiles[-k:], tiles[:-k]
+    warm_pg(ctx, layer)
+    names = ["ours", *peers]
+    out: dict = {"layer": layer, "features": ctx.sizes[layer], "tiles_unique": len(tiles), "zoom_mix": {z: sum(1 for t in tiles if t[0] == z) for z in ZOOMS},
+                 "connections": CONNECTIONS, "reps": reps, "cold_seconds": cold_seconds,
+                 "warm_seconds": warm_seconds, "runs": {n: {"cold": [], "warm": []} for n in names},
+                 "floor": [], "sanity": {}}
+    dense = sorted(tiles[:300], key=lambda t: -t[0])[:3]
+    for rep in range(reps):
+        offset = (rep * len(cold_tiles)) // reps
+        seq = cold_tiles[offset:] + cold_tiles[:offset]
+        out["floor"].append(floor(ctx, layer, seq[:1500]))
+        order = names[rep % len(names):] + names[:rep % len(names)]
+        for name in order:
+            url_of = URLS[name](layer)
+            with _server(name, ctx, layer) as srv:
+                if rep == 0:
+                    out["sanity"][name] = sanity(srv.base, url_of, dense)
+                # a peer slower than ~1 tile/s gets 4x the time, so its figures rest on real requests
+                secs = cold_seconds * (4 if name == "pygeoapi" else 1)
+                cold = run_wrk(srv.base, [url_of(*t) for t in seq], secs, CONNECTIONS, f"{name}-cold")
+                warm_paths = [url_of(*t) for t in warm_set]
+                run_wrk(srv.base, warm_paths, max(2.0, warm_seconds / 3), CONNECTIONS, f"{name}-prime")
+                warm = run_wrk(srv.base, warm_paths, warm_seconds * (4 if name == "pygeoapi" else 1), CONNECTIONS,
+                               f"{name}-warm")
+            out["runs"][name]["cold"].append(cold)
+            out["runs"][name]["warm"].append(warm)
+    summary = {}
+    for name in names:
+        s = {}
+        for phase in ("cold", "warm"):
+            runs = out["runs"][name][phase]
+            s[phase] = {k: median([r[k] for r in runs]) for k in ("rps", "p50_ms", "p99_ms", "first_request_share")}
+            s[phase]["errors"] = sum(r["errors"] for r in runs)
+        summary[name] = s
+    summary["floor"] = {k: median([r[k] for r in out["floor"]]) for k in ("rps", "p50_ms", "p99_ms", "mean_tile_bytes")}
+    out["summary"] = summary
+    ours_cold = [r["rps"] for r in out["runs"]["ours"]["cold"]]
+    ratios = {}
+    for peer in peers:
+        for phase in ("cold", "warm"):
+            # a peer that completes nothing in the run gives an unbounded ratio (reported as inf)
+            ratios[f"ours_over_{peer}_{phase}"] = median(
+                [o["rps"] / p["rps"] if p["requests"] else float("inf")
+                 for o, p in zip(out["runs"]["ours"][phase], out["runs"][peer][phase])])
+    ratios["overhead_over_floor_cold"] = median([f["rps"] / o - 1 for f, o in zip(out["floor"], ours_cold)])
+    out["ratios"] = ratios
+    targets = {"overhead over floor <= 15% (cold)": ratios["overhead_over_floor_cold"] <= 0.15}
+    if "tipg" in peers:
+        targets["ours >= 2x tipg (cold rps)"] = ratios["ours_over_tipg_cold"] >= 2
+    if "pygeoapi" in peers:
+        targets["ours >= 10x pygeoapi (cold rps)"] = ratios["ours_over_pygeoapi_cold"] >= 10
+    out["targets"] = targets
+    return out
