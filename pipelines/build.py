@@ -28,6 +28,27 @@ def build_project(project: Path, layers: list[str] | None = None, ingest: bool =
         runner.close()
 
 
+THREE_D_ONLY = ("city_model", "landmark_models")  # 3D Tiles straight from their files, no store layer
+
+
+def _build_3d_only(catalog, name: str, progress: bool, runner) -> str:
+    """CityGML/CityJSON files, or placed landmark GLBs, to the layer's 3D Tiles folder."""
+    cfg = catalog.layers[name]
+    out = catalog.build_path / TILES3D_DIR / name
+    if cfg.kind == "city_model":
+        from pipelines.export3d import models_to_tileset
+
+        report, messages = models_to_tileset(catalog.source_paths(name), out, crs=cfg.crs, lod=cfg.lod,
+                                             progress=progress, runner=runner)
+        return "\n".join([report.summary(), *(f"  skipped: {m}" for m in messages)])
+    from tiles.threed.landmarks import PlacedModel, write_landmark_tileset
+
+    models = [PlacedModel(m.id, (catalog.root / m.uri).resolve(), m.lon, m.lat, m.height, m.heading, m.scale)
+              for m in cfg.models or []]
+    count = write_landmark_tileset(models, out)
+    return f"3D Tiles {out}: {count} landmark models placed"
+
+
 def _build(project: Path, layers: list[str] | None, ingest: bool, progress: bool, runner) -> Iterator[str]:
     catalog = load_catalog(project)
     names = layers or list(catalog.layers)
@@ -43,6 +64,8 @@ def _build(project: Path, layers: list[str] | None, ingest: bool, progress: bool
             yield build_raster_layer(catalog, name).summary()
         elif catalog.layers[name].kind == "live":  # served from <build>/live by the app, never ingested
             yield f"layer '{name}': live layer, fed by POST /live/{name}/items or its watched file"
+        elif catalog.layers[name].kind in THREE_D_ONLY:
+            yield _build_3d_only(catalog, name, progress, runner)
         elif ingest and catalog.layers[name].source:
             feed = catalog_feed(catalog, name)  # a GTFS zip publishes its three transit layers at once
             if feed is None:
@@ -54,7 +77,7 @@ def _build(project: Path, layers: list[str] | None, ingest: bool, progress: bool
 
     for name in names:
         cfg = catalog.layers[name]
-        if cfg.kind in ("raster", "live"):
+        if cfg.kind in ("raster", "live", *THREE_D_ONLY):
             continue
         if name not in store.layers():
             yield f"layer '{name}': not in the store yet; skipped tiles (give it a source or ingest it)"

@@ -20,7 +20,8 @@ CATALOG_FILE = "citytwin.yaml"
 # raster: a GDAL raster (e.g. flood depth) published as a COG under <build>/cog, not in the store.
 # live: short-lived items (incidents, congestion) posted to /live/<name>/items or read from a watched
 # GeoJSON file (its source); kept under <build>/live, not in the store (pipelines/live.py).
-LayerKind = Literal["buildings", "pois", "boundaries", "transit", "hazard_zones", "generic", "raster", "live"]
+LayerKind = Literal["buildings", "pois", "boundaries", "transit", "hazard_zones", "generic", "raster", "live",
+                    "city_model", "landmark_models"]
 
 
 class _Strict(BaseModel):
@@ -56,6 +57,19 @@ class ReferenceConfig(_Strict):
     address_fields: list[str] = Field(default_factory=list)
 
 
+class LandmarkModel(_Strict):
+    """A glTF/GLB model placed on the map (kind landmark_models)."""
+
+    id: str = Field(description="lower-case id; names the content file")
+    name: str | None = None
+    uri: str = Field(description="GLB file, relative to the project")
+    lon: float = Field(ge=-180, le=180)
+    lat: float = Field(ge=-90, le=90)
+    height: float = Field(0.0, description="base height in metres (ellipsoidal, like the building tiles)")
+    heading: float = Field(0.0, ge=-360, le=360, description="degrees clockwise from north")
+    scale: float = Field(1.0, gt=0, le=1000)
+
+
 class LayerConfig(_Strict):
     """One published layer."""
 
@@ -74,6 +88,8 @@ class LayerConfig(_Strict):
     storey_height: float | None = Field(None, gt=0, le=20)
     base_field: str | None = Field(None, description="buildings: ground height attribute (m) for 3D Tiles")
     dem: str | None = Field(None, description="buildings: raster layer whose COG gives the ground height")
+    lod: int | None = Field(None, ge=1, le=2, description="city_model: only this LOD (default LOD1 far, LOD2 near)")
+    models: list[LandmarkModel] | None = Field(None, description="landmark_models: the models to place")
     records: RecordsConfig | None = None
     privacy: PrivacyConfig | None = None
     reference: ReferenceConfig | None = None

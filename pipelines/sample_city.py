@@ -602,6 +602,18 @@ layers:
     title: Flood depth (synthetic scenario)
     description: Water depth in metres for Cheonggyecheon at {flood_level:g} m, flooding only ground connected to the stream
     source: data/flood_depth.tif
+  landmark_models:
+    kind: landmark_models
+    title: Landmark models
+    description: glTF models placed by position, heading and scale (a simplified Gwanghwamun gate)
+    models:
+      - id: gwanghwamun
+        name: Gwanghwamun Gate (simplified model)
+        uri: data/models/gwanghwamun.glb
+        lon: 126.97690
+        lat: 37.57597
+        heading: 0
+        scale: 1.0
 """
 
 
@@ -656,6 +668,11 @@ def generate(directory: Path, seed: int = DEFAULT_SEED) -> Iterator[str]:
     e = district_data()["extent"]
     yield from write_hazards(data, seed, (e["west"], e["south"], e["east"], e["north"]),
                              district_data()["streams"][0]["line"])
+
+    from pipelines.sample_models import write_gate_model
+
+    write_gate_model(data / "models" / "gwanghwamun.glb")
+    yield f"wrote {data / 'models' / 'gwanghwamun.glb'}: a simplified Gwanghwamun gate model"
 
     text = _CATALOG.format(marker=GENERATED_MARKER, seed=seed, n_buildings=len(buildings), n_landmarks=len(marks),
                            flood_level=FLOOD_LEVEL_M)

@@ -148,3 +148,13 @@ def test_bad_model_inputs(tmp_path: Path):
     code, out = run(str(SHARED / "cityjson" / "rotterdam_subset.city.json"), "--crs", "EPSG:7415", "--out", str(tmp_path / "r"))
     assert code == 0, out
     assert "16 buildings written" in out and "12 degenerate polygon" in out
+
+
+def test_city_model_layer_is_built_from_the_catalog(tmp_path: Path):
+    (tmp_path / "citytwin.yaml").write_text(f"layers:\n  plateau:\n    kind: city_model\n    source: {PLATEAU}\n")
+    result = CliRunner().invoke(main, ["build", "--project", str(tmp_path)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "13 buildings written" in result.output
+    out = tmp_path / "build" / "3dtiles" / "plateau"
+    ids = [i for ids in tile_ids(out).values() for i in ids]
+    assert len(set(ids)) == 13
