@@ -160,9 +160,10 @@ class TileRoutes:
         packed = self.cache.get(etag)
         if packed is None:
             try:
-                packed = await run_in_threadpool(_packed_tile, src, z, x, y)
+                raw = await run_in_threadpool(src.tile, z, x, y)
             except CitytwinError as exc:
                 return error(503, "ServiceUnavailable", str(exc))
+            packed = gzip.compress(raw, compresslevel=6, mtime=0) if raw else b""
             self.cache.put(etag, packed)
         if not packed:
             return Response(status_code=204, headers=headers)
@@ -172,10 +173,3 @@ class TileRoutes:
         else:
             body = gzip.decompress(packed)
         return Response(body, media_type=MVT_MIMETYPE, headers=headers)
-
-
-def _packed_tile(src: TileSource, z: int, x: int, y: int) -> bytes:
-    """The gzip-compressed tile (b'' when empty). Runs in the thread pool: compressing on the
-    event loop stalled every other request (zlib releases the GIL, so threads overlap)."""
-    raw = src.tile(z, x, y)
-    return gzip.compress(raw, compresslevel=6, mtime=0) if raw else b""
