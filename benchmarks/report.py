@@ -171,3 +171,21 @@ def render(res: dict) -> str:
                   e.get("stderr", "").strip()[-1500:], "```", ""]
     lines += ["## Step times", "", json.dumps(res.get("step_seconds", {})), ""]
     return "\n".join(lines)
+
+
+def main() -> None:
+    """Re-render latest.md from latest.json, picking up benchmarks/notes.md (no re-run)."""
+    from pathlib import Path
+
+    results = Path(__file__).resolve().parent / "results"
+    res = json.loads((results / "latest.json").read_text(encoding="utf-8"))
+    notes = Path(__file__).resolve().parent / "notes.md"
+    if notes.is_file():
+        res["notes"] = notes.read_text(encoding="utf-8")
+        (results / "latest.json").write_text(json.dumps(res, indent=2, ensure_ascii=False, default=str),
+                                             encoding="utf-8")
+    (results / "latest.md").write_text(render(res), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
