@@ -21,6 +21,7 @@ from starlette.types import ASGIApp
 from api.conformance import conformance_route
 from api.geocode_routes import geocode_routes
 from api.cql_compat import CQL2CompatMiddleware
+from api.features_fast import FastItems
 from api.landing import landing_route
 from api.live_routes import live_routes
 from api.ar_routes import ArRoutes
@@ -95,6 +96,9 @@ def create_app(project: Path, host: str = "127.0.0.1", port: int = 8000) -> ASGI
         Mount("/", app=pygeoapi_app.APP),
     ]
     app: ASGIApp = Starlette(routes=routes)
+    if store.kind == "postgis":  # plain bbox/limit/offset GeoJSON pages straight from PostGIS
+        limits = generated.config["server"]["limits"]
+        app = FastItems(app, store, url, limits["default_items"], limits["max_items"])
     app = protect_processes(app, catalog)  # API key + audit log for process execution and job deletion
     app = CQL2CompatMiddleware(app)
     app = CORSMiddleware(app, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"],
