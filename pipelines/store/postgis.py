@@ -88,7 +88,10 @@ class PostGISStore:
                 self._probe()
                 pool = ConnectionPool(
                     self.url, min_size=1, max_size=self._max_connections, open=False,
-                    name="citytwin", kwargs={"connect_timeout": CONNECT_TIMEOUT_S},
+                    name="citytwin",
+                    # JIT compiles the tile and bbox queries (high cost estimates) on every run,
+                    # which costs more than the short queries themselves
+                    kwargs={"connect_timeout": CONNECT_TIMEOUT_S, "options": "-c jit=off"},
                 )
                 try:
                     pool.open(wait=True, timeout=CONNECT_TIMEOUT_S * 2)
