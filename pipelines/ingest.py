@@ -17,7 +17,7 @@ from geo.errors import CatalogError, SourceError
 from geo.geometry import non_polygonal, repair
 from geo.names import check_layer_name
 from pipelines.catalog import Catalog, LayerConfig, add_layer_entry, load_catalog
-from pipelines.project import project_store
+from pipelines.project import project_store, relative_to_project
 from pipelines.readers.gtfs import is_gtfs_zip
 from pipelines.readers.vector import read_vector
 from pipelines.steps.normalise import HeightCounts, building_heights, select_fields, stable_ids
@@ -163,17 +163,9 @@ def ingest_into_project(project: Path, path: Path, layer: str, *, kind: str | No
                 "'citytwin build' follows the catalog, so add it there"
             )
     else:
-        entry = {"kind": cfg.kind, "source": _relative(Path(path), catalog.root)}
+        entry = {"kind": cfg.kind, "source": relative_to_project(Path(path), catalog.root)}
         entry.update(overrides)
         if cfg.kind == "generic" and kind is None:
             entry.pop("kind")
         add_layer_entry(project, layer, entry)
     return report
-
-
-def _relative(path: Path, root: Path) -> str:
-    path = path.resolve()
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)

@@ -23,3 +23,12 @@ def init_project(directory: Path) -> Path:
 
 def project_store(catalog: Catalog) -> Store:
     return open_store(catalog.build_path)
+
+
+def relative_to_project(path: Path, root: Path) -> str:
+    """``path`` as the catalog writes it: relative to the project folder when inside it."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)

@@ -24,7 +24,7 @@ import geopandas as gpd
 from geo.errors import CatalogError
 from geo.names import check_layer_name
 from pipelines.catalog import Catalog, add_layer_entry, load_catalog
-from pipelines.project import project_store
+from pipelines.project import project_store, relative_to_project
 from pipelines.readers.gtfs import read_gtfs
 from pipelines.steps.service_days import representative_day
 from pipelines.steps.transit_layers import departures_layer, routes_layer, stops_layer
@@ -123,7 +123,7 @@ def ingest_transit_into_project(project: Path, path: Path, prefix: str, *, kind:
     names = layer_names(prefix)
     catalog = load_catalog(project)
     report = ingest_transit(project_store(catalog), prefix, Path(path), encoding)
-    source = _relative(Path(path), catalog.root)
+    source = relative_to_project(Path(path), catalog.root)
     for part, name in names.items():
         cfg = catalog.layers.get(name)
         if cfg is None:
@@ -136,11 +136,3 @@ def ingest_transit_into_project(project: Path, path: Path, prefix: str, *, kind:
             report.warnings.append(f"citytwin.yaml's entry for '{name}' has source {cfg.source or 'none'}, not "
                                    f"{source}; 'citytwin build' follows the catalog, so update it there")
     return report
-
-
-def _relative(path: Path, root: Path) -> str:
-    path = path.resolve()
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
