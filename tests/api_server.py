@@ -111,14 +111,15 @@ def _env(database_url: str | None) -> dict[str, str]:
 
 @contextmanager
 def serve(project: Path, database_url: str | None = None, timeout: float = 90,
-          extra_args: tuple[str, ...] = ()) -> Iterator[str]:
+          extra_args: tuple[str, ...] = (), extra_env: dict[str, str] | None = None) -> Iterator[str]:
     """Run ``citytwin serve`` for ``project``; yield its base URL once it answers."""
     port = free_port()
     exe = [str(CITYTWIN)] if CITYTWIN.exists() else [sys.executable, "-m", "pipelines.cli"]
     log = project / "serve.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([*exe, "serve", "--project", str(project), "--port", str(port), *extra_args],
-                                stdout=out, stderr=subprocess.STDOUT, env=_env(database_url), cwd=REPO)
+                                stdout=out, stderr=subprocess.STDOUT, env={**_env(database_url), **(extra_env or {})},
+                                cwd=REPO)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
@@ -145,3 +146,11 @@ def serve(project: Path, database_url: str | None = None, timeout: float = 90,
 
 def serve_output(project: Path) -> str:
     return (project / "serve.log").read_text(errors="replace")
+
+
+def run_citytwin(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``citytwin ARGS`` on the embedded store; fails the test with its output when it fails."""
+    exe = [str(CITYTWIN)] if CITYTWIN.exists() else [sys.executable, "-m", "pipelines.cli"]
+    proc = subprocess.run([*exe, *args], cwd=REPO, env=_env(None), capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"citytwin {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc

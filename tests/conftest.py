@@ -10,6 +10,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -109,3 +110,18 @@ def pg_db_url(postgis_url: str) -> Iterator[str]:
         with psycopg.connect(postgis_url, autocommit=True) as conn:
             # FORCE: a pool the test forgot to close must not keep the database alive.
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
+
+
+# -- the sample city, generated and built once for the tests that only read it ---------------
+@pytest.fixture(scope="session")
+def built_sample_city(tmp_path_factory) -> Path:
+    """``citytwin sample-city`` + ``citytwin build`` through the CLI, shared read-only.
+
+    Tests that change the project (ingest, publish, rebuild) make their own copy instead.
+    """
+    from api_server import run_citytwin
+
+    directory = tmp_path_factory.mktemp("sample") / "city"
+    run_citytwin("sample-city", str(directory))
+    run_citytwin("build", "--project", str(directory))
+    return directory

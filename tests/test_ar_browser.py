@@ -8,9 +8,6 @@
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,17 +73,8 @@ def test_ar_page_on_the_constructed_scene(scene_server: str) -> None:
     assert _pixels_near(png, OCCLUDED_RGB) > 10
 
 
-def _citytwin(*args: str, timeout: float = 900) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "CITYTWIN_DATABASE_URL"}
-    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"citytwin {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
-
-
-def test_ar_page_on_the_sample_city(tmp_path) -> None:
-    project = tmp_path / "city"
-    _citytwin("sample-city", str(project))
-    _citytwin("build", "--project", str(project))
+def test_ar_page_on_the_sample_city(built_sample_city) -> None:
+    project = built_sample_city
     with serve(project) as base, chromium_page() as (page, record):
         state = _open(page, f"{base}/viewer/ar/")
         save_screenshot(page, "ar_sample_city.png")

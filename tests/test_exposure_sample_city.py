@@ -10,7 +10,6 @@ buildings' representative points with the published dong polygons.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,44 +21,21 @@ import pytest
 import rasterio
 import yaml
 
-from test_viewer_browser import REPO, _citytwin, _wait_until_serving
+from api_server import serve
 
 KEY_ID, KEY = "sample-ops", "sample-city-key-31415"
 THRESHOLD = 0.5
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("exposure_sample") / "city"
-    _citytwin("sample-city", str(directory))
-    _citytwin("build", "--project", str(directory))
-    return directory
+def project(built_sample_city: Path) -> Path:
+    return built_sample_city
 
 
 @pytest.fixture(scope="module")
 def base(project: Path) -> Iterator[str]:
-    import subprocess
-    import sys
-
-    from postgis_server import free_port
-
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "CITYTWIN_DATABASE_URL" and not k.startswith("PYGEOAPI_")}
-    env["CITYTWIN_API_KEYS"] = f"{KEY_ID}:{KEY}"
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "serve", "--project", str(project),
-                             "--port", str(port)], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_serving(proc, f"{url}/conformance?f=json")
+    with serve(project, extra_env={"CITYTWIN_API_KEYS": f"{KEY_ID}:{KEY}"}) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _collection(base: str, name: str) -> gpd.GeoDataFrame:

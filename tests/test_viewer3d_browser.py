@@ -7,9 +7,6 @@ under the clicked point. A screenshot goes to tests/artifacts/viewer3d.png.
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +16,7 @@ import shapely
 import yaml
 from pyproj import Geod
 
-from api_server import REPO, serve
+from api_server import serve
 from browser import chromium_page, save_screenshot
 
 pytestmark = pytest.mark.browser
@@ -30,14 +27,8 @@ VIEWPORT = (960, 600)  # fewer pixels for SwiftShader to fill
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("viewer3d") / "city"
-    env = {k: v for k, v in os.environ.items() if k != "CITYTWIN_DATABASE_URL"}  # embedded store
-    for args in (["sample-city", str(root)], ["build", "--project", str(root)]):
-        proc = subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, f"citytwin {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
-    return root
+def project(built_sample_city: Path) -> Path:
+    return built_sample_city
 
 
 @pytest.fixture(scope="module")

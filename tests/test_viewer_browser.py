@@ -7,12 +7,6 @@ A screenshot goes to tests/artifacts/viewer.png for a human to look at.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +15,7 @@ import pytest
 import yaml
 
 from browser import PageRecord, chromium_page, save_screenshot
-from postgis_server import free_port
+from api_server import serve
 
 pytestmark = pytest.mark.browser
 
@@ -30,56 +24,15 @@ CITY_HALL = (126.978, 37.5665)
 LOAD_TIMEOUT_MS = 120_000  # software WebGL on a shared 2-core machine can be slow
 
 
-def _citytwin(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "CITYTWIN_DATABASE_URL"}  # embedded store
-    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"citytwin {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc
-
-
-def _wait_until_serving(proc: subprocess.Popen, url: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            pytest.fail(f"citytwin serve exited with {proc.returncode}:\n{out}\n{err}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"citytwin serve did not answer {url} within {timeout:.0f} s")
-
-
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("viewer") / "city"
-    _citytwin("sample-city", str(directory))
-    _citytwin("build", "--project", str(directory))
-    return directory
+def project(built_sample_city: Path) -> Path:
+    return built_sample_city
 
 
 @pytest.fixture(scope="module")
 def server(project: Path) -> Iterator[str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "CITYTWIN_DATABASE_URL"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "serve", "--project", str(project), "--port", str(port)],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_serving(proc, f"{base}/viewer/")
+    with serve(project) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _source_buildings(project: Path) -> tuple[gpd.GeoDataFrame, float]:

@@ -8,9 +8,6 @@ goes to tests/artifacts/viewer_overlays.png.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,38 +16,21 @@ import pytest
 from PIL import Image
 
 from browser import chromium_page, save_screenshot
-from postgis_server import free_port
-from test_viewer_browser import LOAD_TIMEOUT_MS, REPO, _assert_clean, _citytwin, _open_viewer, _wait_until_serving
+from api_server import serve
+from test_viewer_browser import LOAD_TIMEOUT_MS, REPO, _assert_clean, _open_viewer
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("viewer_overlays") / "city"
-    _citytwin("sample-city", str(directory))
-    _citytwin("build", "--project", str(directory))
-    return directory
+def project(built_sample_city: Path) -> Path:
+    return built_sample_city
 
 
 @pytest.fixture(scope="module")
 def server(project: Path) -> Iterator[str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "CITYTWIN_DATABASE_URL"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "serve", "--project", str(project), "--port", str(port)],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_serving(proc, f"{base}/viewer/")
+    with serve(project) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _groups(style_id: str) -> list[str]:
