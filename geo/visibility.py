@@ -4,14 +4,16 @@ Heights are ellipsoidal (WGS84, metres) throughout: the device's ``alt``, the PO
 the building bases and tops. Occlusion is tested against LOD1 blocks (footprint + base + top)
 in a local metric frame (azimuthal equidistant around the index centre):
 
-- the sight line's 2D segment is intersected with each candidate footprint that an STRtree
-  says it crosses (no scan of all buildings);
-- where the segment is inside a footprint it runs over parameters t in [t0, t1], and its
-  height is linear in t, so its lowest and highest points there are at the ends of the
-  pieces; the block hides the target when that height range overlaps [base, top];
-- the segment clipped to the footprint's bounding box gives a wider t range: when even
-  that range lies inside (base, top), or wholly outside it, the pair is decided without
-  computing the polygon intersection (most pairs in a dense city).
+- candidate blocks come from an STRtree query by the sight line's envelope (no scan of all
+  buildings);
+- the segment clipped to each candidate's bounding box gives a t range wider than the one
+  over the footprint itself: when the line's height over that range misses [base, top], or
+  it misses the box, the pair is dropped without touching the polygon (most pairs);
+- the rest are tested exactly, nearest box first, a few per line at a time, until a hit lies
+  nearer than every untested box. Where the segment is inside a footprint it runs over
+  parameters t in [t0, t1] and its height is linear in t, so its lowest and highest points
+  there are at the ends of the pieces; the block hides the target when that height range
+  overlaps [base, top].
 
 Earth curvature is ignored along the sight line: over 3 km the straight chord sags at most
 d^2/(8R) ~ 0.18 m below the curved surface, well inside what LOD1 blocks can tell.
@@ -183,6 +185,11 @@ def occlusion(blocks: Blocks, start: np.ndarray, ends: np.ndarray,
     A block that the target stands in or on (within ``tolerance_m``) never hides that target,
     and the block the device stands in never hides anything: the label of a building sits on
     its own roof, and a device indoors looks out through its own walls.
+
+    Candidates come from the STRtree by envelope; their bounding boxes settle most pairs
+    (wrong place or wrong height) in numpy. The rest are tested exactly, per line in order of
+    where the line enters the box and a few at a time, stopping once a hit lies nearer than
+    every untested box: in a dense city the first few usually decide.
     """
     ends = np.asarray(ends, dtype=np.float64).reshape(-1, 3)
     start = np.asarray(start, dtype=np.float64).reshape(3)
@@ -195,42 +202,93 @@ def occlusion(blocks: Blocks, start: np.ndarray, ends: np.ndarray,
     coords[:, 0, :] = start[:2]
     coords[:, 1, :] = ends[:, :2]
     lines = shapely.linestrings(coords)
-    li, bi = blocks.tree.query(lines, predicate="intersects")
-    if len(li) == 0:
-        return Occlusion(occluded, blocker)
-    # Drop the blocks the target or the device stands in.
-    own = shapely.dwithin(blocks.footprints[bi], shapely.points(ends[li, :2]), tolerance_m)
-    home = blocks.tree.query(shapely.points(start[:2]), predicate="dwithin", distance=tolerance_m)
-    keep = ~own & ~np.isin(bi, home)
-    li, bi = li[keep], bi[keep]
+    li, bi = blocks.tree.query(lines)
     if len(li) == 0:
         return Occlusion(occluded, blocker)
 
-    # Clip each segment to its candidate's bounding box (Liang-Barsky): the height range there
-    # holds the range over the footprint itself. Most pairs are decided by it; only the rest
-    # pay for an exact polygon intersection.
+    # Clip each segment to its candidate's bounding box (Liang-Barsky). The height range of
+    # the clipped piece holds the range over the footprint itself.
     d = ends[li, :2] - start[:2]
     box = blocks.bounds[bi]
+    flat = d == 0  # parallel to an axis: in the slab for all t, or never
     with np.errstate(divide="ignore", invalid="ignore"):
         ta = (box[:, 0:2] - start[:2]) / d
         tb = (box[:, 2:4] - start[:2]) / d
     lo_t, hi_t = np.minimum(ta, tb), np.maximum(ta, tb)
-    flat = d == 0  # parallel to an axis: the segment is within the slab (it intersects the footprint)
-    lo_t[flat], hi_t[flat] = -np.inf, np.inf
-    t0 = np.clip(lo_t.max(axis=1), 0.0, 1.0)
-    t1 = np.clip(hi_t.min(axis=1), 0.0, 1.0)
+    in_slab = (box[:, 0:2] <= start[:2]) & (start[:2] <= box[:, 2:4])
+    lo_t[flat] = np.where(in_slab[flat], -np.inf, np.inf)
+    hi_t[flat] = np.where(in_slab[flat], np.inf, -np.inf)
+    enter, leave = lo_t.max(axis=1), hi_t.min(axis=1)
+    t0, t1 = np.clip(enter, 0.0, 1.0), np.clip(leave, 0.0, 1.0)
     dh = ends[li, 2] - start[2]
     h0, h1 = start[2] + t0 * dh, start[2] + t1 * dh
     lo_b, hi_b = np.minimum(h0, h1), np.maximum(h0, h1)
     top, base = blocks.top[bi], blocks.base[bi]
-    sure = (lo_b > base) & (hi_b < top)
-    maybe = ~sure & (lo_b < top) & (hi_b > base)
-    hit = sure.copy()
-    t_entry = t0.copy()
+    keep = (enter <= leave) & (leave >= 0.0) & (enter <= 1.0) & (lo_b < top) & (hi_b > base)
 
-    if maybe.any():
-        mi = np.flatnonzero(maybe)
-        pieces = shapely.intersection(lines[li[mi]], blocks.footprints[bi[mi]])
+    # Drop the blocks the target or the device stands in: only boxes (grown by the tolerance)
+    # holding an end point need the exact distance test.
+    grown = box + np.array([-tolerance_m, -tolerance_m, tolerance_m, tolerance_m])
+    end_xy = ends[li, :2]
+    near = keep & (((grown[:, 0:2] <= end_xy) & (end_xy <= grown[:, 2:4])).all(axis=1)
+                   | ((grown[:, 0:2] <= start[:2]) & (start[:2] <= grown[:, 2:4])).all(axis=1))
+    if near.any():
+        k = np.flatnonzero(near)
+        fp = blocks.footprints[bi[k]]
+        keep[k] = ~(shapely.dwithin(fp, shapely.points(end_xy[k]), tolerance_m)
+                    | shapely.dwithin(fp, shapely.points(start[:2]), tolerance_m))
+    if not keep.any():
+        return Occlusion(occluded, blocker)
+    # Inside the box's height range for the whole crossing: a hit if the line meets the footprint.
+    sure = (lo_b > base) & (hi_b < top)
+    li, bi, t0, sure, dh, d = li[keep], bi[keep], t0[keep], sure[keep], dh[keep], d[keep]
+    order = np.lexsort((bi, t0, li))
+    li, bi, t0, sure, dh, d = li[order], bi[order], t0[order], sure[order], dh[order], d[order]
+    rank = np.arange(len(li)) - np.searchsorted(li, li)  # position within its line, nearest box first
+
+    best_t = np.full(n, np.inf)
+    done = np.zeros(n, dtype=bool)
+    lo_rank, chunk = 0, 4
+    while True:
+        pick = (rank >= lo_rank) & (rank < lo_rank + chunk) & ~done[li]
+        if not pick.any():
+            break
+        k = np.flatnonzero(pick)
+        hit, t_entry = _exact_hits(blocks, start, lines[li[k]], bi[k], t0[k], sure[k], d[k], dh[k])
+        if hit.any():
+            hl, hb, ht = li[k][hit], bi[k][hit], t_entry[hit]
+            o = np.lexsort((hb, ht, hl))  # per line, the nearest hit first
+            hl, hb, ht = hl[o], hb[o], ht[o]
+            first = np.r_[True, hl[1:] != hl[:-1]]
+            hl, hb, ht = hl[first], hb[first], ht[first]
+            better = (ht < best_t[hl]) | ((ht == best_t[hl]) & (hb < blocker[hl]))
+            best_t[hl[better]], blocker[hl[better]] = ht[better], hb[better]
+        lo_rank += chunk
+        chunk *= 2
+        # A line is settled once its nearest hit lies before the box of every untested candidate.
+        next_t0 = np.full(n, np.inf)
+        at = rank == lo_rank
+        next_t0[li[at]] = t0[at]
+        done |= best_t < next_t0
+    occluded = blocker >= 0
+    return Occlusion(occluded, blocker)
+
+
+def _exact_hits(blocks: Blocks, start: np.ndarray, lines: np.ndarray, b: np.ndarray, t0: np.ndarray,
+                sure: np.ndarray, d: np.ndarray, dh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact test of (line, block) pairs: hit, and the line parameter where the hit starts.
+
+    ``sure`` pairs stay within the block's heights over the whole box, so meeting the
+    footprint is enough (entry taken at the box); the others need the pieces of the line
+    inside the footprint, whose end points bound its height there.
+    """
+    hit = np.zeros(len(b), dtype=bool)
+    t_entry = t0.copy()
+    if sure.any():
+        hit[sure] = shapely.intersects(blocks.footprints[b[sure]], lines[sure])
+    mi = np.flatnonzero(~sure)
+    if len(mi):
+        pieces = shapely.intersection(lines[mi], blocks.footprints[b[mi]])
         pts, pair = shapely.get_coordinates(pieces, return_index=True)
         dm = d[mi]
         dd = np.einsum("ij,ij->i", dm, dm)
@@ -243,13 +301,6 @@ def occlusion(blocks: Blocks, start: np.ndarray, ends: np.ndarray,
         np.maximum.at(hi, pair, h)
         np.minimum.at(tmin, pair, t)
         # The segment's height range over the footprint overlaps the block's [base, top].
-        hit[mi] = (lo < top[mi]) & (hi > base[mi]) & np.isfinite(lo)
+        hit[mi] = (lo < blocks.top[b[mi]]) & (hi > blocks.base[b[mi]]) & np.isfinite(lo)
         t_entry[mi] = tmin
-    if hit.any():
-        hl, hb, ht = li[hit], bi[hit], t_entry[hit]
-        order = np.lexsort((ht, hl))  # per line, the nearest hit first (box entry for sure hits)
-        hl, hb = hl[order], hb[order]
-        first = np.r_[True, hl[1:] != hl[:-1]]
-        occluded[hl[first]] = True
-        blocker[hl[first]] = hb[first]
-    return Occlusion(occluded, blocker)
+    return hit, t_entry

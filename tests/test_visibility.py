@@ -141,6 +141,43 @@ def test_occlusion_agrees_with_dense_sampling():
     assert len(differ) <= 2, f"{len(differ)} sight lines disagree with sampling: {differ[:10]}"
 
 
+def test_occlusion_with_turned_footprints_names_a_real_blocker():
+    """Footprints at angles (their boxes overstate them): the answer still matches dense
+    sampling against the polygons themselves, and every named blocker truly hides its target."""
+    rng = np.random.default_rng(11)
+    n = 150
+    cx, cy = rng.uniform(-300, 300, n), rng.uniform(-300, 300, n)
+    w, h = rng.uniform(6, 40, n), rng.uniform(6, 40, n)
+    polys = np.array([shapely.affinity.rotate(shapely.box(x - a / 2, y - b / 2, x + a / 2, y + b / 2),
+                                              rng.uniform(5, 85)) for x, y, a, b in zip(cx, cy, w, h)], dtype=object)
+    base = np.where(rng.random(n) < 0.1, rng.uniform(5, 15, n), 0.0)
+    top = base + rng.uniform(3, 60, n)
+    blocks = Blocks.build(polys, base, top)
+    start = np.array([1.0, 2.0, 10.0])
+    m = 300
+    ends = np.column_stack([rng.uniform(-350, 350, m), rng.uniform(-350, 350, m), rng.uniform(0, 90, m)])
+    occ = occlusion(blocks, start, ends)
+
+    t = np.linspace(0, 1, 6001)
+    home = shapely.dwithin(polys, shapely.Point(start[:2]), 0.5)
+
+    def hides(k: int, b: int) -> bool:
+        e = ends[k]
+        px, py = start[0] + t * (e[0] - start[0]), start[1] + t * (e[1] - start[1])
+        ph = start[2] + t * (e[2] - start[2])
+        inside = shapely.contains_xy(polys[b], px, py)
+        return bool((inside & (ph < top[b]) & (ph > base[b])).any())
+
+    want = np.zeros(m, dtype=bool)
+    for k, e in enumerate(ends):
+        own = shapely.dwithin(polys, shapely.Point(e[:2]), 0.5)
+        want[k] = any(hides(k, b) for b in np.flatnonzero(~own & ~home))
+    assert want.sum() > 50 and (~want).sum() > 50
+    assert (occ.occluded != want).sum() <= 2
+    named = np.flatnonzero(occ.blocker >= 0)
+    assert all(hides(k, occ.blocker[k]) for k in named)
+
+
 def test_language_fallback_and_templates():
     props = {"name_ko": "경복궁", "name_en": "Gyeongbokgung Palace", "name_ja": None}
     assert pick_field(props, "name", "ja") == ("Gyeongbokgung Palace", "en")
