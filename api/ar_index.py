@@ -34,7 +34,7 @@ import shapely
 
 from geo.ecef import to_ecef
 from geo.errors import CitytwinError
-from geo.i18n import SUPPORTED
+from geo.i18n import SUPPORTED, fallback_chain
 from geo.visibility import Blocks, MetricFrame
 from geo.walking import StreetGraph
 from pipelines.catalog import CATALOG_FILE, Catalog, load_catalog
@@ -70,6 +70,20 @@ class PoiTable:
 
     def props(self, i: int) -> dict:
         return {k: v[i] for k, v in self.text.items() if isinstance(v[i], str)}
+
+    def labels(self, stem: str, lang: str, rows: np.ndarray) -> tuple[list, list]:
+        """``<stem>_<lang>`` text of ``rows`` along the fallback chain, and the language each is in
+        (None where no language has text)."""
+        values: list = [None] * len(rows)
+        langs: list = [None] * len(rows)
+        for code in fallback_chain(lang):
+            col = self.text.get(f"{stem}_{code}")
+            if col is None:
+                continue
+            for k, v in enumerate(col[rows].tolist()):
+                if values[k] is None and isinstance(v, str) and v.strip():
+                    values[k], langs[k] = v, code
+        return values, langs
 
 
 @dataclass

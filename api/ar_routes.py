@@ -25,6 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import numpy as np
+import orjson
 import shapely
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -199,7 +200,7 @@ class ArRoutes:
             doc = self.view_doc(index, request.query_params)
         except BadParameter as exc:
             return error(400, "InvalidParameterValue", str(exc))
-        return Response(json.dumps(doc, ensure_ascii=False, separators=(",", ":")), media_type="application/json")
+        return Response(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
     def view_doc(self, index: ArIndex, q) -> dict:
         lon = number(q, "lon", None, -180, 180)
@@ -250,24 +251,25 @@ class ArRoutes:
             "elevation_deg": _rounded(where.elevation_deg, 3),
         }
         enu_r = (np.round(enu, 3) + 0.0).tolist()
+        names, name_langs = pois.labels("name", lang, cand)
+        descs, desc_langs = pois.labels("description", lang, cand)
+        bare = pois.text.get("name")
+        ids, layers, cats = pois.id[cand].tolist(), pois.layer[cand].tolist(), pois.category[cand].tolist()
+        roofs, hidden, blockers = ground.poi_roof[cand].tolist(), occ.occluded.tolist(), occ.blocker.tolist()
         items = []
-        for k, i in enumerate(cand):
-            name, name_lang = pick(lang, lambda c, i=i: pois.text[f"name_{c}"][i])
+        for k, i in enumerate(cand.tolist()):
+            name = names[k]
             if name is None:
-                bare = pois.text.get("name")
-                name = bare[i] if bare is not None and isinstance(bare[i], str) else str(pois.id[i])
-            desc_col = lambda c, i=i: pois.text[f"description_{c}"][i] if f"description_{c}" in pois.text else None  # noqa: E731
-            desc, desc_lang = pick(lang, desc_col)
-            b = int(occ.blocker[k])
+                name = bare[i] if bare is not None and isinstance(bare[i], str) else str(ids[k])
+            b = blockers[k]
             items.append({
-                "id": str(pois.id[i]), "layer": str(pois.layer[i]), "name": name, "name_lang": name_lang,
-                "description": desc, "description_lang": desc_lang, "category": pois.category[i],
-                "lon": col["lon"][k], "lat": col["lat"][k], "height": col["height"][k],
-                "on_roof": bool(ground.poi_roof[i]),
+                "id": str(ids[k]), "layer": str(layers[k]), "name": name, "name_lang": name_langs[k],
+                "description": descs[k], "description_lang": desc_langs[k], "category": cats[k],
+                "lon": col["lon"][k], "lat": col["lat"][k], "height": col["height"][k], "on_roof": roofs[k],
                 "distance_m": col["distance_m"][k], "ground_distance_m": col["ground_distance_m"][k],
                 "bearing_deg": col["bearing_deg"][k], "elevation_deg": col["elevation_deg"][k],
                 "enu": enu_r[k],
-                "occluded": bool(occ.occluded[k]),
+                "occluded": hidden[k],
                 "occluded_by": ({"layer": str(index.building_layer[b]), "id": str(index.building_id[b])}
                                 if b >= 0 else None),
             })
@@ -298,7 +300,7 @@ class ArRoutes:
             doc = await run_in_threadpool(self.anchors_doc, index, request.query_params)
         except BadParameter as exc:
             return error(400, "InvalidParameterValue", str(exc))
-        return Response(json.dumps(doc, ensure_ascii=False, separators=(",", ":")), media_type="application/json")
+        return Response(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
     def anchors_doc(self, index: ArIndex, q) -> dict:
         w, s, e, n = bbox_param(q)
@@ -320,8 +322,8 @@ class ArRoutes:
 
         if "poi" in types:
             p = index.pois
-            for i in within(p.lon, p.lat):
-                name, name_lang = pick(lang, lambda c, i=i: p.text[f"name_{c}"][i])
+            rows = within(p.lon, p.lat)
+            for i, name, name_lang in zip(rows, *p.labels("name", lang, rows)):
                 items.append({"type": "poi", "id": str(p.id[i]), "layer": str(p.layer[i]), "name": name,
                               "name_lang": name_lang, "category": p.category[i],
                               "lon": _r(p.lon[i], 7), "lat": _r(p.lat[i], 7), "height": _r(ground.poi_h[i], 3),
@@ -369,7 +371,7 @@ class ArRoutes:
             return error(404, "NotFound", str(exc.args[0]))
         except NoRoute as exc:
             return error(422, "NoRoute", str(exc))
-        return Response(json.dumps(doc, ensure_ascii=False, separators=(",", ":")), media_type="application/json")
+        return Response(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
     def _place(self, index: ArIndex, name: str, raw: str | None, lang: str) -> dict:
         if raw is None or not raw.strip():
