@@ -15,6 +15,9 @@ from pipelines.catalog import load_catalog
 _PROJECT_ENV = "CITYTWIN_SERVE_PROJECT"
 _HOST_ENV = "CITYTWIN_SERVE_HOST"
 _PORT_ENV = "CITYTWIN_SERVE_PORT"
+# Measured on the AR benchmark: httptools parses faster than h11, and the stock asyncio loop
+# kept p99 latency lower than uvloop at 16 connections.
+_UVICORN = {"http": "httptools", "loop": "asyncio", "log_level": "warning", "access_log": False}
 
 
 def settle_heap() -> None:
@@ -43,8 +46,7 @@ def run(project: Path, host: str = "127.0.0.1", port: int = 8000, workers: int =
     click.echo(f"serving {url} (viewer at /viewer/) with {workers} process{'es' if workers > 1 else ''}")
     if workers <= 1:
         settle_heap()
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(app, host=host, port=port, **_UVICORN)
         return
     os.environ.update({_PROJECT_ENV: str(Path(project).resolve()), _HOST_ENV: host, _PORT_ENV: str(port)})
-    uvicorn.run("api.server:app_from_env", factory=True, workers=workers, host=host, port=port,
-                log_level="warning", access_log=False)
+    uvicorn.run("api.server:app_from_env", factory=True, workers=workers, host=host, port=port, **_UVICORN)
