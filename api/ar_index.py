@@ -35,7 +35,7 @@ import shapely
 from geo.ecef import to_ecef
 from geo.errors import CitytwinError
 from geo.i18n import SUPPORTED, fallback_chain
-from geo.visibility import Blocks, MetricFrame
+from geo.visibility import Blocks, MetricFrame, warm_up
 from geo.walking import StreetGraph
 from pipelines.catalog import CATALOG_FILE, Catalog, load_catalog
 from pipelines.export3d import BASE_NAMES
@@ -440,6 +440,7 @@ class IndexHolder:
     def __init__(self, catalog: Catalog, store: Store):
         self.catalog = catalog
         self.store = store
+        warm_up()
         self._index = build_index(catalog, store)
         self._checked = time.monotonic()
         self._lock = threading.Lock()
