@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import gc
 import os
+import socket
 from pathlib import Path
 
 import click
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from api.app import create_app
 from api.pygeoapi_config import base_url
@@ -15,9 +17,24 @@ from pipelines.catalog import load_catalog
 _PROJECT_ENV = "CITYTWIN_SERVE_PROJECT"
 _HOST_ENV = "CITYTWIN_SERVE_HOST"
 _PORT_ENV = "CITYTWIN_SERVE_PORT"
+
+
+class NoDelayHttpTools(HttpToolsProtocol):
+    """httptools with TCP_NODELAY on every connection. asyncio sets it only on sockets made
+    with proto=IPPROTO_TCP, and the listening socket uvicorn shares between worker processes
+    has proto 0: there Nagle's algorithm held each response ~40 ms for the client's delayed
+    ACK (p50 44 ms at 16 connections on the AR benchmark, against 15 ms with one process)."""
+
+    def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().connection_made(transport)
+
+
 # Measured on the AR benchmark: httptools parses faster than h11, and the stock asyncio loop
 # kept p99 latency lower than uvloop at 16 connections.
-_UVICORN = {"http": "httptools", "loop": "asyncio", "log_level": "warning", "access_log": False}
+_UVICORN = {"http": NoDelayHttpTools, "loop": "asyncio", "log_level": "warning", "access_log": False}
 
 
 def settle_heap() -> None:
