@@ -83,7 +83,12 @@ def test_unturned_model_keeps_its_axes_and_validates(tmp_path: Path):
     (tile, _, m), = list(iter_content(out))
     cx, cy, cz, r = tile["boundingVolume"]["sphere"]
     centre = m[:3, :3] @ np.array([cx, cy, cz]) + m[:3, 3]
-    assert np.linalg.norm(placed_vertices(out) - centre, axis=1).max() <= r + 1e-6
+    reach = np.linalg.norm(placed_vertices(out) - centre, axis=1).max()
+    assert reach <= r + 1e-6
+    # ... and is sized by the model, not by its quantized integers (a 39 km sphere once)
+    assert r <= 1.5 * reach and r < 30
+    root_centre, root_r = np.array(ts["root"]["boundingVolume"]["sphere"][:3]), ts["root"]["boundingVolume"]["sphere"][3]
+    assert np.linalg.norm(placed_vertices(out) - root_centre, axis=1).max() <= root_r + 1e-6 and root_r < 30
     assert [rep["numErrors"] for rep in gltf_validate([p for _, p, _ in iter_content(out)])] == [0]
 
 

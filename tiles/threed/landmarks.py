@@ -3,7 +3,9 @@
 Each model is one tile whose transform is: ECEF position x local East-North-Up frame x
 heading (clockwise from north, about Up) x uniform scale. The GLB is copied as it is; its
 glTF y-up axes become z-up through 3D Tiles' own convention. The bounding volume is a sphere
-in the tile's frame, sized from the POSITION accessors' min/max (required by glTF).
+in the tile's frame, sized from the POSITION accessors' min/max (required by glTF) carried
+through the node transforms that place each mesh (quantized models keep their positions as
+integers and scale them in the node).
 """
 from __future__ import annotations
 
@@ -33,8 +35,27 @@ class PlacedModel:
     scale: float = 1.0
 
 
+LANDMARK_ERROR_M = 100.0
+# glTF component type -> the integer that a normalized value of 1.0 is stored as
+_NORMALIZED_MAX = {5120: 127.0, 5121: 255.0, 5122: 32767.0, 5123: 65535.0}
+
+
+def _node_matrix(node: dict) -> np.ndarray:
+    """A glTF node's local 4x4 matrix (column-major ``matrix``, or T * R * S)."""
+    if "matrix" in node:
+        return np.array(node["matrix"], dtype=np.float64).reshape(4, 4).T
+    x, y, z, w = node.get("rotation", [0.0, 0.0, 0.0, 1.0])
+    rot = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                    [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                    [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+    out = np.eye(4)
+    out[:3, :3] = rot * np.array(node.get("scale", [1.0, 1.0, 1.0]), dtype=np.float64)
+    out[:3, 3] = node.get("translation", [0.0, 0.0, 0.0])
+    return out
+
+
 def _glb_extent(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Min/max of every POSITION accessor, in glTF (y-up) model units."""
+    """Min/max, in the glTF scene's (y-up) metres, of every mesh the default scene draws."""
     data = path.read_bytes()
     if len(data) < 20 or data[:4] != b"glTF" or struct.unpack_from("<I", data, 4)[0] != 2:
         raise SourceError(f"{path}: not a binary glTF 2.0 (GLB) file; export the model as .glb")
@@ -42,17 +63,36 @@ def _glb_extent(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if kind != b"JSON":
         raise SourceError(f"{path}: the GLB has no JSON chunk first; re-export it")
     gltf = json.loads(data[20:20 + length])
-    lows, highs = [], []
-    for mesh in gltf.get("meshes", []):
-        for prim in mesh.get("primitives", []):
+    nodes = gltf.get("nodes", [])
+    scenes = gltf.get("scenes", [])
+    roots = scenes[gltf.get("scene", 0)].get("nodes", []) if scenes else range(len(nodes))
+    corners = []
+    stack = [(i, np.eye(4), 0) for i in roots]
+    while stack:
+        i, parent, depth = stack.pop()
+        if depth > 64 or not 0 <= i < len(nodes):
+            raise SourceError(f"{path}: the node hierarchy is broken (bad index or a cycle); re-export it")
+        node = nodes[i]
+        world = parent @ _node_matrix(node)
+        stack += [(c, world, depth + 1) for c in node.get("children", [])]
+        if "mesh" not in node:
+            continue
+        for prim in gltf["meshes"][node["mesh"]].get("primitives", []):
             acc = gltf["accessors"][prim["attributes"]["POSITION"]]
             if "min" not in acc or "max" not in acc:
                 raise SourceError(f"{path}: a POSITION accessor lacks min/max (required by glTF); re-export it")
-            lows.append(acc["min"])
-            highs.append(acc["max"])
-    if not lows:
+            lo, hi = np.array(acc["min"], float), np.array(acc["max"], float)
+            if acc.get("normalized"):  # min/max are the stored integers (KHR_mesh_quantization)
+                unit = _NORMALIZED_MAX.get(acc.get("componentType"))
+                if unit is None:
+                    raise SourceError(f"{path}: a normalized POSITION accessor of an unknown component type")
+                lo, hi = np.maximum(lo / unit, -1.0), hi / unit
+            box = np.array([[a, b, c, 1.0] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])])
+            corners.append((box @ world.T)[:, :3])
+    if not corners:
         raise SourceError(f"{path}: the model has no mesh to show")
-    return np.min(lows, axis=0), np.max(highs, axis=0)
+    every = np.vstack(corners)
+    return every.min(axis=0), every.max(axis=0)
 
 
 def model_transform(m: PlacedModel) -> np.ndarray:
@@ -75,7 +115,7 @@ def write_landmark_tileset(models: list[PlacedModel], out: Path) -> int:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
         (tmp / "content").mkdir()
-        children, radii = [], []
+        children, radii, centres = [], [], []
         for m in models:
             check_layer_name(m.id)  # the id names a file
             lo, hi = _glb_extent(m.path)
@@ -83,6 +123,7 @@ def write_landmark_tileset(models: list[PlacedModel], out: Path) -> int:
             centre = [float(centre_yup[0]), float(-centre_yup[2]), float(centre_yup[1])]  # y-up -> z-up
             radius = float(np.linalg.norm(hi - lo) / 2) or 1.0
             radii.append(radius * m.scale)
+            centres.append((model_transform(m) @ np.array([*centre, 1.0]))[:3])  # sphere centre in ECEF
             name = f"content/{m.id}.glb"
             shutil.copyfile(m.path, tmp / name)
             children.append({
@@ -91,13 +132,17 @@ def write_landmark_tileset(models: list[PlacedModel], out: Path) -> int:
                 "geometricError": 0.0,
                 "content": {"uri": name},
             })
-        ecef = to_ecef(np.array([[m.lon, m.lat, m.height] for m in models]))
+        ecef = np.array(centres)
         centre = ecef.mean(axis=0)
         reach = float(np.max(np.linalg.norm(ecef - centre, axis=1) + np.array(radii)))
         tileset = {
             "asset": {"version": "1.1", "generator": "citytwin"},
-            "geometricError": max(reach, 100.0),
-            "root": {"boundingVolume": {"sphere": centre.tolist() + [reach]}, "geometricError": max(reach / 4, 25.0),
+            "geometricError": 2 * max(2 * reach, LANDMARK_ERROR_M),
+            # The root has no content: leaving its models out is an error of a whole landmark.
+            # Sized like that (2 x reach) a 30 m gate would only load within ~1 km; landmarks
+            # are what one looks for from afar, so at least 100 m (~3 km at 16 px on a phone).
+            "root": {"boundingVolume": {"sphere": centre.tolist() + [reach]},
+                     "geometricError": max(2 * reach, LANDMARK_ERROR_M),
                      "refine": "ADD", "children": children},
         }
         (tmp / "tileset.json").write_text(json.dumps(tileset, indent=1))
