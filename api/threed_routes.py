@@ -8,7 +8,9 @@ Routes (mounted before pygeoapi, so they answer first):
   JSON gzipped when the client accepts it.
 - GET /collections and /collections/{id}: pygeoapi's answer; in JSON, a collection with
   a tileset gets the GeoVolumes 3D Tiles link and a 3D bounding box (CRS84h) taken from
-  the tileset's root region.
+  the tileset's root region. Layers that exist only as 3D Tiles (kinds city_model and
+  landmark_models: no features, so pygeoapi does not know them) are described here and
+  added to the JSON list once built.
 - /conformance (JSON): the GeoVolumes Core and 3D Tiles classes when some layer has one.
 
 The GeoVolumes draft (opengeospatial/ogcapi-3d-geovolumes, 2024) names the link relation
@@ -26,6 +28,7 @@ import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
 
+from pyproj import Transformer
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -34,7 +37,7 @@ from starlette.routing import Route
 from api.tiles_routes import accepts_gzip, error
 from geo.errors import LayerNameError
 from geo.names import check_layer_name
-from pipelines.build import TILES3D_DIR
+from pipelines.build import THREE_D_ONLY, TILES3D_DIR
 from pipelines.catalog import Catalog
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -56,6 +59,8 @@ MEDIA_TYPES = {
     ".subtree": "application/octet-stream",
 }
 MAX_PATH = 512
+ECEF_TO_LLH = Transformer.from_crs("EPSG:4978", "EPSG:4979", always_xy=True)
+EARTH_RADIUS_M = 6_356_752.0  # the polar radius: the smallest, so the widened box holds the sphere
 # The tileset root can change on every rebuild: revalidate it; content follows the tiles' rule.
 TILESET_CACHE = "no-cache"
 CONTENT_CACHE = "public, max-age=300"
@@ -103,6 +108,17 @@ def region_bbox(region: list[float]) -> list[float]:
             round(math.degrees(e), 7), round(math.degrees(n), 7), round(hi, 3) + 0.0]
 
 
+def sphere_bbox(sphere: list[float]) -> list[float]:
+    """A 3D Tiles sphere (ECEF centre, radius; e.g. placed landmark models) as the CRS84h bbox
+    that holds it: the centre's lon/lat/height widened by the radius."""
+    x, y, z, r = (float(v) for v in sphere)
+    lon, lat, h = ECEF_TO_LLH.transform(x, y, z)
+    dlat = math.degrees(r / EARTH_RADIUS_M)
+    dlon = dlat / max(math.cos(math.radians(lat)), 1e-6)
+    return [round(lon - dlon, 7), round(lat - dlat, 7), round(h - r, 3) + 0.0,
+            round(lon + dlon, 7), round(lat + dlat, 7), round(h + r, 3) + 0.0]
+
+
 class ThreeDRoutes:
     """Serves each catalog layer's tileset folder and adds the GeoVolumes view to pygeoapi's."""
 
@@ -133,12 +149,30 @@ class ThreeDRoutes:
                 doc = json.loads(fh.read())
         except (OSError, ValueError):
             return None
-        region = doc.get("root", {}).get("boundingVolume", {}).get("region") if isinstance(doc, dict) else None
+        volume = doc.get("root", {}).get("boundingVolume", {}) if isinstance(doc, dict) else {}
+        region, sphere = volume.get("region"), volume.get("sphere")
         bbox = None
         if isinstance(region, list) and len(region) == 6 and all(isinstance(v, (int, float)) for v in region):
             bbox = region_bbox(region)
+        elif isinstance(sphere, list) and len(sphere) == 4 and all(isinstance(v, (int, float)) for v in sphere):
+            bbox = sphere_bbox(sphere)
         self._bbox_cache[layer] = (tag, bbox)
         return bbox
+
+    def three_d_only(self, layer: str) -> bool:
+        cfg = self.catalog.layers.get(layer)
+        return cfg is not None and cfg.kind in THREE_D_ONLY
+
+    def describe_3d_only(self, layer: str) -> dict:
+        """An OGC API collection description for a layer that is only 3D Tiles (no items link)."""
+        cfg = self.catalog.layers[layer]
+        doc: dict = {"id": layer, "title": cfg.title or layer, "description": cfg.description or "",
+                     "links": [{"rel": "self", "type": "application/json", "title": "This collection",
+                                "href": f"{self.base_url}/collections/{layer}?f=json"}, self.link(layer)]}
+        bbox = self.tileset_bbox(layer)
+        if bbox is not None:
+            doc["extent"] = {"spatial": {"bbox": [bbox], "crs": CRS84H}}
+        return doc
 
     def link(self, layer: str) -> dict:
         return {"rel": GEOVOLUMES_REL, "type": TILESET_MEDIA_TYPE, "title": "3D Tiles tileset",
@@ -220,6 +254,9 @@ class ThreeDRoutes:
 
     def collections_route(self, pygeoapi_collections: Handler) -> Handler:
         async def collections(request: Request) -> Response:
+            layer = request.path_params.get("collection_id")
+            if layer is not None and self.three_d_only(layer):
+                return await run_in_threadpool(self._one_3d_only, layer)
             resp = await pygeoapi_collections(request)
             if resp.status_code != 200 or not resp.headers.get("content-type", "").startswith("application/json"):
                 return resp  # HTML, JSON-LD and errors: pygeoapi's as is
@@ -227,11 +264,21 @@ class ThreeDRoutes:
             if "collections" in doc:
                 for item in doc["collections"]:
                     await run_in_threadpool(self.add_geovolumes, item)
+                listed = {c.get("id") for c in doc["collections"]}
+                doc["collections"] += await run_in_threadpool(
+                    lambda: [self.describe_3d_only(name) for name in self.catalog.layers
+                             if name not in listed and self.three_d_only(name) and self.has_tileset(name)])
             else:
                 await run_in_threadpool(self.add_geovolumes, doc)
             return _replace_body(resp, json.dumps(doc, ensure_ascii=False))
 
         return collections
+
+    def _one_3d_only(self, layer: str) -> Response:
+        if not self.has_tileset(layer):
+            return error(404, "NotFound", f"collection {layer!r} ({self.catalog.layers[layer].kind}) has no 3D Tiles "
+                                          f"yet; run 'citytwin build'")
+        return Response(json.dumps(self.describe_3d_only(layer), ensure_ascii=False), media_type="application/json")
 
     def conformance_route(self, inner: Handler) -> Handler:
         async def conformance(request: Request) -> Response:

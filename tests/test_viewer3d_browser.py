@@ -1,6 +1,7 @@
 """The CesiumJS 3D viewer in headless Chromium, over the real flow: sample-city, build, serve.
 
-The page must load the buildings tileset with no console error, no failed request and
+The page must load the buildings tileset (and the placed landmark model beside it) with no
+console error, no failed request and
 nothing asked of any host but this one; the camera must look at City Hall; a click on a
 building must show that building's properties, which must be those of a source building
 under the clicked point. A screenshot goes to tests/artifacts/viewer3d.png.
@@ -81,6 +82,9 @@ def test_3d_viewer_shows_and_picks_the_sample_city_offline(server: str, project:
         page.goto(f"{server}/viewer/3d/")
         page.wait_for_function("window.__viewer3dState && (window.__viewer3dState.loaded"
                                " || window.__viewer3dState.error !== null)", timeout=LOAD_TIMEOUT_MS)
+        # the placed landmark model (a 3D-only layer) is drawn beside the buildings
+        page.wait_for_function("(window.__viewer3dState.overlays.landmark_models || 0) > 0"
+                               " || window.__viewer3dState.error !== null", timeout=LOAD_TIMEOUT_MS)
         state = page.evaluate("window.__viewer3dState")
         shot = save_screenshot(page, "viewer3d.png")
         camera = page.evaluate(CAMERA)
@@ -98,6 +102,8 @@ def test_3d_viewer_shows_and_picks_the_sample_city_offline(server: str, project:
     assert state["loaded"] is True and state["tilesLoaded"] > 0
     assert state["layer"] == "buildings"
     assert any("/collections/buildings/3dtiles/content/" in url for url in record.requests)
+    assert list(state["overlays"]) == ["landmark_models"] and state["overlays"]["landmark_models"] >= 1
+    assert any("/collections/landmark_models/3dtiles/content/" in url for url in record.requests)
     assert shot.stat().st_size > 10_000
 
     # The camera: 800 m up, heading north, 35 degrees down, looking at City Hall.

@@ -16,7 +16,7 @@ const FALLBACK_RAMP = [[0, "#ffffcc"], [10, "#c7e9b4"], [20, "#7fcdbb"], [40, "#
 const HIGHLIGHT = "#ff5a36";
 
 // Read by the browser tests (and handy in the console).
-const state = { loaded: false, tilesLoaded: 0, error: null, layer: null, selected: null };
+const state = { loaded: false, tilesLoaded: 0, error: null, layer: null, selected: null, overlays: {} };
 window.__viewer3dState = state;
 window.citytwinViewer3d = { viewer: null, tileset: null, state };
 
@@ -42,25 +42,33 @@ async function fetchJSON(url) {
   return resp.json();
 }
 
-// The layer named by ?layer=, else 'buildings', else the first collection with a 3D Tiles link.
-async function chooseLayer() {
+// The collections with 3D Tiles: the one to colour by height (named by ?layer=, else
+// 'buildings', else the first that has features) and the 3D-only ones (placed landmark
+// models, city models: no items link) drawn beside it with their own materials.
+async function chooseLayers() {
   const asked = new URLSearchParams(window.location.search).get("layer");
   if (asked !== null && !LAYER_ID.test(asked)) {
     throw new Error(`layer ${JSON.stringify(asked)} is not a valid layer name`);
   }
   const doc = await fetchJSON(serverUrl("collections?f=json"));
-  const with3d = doc.collections
-    .filter((c) => (c.links || []).some((l) => l.rel === GEOVOLUMES_REL))
-    .map((c) => c.id);
+  const with3d = doc.collections.filter((c) => (c.links || []).some((l) => l.rel === GEOVOLUMES_REL));
+  const ids = with3d.map((c) => c.id);
+  const modelsOnly = with3d.filter((c) => !(c.links || []).some((l) => l.rel === "items")).map((c) => c.id);
+  let main;
   if (asked !== null) {
-    if (!with3d.includes(asked)) {
-      throw new Error(`layer '${asked}' has no 3D Tiles (layers with 3D Tiles: ${with3d.join(", ") || "none"})`);
+    if (!ids.includes(asked)) {
+      throw new Error(`layer '${asked}' has no 3D Tiles (layers with 3D Tiles: ${ids.join(", ") || "none"})`);
     }
-    return asked;
+    main = asked;
+  } else if (ids.includes("buildings")) {
+    main = "buildings";
+  } else {
+    main = ids.find((id) => !modelsOnly.includes(id)) ?? ids[0];
   }
-  if (with3d.includes("buildings")) return "buildings";
-  if (with3d.length) return with3d[0];
-  throw new Error("no layer has 3D Tiles yet: run 'citytwin build' for a project with a buildings layer");
+  if (main === undefined) {
+    throw new Error("no layer has 3D Tiles yet: run 'citytwin build' for a project with a buildings layer");
+  }
+  return { main, overlays: modelsOnly.filter((id) => id !== main && LAYER_ID.test(id)) };
 }
 
 // Colour stops [height, css colour] from the 2D style's extrusion ramp, so both viewers agree.
@@ -223,9 +231,9 @@ async function start() {
   viewCityHall(viewer);
   enablePicking(viewer);
 
-  const [layer, stops] = await Promise.all([chooseLayer(), heightRamp()]);
+  const [{ main: layer, overlays }, stops] = await Promise.all([chooseLayers(), heightRamp()]);
   state.layer = layer;
-  document.getElementById("layer-name").textContent = layer;
+  document.getElementById("layer-name").textContent = [layer, ...overlays].join(" + ");
   buildLegend(stops);
 
   const tileset = await Cesium.Cesium3DTileset.fromUrl(serverUrl(`collections/${layer}/3dtiles/tileset.json`));
@@ -242,7 +250,21 @@ async function start() {
   tileset.initialTilesLoaded.addEventListener(loaded);
   tileset.allTilesLoaded.addEventListener(loaded);
   viewer.scene.primitives.add(tileset);
+  await Promise.all(overlays.map((id) => addOverlay(viewer, id)));
   viewer.scene.requestRender();
+}
+
+// A 3D-only layer (e.g. placed landmark models) drawn as its tiles say, not recoloured.
+async function addOverlay(viewer, id) {
+  state.overlays[id] = 0;
+  try {
+    const models = await Cesium.Cesium3DTileset.fromUrl(serverUrl(`collections/${id}/3dtiles/tileset.json`));
+    models.tileLoad.addEventListener(() => { state.overlays[id] += 1; viewer.scene.requestRender(); });
+    models.tileFailed.addEventListener((err) => reportError(`${id} tile ${err.url}: ${err.message}`));
+    viewer.scene.primitives.add(models);
+  } catch (err) {
+    reportError(`layer ${id}: ${err.message || err}`);
+  }
 }
 
 start().catch((err) => reportError(err.message || String(err)));
