@@ -140,19 +140,22 @@ def nearest_blockers(start, ends, pair_line, pair_block, bounds, base, top, xy, 
         return blocker
     key = pair_line[idx].astype(np.float64) + 0.5 * box_t[idx]  # by line, then box entry
     idx = idx[np.argsort(key, kind="mergesort")]
+    # Everything below touches only the candidate blocks, never the whole city.
+    blocks = np.unique(pair_block[idx])
     max_vertices = 0
-    for b in range(block_ring.shape[0] - 1):
+    for b in blocks:
         max_vertices = max(max_vertices, ring_start[block_ring[b + 1]] - ring_start[block_ring[b]])
     buf = np.empty(max_vertices + 2)
-    home_known = np.zeros(block_ring.shape[0] - 1, dtype=np.int8)  # 0 unknown, 1 home, 2 not
+    home_known = np.zeros(blocks.shape[0], dtype=np.int8)  # per candidate block: 0 unknown, 1 home, 2 not
     for p in idx:
         i, b = pair_line[p], pair_block[p]
         if box_t[p] >= best_t[i]:
             continue  # this box starts after the best hit: so does every later one of the line
         r0, r1 = block_ring[b], block_ring[b + 1]
-        if home_known[b] == 0:
-            home_known[b] = 1 if _near(xy, ring_start, r0, r1, sx, sy, tol) else 2
-        if home_known[b] == 1 or _near(xy, ring_start, r0, r1, ends[i, 0], ends[i, 1], tol):
+        k = np.searchsorted(blocks, b)
+        if home_known[k] == 0:
+            home_known[k] = 1 if _near(xy, ring_start, r0, r1, sx, sy, tol) else 2
+        if home_known[k] == 1 or _near(xy, ring_start, r0, r1, ends[i, 0], ends[i, 1], tol):
             continue
         t = _first_hiding_t(xy, ring_start, r0, r1, sx, sy, sh, ends[i, 0] - sx, ends[i, 1] - sy,
                             ends[i, 2] - sh, base[b], top[b], buf)
