@@ -367,13 +367,13 @@ def test_postgis_version_counts_publishes(pg: PostGISStore):
 
 def _nul_byte(gdf):
     gdf = gdf.copy()
-    gdf.loc[gdf.index[-1], "name"] = "nul \x00 byte"  # PostgreSQL text cannot hold NUL: COPY fails server-side
+    gdf.loc[gdf.index[-1], "name"] = "nul \x00 byte"
     return gdf
 
 
 def _duplicate_id(gdf):
     gdf = gdf.copy()
-    gdf.loc[gdf.index[-1], "id"] = gdf["id"].iloc[0]  # the primary key build fails after COPY
+    gdf.loc[gdf.index[-1], "id"] = gdf["id"].iloc[0]
     return gdf
 
 
@@ -385,16 +385,27 @@ def _bigint_overflow(gdf):
 
 
 @pytest.mark.parametrize("spoil, message", [
-    (_nul_byte, "0x00"),
-    (_duplicate_id, r"ids must be unique.*\(id\)=\(b0000\) is duplicated"),
-    (_bigint_overflow, "b0199"),
+    (_nul_byte, r"field 'name' of feature id 'b0199' holds a NUL character"),
+    (_duplicate_id, r"ids must be unique, but id 'b0000' is used by 2 features"),
 ])
-def test_postgis_failures_midway_roll_back(pg: PostGISStore, spoil, message: str):
+def test_both_stores_refuse_repeated_ids_and_nul_text_alike(store: Store, spoil, message: str):
+    """GeoPackage once kept repeated ids and cut text at a NUL where PostGIS refused them."""
+    good = buildings()
+    store.publish("buildings", good)
+    before = snapshot(store)
+    with pytest.raises(StoreError, match=message):
+        store.publish("buildings", spoil(buildings(200, seed=5)))
+    assert snapshot(store) == before
+    assert leftovers(store) == []
+    assert_same_features(store.read("buildings"), good)
+
+
+def test_postgis_failure_midway_rolls_back(pg: PostGISStore):
     good = buildings()
     pg.publish("buildings", good)
     before = snapshot(pg)
-    with pytest.raises(StoreError, match=message):
-        pg.publish("buildings", spoil(buildings(200, seed=5)))
+    with pytest.raises(StoreError, match="b0199"):  # COPY fails on the last row, server-side
+        pg.publish("buildings", _bigint_overflow(buildings(200, seed=5)))
     assert snapshot(pg) == before
     assert leftovers(pg) == []
     assert pg.version("buildings") == 1

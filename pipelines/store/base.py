@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import geopandas as gpd
+import numpy as np
+
+from geo.errors import StoreError
 
 STORE_CRS = "EPSG:4326"
 ID_COLUMN = "id"
@@ -57,3 +60,39 @@ def field_type(dtype) -> str:
     if kind == "f":
         return "number"
     return "string"
+
+
+def check_publishable(name: str, gdf: gpd.GeoDataFrame) -> None:
+    """What every store refuses, checked the same way before any of them writes.
+
+    PostgreSQL refuses repeated ids (primary key) and NUL characters in text by itself, but
+    GeoPackage would keep the repeats and silently cut the text at the NUL; both stores now
+    refuse them up front, naming the feature and the field.
+    """
+    if ID_COLUMN not in gdf.columns:
+        raise StoreError(f"layer {name!r}: no {ID_COLUMN!r} column; every feature needs a stable id")
+    ids = gdf[ID_COLUMN]
+    if ids.isna().any():
+        raise StoreError(f"layer {name!r}: feature #{int(np.flatnonzero(ids.isna().to_numpy())[0])} has no id; "
+                         "fill the id field, or leave id_field unset so ingest makes ids")
+    as_text = ids.astype(str)
+    repeated = as_text[as_text.duplicated(keep=False)]
+    if len(repeated):
+        first = repeated.iloc[0]
+        raise StoreError(
+            f"layer {name!r}: feature ids must be unique, but id {first!r} is used by "
+            f"{int((as_text == first).sum())} features ({repeated.nunique()} ids repeat in all); pick an id "
+            "field whose values are unique, or leave id_field unset so ingest makes ids; nothing was published"
+        )
+    geometry = gdf.geometry.name if isinstance(gdf, gpd.GeoDataFrame) else None
+    for col in gdf.columns:
+        if col == geometry or getattr(gdf[col].dtype, "kind", "O") != "O":
+            continue
+        texts = gdf[col].map(lambda v: isinstance(v, str) and "\x00" in v)
+        if texts.any():
+            where = int(np.flatnonzero(texts.to_numpy(dtype=bool))[0])
+            raise StoreError(
+                f"layer {name!r}: field {col!r} of feature id {as_text.iloc[where]!r} holds a NUL character "
+                "(\\0), which the stores cannot keep (GeoPackage would cut the text there); remove it from "
+                "the source, or check the file's encoding; nothing was published"
+            )

@@ -20,7 +20,7 @@ import pyogrio
 
 from geo.errors import StoreError
 from geo.names import check_layer_name
-from pipelines.store.base import STORE_CRS, LayerInfo, field_type
+from pipelines.store.base import STORE_CRS, LayerInfo, check_publishable, field_type
 
 
 class GeoPackageStore:
@@ -44,6 +44,7 @@ class GeoPackageStore:
         check_layer_name(name)
         if gdf.crs is None or gdf.crs.to_epsg() != 4326:
             raise StoreError(f"layer {name!r}: the store takes EPSG:4326 data, got {gdf.crs}")
+        check_publishable(name, gdf)
         with self._write_lock():
             fd, tmp = tempfile.mkstemp(prefix=".publish-", suffix=".gpkg", dir=self.path.parent)
             os.close(fd)

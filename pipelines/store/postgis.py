@@ -33,7 +33,7 @@ from psycopg_pool import ConnectionPool
 
 from geo.errors import StoreError
 from geo.names import check_layer_name
-from pipelines.store.base import GEOMETRY_COLUMN, ID_COLUMN, STORE_CRS, LayerInfo
+from pipelines.store.base import GEOMETRY_COLUMN, ID_COLUMN, STORE_CRS, LayerInfo, check_publishable
 
 META_TABLE = "citytwin_layers"
 STAGE_PREFIX = "_stage_"
@@ -157,10 +157,6 @@ class PostGISStore:
                 self._index(conn, stage)
                 conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(self.schema, stage)))
                 self._swap(conn, stage, name, plan.geometry_label)
-        except psycopg.errors.UniqueViolation as exc:
-            detail = (exc.diag.message_detail or "").strip()
-            raise StoreError(f"layer {name!r}: feature ids must be unique, but {detail or 'one is repeated'} "
-                             "Fix the id field (or let ingest make ids); the previous layer is unchanged") from None
         except psycopg.OperationalError as exc:
             raise StoreError(f"layer {name!r}: lost the connection to {self.where} while publishing "
                              f"({_reason(exc)}); the previous layer is unchanged, run it again") from None
@@ -308,14 +304,11 @@ class _LoadPlan:
             raise StoreError(f"layer {name!r}: publish needs a GeoDataFrame with a geometry column")
         if gdf.crs is None or gdf.crs.to_epsg() != 4326:
             raise StoreError(f"layer {name!r}: the store takes EPSG:4326 data, got {gdf.crs}")
-        if ID_COLUMN not in gdf.columns:
-            raise StoreError(f"layer {name!r}: no {ID_COLUMN!r} column; every feature needs a stable id")
         if gdf.columns.duplicated().any():
             dup = gdf.columns[gdf.columns.duplicated()][0]
             raise StoreError(f"layer {name!r}: the field {dup!r} appears twice; rename one of them")
+        check_publishable(name, gdf)
         ids = gdf[ID_COLUMN]
-        if ids.isna().any():
-            raise StoreError(f"layer {name!r}: feature #{int(np.flatnonzero(ids.isna())[0])} has no id")
         geom_col = gdf.active_geometry_name
         id_list = [str(v) for v in ids.tolist()]
         fields = []
