@@ -4,10 +4,14 @@ pygeoapi 0.21's conformance handler extends its module-level CONFORMANCE_CLASSES
 in place on every call (the answer is de-duplicated, the list is not), so a long-running
 server grows it by a few dozen entries per request. This route calls pygeoapi's handler
 one request at a time and puts the list back afterwards.
+
+It also drops the classes pygeoapi lists whatever is configured but this server does not
+implement: Features Part 4 (create, replace, delete), since no collection is editable.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
@@ -23,8 +27,17 @@ def conformance_route(pygeoapi_conformance: Callable[[Request], Awaitable[Respon
     async def conformance(request: Request) -> Response:
         async with lock:
             try:
-                return await pygeoapi_conformance(request)
+                resp = await pygeoapi_conformance(request)
             finally:
                 core.CONFORMANCE_CLASSES[:] = base
+        if resp.status_code != 200 or not resp.headers.get("content-type", "").startswith("application/json"):
+            return resp
+        doc = json.loads(resp.body.decode(resp.charset or "utf-8"))
+        doc["conformsTo"] = [c for c in doc.get("conformsTo", []) if not c.startswith(NOT_IMPLEMENTED)]
+        headers = {k: v for k, v in resp.headers.items() if k.lower() not in ("content-length", "content-encoding")}
+        return Response(json.dumps(doc, ensure_ascii=False), status_code=200, headers=headers)
 
     return conformance
+
+
+NOT_IMPLEMENTED = ("http://www.opengis.net/spec/ogcapi-features-4/",)

@@ -79,6 +79,11 @@ def test_conformance_lists_features_crs_and_tiles(client):
         "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/tileset",
     ):
         assert c in classes, c
+    # Nothing is editable here: no claim of Features Part 4, and writes are refused.
+    assert not [c for c in classes if "ogcapi-features-4" in c]
+    created = client.post("/collections/buildings/items", json={"type": "Feature", "properties": {},
+                                                                "geometry": {"type": "Point", "coordinates": [0, 0]}})
+    assert 400 <= created.status_code < 500
 
 
 @pytest.mark.parametrize("path", ["/", "/conformance", "/collections", "/openapi"])
