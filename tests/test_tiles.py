@@ -17,6 +17,7 @@ from pathlib import Path
 import geopandas as gpd
 import mapbox_vector_tile
 import numpy as np
+import pandas as pd
 import pytest
 import shapely
 from pmtiles.reader import MmapSource, Reader, all_tiles
@@ -302,5 +303,40 @@ def test_postgis_tile_matches_the_independent_expectation(pg_db_url, buildings, 
         store.publish("buildings", buildings.iloc[::2].reset_index(drop=True))
         assert src.info().etag_seed != seed
         assert len(interior_ids(decode(src.tile(z, x, y))["buildings"])) < len(expected)
+    finally:
+        store.close()
+
+
+@pytest.mark.postgis
+def test_postgis_dense_tile_keeps_the_largest_features_under_the_limit(pg_db_url):
+    """A z13 tile over 20k footprints with long text is ~2 MB of MVT; made per request it is
+    cut to the limit by leaving out the smallest footprints, like the PMTiles build does."""
+    from pipelines.store.postgis import PostGISStore
+    from tiles.postgis_source import PostGISTileSource
+
+    z, (x, y) = 13, lonlat_to_tile(*SEOUL, 13)
+    west, south, east, north = tile_lonlat_bounds(z, x, y)
+    n = 20_000
+    rng = np.random.default_rng(5)
+    cx, cy = rng.uniform(west + 0.001, east - 0.001, n), rng.uniform(south + 0.001, north - 0.001, n)
+    size = rng.uniform(0.00001, 0.0002, n)
+    gdf = gpd.GeoDataFrame(
+        {"id": [f"p{i:05d}" for i in range(n)],
+         "note": [f"{i:05d} " + "a long attribute value that does not compress away " * 2 for i in range(n)]},
+        geometry=shapely.box(cx, cy, cx + size, cy + size * 0.8), crs="EPSG:4326")
+    store = PostGISStore(pg_db_url)
+    try:
+        store.publish("dense", gdf)
+        unlimited = PostGISTileSource(store.pool, "dense", 12, 16, max_tile_bytes=10**9).tile(z, x, y)
+        assert len(unlimited) > LIMIT  # the case the limit is for
+        assert len(decode(unlimited)["dense"]["features"]) > 0.99 * n  # a few collapse below a tile pixel
+
+        data = PostGISTileSource(store.pool, "dense", 12, 16).tile(z, x, y)
+        assert len(data) <= LIMIT
+        kept = {f["properties"]["id"] for f in decode(data)["dense"]["features"]}
+        assert n // 10 < len(kept) < n
+        area = pd.Series(shapely.area(gdf.geometry.values), index=gdf["id"])
+        dropped = area.drop(index=list(kept))
+        assert area[list(kept)].min() >= dropped.max()  # the largest were kept
     finally:
         store.close()

@@ -36,7 +36,7 @@ from pmtiles.writer import Writer
 from geo.errors import SourceError, StoreError
 from geo.names import check_layer_name
 from pipelines.store.base import GEOMETRY_COLUMN, ID_COLUMN, field_type
-from tiles.source import TileSetInfo
+from tiles.source import MAX_TILE_BYTES, TileSetInfo
 from tiles.tilejson import tilejson
 
 EXTENT = 4096  # MVT tile units
@@ -224,7 +224,7 @@ def _center(bounds: tuple[float, float, float, float], minzoom: int, maxzoom: in
 
 
 def build_pmtiles(store, layer: str, out_path: Path, minzoom: int, maxzoom: int,
-                  fields: list[str] | None, *, max_tile_bytes: int = 500_000, progress: bool = True,
+                  fields: list[str] | None, *, max_tile_bytes: int = MAX_TILE_BYTES, progress: bool = True,
                   tiles_url_template: str | None = None, runner=None) -> BuildReport:
     """Write ``out_path`` (PMTiles, gzip MVT) and ``<out_path stem>.json`` (TileJSON) for ``layer``.
 

@@ -5,9 +5,14 @@ and its text ``id``. Rows are found with ``geometry && <tile envelope in 4326>``
 the GiST index answers; only those rows are transformed to Web Mercator and clipped.
 Identifiers go through psycopg.sql.Identifier; z/x/y are bound parameters of a
 statement psycopg prepares on each pooled connection.
+
+A tile over MAX_TILE_BYTES (uncompressed) is made again from the largest features only
+(by area, then length; ties by id), with the count cut in proportion until it fits: the
+same rule as the PMTiles build, so a low zoom over a dense city stays a usable tile.
 """
 from __future__ import annotations
 
+import logging
 import threading
 
 from psycopg import sql
@@ -16,7 +21,9 @@ from psycopg_pool import ConnectionPool
 from geo.errors import StoreError
 from geo.names import check_layer_name
 from pipelines.store.base import GEOMETRY_COLUMN, ID_COLUMN
-from tiles.source import TileSetInfo
+from tiles.source import MAX_TILE_BYTES, TileSetInfo
+
+log = logging.getLogger(__name__)
 
 EXTENT = 4096
 BUFFER = 64
@@ -26,13 +33,14 @@ _MVT_FIELD_TYPES = {"text": "String", "double precision": "Number", "bigint": "N
                     "boolean": "Boolean"}
 # Below this zoom, simplify to a quarter tile pixel before clipping: cheaper, same picture.
 _SIMPLIFY_BELOW_ZOOM = 14
+_MAX_THINNING_ROUNDS = 6
 
 
 class PostGISTileSource:
     """Dynamic vector tiles of one PostGIS store layer."""
 
     def __init__(self, pool: ConnectionPool, layer: str, minzoom: int, maxzoom: int,
-                 fields: list[str] | None = None, *, schema: str = "public"):
+                 fields: list[str] | None = None, *, schema: str = "public", max_tile_bytes: int = MAX_TILE_BYTES):
         self.pool = pool
         self.layer = check_layer_name(layer)
         self.schema = check_layer_name(schema)
@@ -54,7 +62,9 @@ class PostGISTileSource:
                 f"{', '.join(available)}; fix 'fields' in citytwin.yaml"
             )
         self.fields = {f: _MVT_FIELD_TYPES.get(available[f], "String") for f in wanted}
-        self._query = self._tile_query(list(self.fields))
+        self.max_tile_bytes = max_tile_bytes
+        self._query = self._tile_query(list(self.fields), thinned=False)
+        self._thinned_query = self._tile_query(list(self.fields), thinned=True)
         self._bounds_cache: tuple[int, tuple[float, float, float, float]] | None = None
         self._lock = threading.Lock()
 
@@ -64,9 +74,19 @@ class PostGISTileSource:
         with self.pool.connection() as conn:
             return [(r[0], r[1]) for r in conn.execute(q, [self._table.as_string(conn)]).fetchall()]
 
-    def _tile_query(self, fields: list[str]) -> sql.Composed:
+    def _tile_query(self, fields: list[str], *, thinned: bool) -> sql.Composed:
+        """The tile and how many features it holds; ``thinned`` keeps only the %(keep)s largest."""
         geom = sql.Identifier(GEOMETRY_COLUMN)
         attrs = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(f)) for f in fields)
+        if thinned:
+            names = sql.SQL(", ").join(sql.Identifier(f) for f in fields)
+            rank = sql.SQL(", ST_Area(t.{geom}) + ST_Length(t.{geom}) AS rank").format(geom=geom)
+            chosen = sql.SQL("(SELECT {names}, mvt_geom FROM rows WHERE mvt_geom IS NOT NULL "
+                             "ORDER BY rank DESC, {id} LIMIT %(keep)s::bigint)").format(
+                names=names, id=sql.Identifier(ID_COLUMN))
+        else:
+            rank = sql.SQL("")
+            chosen = sql.SQL("(SELECT * FROM rows WHERE mvt_geom IS NOT NULL)")
         # tol is 0 at high zooms, where the CASE skips ST_Simplify. Casts keep one prepared plan.
         return sql.SQL(
             "WITH env AS (SELECT ST_TileEnvelope(%(z)s::int, %(x)s::int, %(y)s::int) AS merc, "
@@ -75,14 +95,15 @@ class PostGISTileSource:
             "rows AS MATERIALIZED (SELECT {attrs}, ST_AsMVTGeom("
             "CASE WHEN %(tol)s::float8 > 0 THEN ST_Simplify(ST_Transform(t.{geom}, 3857), %(tol)s::float8, true) "
             "ELSE ST_Transform(t.{geom}, 3857) END, "
-            "env.merc, {extent}, {buffer}, true) AS mvt_geom "
+            "env.merc, {extent}, {buffer}, true) AS mvt_geom{rank} "
             "FROM {table} t, env WHERE t.{geom} && env.lonlat) "
-            "SELECT ST_AsMVT(rows, %(layer)s::text, {extent}, 'mvt_geom') FROM rows WHERE mvt_geom IS NOT NULL"
-        ).format(attrs=attrs, geom=geom, table=self._table,
+            "SELECT ST_AsMVT(k, %(layer)s::text, {extent}, 'mvt_geom'), count(*) FROM {chosen} k"
+        ).format(attrs=attrs, geom=geom, table=self._table, rank=rank, chosen=chosen,
                  extent=sql.Literal(EXTENT), buffer=sql.Literal(BUFFER))
 
     def tile(self, z: int, x: int, y: int) -> bytes | None:
-        """Uncompressed MVT bytes of tile z/x/y, or None when no feature falls in it."""
+        """Uncompressed MVT bytes of tile z/x/y (at most ``max_tile_bytes``), or None when no
+        feature falls in it."""
         if not (self.minzoom <= z <= self.maxzoom and 0 <= x < (1 << z) and 0 <= y < (1 << z)):
             return None
         tile_m = 2 * 20037508.342789244 / (1 << z)
@@ -91,9 +112,22 @@ class PostGISTileSource:
             "tol": tile_m / EXTENT / 4 if z < _SIMPLIFY_BELOW_ZOOM else 0.0,
         }
         with self.pool.connection() as conn:
-            row = conn.execute(self._query, params, prepare=True).fetchone()
-        data = bytes(row[0]) if row and row[0] is not None else b""
+            data, count = self._run(conn, self._query, params)
+            full, rounds = count, 0
+            while len(data) > self.max_tile_bytes and count > 1 and rounds < _MAX_THINNING_ROUNDS:
+                # keep a share of the features in proportion to the overshoot, a little under
+                params["keep"] = max(1, min(count - 1, int(count * self.max_tile_bytes / len(data) * 0.9)))
+                data, count = self._run(conn, self._thinned_query, params)
+                rounds += 1
+        if rounds:
+            log.info("tile %s/%d/%d/%d: kept the %d largest of %d features to stay under %d kB (%d kB)",
+                     self.layer, z, x, y, count, full, self.max_tile_bytes // 1000, len(data) // 1000)
         return data or None
+
+    @staticmethod
+    def _run(conn, query: sql.Composed, params: dict) -> tuple[bytes, int]:
+        row = conn.execute(query, params, prepare=True).fetchone()
+        return (bytes(row[0]) if row and row[0] is not None else b""), (int(row[1]) if row else 0)
 
     def _version(self) -> int:
         q = sql.SQL("SELECT version FROM {} WHERE name = %s").format(sql.Identifier(self.schema, META_TABLE))

@@ -4,6 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+#: No tile, built ahead (PMTiles) or made per request (PostGIS), holds more uncompressed MVT
+#: than this; the smallest features of a fuller tile are left out at that zoom.
+MAX_TILE_BYTES = 500_000
+
 
 @dataclass(frozen=True)
 class TileSetInfo:
