@@ -75,18 +75,15 @@ class PostGISTileSource:
             return [(r[0], r[1]) for r in conn.execute(q, [self._table.as_string(conn)]).fetchall()]
 
     def _tile_query(self, fields: list[str], *, thinned: bool) -> sql.Composed:
-        """The tile and how many features it holds; ``thinned`` keeps only the %(keep)s largest."""
+        """The tile and how many features it holds. ``thinned`` keeps only the %(keep)s largest
+        features, chosen before any of them is transformed and clipped."""
         geom = sql.Identifier(GEOMETRY_COLUMN)
         attrs = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(f)) for f in fields)
+        source = sql.SQL("{table} t, env WHERE t.{geom} && env.lonlat").format(table=self._table, geom=geom)
         if thinned:
-            names = sql.SQL(", ").join(sql.Identifier(f) for f in fields)
-            rank = sql.SQL(", ST_Area(t.{geom}) + ST_Length(t.{geom}) AS rank").format(geom=geom)
-            chosen = sql.SQL("(SELECT {names}, mvt_geom FROM rows WHERE mvt_geom IS NOT NULL "
-                             "ORDER BY rank DESC, {id} LIMIT %(keep)s::bigint)").format(
-                names=names, id=sql.Identifier(ID_COLUMN))
-        else:
-            rank = sql.SQL("")
-            chosen = sql.SQL("(SELECT * FROM rows WHERE mvt_geom IS NOT NULL)")
+            source = sql.SQL(
+                "(SELECT t.* FROM {source} ORDER BY ST_Area(t.{geom}) + ST_Length(t.{geom}) DESC, t.{id} "
+                "LIMIT %(keep)s::bigint) t, env").format(source=source, geom=geom, id=sql.Identifier(ID_COLUMN))
         # tol is 0 at high zooms, where the CASE skips ST_Simplify. Casts keep one prepared plan.
         return sql.SQL(
             "WITH env AS (SELECT ST_TileEnvelope(%(z)s::int, %(x)s::int, %(y)s::int) AS merc, "
@@ -95,11 +92,10 @@ class PostGISTileSource:
             "rows AS MATERIALIZED (SELECT {attrs}, ST_AsMVTGeom("
             "CASE WHEN %(tol)s::float8 > 0 THEN ST_Simplify(ST_Transform(t.{geom}, 3857), %(tol)s::float8, true) "
             "ELSE ST_Transform(t.{geom}, 3857) END, "
-            "env.merc, {extent}, {buffer}, true) AS mvt_geom{rank} "
-            "FROM {table} t, env WHERE t.{geom} && env.lonlat) "
-            "SELECT ST_AsMVT(k, %(layer)s::text, {extent}, 'mvt_geom'), count(*) FROM {chosen} k"
-        ).format(attrs=attrs, geom=geom, table=self._table, rank=rank, chosen=chosen,
-                 extent=sql.Literal(EXTENT), buffer=sql.Literal(BUFFER))
+            "env.merc, {extent}, {buffer}, true) AS mvt_geom "
+            "FROM {source}) "
+            "SELECT ST_AsMVT(rows, %(layer)s::text, {extent}, 'mvt_geom'), count(*) FROM rows WHERE mvt_geom IS NOT NULL"
+        ).format(attrs=attrs, geom=geom, source=source, extent=sql.Literal(EXTENT), buffer=sql.Literal(BUFFER))
 
     def tile(self, z: int, x: int, y: int) -> bytes | None:
         """Uncompressed MVT bytes of tile z/x/y (at most ``max_tile_bytes``), or None when no
