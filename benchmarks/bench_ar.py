@@ -7,6 +7,9 @@ uvicorn process, or ``--serve-workers N``), and ``wrk`` (Debian package; install
 assertions. Target: p99 < 50 ms.
 
     .venv/bin/python benchmarks/bench_ar.py [--buildings 102400] [--pois 10000] [--duration 20] [--serve-workers 1]
+
+``--in-process`` skips HTTP: it times the view answer itself (query, occlusion, JSON) per pose,
+which is what to look at when the server figures move.
 """
 from __future__ import annotations
 
@@ -127,9 +130,10 @@ def main() -> None:
     ap.add_argument("--duration", type=int, default=20, help="seconds of load")
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--serve-workers", type=int, default=1, help="server processes (citytwin serve --workers)")
+    ap.add_argument("--in-process", action="store_true", help="time the view answers without a server")
     args = ap.parse_args()
 
-    wrk = ensure_wrk()
+    wrk = None if args.in_process else ensure_wrk()
     from pipelines.catalog import load_catalog
     from pipelines.store import open_store
 
@@ -147,6 +151,9 @@ def main() -> None:
         print(f"city: {len(buildings)} buildings, {len(pois)} POIs over "
               f"{np.sqrt(args.buildings) * 32 / 1000:.1f} km square, published in {time.perf_counter() - t0:.1f} s")
 
+        if args.in_process:
+            in_process(catalog, store, np.sqrt(args.buildings) * 32 / 2, rng)
+            return
         port = _free_port()
         base = f"http://127.0.0.1:{port}"
         env = {k: v for k, v in os.environ.items() if k != "CITYTWIN_DATABASE_URL" and not k.startswith("PYGEOAPI_")}
@@ -190,6 +197,38 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def in_process(catalog, store, half: float, rng: np.random.Generator, n: int = 2000) -> None:
+    """Per-pose time of the /ar/view answer (parameters, candidates, occlusion, JSON), no HTTP."""
+    import gc
+    from urllib.parse import urlsplit
+
+    import orjson
+    from starlette.datastructures import QueryParams
+
+    from api.ar_routes import ArRoutes
+
+    t0 = time.perf_counter()
+    routes = ArRoutes(catalog, store, "http://localhost")
+    index = routes.holder.get()
+    print(f"AR index built in {time.perf_counter() - t0:.1f} s")
+    queries = [QueryParams(urlsplit(p).query) for p in poses(n, half, rng)]
+    gc.collect()
+    gc.freeze()  # as citytwin serve does
+    for q in queries[:100]:
+        routes.view_doc(index, q)
+    times, counts = [], []
+    for q in queries:
+        t = time.perf_counter()
+        doc = routes.view_doc(index, q)
+        orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+        times.append(time.perf_counter() - t)
+        counts.append(doc["count"])
+    ms = np.array(times) * 1000
+    print(f"AR view answer in process over {n} poses ({np.mean(counts):.1f} POIs each on average): "
+          f"p50 {np.percentile(ms, 50):.2f} ms, p99 {np.percentile(ms, 99):.2f} ms, "
+          f"mean {ms.mean():.2f} ms (~{1000 / ms.mean():.0f} answers/s on one core)")
 
 
 def _free_port() -> int:
