@@ -37,7 +37,7 @@ from geo.ecef import ecef_to_enu, enu_rotation, to_ecef
 from geo.i18n import LanguageError, instruction, normalise_lang, pick, template_lang, turn_kind
 from geo.visibility import Frustum, look, occlusion
 from geo.walking import NoRoute
-from pipelines.build import TILES3D_DIR
+from pipelines.build import THREE_D_ONLY, TILES3D_DIR
 from pipelines.catalog import Catalog
 from pipelines.store import Store
 
@@ -172,14 +172,18 @@ class ArRoutes:
         return routes
 
     def tilesets(self, index: ArIndex) -> list[dict]:
-        """The buildings layers' 3D Tiles links (looked up again at most every few seconds)."""
+        """3D Tiles links: the buildings layers' first (what occludes), then the layers that are
+        only 3D Tiles (placed landmark models, city models). Looked up again every few seconds."""
         checked, owner, cached = self._tilesets
         now = time.monotonic()
         if owner == id(index) and now - checked < TILESET_RECHECK_S:
             return cached
         root = self.catalog.build_path / TILES3D_DIR
-        out = [{"layer": layer, "href": f"{self.base_url}/collections/{layer}/3dtiles/tileset.json"}
-               for layer in index.building_layers if (root / layer / "tileset.json").is_file()]
+        layers = [*index.building_layers,
+                  *(name for name, cfg in self.catalog.layers.items() if cfg.kind in THREE_D_ONLY)]
+        out = [{"layer": layer, "kind": self.catalog.layers[layer].kind,
+                "href": f"{self.base_url}/collections/{layer}/3dtiles/tileset.json"}
+               for layer in layers if layer in self.catalog.layers and (root / layer / "tileset.json").is_file()]
         self._tilesets = (now, id(index), out)
         return out
 
@@ -283,7 +287,7 @@ class ArRoutes:
             "height_reference": HEIGHT_REFERENCE,
             "terrain": mode,
             "height_convention": height_note(index, mode),
-            "tileset": tilesets[0]["href"] if tilesets else None,
+            "tileset": next((t["href"] for t in tilesets if t["kind"] == "buildings"), None),
             "tilesets": tilesets,
             "occluders": {"kind": "LOD1 blocks", "layers": index.building_layers,
                           "count": int(len(index.building_id))},
@@ -487,7 +491,11 @@ def ar_openapi_paths() -> tuple[dict, dict]:
         "ArView": {"type": "object", "properties": {
             "pose": {"type": "object"}, "radius_capped_to": _NUM, "lang": {"type": "string"},
             "height_reference": {"type": "string", "enum": [HEIGHT_REFERENCE]}, "terrain": {"type": "string"},
-            "height_convention": {"type": "string"}, "tileset": {"type": "string", "nullable": True},
+            "height_convention": {"type": "string"},
+            "tileset": {"type": "string", "nullable": True, "description": "the buildings' 3D Tiles (what occludes)"},
+            "tilesets": {"type": "array", "description": "every 3D Tiles layer: buildings, then placed models",
+                         "items": {"type": "object", "properties": {
+                             "layer": {"type": "string"}, "kind": {"type": "string"}, "href": {"type": "string"}}}},
             "count": {"type": "integer"},
             "items": {"type": "array", "items": {"$ref": "#/components/schemas/ArViewItem"}},
             "notes": {"type": "array", "items": {"type": "string"}}}},

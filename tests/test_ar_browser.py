@@ -77,12 +77,19 @@ def test_ar_page_on_the_sample_city(built_sample_city) -> None:
     project = built_sample_city
     with serve(project) as base, chromium_page() as (page, record):
         state = _open(page, f"{base}/viewer/ar/")
+        # the Gwanghwamun gate model, straight ahead, is drawn beside the buildings
+        page.wait_for_function("(window.__arState.models.landmark_models || 0) > 0 || window.__arState.error",
+                               timeout=LOAD_TIMEOUT_MS)
+        state = page.evaluate("window.__arState")
         save_screenshot(page, "ar_sample_city.png")
         api = httpx.get(f"{base}/ar/view", params={"lon": 126.9768, "lat": 37.5722, "alt": 1.6, "heading": 0,
                                                    "pitch": 3, "fov": 60, "radius": 1200, "lang": "en",
                                                    "terrain": "none", "limit": 100}, timeout=30).json()
     assert record.external_requests == [] and record.problems == []
     assert state["error"] is None and state["loaded"] is True and state["tilesLoaded"] > 0
+    assert state["models"]["landmark_models"] > 0
+    assert any("/collections/landmark_models/3dtiles/content/" in url for url in record.requests)
+    assert [t["kind"] for t in api["tilesets"]] == ["buildings", "landmark_models"]
     assert [(i["id"], i["occluded"]) for i in state["items"]] == [(i["id"], i["occluded"]) for i in api["items"]]
     ids = {i["id"] for i in state["items"]}
     assert {"gyeongbokgung", "gwanghwamun"} <= ids  # straight up Sejong-daero

@@ -11,7 +11,9 @@ const OCCLUDED = "#d7372f";
 const FRUSTUM = "#1f5fbf";
 
 // Read by the browser test (and handy in the console).
-const state = { loaded: false, items: [], occluded: [], visible: [], error: null, tilesLoaded: 0, tileset: null };
+const state = {
+  loaded: false, items: [], occluded: [], visible: [], error: null, tilesLoaded: 0, tileset: null, models: {},
+};
 window.__arState = state;
 
 const statusEl = document.getElementById("status");
@@ -210,6 +212,14 @@ async function start() {
   } else {
     setStatus("no 3D Tiles for the buildings yet (citytwin build writes them)");
     done();
+  }
+  // Placed landmark models and city models: drawn as their tiles say (they do not occlude here).
+  for (const extra of (doc.tilesets || []).filter((t) => t.href !== doc.tileset)) {
+    state.models[extra.layer] = 0;
+    const models = await Cesium.Cesium3DTileset.fromUrl(extra.href);
+    models.tileLoad.addEventListener(() => { state.models[extra.layer] += 1; viewer.scene.requestRender(); });
+    models.tileFailed.addEventListener((err) => reportError(`${extra.layer} tile ${err.url}: ${err.message}`));
+    viewer.scene.primitives.add(models);
   }
   viewer.scene.requestRender();
 }
