@@ -37,7 +37,7 @@ import numpy as np
 from geo.city3d import Building3D, ReadReport, Surface
 from geo.errors import CRSError, SourceError
 from pipelines.readers.city_common import (
-    BAD_COORDS, DEGENERATE_HOLE, KINDS, NO_LOD, NO_SURFACES, check_polygon, crs_info, srs_to_crs,
+    BAD_COORDS, DEGENERATE_HOLE, KINDS, NO_LOD, NO_SURFACES, check_polygons, crs_info, srs_to_crs,
 )
 
 
@@ -288,7 +288,7 @@ def _collect(elem: ET.Element, kind: str, reverse: bool, dim: int, ctx: _Ctx, ou
 
 
 def _check(raw: list[_Raw], ctx: _Ctx, *, swap: bool, geographic: bool) -> list[Surface]:
-    surfaces = []
+    names, polygons, kept = [], [], []
     for r in raw:
         name = f"building {ctx.building_id} polygon {_gml_id(r.elem) or '(no id)'}"
         try:
@@ -301,7 +301,11 @@ def _check(raw: list[_Raw], ctx: _Ctx, *, swap: bool, geographic: bool) -> list[
             continue
         if swap:
             rings = [ring[:, [1, 0, 2]] for ring in rings]
-        checked = check_polygon(rings, geographic=geographic)
+        names.append(name)
+        polygons.append(rings)
+        kept.append(r)
+    surfaces = []
+    for name, r, checked in zip(names, kept, check_polygons(polygons, geographic=geographic)):
         if checked.rings is None:
             ctx.report.skip(checked.reason, f"{name}, {checked.detail},")
             continue

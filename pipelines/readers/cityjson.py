@@ -31,7 +31,7 @@ import numpy as np
 from geo.city3d import Building3D, ReadReport, Surface
 from geo.errors import CRSError, SourceError
 from pipelines.readers.city_common import (
-    BAD_COORDS, DEGENERATE_HOLE, KINDS, NO_LOD, NO_SURFACES, check_polygon, crs_info, lod_number,
+    BAD_COORDS, DEGENERATE_HOLE, KINDS, NO_LOD, NO_SURFACES, check_polygons, crs_info, lod_number,
     srs_to_crs,
 )
 
@@ -264,7 +264,7 @@ def _surfaces(geom: dict, doc: _Doc, name: str, report: ReadReport, geographic: 
     semantics = geom.get("semantics") or {}
     kinds = [KINDS.get(s.get("type"), "other") for s in semantics.get("surfaces") or []]
     values = semantics.get("values")
-    out = []
+    polygons, surface_kinds = [], []
     for surface, value in _flatten(geom.get("boundaries") or [], values, depth):
         kind = kinds[value] if isinstance(value, int) and 0 <= value < len(kinds) else "other"
         try:
@@ -275,9 +275,11 @@ def _surfaces(geom: dict, doc: _Doc, name: str, report: ReadReport, geographic: 
         except (IndexError, ValueError, TypeError):
             report.skip(BAD_COORDS, f"{name}, a surface with vertex indices out of range,")
             continue
-        if not rings:
-            continue
-        checked = check_polygon(rings, geographic=geographic)
+        if rings:
+            polygons.append(rings)
+            surface_kinds.append(kind)
+    out = []
+    for kind, checked in zip(surface_kinds, check_polygons(polygons, geographic=geographic)):
         if checked.rings is None:
             report.skip(checked.reason, f"{name} surface, {checked.detail},")
             continue
