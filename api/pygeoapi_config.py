@@ -24,6 +24,7 @@ import yaml
 from api.processes.config import process_manager, process_resources
 from api.tile_sources import TileRegistry
 from geo.errors import StoreError
+from pipelines.build import THREE_D_ONLY
 from pipelines.catalog import Catalog
 from pipelines.store import Store
 
@@ -143,8 +144,9 @@ def build_config(catalog: Catalog, store: Store, tiles: TileRegistry, host: str,
     """The pygeoapi configuration dict for the catalog's layers that are in the store."""
     url = base_url(catalog, host, port)
     stored = set(store.layers())
+    # rasters are served at /cog, live layers from build/live, 3D-only layers as 3D Tiles
     missing = [n for n, c in catalog.layers.items()
-               if n not in stored and c.kind not in ("raster", "live")]  # rasters: /cog; live: build/live
+               if n not in stored and c.kind not in ("raster", "live", *THREE_D_ONLY)]
     if missing:
         LOG.warning("not published (not in the store yet, run 'citytwin build'): %s", ", ".join(missing))
     resources: dict[str, dict] = {}

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from pyproj import Geod, Transformer
 
-from api_server import serve
+from api_server import serve, serve_output
 
 GEOVOLUMES_REL = "http://www.opengis.net/def/rel/ogc/1.0/3d-geovolumes"
 CRS84H = "http://www.opengis.net/def/crs/OGC/0/CRS84h"
@@ -57,3 +57,8 @@ def test_unknown_and_feature_collections_are_unchanged(base: str) -> None:
     buildings = httpx.get(f"{base}/collections/buildings?f=json").json()
     assert "items" in [lk["rel"] for lk in buildings["links"]]
     assert GEOVOLUMES_REL in [lk["rel"] for lk in buildings["links"]]
+
+
+def test_start_up_does_not_call_3d_only_layers_unpublished(base: str, built_sample_city: Path) -> None:
+    assert httpx.get(f"{base}/collections/landmark_models?f=json").status_code == 200
+    assert "not published" not in serve_output(built_sample_city)
