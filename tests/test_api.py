@@ -227,10 +227,65 @@ def test_property_filter_sort_and_select(client, buildings):
     assert doc.status_code == 400 and "height" in doc.json()["description"]
 
 
-def test_cql2_on_embedded_store_is_a_clear_400(client):
-    r = client.get("/collections/buildings/items", params={"filter": "height > 50", "filter-lang": "cql2-text"})
+PLAZA = shapely.box(126.9750, 37.5640, 126.9810, 37.5690)
+
+
+def _cql_cases(b):
+    """(cql2-text or cql2-json filter, the ids it should keep, computed here with pandas/shapely)."""
+    h, name = b["height"], b["name"]
+    inside = b.intersects(PLAZA)
+    return [
+        ("height > 50", h > 50),
+        ("height >= 20 AND height < 40", (h >= 20) & (h < 40)),
+        ("height < 10 OR height > 110", (h < 10) | (h > 110)),
+        ({"op": "not", "args": [{"op": ">", "args": [{"property": "height"}, 50]}]}, ~(h > 50)),
+        ("height BETWEEN 30 AND 60", h.between(30, 60)),
+        ("name LIKE 'Building 1%'", name.str.startswith("Building 1")),
+        ("name IN ('Building 3', 'Building 42', 'nobody')", name.isin(["Building 3", "Building 42"])),
+        ("name IS NULL", name.isna()),
+        (f"INTERSECTS(geometry, {PLAZA.wkt}) AND height > 40", inside & (h > 40)),
+        ({"op": "and", "args": [{"op": "s_intersects", "args": [{"property": "geometry"},
+                                                                  shapely.geometry.mapping(PLAZA)]},
+                                {"op": "<=", "args": [{"property": "height"}, 60]}]}, inside & (h <= 60)),
+    ]
+
+
+def test_cql2_filters_on_the_embedded_store(client, buildings):
+    import json as _json
+
+    b = buildings
+    for cql, want in _cql_cases(b):
+        expected = set(b.loc[want, "id"])
+        if isinstance(cql, dict):
+            params = {"filter": _json.dumps(cql), "filter-lang": "cql2-json", "limit": 1000}
+        else:
+            params = {"filter": cql, "filter-lang": "cql2-text", "limit": 1000}
+        r = client.get("/collections/buildings/items", params=params)
+        assert r.status_code == 200, (cql, r.text)
+        doc = r.json()
+        assert doc["numberMatched"] == len(expected), cql
+        assert {f["id"] for f in doc["features"]} == expected, cql
+    # paging, bbox and sort order still apply to the filtered rows
+    want = b[b["height"] > 50].sort_values(["height", "id"], ascending=[False, True])  # ties: publish order
+    r = client.get("/collections/buildings/items", params={"filter": "height > 50", "filter-lang": "cql2-text",
+                                                            "sortby": "-height", "limit": 5, "offset": 5}).json()
+    assert [f["id"] for f in r["features"]] == list(want["id"].iloc[5:10])
+    box = (126.9750, 37.5640, 126.9810, 37.5690)
+    r = client.get("/collections/buildings/items", params={"filter": "height > 50", "filter-lang": "cql2-text",
+                                                            "bbox": ",".join(map(str, box)), "limit": 1000}).json()
+    assert {f["id"] for f in r["features"]} == set(b.loc[(b["height"] > 50) & b.intersects(PLAZA), "id"])
+
+
+@pytest.mark.parametrize("cql, needle", [
+    ("nope > 3", "unknown property 'nope'"),
+    ("height > 'tall'", "is a number"),
+    ("name > 3", "is text"),
+    ("height LIKE '1%'", "LIKE needs a text property"),
+])
+def test_cql2_mistakes_on_the_embedded_store_are_clear_400s(client, cql, needle):
+    r = client.get("/collections/buildings/items", params={"filter": cql, "filter-lang": "cql2-text"})
     assert r.status_code == 400
-    assert "PostGIS" in r.json()["description"]
+    assert needle in r.json()["description"]
 
 
 # -- Tiles -------------------------------------------------------------------------

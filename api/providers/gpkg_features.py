@@ -6,8 +6,8 @@ exact shapely intersects test for the rows whose envelope is not wholly inside t
 so ``numberMatched`` and paging count exactly the intersecting features.
 
 Coordinates come out in the axis order of the requested CRS, as pygeoapi's own
-``crs_transform`` does (pyproj with authority axis order). CQL2 ``filter`` is not supported
-on the embedded store: such a request gets a 400 naming PostGIS as the way to get it.
+``crs_transform`` does (pyproj with authority axis order). A CQL2 ``filter`` is evaluated over
+the candidate rows (all, or the bbox's) by api.providers.cql_filter, never written into SQL.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import shapely
 from pygeoapi.provider.base import (
     BaseProvider,
@@ -30,15 +31,10 @@ from pygeoapi.provider.base import (
 )
 from pyproj import CRS, Transformer
 
+from api.providers.cql_filter import FilterError, RowSet, evaluate
 from api.providers.gpkg_blob import decode
 from geo.errors import LayerNameError
 from geo.names import check_layer_name
-
-NO_CQL_MESSAGE = (
-    "CQL2 'filter' is not supported on the embedded GeoPackage store; use simple "
-    "property=value query parameters, or serve from PostGIS (set CITYTWIN_DATABASE_URL) "
-    "for CQL2 filtering"
-)
 
 _INTEGER_TYPES = ("INT", "TINYINT", "SMALLINT", "MEDIUMINT", "INTEGER", "BIGINT")
 _NUMBER_TYPES = ("REAL", "FLOAT", "DOUBLE", "NUMERIC")
@@ -164,8 +160,6 @@ class GeoPackageProvider(BaseProvider):
               sortby: list | None = None, select_properties: list | None = None,
               skip_geometry: bool = False, q: str | None = None, filterq=None,
               crs_transform_spec=None, **kwargs) -> dict:
-        if filterq is not None:
-            raise ProviderInvalidQueryError(user_msg=NO_CQL_MESSAGE)
         if q:
             raise ProviderInvalidQueryError(user_msg="free-text 'q' search is not supported on this collection")
         if datetime_:
@@ -174,6 +168,9 @@ class GeoPackageProvider(BaseProvider):
         where, params = self._property_filter(properties or [])
         order = self._order_by(sortby or [])
         t = _quote(self.table)
+        if filterq is not None:
+            return self._filtered(filterq, offset, limit, resulttype, bbox, where, params, order,
+                                  select_properties, skip_geometry, crs_transform_spec)
         with _connect(self.path) as con:
             if bbox:
                 fids = self._bbox_fids(con, bbox, where, params, order)
@@ -196,6 +193,31 @@ class GeoPackageProvider(BaseProvider):
             "numberMatched": int(matched),
             "numberReturned": len(features),
         }
+
+    def _filtered(self, filterq, offset: int, limit: int, resulttype: str, bbox: list | None, where: list[str],
+                  params: list, order: str, select_properties, skip_geometry: bool, crs_transform_spec) -> dict:
+        """A CQL2 filter over the candidate rows (the bbox's, else all), in their sort order."""
+        with _connect(self.path) as con:
+            if bbox:
+                rows = self._rows_by_fid(con, self._bbox_fids(con, bbox, where, params, order))
+            else:
+                sql_where = f" WHERE {' AND '.join(where)}" if where else ""
+                rows = con.execute(f"SELECT {self._select_list()} FROM {_quote(self.table)} AS t{sql_where} "
+                                   f"ORDER BY {order}", params).fetchall()
+        names = self._columns()
+        columns = {n: pd.Series([r[i + 2] for r in rows], dtype=object if self._fields[n]["type"] == "string"
+                                else None) for i, n in enumerate(names)}
+        candidates = RowSet(columns, {n: self._fields[n]["type"] for n in names},
+                            lambda: decode([r[1] for r in rows]))
+        try:
+            keep = evaluate(filterq, candidates) if rows else np.zeros(0, dtype=bool)
+        except FilterError as exc:
+            raise ProviderInvalidQueryError(user_msg=str(exc)) from None
+        matched = [r for r, k in zip(rows, keep) if k]
+        page = matched[offset:offset + limit] if resulttype != "hits" else []
+        features = self._features(page, select_properties or [], skip_geometry, crs_transform_spec)
+        return {"type": "FeatureCollection", "features": features, "numberMatched": len(matched),
+                "numberReturned": len(features)}
 
     def get(self, identifier, crs_transform_spec=None, **kwargs) -> dict:
         with _connect(self.path) as con:
