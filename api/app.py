@@ -23,8 +23,9 @@ from api.geocode_routes import geocode_routes
 from api.cql_compat import CQL2CompatMiddleware
 from api.features_fast import FastItems
 from api.landing import landing_route
+from api.openapi_doc import openapi_route, service_paths
 from api.live_routes import live_routes
-from api.ar_routes import ArRoutes
+from api.ar_routes import ArRoutes, ar_openapi_paths
 from api.auth import protect_processes
 from api.pygeoapi_config import base_url, generate
 from api.raster_routes import PREFIX as COG_PREFIX, raster_app
@@ -90,7 +91,9 @@ def create_app(project: Path, host: str = "127.0.0.1", port: int = 8000) -> ASGI
         *transit_routes(catalog, store),
         *geocode_routes(catalog, store),  # /geocode, /reverse from the project's gazetteer
         *live_routes(catalog),  # /live/{layer}/items (POST with API key, GET) and /live/{layer}/tiles
-        *ArRoutes(catalog, store, url).routes(pygeoapi_app.openapi),  # /ar/* and /openapi with them
+        *ArRoutes(catalog, store, url).routes(),  # /ar/view, /ar/anchors, /ar/route
+        Route("/openapi", openapi_route(pygeoapi_app.openapi, [ar_openapi_paths(), service_paths()]),
+              methods=["GET", "HEAD"]),
         *static_routes(),
         Mount(COG_PREFIX, app=raster_app(catalog)),
         Mount("/", app=pygeoapi_app.APP),

@@ -8,7 +8,7 @@
   entrances, transit stops) with the height of the roof or ground beneath each.
 - GET /ar/route?from=&to=&lang=  a walking polyline on the street layer with turn
   instructions in ko/en/ja/zh.
-- GET /openapi: pygeoapi's document with these three paths merged in.
+- The OpenAPI paths of these three (merged into /openapi by api.openapi_doc).
 
 Heights are WGS84 ellipsoidal metres (EPSG:4979). With ``terrain=none`` the ground is at 0
 and buildings stand on their base_height (0 when absent): exactly where tiles/threed puts
@@ -18,11 +18,9 @@ Bad parameters answer 400 ``{"code", "description"}``.
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
-from collections.abc import Awaitable, Callable
 
 import numpy as np
 import orjson
@@ -40,8 +38,6 @@ from geo.walking import NoRoute
 from pipelines.build import THREE_D_ONLY, TILES3D_DIR
 from pipelines.catalog import Catalog
 from pipelines.store import Store
-
-Handler = Callable[[Request], Awaitable[Response]]
 
 DEFAULT_RADIUS_M = 500.0
 MAX_RADIUS_M = 3000.0
@@ -161,15 +157,12 @@ class ArRoutes:
         self.holder = IndexHolder(catalog, store)
         self._tilesets: tuple[float, int, list[dict]] = (-1.0, -1, [])
 
-    def routes(self, pygeoapi_openapi: Handler | None = None) -> list[BaseRoute]:
-        routes: list[BaseRoute] = [
+    def routes(self) -> list[BaseRoute]:
+        return [
             Route("/ar/view", self.view, methods=["GET", "HEAD"]),
             Route("/ar/anchors", self.anchors, methods=["GET", "HEAD"]),
             Route("/ar/route", self.route, methods=["GET", "HEAD"]),
         ]
-        if pygeoapi_openapi is not None:
-            routes.append(Route("/openapi", openapi_route(pygeoapi_openapi), methods=["GET", "HEAD"]))
-        return routes
 
     def tilesets(self, index: ArIndex) -> list[dict]:
         """3D Tiles links: the buildings layers' first (what occludes), then the layers that are
@@ -470,8 +463,8 @@ _TERRAIN = _param("terrain", "Ground model: 'none' (ground at 0, as the 3D Tiles
 _NUM = {"type": "number"}
 
 
-def ar_openapi_paths() -> tuple[dict, dict]:
-    """Path items and component schemas for the AR endpoints."""
+def ar_openapi_paths() -> tuple[dict, dict, list[dict]]:
+    """Path items, component schemas and tag for the AR endpoints (merged by api.openapi_doc)."""
     schemas = {
         "ArError": {"type": "object", "required": ["code", "description"],
                     "properties": {"code": {"type": "string"}, "description": {"type": "string"}}},
@@ -530,11 +523,12 @@ def ar_openapi_paths() -> tuple[dict, dict]:
                 _param("heading", "Degrees clockwise from true north", {"type": "number", "default": 0}),
                 _param("pitch", "Degrees above the horizon", {"type": "number", "default": 0, "minimum": -90,
                                                                 "maximum": 90}),
-                _param("fov", "Horizontal field of view, degrees", {"type": "number", "default": DEFAULT_FOV,
-                                                                     "exclusiveMinimum": 0, "maximum": 179}),
+                _param("fov", "Horizontal field of view, degrees",
+                       {"type": "number", "default": DEFAULT_FOV, "minimum": 0, "exclusiveMinimum": True,
+                        "maximum": 179}),
                 _param("vfov", "Vertical field of view, degrees (default: fov)", _NUM),
                 _param("radius", f"Far distance in metres (capped to {MAX_RADIUS_M:g}, see radius_capped_to)",
-                       {"type": "number", "default": DEFAULT_RADIUS_M, "exclusiveMinimum": 0}),
+                       {"type": "number", "default": DEFAULT_RADIUS_M, "minimum": 0, "exclusiveMinimum": True}),
                 _param("limit", "Most items", {"type": "integer", "default": DEFAULT_LIMIT, "maximum": MAX_LIMIT}),
                 _LANG, _TERRAIN],
             "responses": {"200": ok("ArView", "Visible POIs, nearest first"), "400": _ERROR}}},
@@ -560,26 +554,5 @@ def ar_openapi_paths() -> tuple[dict, dict]:
                           "404": {"description": "Unknown POI id, or no street layer"},
                           "422": {"description": "The two places do not connect on the street network"}}}},
     }
-    return paths, schemas
-
-
-def openapi_route(pygeoapi_openapi: Handler) -> Handler:
-    """pygeoapi's /openapi with the AR paths merged into its JSON (HTML UI left as is)."""
-    paths, schemas = ar_openapi_paths()
-
-    async def openapi(request: Request) -> Response:
-        resp = await pygeoapi_openapi(request)
-        ctype = resp.headers.get("content-type", "")
-        if resp.status_code != 200 or "json" not in ctype:
-            return resp
-        doc = json.loads(resp.body.decode(resp.charset or "utf-8"))
-        doc.setdefault("paths", {}).update(paths)
-        doc.setdefault("components", {}).setdefault("schemas", {}).update(schemas)
-        tags = doc.setdefault("tags", [])
-        if not any(isinstance(t, dict) and t.get("name") == "AR" for t in tags):
-            tags.append({"name": "AR", "description": "Augmented-reality answers: what is around me and where "
-                                                      "to draw it"})
-        headers = {k: v for k, v in resp.headers.items() if k.lower() not in ("content-length", "content-encoding")}
-        return Response(json.dumps(doc, ensure_ascii=False), status_code=200, headers=headers)
-
-    return openapi
+    tags = [{"name": "AR", "description": "Augmented-reality answers: what is around me and where to draw it"}]
+    return paths, schemas, tags

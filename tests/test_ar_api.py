@@ -260,6 +260,21 @@ def test_openapi_describes_the_ar_paths(base):
     assert "ArViewItem" in doc["components"]["schemas"]
 
 
+def test_openapi_describes_our_other_routes_and_they_validate(base):
+    from openapi_spec_validator import validate
+
+    doc = get(base, "/openapi", f="json").json()
+    ours = ["/ar/view", "/ar/anchors", "/ar/route", "/transit/nearest", "/geocode", "/reverse",
+            "/live/{layer}/items", "/live/{layer}/tiles/{z}/{x}/{y}",
+            "/collections/{collection}/tiles/WebMercatorQuad/tilejson.json", "/collections/{collection}/3dtiles/{path}"]
+    assert set(ours) <= set(doc["paths"])
+    assert {"get", "post"} <= set(doc["paths"]["/live/{layer}/items"]) and "post" in doc["paths"]["/geocode"]
+    # our part on its own is a valid OpenAPI 3.0 document (pygeoapi's own part is its business)
+    validate({"openapi": "3.0.2", "info": {"title": "citytwin", "version": "1"},
+              "paths": {p: doc["paths"][p] for p in ours},
+              "components": {"schemas": {k: v for k, v in doc["components"]["schemas"].items() if k.startswith("Ar")}}})
+
+
 def test_index_follows_the_store(project, base):
     from pipelines.catalog import load_catalog
     from pipelines.store import open_store

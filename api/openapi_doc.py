@@ -1,0 +1,130 @@
+"""/openapi: pygeoapi's document with the paths of our own routes merged in.
+
+pygeoapi describes what it serves (landing, conformance, collections, items, tiles, processes).
+The routes in front of it (AR, transit, geocoding, live layers, TileJSON, 3D Tiles) bring their
+own path items, merged into its JSON here; the HTML (Swagger UI) page is pygeoapi's as is.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+Handler = Callable[[Request], Awaitable[Response]]
+# (paths, component schemas, tags) from one group of routes
+Contribution = tuple[dict, dict, list[dict]]
+
+_NUM = {"type": "number"}
+_PROBLEM = {"description": "Bad parameter: the message names it and says what is allowed",
+            "content": {"application/json": {"schema": {"type": "object", "properties": {
+                "code": {"type": "string"}, "description": {"type": "string"}}}}}}
+
+
+def query(name: str, desc: str, schema: dict, required: bool = False) -> dict:
+    return {"name": name, "in": "query", "required": required, "description": desc, "schema": schema}
+
+
+def path_param(name: str, desc: str, schema: dict | None = None) -> dict:
+    return {"name": name, "in": "path", "required": True, "description": desc, "schema": schema or {"type": "string"}}
+
+
+def json_ok(desc: str) -> dict:
+    return {"description": desc, "content": {"application/json": {"schema": {"type": "object"}}}}
+
+
+def service_paths() -> Contribution:
+    """Transit, geocoding, live layers, TileJSON and 3D Tiles."""
+    collection = path_param("collection", "Collection (layer) id")
+    layer = path_param("layer", "Live layer id (catalog kind live)")
+    z, x, y = (path_param(n, d, {"type": "integer", "minimum": 0})
+               for n, d in (("z", "Zoom"), ("x", "Tile column"), ("y", "Tile row")))
+    mvt = {"description": "Mapbox Vector Tile", "content": {"application/vnd.mapbox-vector-tile": {}}}
+    geojson = {"description": "GeoJSON FeatureCollection", "content": {"application/geo+json": {}}}
+    paths = {
+        "/transit/nearest": {"get": {
+            "summary": "Nearest transit stops, with geodesic distance, bearing and serving routes",
+            "tags": ["Transit"], "operationId": "transitNearest",
+            "parameters": [query("lon", "Longitude (WGS84)", _NUM, True), query("lat", "Latitude (WGS84)", _NUM, True),
+                           query("radius", "Search radius in metres", _NUM),
+                           query("limit", "Most stops", {"type": "integer"}),
+                           query("feed", "Only this GTFS feed (layer prefix)", {"type": "string"})],
+            "responses": {"200": json_ok("Stops, nearest first"), "400": _PROBLEM}}},
+        "/geocode": {
+            "get": {"summary": "One Korean address (road-name or lot-number) to a point, with tier and score",
+                    "tags": ["Geocoding"], "operationId": "geocode",
+                    "parameters": [query("q", "The address", {"type": "string"}, True)],
+                    "responses": {"200": json_ok("The match (or why there is none)"), "400": _PROBLEM}},
+            "post": {"summary": "Up to 1000 addresses at once", "tags": ["Geocoding"], "operationId": "geocodeMany",
+                     "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                         "oneOf": [{"type": "array", "items": {"type": "string"}},
+                                   {"type": "object", "properties": {"q": {"type": "array",
+                                                                           "items": {"type": "string"}}}}]}}}},
+                     "responses": {"200": json_ok("One result per address, in order"), "400": _PROBLEM}}},
+        "/reverse": {"get": {
+            "summary": "Administrative areas holding a point, and the nearest address",
+            "tags": ["Geocoding"], "operationId": "reverseGeocode",
+            "parameters": [query("lon", "Longitude (WGS84)", _NUM, True), query("lat", "Latitude (WGS84)", _NUM, True)],
+            "responses": {"200": json_ok("Areas and nearest address"), "400": _PROBLEM}}},
+        "/live/{layer}/items": {
+            "get": {"summary": "Unexpired items of a live layer (short cache)", "tags": ["Live"],
+                    "operationId": "liveItems",
+                    "parameters": [layer, query("bbox", "minlon,minlat,maxlon,maxlat", {"type": "string"}),
+                                   query("limit", "Most items", {"type": "integer"})],
+                    "responses": {"200": geojson, "400": _PROBLEM, "404": {"description": "No such live layer"}}},
+            "post": {"summary": "Add or replace items (each with properties.timestamp and properties.expires)",
+                     "tags": ["Live"], "operationId": "livePost",
+                     "parameters": [layer, {"name": "X-API-Key", "in": "header", "required": True,
+                                            "description": "A key from the project's api_keys_file",
+                                            "schema": {"type": "string"}}],
+                     "requestBody": {"required": True, "content": {"application/geo+json": {},
+                                                                    "application/json": {}}},
+                     "responses": {"201": json_ok("Stored ids"), "400": _PROBLEM,
+                                   "401": {"description": "Missing or unknown X-API-Key"}}}},
+        "/live/{layer}/tiles/{z}/{x}/{y}": {"get": {
+            "summary": "A vector tile of a live layer, encoded on the fly", "tags": ["Live"],
+            "operationId": "liveTile", "parameters": [layer, z, x, y],
+            "responses": {"200": mvt, "204": {"description": "No item in the tile"},
+                          "304": {"description": "Unchanged"}}}},
+        "/collections/{collection}/tiles/WebMercatorQuad/tilejson.json": {"get": {
+            "summary": "TileJSON 3.0 of a collection's vector tiles", "tags": ["Tiles"],
+            "operationId": "tileJson", "parameters": [collection],
+            "responses": {"200": json_ok("TileJSON"), "404": {"description": "No tiles for this collection"}}}},
+        "/collections/{collection}/3dtiles/{path}": {"get": {
+            "summary": "A file of a collection's 3D Tiles (tileset.json, GLB or b3dm content)",
+            "tags": ["3D Tiles"], "operationId": "threeDTiles",
+            "parameters": [collection, path_param("path", "tileset.json or a content path it names")],
+            "responses": {"200": {"description": "The file", "content": {"application/json": {},
+                                                                        "model/gltf-binary": {}}},
+                          "304": {"description": "Unchanged"}, "400": _PROBLEM,
+                          "404": {"description": "No such file or no 3D Tiles"}}}},
+    }
+    tags = [{"name": "Transit", "description": "GTFS stops near a point"},
+            {"name": "Geocoding", "description": "Korean addresses to points and back"},
+            {"name": "Live", "description": "Short-lived incidents and congestion"},
+            {"name": "3D Tiles", "description": "OGC 3D Tiles of buildings, city models and landmark models"}]
+    return paths, {}, tags
+
+
+def openapi_route(pygeoapi_openapi: Handler, contributions: list[Contribution]) -> Handler:
+    """pygeoapi's /openapi with ``contributions`` merged into its JSON (HTML left as is)."""
+
+    async def openapi(request: Request) -> Response:
+        resp = await pygeoapi_openapi(request)
+        ctype = resp.headers.get("content-type", "")
+        if resp.status_code != 200 or "json" not in ctype:
+            return resp
+        doc = json.loads(resp.body.decode(resp.charset or "utf-8"))
+        known_tags = {t.get("name") for t in doc.get("tags", []) if isinstance(t, dict)}
+        for paths, schemas, tags in contributions:
+            doc.setdefault("paths", {}).update(paths)
+            doc.setdefault("components", {}).setdefault("schemas", {}).update(schemas)
+            for tag in tags:
+                if tag["name"] not in known_tags:
+                    doc.setdefault("tags", []).append(tag)
+                    known_tags.add(tag["name"])
+        headers = {k: v for k, v in resp.headers.items() if k.lower() not in ("content-length", "content-encoding")}
+        return Response(json.dumps(doc, ensure_ascii=False), status_code=200, headers=headers)
+
+    return openapi
