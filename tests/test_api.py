@@ -497,3 +497,25 @@ def test_conformance_requests_do_not_grow_pygeoapi_state(project, tmp_path):
     assert r.returncode == 0, r.stderr
     sizes = ast.literal_eval(r.stdout.strip().splitlines()[-1])
     assert len(set(sizes)) == 1
+
+
+def test_cql2_on_the_embedded_store_holds_a_bounded_number_of_rows(project, monkeypatch):
+    """The provider itself (no server): over the cap, a clear refusal instead of loading them all."""
+    from pygeofilter.parsers.ecql import parse
+    from pygeoapi.provider.base import ProviderInvalidQueryError
+
+    import api.providers.gpkg_features as gpkg
+
+    provider = gpkg.GeoPackageProvider({"name": "gpkg", "type": "feature", "data": str(project[0] / "build" /
+                                        "citytwin.gpkg"), "table": "buildings", "id_field": "id"})
+    assert provider.query(filterq=parse("height > 50"), limit=1000)["numberMatched"] == \
+        int((project[1]["buildings"]["height"] > 50).sum())
+    monkeypatch.setattr(gpkg, "MAX_FILTER_ROWS", 100)
+    with pytest.raises(ProviderInvalidQueryError, match="add a bbox"):
+        provider.query(filterq=parse("height > 50"))
+    b = project[1]["buildings"]
+    box = [126.9750, 37.5640, 126.9810, 37.5690]
+    assert b.intersects(shapely.box(*box)).sum() <= 100  # a bbox keeps the candidates under the cap
+    want = set(b.loc[(b["height"] > 50) & b.intersects(shapely.box(*box)), "id"])
+    got = provider.query(filterq=parse("height > 50"), bbox=box, limit=1000)
+    assert {f["id"] for f in got["features"]} == want and got["numberMatched"] == len(want) > 0

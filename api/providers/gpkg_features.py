@@ -36,6 +36,7 @@ from api.providers.gpkg_blob import decode
 from geo.errors import LayerNameError
 from geo.names import check_layer_name
 
+MAX_FILTER_ROWS = 200_000  # candidates a CQL2 filter may hold in memory (about 200 MB of rows)
 _INTEGER_TYPES = ("INT", "TINYINT", "SMALLINT", "MEDIUMINT", "INTEGER", "BIGINT")
 _NUMBER_TYPES = ("REAL", "FLOAT", "DOUBLE", "NUMERIC")
 
@@ -196,13 +197,21 @@ class GeoPackageProvider(BaseProvider):
 
     def _filtered(self, filterq, offset: int, limit: int, resulttype: str, bbox: list | None, where: list[str],
                   params: list, order: str, select_properties, skip_geometry: bool, crs_transform_spec) -> dict:
-        """A CQL2 filter over the candidate rows (the bbox's, else all), in their sort order."""
+        """A CQL2 filter over the candidate rows (the bbox's, else all), in their sort order.
+
+        The candidates are held in memory, so there are at most MAX_FILTER_ROWS of them: a
+        filter over more asks for a bbox (or PostGIS) instead of filling the server's memory."""
         with _connect(self.path) as con:
             if bbox:
-                rows = self._rows_by_fid(con, self._bbox_fids(con, bbox, where, params, order))
+                fids = self._bbox_fids(con, bbox, where, params, order)
+                self._check_filter_rows(len(fids))
+                rows = self._rows_by_fid(con, fids)
             else:
                 sql_where = f" WHERE {' AND '.join(where)}" if where else ""
-                rows = con.execute(f"SELECT {self._select_list()} FROM {_quote(self.table)} AS t{sql_where} "
+                table = _quote(self.table)
+                count = con.execute(f"SELECT count(*) FROM {table} AS t{sql_where}", params).fetchone()[0]
+                self._check_filter_rows(count)
+                rows = con.execute(f"SELECT {self._select_list()} FROM {table} AS t{sql_where} "
                                    f"ORDER BY {order}", params).fetchall()
         names = self._columns()
         columns = {n: pd.Series([r[i + 2] for r in rows], dtype=object if self._fields[n]["type"] == "string"
@@ -218,6 +227,13 @@ class GeoPackageProvider(BaseProvider):
         features = self._features(page, select_properties or [], skip_geometry, crs_transform_spec)
         return {"type": "FeatureCollection", "features": features, "numberMatched": len(matched),
                 "numberReturned": len(features)}
+
+    def _check_filter_rows(self, n: int) -> None:
+        if n > MAX_FILTER_ROWS:
+            raise ProviderInvalidQueryError(
+                user_msg=f"a CQL2 filter on the embedded store looks at most {MAX_FILTER_ROWS:,} features and "
+                         f"{self.table!r} has {n:,} to look at; add a bbox, or serve from PostGIS "
+                         "(set CITYTWIN_DATABASE_URL) for filters over the whole layer")
 
     def get(self, identifier, crs_transform_spec=None, **kwargs) -> dict:
         with _connect(self.path) as con:
