@@ -49,15 +49,19 @@ def collection(*features: dict) -> dict:
     return {"type": "FeatureCollection", "features": list(features)}
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("live")
+def write_live_project(root: Path) -> Path:
+    """The API test city plus the two live layers and an API key file, in ``root``."""
     make_project(root)
     (root / "citytwin.yaml").write_text(LIVE_CATALOG, encoding="utf-8")
     (root / "secrets").mkdir()
     (root / "secrets" / "keys.txt").write_text(f"{KEY_ID}: {KEY}\n", encoding="utf-8")
     (root / "data").mkdir()
     return root
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    return write_live_project(tmp_path_factory.mktemp("live"))
 
 
 @pytest.fixture(scope="module")

@@ -13,19 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api_server import make_project, serve
-from test_live import KEY, KEY_ID, LIVE_CATALOG, collection, item
+from api_server import serve
+from test_live import KEY, collection, item, write_live_project
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("live-procs")
-    make_project(root)
-    (root / "citytwin.yaml").write_text(LIVE_CATALOG, encoding="utf-8")
-    (root / "secrets").mkdir()
-    (root / "secrets" / "keys.txt").write_text(f"{KEY_ID}: {KEY}\n", encoding="utf-8")
-    (root / "data").mkdir()
-    return root
+    return write_live_project(tmp_path_factory.mktemp("live-procs"))
 
 
 def test_items_written_through_one_process_are_served_by_the_other(project: Path) -> None:
