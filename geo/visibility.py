@@ -169,11 +169,6 @@ class Blocks:
         """The same footprints and tree with other heights (e.g. standing on a DEM)."""
         return replace(self, base=_floats(base), top=_floats(top))
 
-    def containing(self, xy: np.ndarray, tolerance_m: float = ON_BUILDING_TOLERANCE_M) -> tuple[np.ndarray, np.ndarray]:
-        """(point index, block index) pairs where a point is in or within ``tolerance_m`` of a footprint."""
-        pts = shapely.points(np.asarray(xy, dtype=np.float64).reshape(-1, 2))
-        return self.tree.query(pts, predicate="dwithin", distance=tolerance_m)
-
 
 def _floats(values) -> np.ndarray:
     """Contiguous float64, the one layout the compiled loops are built for (another layout
