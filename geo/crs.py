@@ -147,6 +147,6 @@ def check_lonlat_bounds(bounds: tuple[float, float, float, float], *, source: st
     if not finite or minx < -180 or maxx > 180 or miny < -90 or maxy > 90:
         raise CRSError(
             f"{source}: coordinates in {crs_label(crs)} do not map to valid longitude/latitude "
-            f"(got bounds {tuple(round(b, 3) for b in bounds)}). The declared or embedded CRS is "
+            f"(got bounds {tuple(round(float(b), 3) for b in bounds)}). The declared or embedded CRS is "
             "wrong for this data: pass the right one with --crs, e.g. --crs EPSG:5186."
         )

@@ -15,6 +15,7 @@ class RepairResult:
     geometries: np.ndarray  # same length as the input; None where dropped
     repaired: int  # invalid geometries made valid
     dropped: int  # null, empty, or nothing usable left after repair
+    dropped_at: np.ndarray  # their positions in the input
 
 
 def repair(geoms: np.ndarray, *, polygonal: bool = False) -> RepairResult:
@@ -34,7 +35,8 @@ def repair(geoms: np.ndarray, *, polygonal: bool = False) -> RepairResult:
         out[invalid] = fixed
     dropped_mask = shapely.is_missing(out) | shapely.is_empty(out)
     out[dropped_mask] = None
-    return RepairResult(out, int((invalid & ~dropped_mask).sum()), int(dropped_mask.sum()))
+    return RepairResult(out, int((invalid & ~dropped_mask).sum()), int(dropped_mask.sum()),
+                        np.flatnonzero(dropped_mask))
 
 
 def _polygon_parts(geom):
@@ -58,3 +60,28 @@ def non_polygonal(geoms: np.ndarray) -> np.ndarray:
     ids = shapely.get_type_id(geoms)
     present = ~shapely.is_missing(geoms)
     return np.flatnonzero(present & ~np.isin(ids, POLYGONAL))
+
+
+#: how far past ±180/±90 a coordinate may lie and still count as rounding (about 0.1 mm)
+LONLAT_TOLERANCE = 1e-9
+
+
+def clamp_lonlat(geoms: np.ndarray, tolerance: float = LONLAT_TOLERANCE) -> tuple[np.ndarray, int]:
+    """Pull coordinates a rounding hair past the lon/lat limits onto them.
+
+    Returns the geometries and how many of them were touched. Anything further out is
+    left alone for the caller's range check to refuse.
+    """
+    geoms = np.asarray(geoms, dtype=object)
+    coords, index = shapely.get_coordinates(geoms, return_index=True)
+    limit = np.array([180.0, 90.0])
+    over = np.abs(coords) - limit
+    hair = ((over > 0) & (over <= tolerance)).any(axis=1)
+    if not hair.any():
+        return geoms, 0
+    touched = np.unique(index[hair])
+    out = geoms.copy()
+    # include_z=None hands over each geometry's own dimensions, so heights survive
+    out[touched] = shapely.transform(
+        geoms[touched], lambda c: np.column_stack([np.clip(c[:, :2], -limit, limit), c[:, 2:]]), include_z=None)
+    return out, len(touched)

@@ -14,7 +14,7 @@ from geo.crs import WGS84, check_lonlat_bounds, crs_label, parse_crs
 from pydantic import ValidationError
 
 from geo.errors import CatalogError, SourceError
-from geo.geometry import non_polygonal, repair
+from geo.geometry import LONLAT_TOLERANCE, clamp_lonlat, non_polygonal, repair
 from geo.names import check_layer_name
 from pipelines.catalog import Catalog, LayerConfig, add_layer_entry, load_catalog
 from pipelines.project import project_store, relative_to_project
@@ -41,6 +41,7 @@ class IngestReport:
     published: int = 0
     repaired: int = 0
     dropped: int = 0
+    clamped: int = 0
     heights: HeightCounts | None = None
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -49,8 +50,14 @@ class IngestReport:
         lines = [
             f"layer '{self.layer}' ({self.kind}): published {self.published} of {self.read} features "
             f"from {', '.join(self.sources)} [{self.source_crs} -> EPSG:4326] in {self.seconds:.1f}s",
-            f"  geometry: {self.repaired} repaired, {self.dropped} dropped (empty or unusable)",
+            f"  geometry: {self.repaired} repaired, {self.dropped} dropped"
+            + (" (no geometry, or degenerate: fewer than 3 distinct points or zero area)" if self.dropped else ""),
         ]
+        if self.clamped:
+            lines.append(
+                f"  coordinates: {self.clamped} {'feature' if self.clamped == 1 else 'features'} lay up to "
+                f"{LONLAT_TOLERANCE:g} degrees past ±180/±90 (rounding); clamped onto the limit"
+            )
         if self.heights is not None:
             h = self.heights
             lines.append(
@@ -88,6 +95,10 @@ def prepare_layer(paths: list[Path], layer: str, cfg: LayerConfig, storey_height
         fixed = repair(gdf.geometry.to_numpy(), polygonal=polygonal)
         report.repaired += fixed.repaired
         report.dropped += fixed.dropped
+        if fixed.dropped:
+            more = f" and {fixed.dropped - 1} more" if fixed.dropped > 1 else ""
+            warnings.append(f"{source}: dropped feature {int(fixed.dropped_at[0])}{more} (counting from 0); "
+                            "fix or remove it in the source to publish it")
         gdf = gdf.set_geometry(gpd.GeoSeries(fixed.geometries, index=gdf.index, crs=gdf.crs))
         gdf = gdf[gdf.geometry.notna()]
         if gdf.empty:
@@ -97,6 +108,10 @@ def prepare_layer(paths: list[Path], layer: str, cfg: LayerConfig, storey_height
             gdf = gdf.rename(columns={ID_COLUMN: "source_id"})
         ids = stable_ids(gdf, cfg.id_field, source)
         gdf = gdf.to_crs(WGS84)
+        geoms, clamped = clamp_lonlat(gdf.geometry.to_numpy())
+        if clamped:
+            gdf = gdf.set_geometry(gpd.GeoSeries(geoms, index=gdf.index, crs=WGS84))
+            report.clamped += clamped
         check_lonlat_bounds(tuple(gdf.total_bounds), source=source, crs=src.gdf.crs)
         gdf.insert(0, ID_COLUMN, ids.to_numpy())
         frames.append(gdf)

@@ -5,14 +5,19 @@ Bessel-without-shift CRS, and CP949 text read as Latin-1.
 """
 from __future__ import annotations
 
+import glob
 import logging
 import re
+import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from warnings import catch_warnings, simplefilter
 
 import geopandas as gpd
 import pandas as pd
 import pyogrio
+from pyogrio.errors import CRSError as PyogrioCRSError
 from pyogrio.errors import DataLayerError, DataSourceError
 from tqdm import tqdm
 
@@ -53,26 +58,24 @@ def read_vector(path: Path, *, crs: str | None = None, encoding: str | None = No
         raise SourceError(f"{path}: the file is empty (0 bytes); re-export or re-download it")
 
     warnings: list[str] = []
-    try:
-        layers = pyogrio.list_layers(path)
-        if len(layers) == 0:
-            raise SourceError(f"{path}: holds no vector layer")
-        layer = str(layers[0][0])
-        if len(layers) > 1:
-            warnings.append(f"{path}: has {len(layers)} layers; reading the first, '{layer}'")
-        info = pyogrio.read_info(path, layer=layer, encoding=encoding)
-    except (DataSourceError, DataLayerError) as exc:
-        raise SourceError(
-            f"{path}: cannot be read as a vector file ({_first_line(exc)}). Check that it is complete "
-            "and not corrupt (for a shapefile, the .shp, .shx and .dbf must sit together)."
-        ) from None
+    prj = _prj_of(path)
+    with ExitStack() as stack:
+        read_from = path
+        try:
+            layer, info = _layer_info(path, path, encoding, warnings)
+        except PyogrioCRSError as exc:
+            # GDAL took the .prj but cannot turn it into a CRS: a declared --crs stands in for it
+            if not crs or prj is None:
+                raise CRSError(_unreadable_crs(prj or path, f" ({_first_line(exc)})")) from None
+            read_from = _without_prj(path, Path(stack.enter_context(tempfile.TemporaryDirectory())))
+            layer, info = _layer_info(read_from, path, encoding, [])
 
-    count = int(info["features"])
-    if count == 0:
-        raise SourceError(f"{path}: has no features; nothing to publish")
+        count = int(info["features"])
+        if count == 0:
+            raise SourceError(f"{path}: has no features; nothing to publish")
 
-    src_crs, origin = _resolve_crs(path, info.get("crs"), crs, warnings)
-    gdf = _read_features(path, layer, count, encoding, progress)
+        src_crs, origin = _resolve_crs(path, prj, info.get("crs"), crs, warnings)
+        gdf = _read_features(read_from, path, layer, count, encoding, progress)
     if encoding is None:
         _check_mojibake(path, gdf, info.get("encoding"))
     gdf = gdf.set_crs(src_crs, allow_override=True)
@@ -80,11 +83,53 @@ def read_vector(path: Path, *, crs: str | None = None, encoding: str | None = No
                         warnings=warnings)
 
 
+def _layer_info(read_from: Path, path: Path, encoding: str | None, warnings: list[str]) -> tuple[str, dict]:
+    """The first layer's name and pyogrio's info on it; ``path`` is the name shown in messages."""
+    try:
+        layers = pyogrio.list_layers(read_from)
+        if len(layers) == 0:
+            raise SourceError(f"{path}: holds no vector layer")
+        layer = str(layers[0][0])
+        if len(layers) > 1:
+            warnings.append(f"{path}: has {len(layers)} layers; reading the first, '{layer}'")
+        return layer, pyogrio.read_info(read_from, layer=layer, encoding=encoding)
+    except PyogrioCRSError:
+        raise
+    except (DataSourceError, DataLayerError) as exc:
+        raise SourceError(
+            f"{path}: cannot be read as a vector file ({_first_line(exc)}). Check that it is complete "
+            "and not corrupt (for a shapefile, the .shp, .shx and .dbf must sit together)."
+        ) from None
+
+
+def _prj_of(path: Path) -> Path | None:
+    """The .prj beside a shapefile, in whatever letter case it was written."""
+    if path.suffix.lower() != ".shp":
+        return None
+    return next((p for p in path.parent.glob(glob.escape(path.stem) + ".*") if p.suffix.lower() == ".prj"), None)
+
+
+def _without_prj(path: Path, folder: Path) -> Path:
+    """Links to the shapefile's parts except its .prj, for reading under a declared CRS."""
+    for part in path.parent.glob(glob.escape(path.stem) + ".*"):
+        if part.suffix.lower() != ".prj":
+            (folder / part.name).symlink_to(part.resolve())
+    return folder / path.name
+
+
+def _unreadable_crs(where: Path, detail: str) -> str:
+    what = "this .prj" if where.suffix.lower() == ".prj" else "the file's CRS definition"
+    return (
+        f"{where}: {what} could not be read{detail}. Declare the CRS with --crs, "
+        "e.g. --crs EPSG:5186 (Korea 2000 Central Belt) or --crs EPSG:5179 (UTM-K)."
+    )
+
+
 def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
 
 
-def _resolve_crs(path: Path, file_crs: str | None, declared: str | None, warnings: list[str]):
+def _resolve_crs(path: Path, prj: Path | None, file_crs: str | None, declared: str | None, warnings: list[str]):
     if declared:
         src = parse_crs(declared, what="--crs")
         if file_crs:
@@ -95,6 +140,8 @@ def _resolve_crs(path: Path, file_crs: str | None, declared: str | None, warning
             except CRSError:
                 pass
         return src, "declared"
+    if not file_crs and prj is not None:
+        raise CRSError(_unreadable_crs(prj, " (not a CRS definition GDAL understands)"))
     if not file_crs:
         raise CRSError(
             f"{path}: has no CRS (no .prj or embedded definition). Declare it with --crs, "
@@ -110,15 +157,20 @@ def _resolve_crs(path: Path, file_crs: str | None, declared: str | None, warning
     return src, "file"
 
 
-def _read_features(path: Path, layer: str, count: int, encoding: str | None, progress: bool) -> gpd.GeoDataFrame:
+def _read_features(read_from: Path, path: Path, layer: str, count: int, encoding: str | None,
+                   progress: bool) -> gpd.GeoDataFrame:
+    """All features; ``path`` is the name shown in messages and on the progress bar.
+
+    A geometry GEOS cannot build (a ring of two points, an unclosed ring) is closed where
+    it can be and left for the repair step, which drops and counts what stays degenerate.
+    """
     try:
         if count <= CHUNK:
-            return pyogrio.read_dataframe(path, layer=layer, encoding=encoding, fid_as_index=False)
+            return _read_chunk(read_from, layer, encoding)
         parts = []
         with tqdm(total=count, desc=f"reading {path.name}", unit="feat", disable=not progress) as bar:
             for start in range(0, count, CHUNK):
-                part = pyogrio.read_dataframe(path, layer=layer, encoding=encoding,
-                                              skip_features=start, max_features=CHUNK)
+                part = _read_chunk(read_from, layer, encoding, skip_features=start, max_features=CHUNK)
                 parts.append(part)
                 bar.update(len(part))
         return gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=parts[0].crs)
@@ -132,21 +184,56 @@ def _read_features(path: Path, layer: str, count: int, encoding: str | None, pro
         raise SourceError(f"{path}: reading features failed ({_first_line(exc)}); the file may be corrupt") from None
 
 
+def _read_chunk(read_from: Path, layer: str, encoding: str | None, **window) -> gpd.GeoDataFrame:
+    with catch_warnings():
+        # GDAL and shapely warn about each ring they close; the ingest report counts the outcome
+        simplefilter("ignore")
+        return pyogrio.read_dataframe(read_from, layer=layer, encoding=encoding, fid_as_index=False,
+                                      on_invalid="fix", **window)
+
+
 def _check_mojibake(path: Path, gdf: gpd.GeoDataFrame, used: str | None) -> None:
-    """Korean text decoded as Latin-1 (no .cpg, no --encoding) turns into 'ÅÂÆò·Î'."""
+    """Korean text decoded as Latin-1 (no .cpg, no --encoding) turns into 'ÅÂÆò·Î'.
+
+    A column is flagged when most of its values with Latin-1 accents read as Korean in
+    CP949. Correct Latin text can decode to a stray rare syllable ('Äq' is one), so a
+    value counts only when most of its accented characters pair into common Hangul.
+    """
     for col in gdf.columns:
         if col == gdf.geometry.name or not (pd.api.types.is_object_dtype(gdf[col]) or pd.api.types.is_string_dtype(gdf[col])):
             continue
+        accented, korean = 0, []
         for value in gdf[col].dropna().head(200):
             if not isinstance(value, str) or not _LATIN1_HIGH.search(value):
                 continue
-            try:
-                fixed = value.encode("latin-1").decode("cp949")
-            except (UnicodeEncodeError, UnicodeDecodeError):
-                continue
-            if _HANGUL.search(fixed):
-                raise EncodingError(
-                    f"{path}: field '{col}' looks like Korean text decoded as {used or 'Latin-1'} "
-                    f"({value!r} reads as {fixed!r} in CP949). Pass --encoding cp949, or add a .cpg "
-                    "file containing CP949 next to the .shp."
-                )
+            accented += 1
+            fixed = _as_cp949(value)
+            if fixed is not None:
+                korean.append((value, fixed))
+        if korean and 2 * len(korean) >= accented:
+            value, fixed = korean[0]
+            raise EncodingError(
+                f"{path}: field '{col}' looks like Korean text decoded as {used or 'Latin-1'} "
+                f"({value!r} reads as {fixed!r} in CP949). Pass --encoding cp949, or add a .cpg "
+                "file containing CP949 next to the .shp."
+            )
+
+
+def _as_cp949(value: str) -> str | None:
+    """The value re-read as CP949 when that turns most of its accented characters into Hangul."""
+    try:
+        fixed = value.encode("latin-1").decode("cp949")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return None
+    high = len(_LATIN1_HIGH.findall(value))
+    # each common syllable (KS X 1001) is two accented characters in the mojibake
+    common = sum(1 for ch in _HANGUL.findall(fixed) if _is_ksx1001(ch))
+    return fixed if common and 2 * common >= 0.6 * high else None
+
+
+def _is_ksx1001(ch: str) -> bool:
+    try:
+        ch.encode("euc-kr")
+        return True
+    except UnicodeEncodeError:
+        return False
