@@ -8,9 +8,12 @@ Targets:
                     deepest zoom whose tiles over the collection's extent stay under a cap
 
 The detectors are those that scrub records before publishing (pipelines.steps.privacy):
-resident registration numbers (pattern + real date; the check digit is reported),
-personal mobile numbers and e-mails. A hit is reported with where it is and a masked
-value: the full value is never printed.
+resident registration numbers (next to a label whatever their date, else pattern + real
+date; the check digit is reported), personal mobile numbers and e-mails, on NFKC-normalised
+text. A GeoPackage column that scrubbing would have withheld whole (its name marks a
+personal identifier, or most of its values are RRNs, mobile numbers or e-mails) is a hit
+of its own. A hit is reported with where it is and a masked value (for a column: why it is
+one): the full value is never printed.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from geo.errors import SourceError
-from pipelines.steps.privacy import DETECTORS, find_personal
+from pipelines.steps.privacy import DETECTORS, find_personal, leaking_column, normalise
 
 EXIT_LEAK = 3
 MAX_TILES_PER_COLLECTION = 256
@@ -40,8 +43,8 @@ _TIMEOUT = 30
 class Hit:
     where: str  # file/layer/feature, or URL
     field: str
-    kind: str  # rrn | mobile | email
-    masked: str
+    kind: str  # rrn | mobile | email | identifier column
+    masked: str  # the masked value; for a column, why it is one
     verified: bool = True  # rrn: the check digit holds
 
 
@@ -80,7 +83,7 @@ def _check(report: ScanReport, where: str, name: str, value, detect: tuple[str, 
         return
     if isinstance(value, float) and not math.isfinite(value):
         return
-    text = value if isinstance(value, str) else str(value)
+    text = normalise(value if isinstance(value, str) else str(value))
     report.values += 1
     for f in find_personal(text, detect):
         report.hits.append(Hit(where, name, f.kind, mask(text[f.start:f.end]), f.verified))
@@ -104,6 +107,9 @@ def scan_geopackage(path: Path, detect: tuple[str, ...] = DETECTORS) -> ScanRepo
         for col in df.columns:
             _check(report, f"{path.name}/{layer}", "(field name)", col, detect)
             values = df[col].tolist()
+            why = leaking_column(str(col), values, detect)
+            if why:
+                report.hits.append(Hit(f"{path.name}/{layer}", str(col), "identifier column", why))
             for fid, v in zip(ids, values):
                 if v is None or (isinstance(v, float) and math.isnan(v)):
                     continue

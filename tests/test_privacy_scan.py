@@ -161,3 +161,31 @@ def test_scan_errors_are_clear(tmp_path):
     assert res.exit_code == 2 and "not a PMTiles" in res.output
     res = run("privacy-scan", "ftp://example.org/x")
     assert res.exit_code == 2 and "http(s)" in res.output
+
+
+def test_scan_finds_identifier_columns_labelled_and_full_width_values(tmp_path):
+    """What scrubbing withholds or masks is a leak in a published GeoPackage (planted here, counted by hand)."""
+    typo = make_rrn("700399", "123456")  # impossible date, valid check digit
+    rrn, phone = make_rrn("851231", "234567"), "010-2345-6789"
+    fw = str.maketrans("0123456789-", "０１２３４５６７８９－")
+    leak = gpd.GeoDataFrame({
+        "id": ["a", "b", "c", "d"],
+        "jumin": [typo, None, typo.replace("-", ""), "-"],             # identifier by name: 1 column hit
+        "passport_no": [None, None, None, None],                       # by name, but empty: no hit
+        "contact": [phone, "010-1111-2222", "010-3333-4444", "02-120-1234"],  # by content: 1 column hit + 3 values
+        "note": [f"주민번호: {typo}", rrn.translate(fw), f"연락 {phone.translate(fw)}",  # 3 value hits
+                 f"문서 {typo}"],                                        # no label, impossible date: no hit
+    }, geometry=[Point(126.98, 37.56)] * 4, crs=4326)
+    gpkg = tmp_path / "published.gpkg"
+    leak.to_file(gpkg, layer="leak", driver="GPKG")
+    res = run("privacy-scan", gpkg)
+    assert res.exit_code == 3, res.output
+    assert "8 LEAK(S)" in res.output, res.output
+    assert "identifier column: published.gpkg/leak field 'jumin': its name marks resident registration numbers" \
+        in res.output
+    assert "identifier column: published.gpkg/leak field 'contact': 3 of its 4 values are mobile numbers" in res.output
+    assert "passport_no" not in res.output
+    note_hits = re.findall(r"(\w+)(?: \(check digit \w+\))?: published\.gpkg/leak/(\w) field 'note'", res.output)
+    assert note_hits == [("rrn", "a"), ("rrn", "b"), ("mobile", "c")], res.output
+    for secret in (typo, typo.replace("-", ""), rrn, rrn.translate(fw), phone, phone.translate(fw)):
+        assert secret not in res.output

@@ -1,12 +1,24 @@
 """Keep personal data out of published layers: field whitelist, detectors, mask/hash/drop, audit.
 
+Text is NFKC-normalised before detection, so full-width digits, dashes, @ and spaces
+(７００３１３－１２３４５６７) are found like their ASCII forms.
+
 Detectors:
-    rrn      resident registration numbers (주민등록번호): YYMMDD-SNNNNNN with a real date;
-             the check digit is verified and reported, but numbers that fail it are
-             removed too (numbers issued since October 2020 carry no check digit)
+    rrn      resident registration numbers (주민등록번호, also 외국인등록번호): YYMMDD-SNNNNNN.
+             Next to a label (주민번호, 주민등록번호, 외국인등록번호, RRN, jumin, resident
+             registration ...) any 13-digit number of that shape is one, whatever its date
+             and check digit. Without a label it must carry a real date: the check digit is
+             verified and reported, but numbers that fail it are removed too (numbers issued
+             since October 2020 carry no check digit). A date is required there because a bare
+             13-digit number is as often a product code or an order number.
     mobile   personal mobile numbers: 010/011/016/017/018/019, also written +82 10 ...
     email    e-mail addresses
     name     every value of the configured person-name fields (성명, 담당자 ...)
+
+Columns are withheld whole (never published, not even masked) when their name marks a
+personal identifier (pipelines.steps.identifiers) or when more than half of their non-empty
+values are, each as a whole, an RRN, a mobile number or an e-mail address; the audit says
+which column and why.
 
 Actions: mask (the match becomes "[rrn]" etc.), hash (a keyed HMAC-SHA256, so equal
 values stay linkable without being reversible; key from $CITYTWIN_PRIVACY_KEY), drop
@@ -20,13 +32,16 @@ import hmac
 import os
 import re
 import secrets
+import unicodedata
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
 import pandas as pd
 
 from geo.errors import CitytwinError
+from pipelines.steps.identifiers import identifier_name
 
 DETECTORS = ("rrn", "mobile", "email")
 ACTIONS = ("mask", "hash", "drop")
@@ -35,8 +50,16 @@ KEY_ENV = "CITYTWIN_PRIVACY_KEY"
 PERSON_NAME_COLUMNS = ("성명", "이름", "담당자", "담당자명", "신청인", "신청인명", "민원인", "대표자", "대표자명",
                        "작성자", "소유자", "person_name", "owner_name", "applicant", "contact_name")
 
-RRN_RE = re.compile(r"(?<![0-9.])(\d{2})(\d{2})(\d{2})\s?[-–]?\s?([1-8])(\d{6})(?![0-9])")
-MOBILE_RE = re.compile(r"(?<![0-9+.])(?:\+82[\s.\-]?|0)(1[016789])[\s.\-)]?(\d{3,4})[\s.\-]?(\d{4})(?![0-9])")
+#: hyphens and dashes that survive NFKC (full-width and small hyphen-minus become "-")
+_DASH = "-\u2010\u2011\u2012\u2013\u2014\u2015\u2212"
+_SEP = rf"\s?[{_DASH}]?\s?"
+RRN_RE = re.compile(rf"(?<![\d.])(\d{{2}})(\d{{2}})(\d{{2}}){_SEP}([1-8])(\d{{6}})(?!\d)")
+#: a label, a few characters without digits (": ", "는 ", "(" ...), then 13 digits in RRN shape
+RRN_LABELLED_RE = re.compile(
+    r"(?:주민\s*(?:등록\s*)?번호|외국인\s*(?:등록\s*)?번호|(?<![a-z])(?:rrn|jumin)(?![a-z])"
+    r"|(?:resident|alien|foreigner)\s*registration)"
+    rf"[^\d\n]{{0,12}}?(\d{{6}}{_SEP}\d{{7}})(?!\d)", re.I)
+MOBILE_RE = re.compile(rf"(?<![\d+.])(?:\+82[{_DASH}\s.]?|0)(1[016789])[{_DASH}\s.)]?(\d{{3,4}})[{_DASH}\s.]?(\d{{4}})(?!\d)")
 EMAIL_RE = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
 
 
@@ -72,14 +95,26 @@ class Finding:
     start: int
     end: int
     verified: bool = True  # rrn: check digit holds
+    labelled: bool = False  # rrn: next to an RRN label, so taken whatever its date
+
+
+def normalise(text: str) -> str:
+    """NFKC: full-width digits, dashes, @ and spaces become their ASCII forms."""
+    return unicodedata.normalize("NFKC", text)
 
 
 def find_personal(text: str, detect: tuple[str, ...] = DETECTORS) -> list[Finding]:
-    """Every personal-data match in ``text``, left to right, without overlaps."""
+    """Every personal-data match in ``normalise(text)``, left to right, without overlaps.
+
+    Positions index the normalised text: callers that cut matches out normalise first.
+    """
     if not text:
         return []
+    text = normalise(text)
     found: list[Finding] = []
     if "rrn" in detect:
+        found += [Finding("rrn", m.start(1), m.end(1), rrn_checksum_ok(m.group(1)), labelled=True)
+                  for m in RRN_LABELLED_RE.finditer(text)]
         for m in RRN_RE.finditer(text):
             if _rrn_date_ok(m.group(1), m.group(2), m.group(3), m.group(4)):
                 found.append(Finding("rrn", m.start(), m.end(), rrn_checksum_ok(m.group(0))))
@@ -87,12 +122,55 @@ def find_personal(text: str, detect: tuple[str, ...] = DETECTORS) -> list[Findin
         found += [Finding("mobile", m.start(), m.end()) for m in MOBILE_RE.finditer(text)]
     if "email" in detect:
         found += [Finding("email", m.start(), m.end()) for m in EMAIL_RE.finditer(text)]
-    found.sort(key=lambda f: (f.start, -(f.end - f.start)))
+    found.sort(key=lambda f: (f.start, -(f.end - f.start), not f.labelled))
     out: list[Finding] = []
     for f in found:
         if not out or f.start >= out[-1].end:
             out.append(f)
     return out
+
+
+_KIND_WORDS = {"rrn": "resident registration numbers", "mobile": "mobile numbers", "email": "e-mail addresses"}
+
+
+def _present(v: object) -> bool:
+    return not (v is None or v is pd.NA or (isinstance(v, float) and pd.isna(v)) or not str(v).strip())
+
+
+def _whole_value_kind(text: str, detect: tuple[str, ...]) -> str | None:
+    """The detector whose pattern the whole value is (an RRN counts with a real date or a valid check digit)."""
+    t = normalise(text).strip()
+    m = RRN_RE.fullmatch(t) if "rrn" in detect else None
+    if m and (_rrn_date_ok(*m.groups()[:4]) or rrn_checksum_ok(t)):
+        return "rrn"
+    if "mobile" in detect and MOBILE_RE.fullmatch(t):
+        return "mobile"
+    if "email" in detect and EMAIL_RE.fullmatch(t):
+        return "email"
+    return None
+
+
+def withhold_reason(column: str, values: Iterable, detect: tuple[str, ...] = DETECTORS) -> str | None:
+    """Why a column must not be published at all, or None.
+
+    Its name marks a personal identifier, or more than half of its non-empty values are,
+    each as a whole, an RRN, a mobile number or an e-mail address. The reason names no value.
+    """
+    what = identifier_name(column)
+    if what:
+        return f"its name marks {what}"
+    texts = [str(v) for v in values if _present(v)]
+    kinds = Counter(k for t in texts if (k := _whole_value_kind(t, detect)))
+    n = sum(kinds.values())
+    if 2 * n > len(texts):
+        return f"{n} of its {len(texts)} values are " + " or ".join(_KIND_WORDS[k] for k, _ in kinds.most_common())
+    return None
+
+
+def leaking_column(column: str, values: list, detect: tuple[str, ...] = DETECTORS) -> str | None:
+    """``withhold_reason`` for a column that holds at least one value (an empty column publishes nothing)."""
+    why = withhold_reason(column, values, detect)
+    return why if why and any(_present(v) for v in values) else None
 
 
 @dataclass
@@ -115,6 +193,7 @@ class PrivacyAudit:
     layer: str
     action: str
     fields_dropped: list[str] = field(default_factory=list)  # not in the whitelist
+    fields_withheld: dict[str, str] = field(default_factory=dict)  # personal identifiers -> why
     name_fields: list[str] = field(default_factory=list)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # field -> detector -> values touched
     records: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # field -> detector -> record ids
@@ -126,6 +205,7 @@ class PrivacyAudit:
 
     def as_dict(self) -> dict:
         return {"layer": self.layer, "action": self.action, "fields_dropped": self.fields_dropped,
+                "fields_withheld": self.fields_withheld,
                 "name_fields": self.name_fields, "counts": self.counts, "records": self.records,
                 "totals": {k: self.total(k) for k in (*DETECTORS, "name")}, "rrn_unverified": self.rrn_unverified,
                 "warnings": self.warnings}
@@ -135,6 +215,9 @@ class PrivacyAudit:
         line = f"privacy ({self.action}): {totals}"
         if self.fields_dropped:
             line += f"; fields not published: {', '.join(self.fields_dropped)}"
+        if self.fields_withheld:
+            line += "; withheld as personal identifiers: " + ", ".join(
+                f"{c} ({why})" for c, why in self.fields_withheld.items())
         return line
 
 
@@ -170,8 +253,12 @@ def scrub(table: pd.DataFrame, policy: PrivacyPolicy, layer: str, *, ids: pd.Ser
             audit.warnings.append(f"privacy.publish names field(s) not in the records: {', '.join(missing)}")
         audit.fields_dropped = [c for c in cols if c not in policy.publish]
         cols = [c for c in cols if c in policy.publish]
-    names = [c for c in policy.person_name_fields if c in table.columns]
-    guessed = [c for c in table.columns if c in PERSON_NAME_COLUMNS and c not in names]
+    # never published, even when whitelisted: masking would still publish that the column exists per record
+    audit.fields_withheld = {c: why for c in cols if (why := withhold_reason(c, table[c].tolist(), policy.detect))}
+    cols = [c for c in cols if c not in audit.fields_withheld]
+    names = [c for c in policy.person_name_fields if c in table.columns and c not in audit.fields_withheld]
+    guessed = [c for c in table.columns if c in PERSON_NAME_COLUMNS and c not in names
+               and c not in audit.fields_withheld]
     if guessed:
         audit.warnings.append(f"field(s) {', '.join(guessed)} look like person names; treated as such "
                               "(list them in privacy.person_name_fields)")
@@ -185,7 +272,7 @@ def scrub(table: pd.DataFrame, policy: PrivacyPolicy, layer: str, *, ids: pd.Ser
         values = out[col]
         new = []
         for i, v in enumerate(values.tolist()):
-            if v is None or (isinstance(v, float) and pd.isna(v)) or v is pd.NA:
+            if not _present(v):
                 new.append(v)
                 continue
             text = str(v)
@@ -201,6 +288,7 @@ def scrub(table: pd.DataFrame, policy: PrivacyPolicy, layer: str, *, ids: pd.Ser
             if not found:
                 new.append(v)
                 continue
+            text = normalise(text)  # the positions index the normalised text
             if policy.action == "drop":
                 new.append(None)
             else:
@@ -226,10 +314,14 @@ def scrub(table: pd.DataFrame, policy: PrivacyPolicy, layer: str, *, ids: pd.Ser
 
 
 def assert_clean(table: pd.DataFrame, layer: str, detect: tuple[str, ...] = DETECTORS) -> None:
-    """Last gate before publishing: raise PrivacyError if any value still holds personal data."""
+    """Last gate before publishing: raise PrivacyError if a column or a value still holds personal data."""
     for col in table.columns:
         if col == "geometry":
             continue
+        why = leaking_column(col, table[col].tolist(), detect)
+        if why:
+            raise PrivacyError(f"layer '{layer}': field '{col}' is still there after scrubbing and {why}; "
+                               "nothing was published")
         for i, v in enumerate(table[col].tolist()):
             if isinstance(v, str) and find_personal(v, detect):
                 kinds = sorted({f.kind for f in find_personal(v, detect)})
