@@ -189,6 +189,15 @@ def geotag(records: Path, layer: str | None, out: Path | None, project: Path, en
     columns; name_en is the Revised Romanization of name_ko when the record has none.
 
     \b
+    Precision depends on the reference layers in the project; without a tier's layer,
+    addresses stop at the tier above, and the report names the missing layers:
+      gu boundaries        citytwin ingest gu.json --layer gu --kind boundaries
+      dong boundaries      citytwin ingest dong.json --layer dong --kind boundaries
+      addressed buildings  citytwin ingest blds.shp --layer buildings --kind buildings
+                           (footprints with a 도로명주소/지번주소/address field)
+      address points       citytwin geotag addrs.csv --layer addrs --as-reference
+
+    \b
     Personal data never reaches the output: resident registration numbers, mobile
     numbers and e-mails are masked (or hashed/dropped, per the catalog's privacy:
     entry), person-name fields are masked, and an audit is written. Example:

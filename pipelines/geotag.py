@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import tempfile
 import time
 from collections import Counter
@@ -27,7 +28,7 @@ import pandas as pd
 import shapely
 
 from geo.address import address_flags
-from geo.admin_codes import ReferenceFields, detect_reference_fields
+from geo.admin_codes import ADMIN_DONG, LEGAL_DONG, SIDO, SIGUNGU, ReferenceFields, detect_reference_fields
 from geo.errors import CitytwinError, SourceError
 from geo.geocoder import TIERS, AddressLayer, AreaLayer, Geocoder, GeocodeResult, haversine_m
 from geo.names import check_layer_name
@@ -175,6 +176,29 @@ def load_gazetteer(catalog: Catalog, store: Store, exclude: tuple[str, ...] = ()
     return Geocoder(areas=areas, address_points=points, buildings=buildings)
 
 
+def reference_gaps(geocoder: Geocoder, project: Path) -> str | None:
+    """Which reference layers the gazetteer lacks, how precise addresses can get without
+    them, and the command that adds each; None when every tier has a layer."""
+    levels = {a.level for a in geocoder.areas}
+    has_gu, has_dong = bool(levels & {SIDO, SIGUNGU}), bool(levels & {LEGAL_DONG, ADMIN_DONG})
+    has_addresses = bool(geocoder.points.refs or geocoder.buildings.refs)
+    at = shlex.quote(str(project))
+    missing = []
+    if not has_gu:
+        missing.append(f"gu boundaries: citytwin ingest GU.geojson --layer gu --kind boundaries --project {at}")
+    if not has_dong:
+        missing.append(f"dong boundaries: citytwin ingest DONG.geojson --layer dong --kind boundaries --project {at}")
+    if not has_addresses:
+        missing.append("buildings or address points with an address field (도로명주소/지번주소/address): "
+                       f"citytwin ingest BUILDINGS.shp --layer buildings --kind buildings --project {at}, or "
+                       f"citytwin geotag ADDRESSES.csv --layer address_points --as-reference --project {at}")
+    if not missing:
+        return None
+    finest = ("building or address point" if has_addresses else "dong" if has_dong else "gu" if has_gu
+              else "none: no address can be placed")
+    return f"addresses are placed at most to {finest} level; missing reference layers: " + "; ".join(missing)
+
+
 # --- records -----------------------------------------------------------------------------
 
 _TIER_RANK = {t: i for i, t in enumerate(TIERS)}
@@ -243,9 +267,9 @@ def geotag_records(project: Path, path: Path, layer: str | None, *, encoding: st
         results = _best([_geocode(geocoder, table[c].fillna("").tolist(), c, progress) for c in recs.columns.address])
     else:
         results = [GeocodeResult(query="", tier="none", score=0.0, note="no address column") for _ in range(n)]
-    if not geocoder.sources:
-        report.warnings.append("no reference layers in the store (boundaries, address points, buildings); "
-                               "ingest e.g. gu and dong boundaries first so addresses can be placed")
+    gaps = reference_gaps(geocoder, project) if recs.columns.address else None
+    if gaps:
+        report.warnings.append(gaps)
 
     has_xy = lon.notna() & lat.notna()
     geo_lon = pd.Series([r.lon for r in results], index=table.index, dtype="float64")
