@@ -37,7 +37,7 @@ from pipelines.catalog import Catalog, LayerConfig, add_layer_entry, load_catalo
 from pipelines.project import project_store
 from pipelines.readers.media import scan_media
 from pipelines.readers.records import coordinates, read_records
-from pipelines.steps.privacy import PrivacyError, PrivacyPolicy, assert_clean, find_personal, scrub
+from pipelines.steps.privacy import PrivacyError, PrivacyPolicy, assert_clean, find_personal, scrub, withhold_reason
 from pipelines.store import Store
 from pipelines.store.base import ID_COLUMN
 
@@ -405,8 +405,10 @@ def _record_ids(table: pd.DataFrame, id_col: str | None, path) -> pd.Series:
     ids = table[id_col].astype(object)
     if ids.isna().any() or ids.duplicated().any():
         raise SourceError(f"{path}: id column '{id_col}' has empty or repeated values; fix it or omit --id-column")
-    if any(find_personal(str(v)) for v in ids):
-        raise PrivacyError(f"{path}: id column '{id_col}' holds personal data (RRN, phone or e-mail); "
+    why = withhold_reason(id_col, ids.tolist()) or ("RRN, phone or e-mail" if any(
+        find_personal(str(v)) for v in ids) else None)
+    if why:
+        raise PrivacyError(f"{path}: id column '{id_col}' holds personal data ({why}); "
                            "use another id column or none (row numbers are used then)")
     return ids.astype(str)
 

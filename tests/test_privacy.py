@@ -152,6 +152,7 @@ def test_id_column_with_personal_data_is_refused(tmp_path):
         project / "build" / "citytwin.gpkg").layers()
 
 
+
 # --- per value, not per column: labels, full-width text, identifier columns ----------------
 
 FULL_WIDTH = str.maketrans("0123456789-@.+ ", "０１２３４５６７８９－＠．＋\u3000")
@@ -335,3 +336,23 @@ def test_geotag_publishes_no_identifier_column_and_no_labelled_or_full_width_rrn
         assert priv["fields_withheld"][col] == f"{hits} of its {total} values are {kinds[col]}"
     assert priv["counts"]["memo"] == {"rrn": plan["memo_rrn"]}
     assert not [s for s in plan["secrets"] if s in json.dumps(audit, ensure_ascii=False)]
+
+
+@pytest.mark.parametrize("column, values, why", [
+    ("주민번호", [impossible_date_rrn(), make_rrn("701350", "123456")], "its name marks resident registration numbers"),
+    ("여권번호", ["M12345678", "M87654321"], "its name marks passport numbers"),
+    ("ref", ["010-1234-5678", "010-8765-4321"], "2 of its 2 values are mobile numbers"),
+])
+def test_identifier_column_as_id_column_is_refused(tmp_path, column, values, why):
+    """The id column is published as 'id': an identifier column must not slip out that way."""
+    project = tmp_path / "p"
+    init_project(project)
+    src = tmp_path / "r.csv"
+    pd.DataFrame({column: values, "주소": ["서울 중구 세종대로 110"] * 2, "lon": ["126.97"] * 2,
+                  "lat": ["37.56"] * 2}).to_csv(src, index=False)
+    res = CliRunner().invoke(main, ["geotag", str(src), "--layer", "r", "--project", str(project), "--id-column", column])
+    assert res.exit_code == 2, res.output
+    assert res.output.strip() == (f"error: {src}: id column '{column}' holds personal data ({why}); "
+                                  "use another id column or none (row numbers are used then)")
+    assert not (project / "build" / "citytwin.gpkg").exists() or "r" not in GeoPackageStore(
+        project / "build" / "citytwin.gpkg").layers()
