@@ -131,6 +131,11 @@ def _load(path: Path, raw: bytes, *, line_offset: int) -> dict:
             f"{path}: broken JSON at line {exc.lineno + line_offset}, column {exc.colno} ({exc.msg}); "
             "the file is cut off or not valid JSON. Re-export or re-download it."
         ) from None
+    except RecursionError:  # the parser recurses once per nested array or object
+        raise SourceError(
+            f"{path}: arrays or objects nest thousands of levels deep; no CityJSON nests like that. "
+            "The file is damaged; re-export it."
+        ) from None
     if not isinstance(data, dict) or data.get("type") not in ("CityJSON", "CityJSONFeature"):
         raise SourceError(f"{path}: is JSON but not CityJSON (no \"type\": \"CityJSON\")")
     return data
