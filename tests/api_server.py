@@ -23,6 +23,7 @@ from postgis_server import free_port
 REPO = Path(__file__).resolve().parents[1]
 CITYTWIN = REPO / ".venv" / "bin" / "citytwin"
 CITY_HALL = (126.9779692, 37.5662952)  # Seoul City Hall, lon/lat
+SERVER_PIDS: dict[str, int] = {}  # base URL -> pid of the running ``citytwin serve``
 CATALOG = """\
 name: API test city
 server:
@@ -121,6 +122,7 @@ def serve(project: Path, database_url: str | None = None, timeout: float = 90,
                                 stdout=out, stderr=subprocess.STDOUT, env={**_env(database_url), **(extra_env or {})},
                                 cwd=REPO)
     base = f"http://127.0.0.1:{port}"
+    SERVER_PIDS[base] = proc.pid
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -136,6 +138,7 @@ def serve(project: Path, database_url: str | None = None, timeout: float = 90,
             time.sleep(0.3)
         yield base
     finally:
+        SERVER_PIDS.pop(base, None)
         proc.terminate()
         try:
             proc.wait(timeout=15)
