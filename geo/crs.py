@@ -3,7 +3,8 @@
 The Bessel-based Korean grids (EPSG:5174, 2097 and kin) need a datum shift to reach
 WGS84. PROJ applies the EPSG transformation when the CRS is declared by code; a .prj
 that only names a Bessel ellipsoid gets a "ballpark" transform and lands hundreds of
-metres off. ``bessel_without_shift`` finds that case so the caller can warn.
+metres off. ``bessel_without_shift`` finds that case; readers refuse it unless the user
+accepts it explicitly.
 """
 from __future__ import annotations
 
@@ -73,23 +74,41 @@ def transformer(src: CRS | str, dst: CRS | str) -> Transformer:
 
 
 @dataclass(frozen=True)
-class DatumShiftWarning:
+class DatumShift:
     """A Bessel or Tokyo datum whose transform to WGS84 is only a ballpark."""
 
     crs_name: str
     suggestions: tuple[str, ...]
 
-    def message(self, source: str) -> str:
-        hint = " or ".join(f"--crs {s}" for s in self.suggestions) or "--crs EPSG:5174"
+    def refusal(self, source: str, *, declare: str = "--crs {code}",
+                accept: str = "--accept-source-crs") -> str:
+        """Why the CRS is refused and the two ways out, in the words of the caller (CLI or catalog)."""
+        codes = " or ".join(declare.format(code=c) for c in self.suggestions or ("EPSG:5174",))
         return (
-            f"{source}: its CRS '{self.crs_name}' uses a Bessel/Tokyo datum without a datum "
-            f"shift (no TOWGS84), so it would land hundreds of metres off. Declare the grid "
-            f"by its EPSG code, e.g. {hint}."
+            f"{source}: its CRS '{self.crs_name}' uses a Bessel/Tokyo datum without a datum shift "
+            f"(no TOWGS84), so it would land hundreds of metres off. Declare the grid by its EPSG "
+            f"code, e.g. {codes}, or keep this definition anyway with {accept}."
+        )
+
+    def accepted(self, source: str) -> str:
+        codes = " or ".join(self.suggestions or ("EPSG:5174",))
+        return (
+            f"{source}: its CRS '{self.crs_name}' has no datum shift and was kept as asked "
+            f"(accept_source_crs); it may sit hundreds of metres off (its grid is likely {codes})"
         )
 
 
-def bessel_without_shift(crs: CRS) -> DatumShiftWarning | None:
-    """Warn-worthy when the CRS sits on a Bessel ellipsoid and PROJ has no real shift."""
+class DatumShiftError(CRSError):
+    """A CRS refused because it lacks a datum shift; ``shift`` lets a caller reword the way out."""
+
+    def __init__(self, source: str, shift: DatumShift):
+        super().__init__(shift.refusal(source))
+        self.source = source
+        self.shift = shift
+
+
+def bessel_without_shift(crs: CRS) -> DatumShift | None:
+    """Set when the CRS sits on a Bessel ellipsoid and PROJ has no real shift."""
     ellipsoid = crs.ellipsoid.name if crs.ellipsoid else ""
     datum = crs.datum.name if crs.datum else ""
     if "bessel" not in ellipsoid.lower() and "tokyo" not in datum.lower():
@@ -97,11 +116,11 @@ def bessel_without_shift(crs: CRS) -> DatumShiftWarning | None:
     try:
         group = TransformerGroup(crs, CRS.from_epsg(4326), always_xy=True)
     except ProjCRSError:
-        return DatumShiftWarning(crs.name, tuple(_suggest(crs)))
+        return DatumShift(crs.name, tuple(_suggest(crs)))
     best = group.transformers[0] if group.transformers else None
     if best is not None and "ballpark" not in best.description.lower():
         return None
-    return DatumShiftWarning(crs.name, tuple(_suggest(crs)))
+    return DatumShift(crs.name, tuple(_suggest(crs)))
 
 
 def _projection_params(crs: CRS) -> dict[str, float]:

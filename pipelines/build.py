@@ -7,10 +7,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipelines.catalog import load_catalog
+from geo.crs import DatumShiftError
+from geo.errors import CRSError
+from pipelines.catalog import CATALOG_FILE, Catalog, load_catalog
 from pipelines.ingest import ingest_layer
 from pipelines.project import project_store
 from pipelines.runner import make_runner
+from pipelines.store import Store
 from pipelines.transit import catalog_feed, ingest_transit
 
 TILES_DIR = "tiles"
@@ -49,6 +52,15 @@ def _build_3d_only(catalog, name: str, progress: bool, runner) -> str:
     return f"3D Tiles {out}: {count} landmark models placed"
 
 
+def _ingest_from_catalog(catalog: Catalog, store: Store, name: str, progress: bool) -> str:
+    try:
+        return ingest_layer(catalog, store, name, progress=progress).summary()
+    except DatumShiftError as exc:  # the way out is a catalog key here, not a command-line option
+        raise CRSError(exc.shift.refusal(
+            f"layer '{name}' in {catalog.root / CATALOG_FILE}: {exc.source}",
+            declare="crs: {code}", accept="accept_source_crs: true")) from None
+
+
 def _build(project: Path, layers: list[str] | None, ingest: bool, progress: bool, runner) -> Iterator[str]:
     catalog = load_catalog(project)
     names = layers or list(catalog.layers)
@@ -69,7 +81,7 @@ def _build(project: Path, layers: list[str] | None, ingest: bool, progress: bool
         elif ingest and catalog.layers[name].source:
             feed = catalog_feed(catalog, name)  # a GTFS zip publishes its three transit layers at once
             if feed is None:
-                yield ingest_layer(catalog, store, name, progress=progress).summary()
+                yield _ingest_from_catalog(catalog, store, name, progress)
             elif feed[0] not in feeds_done:
                 feeds_done.add(feed[0])
                 yield ingest_transit(store, feed[0], feed[1], catalog.layers[name].encoding).summary()

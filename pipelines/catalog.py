@@ -2,19 +2,28 @@
 
 The pipelines read it to build; the api reads the same file to publish (its pygeoapi
 configuration is generated from it). A bad catalog raises CatalogError naming the key.
+Commands that add or update layers edit the file structurally (comments and layout kept),
+validate the result and swap it in whole.
 """
 from __future__ import annotations
 
+import fcntl
+import io
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from ruamel.yaml import YAML, YAMLError
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from geo.crs import parse_crs
 from geo.errors import CatalogError, CitytwinError
 from geo.names import check_layer_name
+from pipelines.atomic_file import replace_text
 
 CATALOG_FILE = "citytwin.yaml"
 # raster: a GDAL raster (e.g. flood depth) published as a COG under <build>/cog, not in the store.
@@ -78,6 +87,8 @@ class LayerConfig(_Strict):
     description: str | None = None
     source: list[str] = Field(default_factory=list, description="source file(s), relative to the project")
     crs: str | None = Field(None, description="declared source CRS; overrides the file's own")
+    accept_source_crs: bool = Field(False, description="publish with the source's own CRS even though it lacks "
+                                    "the datum shift it needs (a Bessel .prj); declaring crs is better")
     encoding: str | None = Field(None, description="text encoding of the source, e.g. cp949")
     fields: list[str] | None = Field(None, description="fields to publish; None publishes all")
     id_field: str | None = Field(None, description="source field holding a stable feature id")
@@ -188,14 +199,10 @@ def _format_validation(path: Path, exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def load_catalog(project: str | os.PathLike = ".") -> Catalog:
-    """Load and validate ``project/citytwin.yaml``."""
-    root = Path(project).resolve()
-    path = root / CATALOG_FILE
-    if not path.is_file():
-        raise CatalogError(f"{path}: no catalog here. Run 'citytwin init {project}' to write a starter one.")
+def _validate(path: Path, text: str) -> Catalog:
+    """The catalog as ``text`` reads: what load_catalog returns, and what an edit must leave behind."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}" if where else ""
@@ -206,28 +213,140 @@ def load_catalog(project: str | os.PathLike = ".") -> Catalog:
         cat = Catalog.model_validate(data)
     except ValidationError as exc:
         raise CatalogError(_format_validation(path, exc)) from None
-    cat.root = root
+    cat.root = path.parent
     return cat
 
 
-def add_layer_entry(project: str | os.PathLike, name: str, entry: dict) -> None:
-    """Append a layer to citytwin.yaml without disturbing its comments.
-
-    Used by ``citytwin ingest`` so an ad-hoc ingest still ends up as one catalog entry.
-    """
-    check_layer_name(name)
+def _catalog_path(project: str | os.PathLike) -> Path:
     path = Path(project).resolve() / CATALOG_FILE
-    text = path.read_text(encoding="utf-8")
-    data = yaml.safe_load(text) or {}
-    if name in (data.get("layers") or {}):
-        return
-    block = yaml.safe_dump({name: entry}, allow_unicode=True, sort_keys=False)
-    indented = "".join(f"  {line}\n" for line in block.splitlines())
-    if not data.get("layers"):
-        text = text.rstrip("\n") + "\n" if "layers:" in text else text.rstrip("\n") + "\nlayers:\n"
-        text = text.replace("layers: {}\n", "layers:\n")
-    if not text.endswith("\n"):
-        text += "\n"
-    text += indented
-    path.write_text(text, encoding="utf-8")
-    load_catalog(project)  # the result must still validate
+    if not path.is_file():
+        raise CatalogError(f"{path}: no catalog here. Run 'citytwin init {project}' to write a starter one.")
+    return path
+
+
+def load_catalog(project: str | os.PathLike = ".") -> Catalog:
+    """Load and validate ``project/citytwin.yaml``."""
+    path = _catalog_path(project)
+    return _validate(path, path.read_text(encoding="utf-8"))
+
+
+# --- writing: structural edits that keep the user's comments and layout ------------------
+
+def _round_trip() -> YAML:
+    rt = YAML()
+    rt.preserve_quotes = True
+    rt.width = 4096  # never re-wrap a user's long line
+    rt.indent(mapping=2, sequence=4, offset=2)
+    return rt
+
+
+def _styled(value: object) -> object:
+    """Plain data as the catalog writes it: nested maps in block style, short lists as [a, b]."""
+    if isinstance(value, dict):
+        out = CommentedMap()
+        for k, v in value.items():
+            out[k] = _styled(v)
+        return out
+    if isinstance(value, (list, tuple)):
+        seq = CommentedSeq(_styled(v) for v in value)
+        if not any(isinstance(v, (dict, list, tuple)) for v in value):
+            seq.fa.set_flow_style()
+        return seq
+    return value
+
+
+def shown(value: object) -> str:
+    """A setting's value as reports print it."""
+    return "not set" if value is None else str(list(value) if isinstance(value, list) else value)
+
+
+class CatalogEdit:
+    """citytwin.yaml loaded as a round-trip document, so comments, key order and layout survive."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.original = path.read_text(encoding="utf-8")
+        self.catalog = _validate(path, self.original)  # a broken catalog is reported as load_catalog does
+        try:
+            self.doc = _round_trip().load(self.original)
+        except YAMLError as exc:
+            raise CatalogError(f"{path}: cannot be edited safely ({str(exc).splitlines()[0]}); fix it by hand") from None
+        if self.doc is None:
+            self.doc = CommentedMap()
+
+    def _layers(self) -> CommentedMap:
+        layers = self.doc.get("layers")
+        if not isinstance(layers, CommentedMap):  # 'layers:' left empty
+            layers = self.doc["layers"] = CommentedMap()
+        layers.fa.set_block_style()  # 'layers: {}' of the starter catalog grows into a block
+        return layers
+
+    def has_layer(self, name: str) -> bool:
+        return name in self.catalog.layers
+
+    def set_layer(self, name: str, values: dict[str, object]) -> list[str]:
+        """Add layer ``name``, or set the given keys of its entry (None removes a key).
+
+        Returns what changed in an existing entry, for the command's report.
+        """
+        check_layer_name(name)
+        layers = self._layers()
+        if name not in layers:
+            layers[name] = _styled({k: v for k, v in values.items() if v is not None})
+            return []
+        entry = layers[name]
+        if not isinstance(entry, CommentedMap):  # 'name:' with nothing under it
+            entry = layers[name] = CommentedMap()
+        changes = []
+        for key, value in values.items():
+            old = entry.get(key)
+            if value is None and key in entry:
+                del entry[key]
+            elif value is not None and old != value:
+                entry[key] = _styled(value)
+            else:
+                continue
+            changes.append(f"{key}: {shown(value)} (was {shown(old)})")
+        return changes
+
+    def render(self) -> str:
+        buf = io.StringIO()
+        _round_trip().dump(self.doc, buf)
+        return buf.getvalue()
+
+    def check(self) -> Catalog:
+        """The catalog as the next load will read it; CatalogError when the edit made it invalid."""
+        return _validate(self.path, self.render())
+
+
+@contextmanager
+def edit_catalog(project: str | os.PathLike) -> Iterator[CatalogEdit]:
+    """Lock citytwin.yaml against other writers, yield it for changes, then write it back.
+
+    It is written only when the block ends without an error and the edit validates as
+    load_catalog reads it: to a temporary file beside it, swapped in with os.replace, so
+    a reader or a crash sees the old file or the new one, never a mix.
+    """
+    path = _catalog_path(project)
+    lock = os.open(path.parent, os.O_RDONLY)  # a lock on the folder: no lock file left lying around
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        edit = CatalogEdit(path)
+        yield edit
+        text = edit.render()
+        if text != edit.original:
+            edit.check()
+            replace_text(path, text)
+    finally:
+        os.close(lock)  # releases the lock
+
+
+def add_layer_entry(project: str | os.PathLike, name: str, entry: dict) -> None:
+    """Add a layer to citytwin.yaml unless it is there already (comments and other keys kept).
+
+    Used by the commands that create layers (ingest, geotag, hotspots, raster, transit), so a
+    layer is always one catalog entry.
+    """
+    with edit_catalog(project) as edit:
+        if not edit.has_layer(name):
+            edit.set_layer(name, entry)

@@ -60,19 +60,26 @@ def init(directory: Path) -> None:
 @click.option("--kind", type=click.Choice(["buildings", "pois", "boundaries", "transit", "hazard_zones", "generic"]),
               default=None, help="What the features are; buildings get heights. Default: from the catalog, else generic.")
 @click.option("--crs", default=None, help="Source CRS, e.g. EPSG:5174. Overrides the file's own (.prj).")
+@click.option("--accept-source-crs", is_flag=True,
+              help="Keep a CRS that lacks its datum shift (a Bessel .prj) although it lands hundreds of metres "
+                   "off; declaring --crs is better.")
 @click.option("--encoding", default=None, help="Text encoding of the source, e.g. cp949. Overrides .cpg.")
 @click.option("--project", default=".", type=click.Path(file_okay=False, path_type=Path), show_default=True,
               help="Project folder holding citytwin.yaml.")
-def ingest(path: Path, layer: str, kind: str | None, crs: str | None, encoding: str | None, project: Path) -> None:
+def ingest(path: Path, layer: str, kind: str | None, crs: str | None, accept_source_crs: bool,
+           encoding: str | None, project: Path) -> None:
     """Read PATH (GeoPackage, Shapefile, GeoJSON, FlatGeobuf), check it, and publish it as LAYER.
 
     Geometries are repaired, reprojected to WGS84 and given stable ids; buildings get a
     height (from a height field, else floors x storey height). The store is replaced
-    atomically: a failure leaves the previously published layer untouched.
+    atomically: a failure leaves the previously published layer untouched. The options
+    given are written into the layer's entry in citytwin.yaml, so 'citytwin build'
+    publishes it the same way.
     """
     from pipelines.ingest import ingest_into_project
 
-    report = ingest_into_project(project, path, layer, kind=kind, crs=crs, encoding=encoding)
+    report = ingest_into_project(project, path, layer, kind=kind, crs=crs, encoding=encoding,
+                                 accept_source_crs=accept_source_crs)
     click.echo(report.summary())
 
 
@@ -284,15 +291,17 @@ def raster(path: Path, name: str, crs: str | None, title: str | None, project: P
 @click.option("--by-layer", default=None, help="Count per polygon of this layer instead (e.g. dong).")
 @click.option("--kind", type=click.Choice(["hazard_zones", "generic"]), default="hazard_zones", show_default=True)
 @click.option("--crs", default=None, help="Source CRS of POINTS when the file lacks one.")
+@click.option("--accept-source-crs", is_flag=True,
+              help="Keep a CRS that lacks its datum shift (a Bessel .prj); declaring --crs is better.")
 @click.option("--encoding", default=None, help="Text encoding of POINTS, e.g. cp949.")
 @click.option("--project", default=".", type=click.Path(file_okay=False, path_type=Path), show_default=True)
 def hotspots(points: Path, layer: str, h3_res: int | None, by_layer: str | None, kind: str, crs: str | None,
-             encoding: str | None, project: Path) -> None:
+             accept_source_crs: bool, encoding: str | None, project: Path) -> None:
     """Count point records (accidents, crime reports) per H3 cell or admin area; publish as LAYER."""
     from pipelines.hotspots import build_hotspots
 
     click.echo(build_hotspots(project, points, layer, h3_res=h3_res, by_layer=by_layer, crs=crs,
-                              encoding=encoding, kind=kind).summary())
+                              accept_source_crs=accept_source_crs, encoding=encoding, kind=kind).summary())
 
 
 @main.command("sample-city")

@@ -91,8 +91,8 @@ def by_areas(points: gpd.GeoDataFrame, areas: gpd.GeoDataFrame) -> gpd.GeoDataFr
 
 
 def build_hotspots(project: Path, points_path: Path, layer: str, *, h3_res: int | None = None,
-                   by_layer: str | None = None, crs: str | None = None, encoding: str | None = None,
-                   kind: str = "hazard_zones", progress: bool = False) -> HotspotReport:
+                   by_layer: str | None = None, crs: str | None = None, accept_source_crs: bool = False,
+                   encoding: str | None = None, kind: str = "hazard_zones", progress: bool = False) -> HotspotReport:
     """``citytwin hotspots``: count POINTS per H3 cell or per area of BY_LAYER, publish as LAYER."""
     check_layer_name(layer)
     if (h3_res is None) == (by_layer is None):
@@ -102,7 +102,8 @@ def build_hotspots(project: Path, points_path: Path, layer: str, *, h3_res: int 
         raise CatalogError(f"layer {layer!r} already has a source in citytwin.yaml; choose another --layer")
     if by_layer is not None:
         catalog.layer(by_layer)
-    src = read_vector(Path(points_path), crs=crs, encoding=encoding, progress=progress)
+    src = read_vector(Path(points_path), crs=crs, encoding=encoding, accept_source_crs=accept_source_crs,
+                      progress=progress)
     points = _points(src.gdf, str(points_path))
     store = project_store(catalog)
     try:

@@ -16,7 +16,8 @@ from pydantic import ValidationError
 from geo.errors import CatalogError, SourceError
 from geo.geometry import LONLAT_TOLERANCE, clamp_lonlat, non_polygonal, repair
 from geo.names import check_layer_name
-from pipelines.catalog import Catalog, LayerConfig, add_layer_entry, load_catalog
+from pipelines.catalog import Catalog, LayerConfig, edit_catalog
+from pipelines.last_ingest import changes_since_last, read_settings, remember
 from pipelines.project import project_store, relative_to_project
 from pipelines.readers.gtfs import is_gtfs_zip
 from pipelines.readers.vector import read_vector
@@ -44,6 +45,7 @@ class IngestReport:
     clamped: int = 0
     heights: HeightCounts | None = None
     warnings: list[str] = field(default_factory=list)
+    catalog_changes: str = ""
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -64,6 +66,8 @@ class IngestReport:
                 f"  heights: {h.from_attribute} from a height field, {h.from_floors} from floors x storey height, "
                 f"{h.missing} with neither"
             )
+        if self.catalog_changes:
+            lines.append(f"  catalog: {self.catalog_changes}")
         lines += [f"  warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
@@ -75,7 +79,8 @@ def prepare_layer(paths: list[Path], layer: str, cfg: LayerConfig, storey_height
     frames, warnings, crs_names = [], [], []
     report = IngestReport(layer=layer, kind=cfg.kind, sources=[str(p) for p in paths], source_crs="")
     for path in paths:
-        src = read_vector(path, crs=cfg.crs, encoding=cfg.encoding, progress=progress)
+        src = read_vector(path, crs=cfg.crs, encoding=cfg.encoding, accept_source_crs=cfg.accept_source_crs,
+                          progress=progress)
         warnings += src.warnings
         crs_names.append(crs_label(src.gdf.crs))
         gdf = src.gdf
@@ -142,45 +147,67 @@ def ingest_layer(catalog: Catalog, store: Store, layer: str, paths: list[Path] |
     if not paths:
         raise SourceError(f"layer '{layer}' has no source in {catalog.root / 'citytwin.yaml'}; add 'source:'")
     gdf, report = prepare_layer(paths, layer, cfg, catalog.storey_height, progress=progress)
+    settings = read_settings(cfg, paths, report.source_crs)
+    changed = changes_since_last(catalog.build_path, layer, settings)
+    if changed:
+        report.warnings.append(f"layer '{layer}' is published differently from its last ingest: {'; '.join(changed)}")
     store.publish(layer, gdf)
+    remember(catalog.build_path, layer, settings)
     report.seconds = time.perf_counter() - t0
     return report
 
 
 def ingest_into_project(project: Path, path: Path, layer: str, *, kind: str | None = None,
-                        crs: str | None = None, encoding: str | None = None) -> IngestReport | TransitReport:
-    """``citytwin ingest``: CLI options override the catalog entry; a new layer joins the catalog."""
+                        crs: str | None = None, encoding: str | None = None,
+                        accept_source_crs: bool = False) -> IngestReport | TransitReport:
+    """``citytwin ingest``: the options given become the layer's catalog entry, then it is published.
+
+    The entry is written (structurally, comments kept) only when the ingest succeeds, and the
+    layer is published exactly as that entry reads, so the next ``citytwin build`` repeats it.
+    """
     check_layer_name(layer)
     if Path(path).suffix.lower() == ".zip" and (kind == "transit" or is_gtfs_zip(Path(path))):
         # A GTFS feed: LAYER is the prefix of its three layers (see pipelines.transit).
         from pipelines.transit import ingest_transit_into_project
 
         return ingest_transit_into_project(project, Path(path), layer, kind=kind, crs=crs, encoding=encoding)
-    catalog = load_catalog(project)
-    base_names = set(catalog.layers)
-    base = catalog.layers.get(layer, LayerConfig())
     if crs is not None:
         parse_crs(crs, what="--crs")
-    overrides = {k: v for k, v in {"kind": kind, "crs": crs, "encoding": encoding}.items() if v is not None}
-    try:
-        cfg = LayerConfig.model_validate({**base.model_dump(), **overrides, "source": [str(path)]})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise CatalogError(f"--{err['loc'][0]}: {err['msg'].removeprefix('Value error, ')}") from None
-    catalog.layers[layer] = cfg
-    store = project_store(catalog)
-    report = ingest_layer(catalog, store, layer, paths=[Path(path)])
-    if layer in base_names:
-        drift = [f"{k}: {v}" for k, v in overrides.items() if getattr(base, k) != v]
-        if drift:
-            report.warnings.append(
-                f"citytwin.yaml's entry for '{layer}' does not say {', '.join(drift)}; "
-                "'citytwin build' follows the catalog, so add it there"
-            )
-    else:
-        entry = {"kind": cfg.kind, "source": relative_to_project(Path(path), catalog.root)}
-        entry.update(overrides)
-        if cfg.kind == "generic" and kind is None:
-            entry.pop("kind")
-        add_layer_entry(project, layer, entry)
+    with edit_catalog(project) as edit:
+        base = edit.catalog.layers.get(layer)
+        values = _given_options(edit.catalog, layer, Path(path), kind=kind, crs=crs, encoding=encoding,
+                                accept_source_crs=accept_source_crs)
+        merged = {**(base or LayerConfig()).model_dump(), **values, "source": [str(path)]}
+        try:  # the options' own errors, named as options
+            LayerConfig.model_validate({k: v for k, v in merged.items() if v is not None})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise CatalogError(f"--{err['loc'][0]}: {err['msg'].removeprefix('Value error, ')}") from None
+        changes = edit.set_layer(layer, values)
+        catalog = edit.check()  # exactly what the next build will read
+        report = ingest_layer(catalog, project_store(catalog), layer, paths=[Path(path)])  # named as given
+    if changes:
+        report.catalog_changes = f"updated '{layer}' in {catalog.root / 'citytwin.yaml'}: {'; '.join(changes)}"
     return report
+
+
+def _given_options(catalog: Catalog, layer: str, path: Path, *, kind: str | None, crs: str | None,
+                   encoding: str | None, accept_source_crs: bool) -> dict[str, object]:
+    """The catalog keys the command line sets; None removes a key that no longer applies."""
+    base = catalog.layers.get(layer)
+    values: dict[str, object] = {}
+    if kind is not None:
+        values["kind"] = kind
+    if base is None or catalog.source_paths(layer) != [path.resolve()]:
+        values["source"] = relative_to_project(path, catalog.root)
+    if crs is not None:
+        values["crs"] = crs
+    if encoding is not None:
+        values["encoding"] = encoding
+    if accept_source_crs:
+        values["accept_source_crs"] = True
+        if crs is None:
+            values["crs"] = None  # accepting the file's own CRS: a declared one would override it
+    elif crs is not None and base is not None and base.accept_source_crs:
+        values["accept_source_crs"] = None  # the acceptance was for the file's own CRS, no longer used
+    return values

@@ -1,9 +1,11 @@
 """citytwin.yaml: the starter catalog validates; a bad one names the key and the fix."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from geo.errors import CatalogError
@@ -76,3 +78,111 @@ def test_add_layer_entry_keeps_comments(tmp_path: Path):
     after = (tmp_path / "citytwin.yaml").read_text()
     assert after.count("#") == before.count("#")
     assert load_catalog(tmp_path).layers["gu"].kind == "boundaries"
+
+
+# --- commands that write the catalog edit it structurally --------------------------------
+
+HAND_WRITTEN = """\
+# Hand-written catalog: every comment must survive an edit.
+name: Comment city   # the project name
+layers:
+  # the districts come first
+  gu:
+    kind: boundaries
+    source: gu.geojson   # from the city's open data portal
+    fields: [code, name]
+storey_height: 3.5   # a top-level key after layers
+server:
+  title: Kept title  # shown on the landing page
+"""
+COMMENTS = ["# Hand-written catalog", "# the project name", "# the districts come first",
+            "# from the city's open data portal", "# a top-level key after layers", "# shown on the landing page"]
+
+
+def _square(path: Path, lon: float = 126.978, lat: float = 37.566) -> Path:
+    ring = [[lon, lat], [lon + 0.001, lat], [lon + 0.001, lat + 0.001], [lon, lat + 0.001], [lon, lat]]
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"code": "11140", "name": "a"}, "geometry": {"type": "Polygon", "coordinates": [ring]}}]}),
+        encoding="utf-8")
+    return path
+
+
+def _run(*args: object):
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_ingest_keeps_comments_and_keys_after_layers(tmp_path: Path):
+    write(tmp_path, HAND_WRITTEN)
+    code, out = _run("ingest", _square(tmp_path / "parks.geojson"), "--layer", "parks", "--kind", "boundaries",
+                     "--project", tmp_path)
+    assert code == 0, out
+    text = (tmp_path / "citytwin.yaml").read_text(encoding="utf-8")
+    for comment in COMMENTS:
+        assert comment in text, comment
+    data = yaml.safe_load(text)
+    assert data["storey_height"] == 3.5 and data["server"] == {"title": "Kept title"}
+    assert data["layers"]["gu"] == {"kind": "boundaries", "source": "gu.geojson", "fields": ["code", "name"]}
+    assert data["layers"]["parks"] == {"kind": "boundaries", "source": "parks.geojson"}
+    cat = load_catalog(tmp_path)
+    assert (cat.storey_height, cat.server.title, sorted(cat.layers)) == (3.5, "Kept title", ["gu", "parks"])
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_reingest_updates_the_entry_in_place(tmp_path: Path):
+    write(tmp_path, HAND_WRITTEN)
+    src = _square(tmp_path / "gu.geojson")
+    code, out = _run("ingest", src, "--layer", "gu", "--crs", "EPSG:4326", "--encoding", "utf-8",
+                     "--project", tmp_path)
+    assert code == 0, out
+    assert "updated 'gu'" in out and "crs: EPSG:4326 (was not set)" in out
+    text = (tmp_path / "citytwin.yaml").read_text(encoding="utf-8")
+    for comment in COMMENTS:
+        assert comment in text, comment
+    gu = yaml.safe_load(text)["layers"]["gu"]
+    assert gu == {"kind": "boundaries", "source": "gu.geojson", "fields": ["code", "name"],
+                  "crs": "EPSG:4326", "encoding": "utf-8"}
+
+
+def test_failed_ingest_leaves_the_catalog_byte_identical(tmp_path: Path):
+    write(tmp_path, HAND_WRITTEN)
+    before = (tmp_path / "citytwin.yaml").read_bytes()
+    broken = tmp_path / "broken.geojson"
+    broken.write_text('{"type": "FeatureCollection", "features": [{"type": "Feat', encoding="utf-8")
+    code, out = _run("ingest", broken, "--layer", "parks", "--project", tmp_path)
+    assert code == 2 and "broken.geojson" in out, out
+    code, out = _run("ingest", _square(tmp_path / "gu2.geojson"), "--layer", "gu", "--encoding", "klingon",
+                     "--project", tmp_path)
+    assert code == 2 and "--encoding" in out, out
+    assert (tmp_path / "citytwin.yaml").read_bytes() == before
+
+
+def test_an_entry_that_would_not_validate_is_never_written(tmp_path: Path):
+    write(tmp_path, HAND_WRITTEN.split("storey_height")[0])
+    before = (tmp_path / "citytwin.yaml").read_bytes()
+    with pytest.raises(CatalogError, match=r"key 'layers.parks.kind'"):
+        add_layer_entry(tmp_path, "parks", {"kind": "castle", "source": "parks.geojson"})
+    assert (tmp_path / "citytwin.yaml").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["citytwin.yaml"]
+
+
+def test_geotag_adds_its_layer_structurally(tmp_path: Path):
+    write(tmp_path, HAND_WRITTEN)
+    records = tmp_path / "places.csv"
+    records.write_text("name,lon,lat\nCity Hall,126.9779,37.5663\nGate,126.9769,37.5760\n", encoding="utf-8")
+    code, out = _run("geotag", records, "--layer", "places", "--project", tmp_path)
+    assert code == 0, out
+    text = (tmp_path / "citytwin.yaml").read_text(encoding="utf-8")
+    for comment in COMMENTS:
+        assert comment in text, comment
+    cat = load_catalog(tmp_path)
+    assert (cat.storey_height, cat.server.title) == (3.5, "Kept title")
+    assert cat.layers["places"].kind == "pois" and cat.layers["gu"].source == ["gu.geojson"]
+
+
+def test_starter_catalog_grows_a_block_of_layers(tmp_path: Path):
+    CliRunner().invoke(main, ["init", str(tmp_path)])
+    add_layer_entry(tmp_path, "gu", {"kind": "boundaries", "source": "gu.geojson", "fields": ["code", "name"]})
+    text = (tmp_path / "citytwin.yaml").read_text(encoding="utf-8")
+    assert "layers:\n  gu:\n    kind: boundaries\n    source: gu.geojson\n    fields: [code, name]\n" in text
+    assert "description: Buildings, boundaries and places, as OGC API Features and vector tiles\n" in text

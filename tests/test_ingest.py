@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 
 import geopandas as gpd
+import h3
 import numpy as np
 import pyogrio
 import pytest
 import shapely
+import yaml
 from click.testing import CliRunner
 from pyproj import CRS, Geod, Transformer
 from shapely.geometry import LineString, Point, Polygon, box
@@ -32,6 +34,9 @@ LEGACY_PRJ = (
     'PARAMETER["Central_Meridian",127.0028902777778],PARAMETER["Scale_Factor",1.0],PARAMETER["Latitude_Of_Origin",38.0],'
     'UNIT["Meter",1.0]]'
 )
+# The same grid declared as a PROJ string without the shift: as wrong as the .prj.
+SHIFTLESS_PROJ = ("+proj=tmerc +lat_0=38 +lon_0=127.0028902777778 +k=1 +x_0=200000 +y_0=500000 +ellps=bessel "
+                  "+units=m +no_defs")
 GEOD = Geod(ellps="WGS84")
 
 
@@ -101,15 +106,125 @@ def test_legacy_bessel_shapefile_lands_right_with_declared_crs(project: Path):
     assert max_vertex_error_m(got, truth) < 10.0
 
 
-def test_legacy_bessel_without_crs_warns_and_would_be_far_off(project: Path):
-    shp, truth = write_legacy_shapefile(project)
+def test_legacy_bessel_without_crs_is_refused(project: Path):
+    shp, _ = write_legacy_shapefile(project)
+    catalog_before = (project / "citytwin.yaml").read_bytes()
     code, out = run("ingest", str(shp), "--layer", "buildings", "--kind", "buildings",
                     "--encoding", "cp949", "--project", str(project))
+    assert code == 2, out
+    assert out.count("\n") == 1 and out.startswith("error: "), out
+    for text in (str(shp), "without a datum shift", "--crs EPSG:5174", "--accept-source-crs"):
+        assert text in out, out
+    assert not store_path(project).exists()
+    assert (project / "citytwin.yaml").read_bytes() == catalog_before
+
+
+def read_layer(project: Path, layer: str) -> gpd.GeoDataFrame:
+    return pyogrio.read_dataframe(store_path(project), layer=layer)
+
+
+def catalog_entry(project: Path, layer: str) -> dict:
+    return yaml.safe_load((project / "citytwin.yaml").read_text(encoding="utf-8"))["layers"][layer]
+
+
+def same_coordinates(a: gpd.GeoDataFrame, b: gpd.GeoDataFrame) -> bool:
+    return len(a) == len(b) and all(np.array_equal(shapely.get_coordinates(x), shapely.get_coordinates(y))
+                                    for x, y in zip(a.geometry, b.geometry))
+
+
+def test_accepted_source_crs_is_stored_and_honoured_by_build(project: Path):
+    shp, truth = write_legacy_shapefile(project)
+    code, out = run("ingest", str(shp), "--layer", "districts", "--kind", "boundaries", "--encoding", "cp949",
+                    "--accept-source-crs", "--project", str(project))
     assert code == 0, out
-    assert "without a datum shift" in out and "--crs EPSG:5174" in out
-    got = pyogrio.read_dataframe(store_path(project), layer="buildings")
-    # what the warning is about: the shift-less datum lands hundreds of metres away
-    assert max_vertex_error_m(got, truth) > 100.0
+    assert "kept as asked" in out and "EPSG:5174" in out
+    assert catalog_entry(project, "districts") == {"kind": "boundaries", "source": "legacy_bessel.shp",
+                                                   "encoding": "cp949", "accept_source_crs": True}
+    ingested = read_layer(project, "districts")
+    # what the acceptance means: the shift-less datum lands hundreds of metres away
+    assert max_vertex_error_m(ingested, truth) > 100.0
+    code, out = run("build", "--project", str(project), "--layer", "districts")
+    assert code == 0, out
+    assert same_coordinates(read_layer(project, "districts"), ingested)
+
+    # without the acceptance, the build refuses as ingest does, and publishes nothing
+    path = project / "citytwin.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace("accept_source_crs: true\n", ""), encoding="utf-8")
+    before = digest(store_path(project))
+    code, out = run("build", "--project", str(project), "--layer", "districts")
+    assert code == 2, out
+    errors = [line for line in out.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, out
+    for text in ("layer 'districts'", str(shp), "without a datum shift", "crs: EPSG:5174", "accept_source_crs: true"):
+        assert text in errors[0], errors[0]
+    assert digest(store_path(project)) == before
+
+
+@pytest.mark.parametrize("first", [["--accept-source-crs"], ["--crs", "EPSG:2097"]],
+                         ids=["file's own CRS first", "wrong grid first"])
+def test_reingest_with_crs_is_what_the_next_build_publishes(project: Path, first: list[str]):
+    shp, truth = write_legacy_shapefile(project)
+    code, out = run("ingest", str(shp), "--layer", "districts", "--kind", "boundaries", "--encoding", "cp949",
+                    *first, "--project", str(project))
+    assert code == 0, out
+    code, out = run("ingest", str(shp), "--layer", "districts", "--crs", "EPSG:5174", "--project", str(project))
+    assert code == 0, out
+    # every option given so far is in the entry; the acceptance, for the file's own CRS, no longer applies
+    assert catalog_entry(project, "districts") == {"kind": "boundaries", "source": "legacy_bessel.shp",
+                                                   "encoding": "cp949", "crs": "EPSG:5174"}
+    ingested = read_layer(project, "districts")
+    assert list(ingested["name"]) == list(truth["name"])
+    assert max_vertex_error_m(ingested, truth) < 10.0  # truth: EPSG:5174 with its TOWGS84, through pyproj
+    for _ in range(2):  # the entry reads back as written: each build publishes exactly what the ingest did
+        code, out = run("build", "--project", str(project), "--layer", "districts")
+        assert code == 0, out
+        assert "differently from its last ingest" not in out
+        assert same_coordinates(read_layer(project, "districts"), ingested)
+        assert list(read_layer(project, "districts")["name"]) == list(truth["name"])
+
+
+def test_build_says_when_it_publishes_differently_from_the_last_ingest(project: Path):
+    shp, _ = write_legacy_shapefile(project)
+    code, out = run("ingest", str(shp), "--layer", "districts", "--kind", "boundaries", "--encoding", "cp949",
+                    "--crs", "EPSG:5174", "--project", str(project))
+    assert code == 0, out
+    path = project / "citytwin.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert text.count("\n    crs: EPSG:5174\n") == 1
+    path.write_text(text.replace("\n    crs: EPSG:5174\n", "\n    crs: EPSG:2097\n"), encoding="utf-8")
+    code, out = run("build", "--project", str(project), "--layer", "districts")
+    assert code == 0, out
+    said = [line for line in out.splitlines() if "differently from its last ingest" in line]
+    assert len(said) == 1 and "layer 'districts'" in said[0], out
+    assert "crs EPSG:2097 (last ingest: EPSG:5174)" in said[0], said[0]
+    # published where EPSG:2097 puts the file's coordinates (pyproj on the raw vertices)
+    raw = pyogrio.read_dataframe(shp, encoding="cp949")
+    to_ll = Transformer.from_crs(2097, 4326, always_xy=True)
+    got = read_layer(project, "districts")
+    for g, r in zip(got.geometry, raw.geometry):
+        xy = shapely.get_coordinates(r)
+        lon, lat = to_ll.transform(xy[:, 0], xy[:, 1])
+        assert np.abs(shapely.get_coordinates(g) - np.column_stack([lon, lat])).max() < 1e-9
+    code, out = run("build", "--project", str(project), "--layer", "districts")
+    assert code == 0 and "differently from its last ingest" not in out, out
+
+
+def test_hotspots_refuse_a_bessel_prj_too(project: Path):
+    truth = truth_footprints()
+    points = project / "incidents.shp"
+    centroids = truth.geometry.to_crs(5186).centroid
+    pyogrio.write_dataframe(gpd.GeoDataFrame({"n": [1, 2, 3]}, geometry=centroids.to_crs(BESSEL_TRUTH)), points)
+    points.with_suffix(".prj").write_text(LEGACY_PRJ)
+    code, out = run("hotspots", str(points), "--layer", "hot", "--h3-res", "9", "--project", str(project))
+    assert code == 2, out
+    for text in (str(points), "without a datum shift", "--crs EPSG:5174", "--accept-source-crs"):
+        assert text in out, out
+    code, out = run("hotspots", str(points), "--layer", "hot", "--h3-res", "9", "--crs", "EPSG:5174",
+                    "--project", str(project))
+    assert code == 0, out
+    lonlat = centroids.to_crs(4326)
+    expected = {h3.latlng_to_cell(p.y, p.x, 9) for p in lonlat}
+    assert set(read_layer(project, "hot")["id"]) == expected
 
 
 def test_cpg_file_is_honoured(project: Path):
@@ -210,6 +325,7 @@ def _bad_cases(project: Path) -> dict[str, tuple[list[str], list[str]]]:
     pyogrio.write_dataframe(gpd.GeoDataFrame(
         {"name": ["a", "b"]}, geometry=[box(126.97, 37.56, 126.971, 37.561), LineString([(126.97, 37.56), (126.98, 37.57)])],
         crs=4326), lines)
+    legacy, _ = write_legacy_shapefile(project)
     b = ["--kind", "buildings"]
     return {
         "corrupt": ([str(corrupt), "--layer", "buildings"], [str(corrupt), "cannot be read"]),
@@ -218,6 +334,11 @@ def _bad_cases(project: Path) -> dict[str, tuple[list[str], list[str]]]:
         "unknown crs": ([str(cp949), "--layer", "buildings", "--crs", "EPSG:999999", "--encoding", "cp949"],
                         ["EPSG:999999", "not a known CRS"]),
         "missing crs": ([str(noprj), "--layer", "buildings"], [str(noprj), "no CRS", "--crs"]),
+        "bessel without shift": ([str(legacy), "--layer", "buildings", "--encoding", "cp949"],
+                                 [str(legacy), "without a datum shift", "--crs EPSG:5174", "--accept-source-crs"]),
+        "declared crs without shift": ([str(legacy), "--layer", "buildings", "--encoding", "cp949",
+                                        "--crs", SHIFTLESS_PROJ],
+                                       [str(legacy), "declared CRS", "without a datum shift", "--crs EPSG:5174"]),
         "wrong encoding": ([str(cp949), "--layer", "buildings", "--encoding", "utf-8"], [str(cp949), "--encoding cp949"]),
         "undeclared cp949": ([str(cp949), "--layer", "buildings"], [str(cp949), "field 'name'", "--encoding cp949"]),
         "non-polygon buildings": ([str(lines), "--layer", "buildings", *b], [str(lines), "feature 1", "LineString", "--kind generic"]),
@@ -228,7 +349,8 @@ def _bad_cases(project: Path) -> dict[str, tuple[list[str], list[str]]]:
 
 
 @pytest.mark.parametrize("case", [
-    "corrupt", "empty file", "no features", "unknown crs", "missing crs", "wrong encoding", "undeclared cp949",
+    "corrupt", "empty file", "no features", "unknown crs", "missing crs", "bessel without shift",
+    "declared crs without shift", "wrong encoding", "undeclared cp949",
     "non-polygon buildings", "missing path", "sql in layer name", "path in layer name",
 ])
 def test_bad_input_is_one_clear_line_and_store_untouched(published: Path, case: str):

@@ -19,9 +19,10 @@ import pandas as pd
 import pyogrio
 from pyogrio.errors import CRSError as PyogrioCRSError
 from pyogrio.errors import DataLayerError, DataSourceError
+from pyproj import CRS
 from tqdm import tqdm
 
-from geo.crs import bessel_without_shift, crs_label, parse_crs
+from geo.crs import DatumShiftError, bessel_without_shift, crs_label, parse_crs
 from geo.errors import CRSError, EncodingError, SourceError
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,12 @@ class VectorSource:
 
 
 def read_vector(path: Path, *, crs: str | None = None, encoding: str | None = None,
-                progress: bool = True) -> VectorSource:
+                accept_source_crs: bool = False, progress: bool = True) -> VectorSource:
+    """Read the first layer of PATH in its CRS (``crs`` when declared, else the file's own).
+
+    A CRS without the datum shift it needs (a Bessel .prj) is refused unless
+    ``accept_source_crs``: published as is, it would sit hundreds of metres off.
+    """
     path = Path(path)
     if not path.exists():
         raise SourceError(f"{path}: no such file. Check the path (relative paths start at the current folder).")
@@ -75,6 +81,7 @@ def read_vector(path: Path, *, crs: str | None = None, encoding: str | None = No
             raise SourceError(f"{path}: has no features; nothing to publish")
 
         src_crs, origin = _resolve_crs(path, prj, info.get("crs"), crs, warnings)
+        _check_datum_shift(path, src_crs, origin, accept_source_crs, warnings)
         gdf = _read_features(read_from, path, layer, count, encoding, progress)
     if encoding is None:
         _check_mojibake(path, gdf, info.get("encoding"))
@@ -151,10 +158,17 @@ def _resolve_crs(path: Path, prj: Path | None, file_crs: str | None, declared: s
         src = parse_crs(file_crs, what=f"{path}: the file's CRS")
     except CRSError as exc:
         raise CRSError(f"{exc} Declare the right one with --crs.") from None
-    shift = bessel_without_shift(src)
-    if shift is not None:
-        warnings.append(shift.message(str(path)))
     return src, "file"
+
+
+def _check_datum_shift(path: Path, src: CRS, origin: str, accept: bool, warnings: list[str]) -> None:
+    shift = bessel_without_shift(src)
+    if shift is None:
+        return
+    source = f"{path} (declared CRS)" if origin == "declared" else str(path)
+    if not accept:
+        raise DatumShiftError(source, shift)
+    warnings.append(shift.accepted(source))
 
 
 def _read_features(read_from: Path, path: Path, layer: str, count: int, encoding: str | None,
