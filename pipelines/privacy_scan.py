@@ -12,8 +12,10 @@ resident registration numbers (next to a label whatever their date, else pattern
 date; the check digit is reported), personal mobile numbers and e-mails, on NFKC-normalised
 text. A GeoPackage column that scrubbing would have withheld whole (its name marks a
 personal identifier, or most of its values are RRNs, mobile numbers or e-mails) is a hit
-of its own. A hit is reported with where it is and a masked value (for a column: why it is
-one): the full value is never printed.
+of its own; in tiles and served items, where features come one by one, a property named
+like a personal identifier that holds a value is (once per tile layer or collection). A hit
+is reported with where it is and a masked value (for a column: why it is one): the full
+value is never printed.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from geo.errors import SourceError
+from pipelines.steps.identifiers import identifier_name
 from pipelines.steps.privacy import DETECTORS, find_personal, leaking_column, normalise
 
 EXIT_LEAK = 3
@@ -55,6 +58,7 @@ class ScanReport:
     items: Counter = field(default_factory=Counter)  # what was scanned: layers, features, tiles, pages
     hits: list[Hit] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    named: set[tuple[str, str]] = field(default_factory=set)  # (tile layer or collection, property) reported
 
     def summary(self, max_lines: int = 50) -> str:
         what = ", ".join(f"{n} {k}" for k, n in self.items.items())
@@ -89,6 +93,16 @@ def _check(report: ScanReport, where: str, name: str, value, detect: tuple[str, 
         report.hits.append(Hit(where, name, f.kind, mask(text[f.start:f.end]), f.verified))
 
 
+def _check_property(report: ScanReport, where: str, container: str, key: str, value, detect: tuple[str, ...]) -> None:
+    """A feature property: its name and value; a name marking a personal identifier is one hit per container."""
+    _check(report, where, "(field name)", key, detect)
+    _check(report, where, key, value, detect)
+    what = identifier_name(key)
+    if what and (container, key) not in report.named and value is not None and str(value).strip():
+        report.named.add((container, key))
+        report.hits.append(Hit(container, key, "identifier column", f"its name marks {what}"))
+
+
 # --- GeoPackage ------------------------------------------------------------------------------
 
 def scan_geopackage(path: Path, detect: tuple[str, ...] = DETECTORS) -> ScanReport:
@@ -120,7 +134,7 @@ def scan_geopackage(path: Path, detect: tuple[str, ...] = DETECTORS) -> ScanRepo
 
 # --- PMTiles ---------------------------------------------------------------------------------
 
-def _mvt_values(report: ScanReport, where: str, data: bytes, detect: tuple[str, ...]) -> None:
+def _mvt_values(report: ScanReport, container: str, where: str, data: bytes, detect: tuple[str, ...]) -> None:
     import mapbox_vector_tile
 
     tile = mapbox_vector_tile.decode(data)
@@ -132,8 +146,7 @@ def _mvt_values(report: ScanReport, where: str, data: bytes, detect: tuple[str, 
             fid = props.get("id", feat.get("id"))
             at = f"{where}/{layer}/{fid}"
             for k, v in props.items():
-                _check(report, at, "(field name)", k, detect)
-                _check(report, at, str(k), v, detect)
+                _check_property(report, at, f"{container}/{layer}", str(k), v, detect)
 
 
 def _maybe_gunzip(data: bytes) -> bytes:
@@ -156,7 +169,7 @@ def scan_pmtiles(path: Path, detect: tuple[str, ...] = DETECTORS) -> ScanReport:
         _check(report, f"{path.name} (metadata)", "metadata", meta, detect)
         for (z, x, y), data in all_tiles(src):
             report.items["tiles"] += 1
-            _mvt_values(report, f"{path.name}/{z}/{x}/{y}", _maybe_gunzip(bytes(data)), detect)
+            _mvt_values(report, path.name, f"{path.name}/{z}/{x}/{y}", _maybe_gunzip(bytes(data)), detect)
     return report
 
 
@@ -215,8 +228,7 @@ def _items(report: ScanReport, base: str, cid: str, detect: tuple[str, ...]) -> 
             where = f"{base}/collections/{cid}/items/{fid}"
             _check(report, where, "id", fid, detect)
             for k, v in (feat.get("properties") or {}).items():
-                _check(report, where, "(field name)", k, detect)
-                _check(report, where, str(k), v, detect)
+                _check_property(report, where, f"{base}/collections/{cid}", str(k), v, detect)
         nxt = _next_link(doc)
         if not feats or nxt == url:
             break
@@ -267,7 +279,7 @@ def _tiles(report: ScanReport, base: str, cid: str, detect: tuple[str, ...]) -> 
         status, body = _get(f"{root}/{zoom}/{y}/{x}")
         if status == 200 and body:
             report.items["tiles"] += 1
-            _mvt_values(report, f"{root}/{zoom}/{y}/{x}", _maybe_gunzip(body), detect)
+            _mvt_values(report, root, f"{root}/{zoom}/{y}/{x}", _maybe_gunzip(body), detect)
 
 
 def scan_url(url: str, detect: tuple[str, ...] = DETECTORS, tiles: bool = True) -> ScanReport:

@@ -189,3 +189,27 @@ def test_scan_finds_identifier_columns_labelled_and_full_width_values(tmp_path):
     assert note_hits == [("rrn", "a"), ("rrn", "b"), ("mobile", "c")], res.output
     for secret in (typo, typo.replace("-", ""), rrn, rrn.translate(fw), phone, phone.translate(fw)):
         assert secret not in res.output
+
+
+def test_scan_of_tiles_and_server_names_identifier_properties_once(tmp_path):
+    project = tmp_path / "p"
+    init_project(project)
+    typo = make_rrn("701350", "123456")  # month 13: no detector sees it without its column name
+    layer = gpd.GeoDataFrame({"id": [f"f{i}" for i in range(5)], "jumin": [typo] * 5, "memo": ["ok"] * 5},
+                             geometry=[Point(126.98 + i / 1000, 37.56) for i in range(5)], crs=4326)
+    GeoPackageStore(project / "build" / "citytwin.gpkg").publish("people", layer)
+    (project / "citytwin.yaml").write_text((project / "citytwin.yaml").read_text(encoding="utf-8").replace(
+        "layers: {}", "layers:\n  people: {kind: pois}"), encoding="utf-8")
+    res = run("build", "--project", project, "--skip-ingest", "--layer", "people")
+    assert res.exit_code == 0, res.output
+    res = run("privacy-scan", project / "build" / "tiles" / "people.pmtiles")
+    assert res.exit_code == 3, res.output
+    assert "1 LEAK(S)" in res.output, res.output
+    assert "identifier column: people.pmtiles/people field 'jumin': its name marks resident registration numbers" \
+        in res.output
+    with serve(project) as url:
+        res = run("privacy-scan", url)
+    assert res.exit_code == 3, res.output
+    assert f"identifier column: {url}/collections/people field 'jumin'" in res.output
+    assert f"identifier column: {url}/collections/people/tiles/WebMercatorQuad/people field 'jumin'" in res.output
+    assert typo not in res.output and typo.replace("-", "") not in res.output
