@@ -29,16 +29,45 @@ class Building3D:
     attributes: dict = field(default_factory=dict)  # name, height, storeys, usage, source, generic ones
 
 
+class SkipReason(str):
+    """Why something was left out, and what it counts ('surface', 'building').
+
+    It is its own short text (so it reads, compares and hashes as that text); ``counted``
+    names the thing and explains, so '12 degenerate polygon' cannot read as 12 buildings.
+    """
+
+    noun: str
+    hint: str
+    outcome: str
+
+    def __new__(cls, text: str, noun: str, hint: str = "", outcome: str = "skipped") -> SkipReason:
+        reason = super().__new__(cls, text)
+        reason.noun, reason.hint, reason.outcome = noun, hint, outcome
+        return reason
+
+    def __reduce__(self):  # keep noun and hint when sent to a worker process and back
+        return (SkipReason, (str(self), self.noun, self.hint, self.outcome))
+
+    def counted(self, n: int) -> str:
+        noun = self.noun if n == 1 else f"{self.noun}s"
+        return f"{n} {noun} {self.outcome}: {self}" + (f" ({self.hint})" if self.hint else "")
+
+
+def skip_summary(skipped: dict[SkipReason, int]) -> str:
+    """'12 surfaces skipped: degenerate polygon (...); 1 building skipped: ...', or 'nothing skipped'."""
+    return "; ".join(reason.counted(n) for reason, n in skipped.items()) or "nothing skipped"
+
+
 @dataclass
 class ReadReport:
     """What a reader did: counts and the reasons for everything it skipped."""
 
     source: str
     read: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
+    skipped: dict[SkipReason, int] = field(default_factory=dict)  # reason -> count
     messages: list[str] = field(default_factory=list)  # first few per reason, naming the object
 
-    def skip(self, reason: str, detail: str) -> None:
+    def skip(self, reason: SkipReason, detail: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
         if self.skipped[reason] <= 3:
             self.messages.append(f"{self.source}: {detail} skipped ({reason})")

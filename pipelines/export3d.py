@@ -8,7 +8,7 @@ import geopandas as gpd
 import numpy as np
 from pyproj import CRS, Transformer
 
-from geo.city3d import Building3D, ReadReport, Surface
+from geo.city3d import Building3D, ReadReport, SkipReason, Surface
 from geo.errors import SourceError
 from pipelines.catalog import load_catalog
 from pipelines.project import project_store
@@ -18,6 +18,15 @@ from tiles.threed.tileset import TilesetReport, write_tileset
 log = logging.getLogger(__name__)
 BASE_NAMES = ("base_height", "ground_height", "base", "ground", "dem")
 CORE_PROPERTIES = ("id", "name", "height", "storeys", "usage", "source")
+NO_HEIGHT = SkipReason("no height", "building", "no height attribute and no floors")
+OFF_DEM = SkipReason("ground outside the DEM", "building", outcome="placed at 0 m")
+LOD0_NO_HEIGHT = SkipReason("LOD0 footprint without a height", "building")
+DUPLICATE_ID = SkipReason("duplicate id", "building", "the first building with the id is kept")
+
+
+def flat_at(lod: int) -> SkipReason:
+    """Surfaces the mesh writer could not triangulate at one LOD."""
+    return SkipReason(f"no area to triangulate at LOD{lod}", "surface", "collinear or repeated points")
 
 
 def _ptype(values: np.ndarray) -> str:
@@ -72,7 +81,7 @@ def footprints_to_tileset(gdf: gpd.GeoDataFrame, out: Path, *, source: str, fiel
     height = gdf["height"].to_numpy(dtype=np.float64, na_value=np.nan)
     ok = np.isfinite(height) & (height > 0)
     if (~ok).sum():
-        report.skipped["without height"] = int((~ok).sum())
+        report.skipped[NO_HEIGHT] = int((~ok).sum())
     base_col = base_field or next((c for c in gdf.columns if c.lower() in BASE_NAMES), None)
     if base_col and base_col not in gdf.columns:
         raise SourceError(f"layer '{source}': base_field '{base_col}' is not a column of the layer")
@@ -84,7 +93,7 @@ def footprints_to_tileset(gdf: gpd.GeoDataFrame, out: Path, *, source: str, fiel
         base = ground_under(gdf.geometry.to_numpy(), Path(dem))
         off_dem = ~np.isfinite(base)
         if off_dem.any():
-            report.skipped["ground outside the DEM (placed at 0 m)"] = int(off_dem.sum())
+            report.skipped[OFF_DEM] = int(off_dem.sum())
         base = np.where(off_dem, 0.0, base)
     else:
         base = np.zeros(len(gdf))
@@ -182,11 +191,11 @@ def models_to_tileset(paths: list[Path], out: Path, *, crs: str | None = None, l
                     if extruded is not None:
                         lods[1] = extruded
             if not lods:
-                rr.skip("LOD0 footprint without a height", "a building")
+                rr.skip(LOD0_NO_HEIGHT, "a building")
                 continue
             key = next(iter(lods.values())).id
             if key in found:
-                rr.skip("duplicate id", f"building {key}")
+                rr.skip(DUPLICATE_ID, f"building {key}")
                 continue
             found[key] = lods
         for why, n in rr.skipped.items():
@@ -205,7 +214,7 @@ def models_to_tileset(paths: list[Path], out: Path, *, crs: str | None = None, l
     def maker(items: np.ndarray, lv: int, frame: LocalFrame):
         chosen = [resolved[lv][i] for i in items]
         mesh, degenerate = surfaces_mesh(chosen, frame)
-        skipped = {f"degenerate surfaces (LOD{lv})": degenerate} if degenerate else {}
+        skipped = {flat_at(lv): degenerate} if degenerate else {}
         props = {
             "id": ("STRING", [b.id for b in chosen]),
             "name": ("STRING", [b.attributes.get("name") for b in chosen]),

@@ -8,31 +8,18 @@ import geopandas as gpd
 import numpy as np
 import pyogrio
 import pytest
-from click.testing import CliRunner
 from pyproj import Transformer
 from shapely.geometry import box
 
-from pipelines.cli import main
+from test_ingest import project, run, store_path  # noqa: F401 (project is a fixture)
 
 # Natural Earth style names in UTF-8: Latin accents that once read as 'Korean mojibake'
 # ('Äq' and 'Ål' are valid CP949 byte pairs), beside real Korean text.
 NAMES = ["Äquatorialguinea", "Côte d'Ivoire", "São Tomé and Príncipe", "Curaçao", "Åland", "대한민국", "서울특별시"]
 
 
-def run(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    return result.exit_code, result.output
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    code, out = run("init", str(tmp_path / "proj"))
-    assert code == 0, out
-    return tmp_path / "proj"
-
-
 def stored(project: Path, layer: str) -> gpd.GeoDataFrame:
-    return pyogrio.read_dataframe(project / "build" / "citytwin.gpkg", layer=layer)
+    return pyogrio.read_dataframe(store_path(project), layer=layer)
 
 
 def countries() -> gpd.GeoDataFrame:
@@ -82,7 +69,7 @@ def test_real_out_of_range_longitude_is_refused(project: Path):
     assert out.startswith(f"error: {path}: coordinates in EPSG:4326 do not map to valid longitude/latitude")
     assert "(got bounds (179.0, 1.0, 180.001, 2.0))" in out
     assert "Traceback" not in out
-    assert not (project / "build" / "citytwin.gpkg").exists()
+    assert not store_path(project).exists()
 
 
 def test_ring_of_two_points_is_dropped_with_its_feature_named(project: Path):

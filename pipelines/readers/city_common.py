@@ -22,6 +22,7 @@ from functools import lru_cache
 import numpy as np
 from pyproj import CRS
 
+from geo.city3d import SkipReason
 from geo.crs import crs_label, parse_crs
 from geo.errors import CRSError
 
@@ -40,12 +41,12 @@ KINDS = {
 }
 
 # skip reasons, shared so reports from both readers add up
-DEGENERATE = "degenerate polygon"
-DEGENERATE_HOLE = "degenerate hole"
-NON_PLANAR = "non-planar polygon"
-BAD_COORDS = "bad coordinates"
-NO_LOD = "requested LOD not present"
-NO_SURFACES = "no valid surfaces"
+DEGENERATE = SkipReason("degenerate polygon", "surface", "fewer than 3 distinct points or under 1 cm² of area")
+DEGENERATE_HOLE = SkipReason("degenerate hole", "hole", "fewer than 3 distinct points; the surface is kept")
+NON_PLANAR = SkipReason("non-planar polygon", "surface", "a vertex over 0.1 m and 1 % of its size off its plane")
+BAD_COORDS = SkipReason("bad coordinates", "surface", "unparsable, or vertex indices out of range")
+NO_LOD = SkipReason("requested LOD not present", "building")
+NO_SURFACES = SkipReason("no valid surfaces", "building")
 
 _EPSG_URL = re.compile(r"^https?://www\.opengis\.net/def/crs/EPSG/[^/]+/(\d+)/?$", re.I)
 _EPSG_URN = re.compile(r"^urn:(?:ogc|x-ogc):def:crs:EPSG:[^:]*:(\d+)$", re.I)
@@ -118,7 +119,7 @@ def crs_info(crs: str) -> tuple[bool, bool]:
 @dataclass
 class Checked:
     rings: list[np.ndarray] | None  # None when rejected
-    reason: str | None = None
+    reason: SkipReason | None = None
     detail: str = ""
     dropped_holes: int = 0
 

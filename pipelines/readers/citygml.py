@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geo.city3d import Building3D, ReadReport, Surface
+from geo.city3d import Building3D, ReadReport, SkipReason, Surface
 from geo.errors import CRSError, SourceError
 from pipelines.readers.city_common import (
     BAD_COORDS, DEGENERATE_HOLE, KINDS, NO_LOD, NO_SURFACES, check_polygons, crs_info, srs_to_crs,
@@ -50,7 +50,7 @@ _ANY_LOD = re.compile(r"^lod([0-4])(Solid|MultiSurface|MultiSolid|Geometry|FootP
 _PART_PROPS = {"consistsOfBuildingPart", "buildingPart"}
 _BOUNDARY_PROPS = {"boundedBy", "boundary"}
 _OPENING_PROPS = {"opening", "fillingSurface"}
-UNRESOLVED = "unresolved xlink"
+UNRESOLVED = SkipReason("unresolved xlink", "geometry reference", "its target is not in the file")
 
 
 def _local(tag: str) -> str:

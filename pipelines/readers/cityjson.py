@@ -28,14 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-from geo.city3d import Building3D, ReadReport, Surface
+from geo.city3d import Building3D, ReadReport, SkipReason, Surface
 from geo.errors import CRSError, SourceError
 from pipelines.readers.city_common import (
     BAD_COORDS, DEGENERATE_HOLE, KINDS, NO_LOD, NO_SURFACES, check_polygons, crs_info, lod_number,
     srs_to_crs,
 )
 
-ORPHAN_PART = "BuildingPart without its Building"
+ORPHAN_PART = SkipReason("BuildingPart without its Building", "BuildingPart")
 _SURFACE_DEPTH = {"MultiSurface": 1, "CompositeSurface": 1, "Solid": 2, "MultiSolid": 3, "CompositeSolid": 3}
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from geo.city3d import SkipReason, skip_summary
 from geo.ecef import ecef_to_lonlath, enu_rotation, enu_to_ecef_matrix, to_ecef
 from tiles.threed.glb import TileMesh, write_glb
 from tiles.threed.mesh import LocalFrame
@@ -70,13 +71,12 @@ class TilesetReport:
     out: Path
     buildings: int = 0
     tiles: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)
+    skipped: dict[SkipReason, int] = field(default_factory=dict)
     bytes: int = 0
 
     def summary(self) -> str:
-        skipped = ", ".join(f"{n} {why}" for why, n in self.skipped.items()) or "none"
         return (f"3D Tiles {self.out}: {self.buildings} buildings written in {self.tiles} tiles "
-                f"({self.bytes / 1e6:.1f} MB); skipped: {skipped}")
+                f"({self.bytes / 1e6:.1f} MB); {skip_summary(self.skipped)}")
 
 
 #: builds the mesh, property columns and skip counts of the given building indices in a local frame
