@@ -207,7 +207,10 @@ def geotag(records: Path, layer: str | None, out: Path | None, project: Path, en
     \b
     Personal data never reaches the output: resident registration numbers, mobile
     numbers and e-mails are masked (or hashed/dropped, per the catalog's privacy:
-    entry), person-name fields are masked, and an audit is written. Example:
+    entry), person-name fields are masked, and an audit is written. Columns named
+    like personal identifiers (주민등록번호, 주민번호, 외국인등록번호, 여권번호,
+    운전면허번호, rrn, jumin, passport ...) or whose values are mostly RRNs, mobile
+    numbers or e-mails are withheld whole; the audit says which and why. Example:
       citytwin ingest gu.json --layer gu --kind boundaries --project city
       citytwin ingest dong.json --layer dong --kind boundaries --project city
       citytwin geotag 민원.csv --address-column 주소 --out 민원.gpkg --project city
@@ -254,8 +257,10 @@ def privacy_scan(target: str, detect: tuple[str, ...]) -> None:
       build/                         every .gpkg and .pmtiles under the folder
       http://127.0.0.1:8000          a running server: every collection's items (paged
                                      GeoJSON) and its vector tiles
-    Detectors: resident registration numbers (pattern, date and check digit), personal
-    mobile numbers, e-mails. Hits are listed with file/layer/feature/field or URL and a
+    Detectors: resident registration numbers (pattern, date and check digit; any date
+    next to a label such as 주민번호), personal mobile numbers, e-mails, on NFKC text
+    (full-width digits count); and columns named or filled like personal identifiers.
+    Hits are listed with file/layer/feature/field or URL and a
     masked value; the value itself is never printed.
     """
     from pipelines.privacy_scan import EXIT_LEAK, scan
