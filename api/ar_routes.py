@@ -27,10 +27,12 @@ import orjson
 import shapely
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from api.ar_index import GROUND_MODES, ArIndex, IndexHolder, ground_function, surface
+from api.errors import error
+from api.params import BadParameter, integer, number
 from geo.ecef import ecef_to_enu, enu_rotation, to_ecef
 from geo.i18n import LanguageError, instruction, normalise_lang, pick, template_lang, turn_kind
 from geo.visibility import Frustum, look, occlusion
@@ -55,42 +57,7 @@ HEIGHT_REFERENCE = "ellipsoid"
 TILESET_RECHECK_S = 2.0
 
 
-def error(status: int, code: str, description: str) -> JSONResponse:
-    return JSONResponse({"code": code, "description": description}, status_code=status)
-
-
-class BadParameter(ValueError):
-    """A query parameter the client can fix; the message names it."""
-
-
 # -- parameters ---------------------------------------------------------------------------
-def number(params, name: str, default: float | None, lo: float | None = None, hi: float | None = None,
-           lo_open: bool = False) -> float:
-    raw = params.get(name)
-    if raw is None or raw.strip() == "":
-        if default is None:
-            raise BadParameter(f"parameter '{name}' is required (a number)")
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise BadParameter(f"parameter '{name}' must be a number, got {raw[:40]!r}") from None
-    if not math.isfinite(value):
-        raise BadParameter(f"parameter '{name}' must be a finite number, got {raw[:40]!r}")
-    if lo is not None and (value < lo or (lo_open and value == lo)):
-        raise BadParameter(f"parameter '{name}' must be {'above' if lo_open else 'at least'} {lo:g}, got {value:g}")
-    if hi is not None and value > hi:
-        raise BadParameter(f"parameter '{name}' must be at most {hi:g}, got {value:g}")
-    return value
-
-
-def integer(params, name: str, default: int, lo: int, hi: int) -> int:
-    value = number(params, name, float(default), lo, hi)
-    if value != int(value):
-        raise BadParameter(f"parameter '{name}' must be a whole number, got {value:g}")
-    return int(value)
-
-
 def language(params) -> str:
     try:
         return normalise_lang(params.get("lang"))

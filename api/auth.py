@@ -5,8 +5,9 @@ catalog's ``api_keys_file`` (one ``id: key`` per line, ``#`` comments); the cata
 holds a key itself. Clients send ``X-API-Key``. Only digests are kept in memory and
 compared in constant time; the log records the key's id, never the key.
 
-``ProcessAuthMiddleware`` guards ``POST /processes/{id}/execution`` and
-``DELETE /jobs/{id}``: no or an unknown key gives 401 with a JSON message.
+``ProcessAuthMiddleware`` guards ``POST /processes/{id}/execution`` and every job route
+(``/jobs``, ``/jobs/{id}``, ``/jobs/{id}/results``): no or an unknown key gives 401 with a
+JSON message, and a key sees only the jobs it started (``api/jobs.py``).
 """
 from __future__ import annotations
 
@@ -17,12 +18,20 @@ import logging
 import os
 import re
 import threading
+from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
+from pygeoapi.util import JobStatus
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.bodies import BodyError, json_kind, parse_json, read_limited
+from api.errors import error_body
+from api.jobs import Jobs
+from api.params import BadParameter, integer
 from geo.errors import CatalogError
 from pipelines.catalog import Catalog
 
@@ -32,8 +41,12 @@ AUDIT_FILE = "logs/audit.log"
 LOG = logging.getLogger("citytwin.audit")
 
 _EXECUTE = re.compile(r"^/processes/([^/]+)/execution/?$")
-_JOB = re.compile(r"^/jobs/([^/]+)/?$")
+_JOB = re.compile(r"^/jobs/([^/]+)(/results)?/?$")
+_JOBS = re.compile(r"^/jobs/?$")
 _MAX_BODY = 1_000_000
+_SMALLER = "inputs name layers of the project, so an execute request is small"
+_EXECUTE_SHAPE = 'a JSON object such as {"inputs": {"hazard": "flood", "targets": ["buildings"]}}'
+_JOBS_DEFAULT, _JOBS_MAX = 100, 1000
 
 
 def _digest(key: str) -> bytes:
@@ -143,26 +156,59 @@ def _json_response(status: int, body: dict, extra: list[tuple[bytes, bytes]] = (
             {"type": "http.response.body", "body": data})
 
 
-async def send_401(send: Send, message: str) -> None:
-    start, body = _json_response(401, {"code": "Unauthorized", "description": message},
-                                 [(b"www-authenticate", b'ApiKey header="X-API-Key"')])
+async def _answer(send: Send, status: int, body: dict, extra: list[tuple[bytes, bytes]] = ()) -> None:
+    start, data = _json_response(status, body, extra)
     await send(start)
-    await send(body)
+    await send(data)
 
 
-def api_key_of(scope: Scope) -> str | None:
+async def send_401(send: Send, message: str) -> None:
+    await _answer(send, 401, error_body("Unauthorized", message), [(b"www-authenticate", b'ApiKey header="X-API-Key"')])
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
     for k, v in scope.get("headers", []):
-        if k.lower() == HEADER:
+        if k.lower() == name:
             return v.decode("latin-1").strip()
     return None
 
 
+def api_key_of(scope: Scope) -> str | None:
+    return _header(scope, HEADER)
+
+
+async def _chunks(receive: Receive) -> AsyncIterator[bytes]:
+    more = True
+    while more:
+        message = await receive()
+        yield message.get("body", b"")
+        more = message.get("more_body", False)
+
+
+def execute_request(body: bytes) -> dict:
+    """The execute request in ``body``; BodyError 400 saying what is wrong with it."""
+    if not body.strip():
+        raise BodyError(400, f"the body is empty; send {_EXECUTE_SHAPE}")
+    doc = parse_json(body, _EXECUTE_SHAPE)
+    if not isinstance(doc, dict):
+        raise BodyError(400, f"the body is {json_kind(doc)}; send {_EXECUTE_SHAPE}")
+    for key in ("inputs", "outputs"):
+        if key in doc and not isinstance(doc[key], dict):
+            raise BodyError(400, f"'{key}' must be an object of names and values, got {json_kind(doc[key])}")
+    if doc.get("response", "raw") not in ("raw", "document"):
+        raise BodyError(400, "'response' must be 'raw' or 'document'")
+    if "subscriber" in doc:  # the manager would POST to any URL the client names
+        raise BodyError(400, "'subscriber' (callback URLs) is not offered; poll the job with Prefer: respond-async")
+    return doc
+
+
 class ProcessAuthMiddleware:
-    """Require an API key to execute a process or delete a job; log every such call."""
+    """Require an API key to execute a process and to list, read or delete jobs; only the key
+    that started a job sees it. Every execution and deletion goes to the audit log."""
 
     def __init__(self, app: ASGIApp, keys: ApiKeys, audit: AuditLog) -> None:
         self.app, self.keys, self.audit = app, keys, audit
-        self._manager = None
+        self.jobs = Jobs()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -170,83 +216,98 @@ class ProcessAuthMiddleware:
             return
         path, method = scope["path"], scope["method"]
         execute = _EXECUTE.match(path) if method == "POST" else None
-        job = _JOB.match(path) if method == "DELETE" else None
-        if not (execute or job):
+        job = _JOB.match(path) if method in ("GET", "HEAD", "DELETE") else None
+        listing = method in ("GET", "HEAD") and _JOBS.match(path) is not None
+        if not (execute or job or listing):
             await self.app(scope, receive, send)
             return
         presented = api_key_of(scope)
         key_id = self.keys.identify(presented)
-        what = {"process": execute.group(1)} if execute else {"job": job.group(1)}
-        body = b""
-        if execute:
-            chunks, more = [], True
-            while more:
-                message = await receive()
-                chunks.append(message.get("body", b""))
-                more = message.get("more_body", False)
-                if sum(map(len, chunks)) > _MAX_BODY:
-                    break
-            body = b"".join(chunks)
         if key_id is None:
-            self.audit.write(who=None, action=f"{method} {path}", **what, status=401,
-                             refused="no key" if not presented else "invalid key")
+            if execute or method == "DELETE":
+                what = {"process": execute.group(1)} if execute else {"job": job.group(1)}
+                self.audit.write(who=None, action=f"{method} {path}", **what, status=401,
+                                 refused="no key" if not presented else "invalid key")
             await send_401(send, self.keys.refusal(presented))
             return
-        inputs = None
-        if execute:
-            try:
-                inputs = summarise(json.loads(body or b"{}").get("inputs", {}))
-            except (ValueError, AttributeError):
-                inputs = "<not JSON>"
-        prefer = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == b"prefer"), None)
+        if listing:
+            await self._list(scope, key_id, send)
+        elif job:
+            await self._job(scope, receive, send, key_id, job.group(1), job.group(2))
+        else:
+            await self._execute(scope, receive, send, key_id, execute.group(1))
+
+    async def _execute(self, scope: Scope, receive: Receive, send: Send, key_id: str, process: str) -> None:
+        action = f"{scope['method']} {scope['path']}"
+        try:
+            body = await read_limited(_chunks(receive), _MAX_BODY, _SMALLER, _header(scope, b"content-length"))
+            inputs = summarise(execute_request(body).get("inputs", {}))
+        except BodyError as exc:
+            code = "PayloadTooLarge" if exc.status == 413 else "InvalidParameterValue"
+            self.audit.write(who=key_id, action=action, process=process, status=exc.status, refused=str(exc)[:300])
+            await _answer(send, exc.status, error_body(code, str(exc)))
+            return
+        prefer = _header(scope, b"prefer")
         status: dict[str, Any] = {}
+        pending: bytes | None = body
 
         async def replay() -> Message:
-            nonlocal body
-            if body is not None:
-                chunk, body = body, None
+            nonlocal pending
+            if pending is not None:
+                chunk, pending = pending, None
                 return {"type": "http.request", "body": chunk, "more_body": False}
             return await receive()
 
         async def watch(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
-                status["location"] = next((v.decode("latin-1") for k, v in message.get("headers", [])
-                                           if k.lower() == b"location"), None)
+                location = next((v.decode("latin-1") for k, v in message.get("headers", [])
+                                 if k.lower() == b"location"), None)
+                status["location"] = location
+                if location:  # the job is the caller's before the caller learns its id
+                    await run_in_threadpool(self.jobs.claim, location.rstrip("/").rsplit("/", 1)[-1], key_id)
             await send(message)
 
         try:
-            if job:
-                await self._dismiss(job.group(1), watch)
-            else:
-                await self.app(scope, replay, watch)
+            await self.app(scope, replay, watch)
         finally:
-            self.audit.write(who=key_id, action=f"{method} {path}", **what, inputs=inputs, prefer=prefer,
+            self.audit.write(who=key_id, action=action, process=process, inputs=inputs, prefer=prefer,
                              status=status.get("code"), location=status.get("location"))
 
-    async def _dismiss(self, job_id: str, send: Send) -> None:
-        """DELETE /jobs/{id} through the job manager: pygeoapi 0.21's own handler deletes the job
-        and then fails with a 500 on its header-less response."""
-        from starlette.concurrency import run_in_threadpool
-
-        from pygeoapi.process.manager.base import get_manager
-        from pygeoapi.util import JobStatus, yaml_load
-
-        if self._manager is None:
-            with open(os.environ["PYGEOAPI_CONFIG"], encoding="utf-8") as f:
-                self._manager = get_manager(yaml_load(f))
-        try:
-            await run_in_threadpool(self._manager.get_job, job_id)
-        except Exception:  # noqa: BLE001 - pygeoapi raises JobNotFoundError
-            start, body = _json_response(404, {"code": "NoSuchJob", "description": f"no job {job_id!r}"})
+    async def _job(self, scope: Scope, receive: Receive, send: Send, key_id: str, job_id: str,
+                   results: str | None) -> None:
+        """A job's status or results through pygeoapi, or its deletion, for the job's owner only."""
+        found = await run_in_threadpool(self.jobs.owned, job_id, key_id)
+        unknown = error_body("NoSuchJob", f"no job {job_id[:80]!r} started with this API key")
+        if scope["method"] != "DELETE":
+            if found is None:
+                await _answer(send, 404, unknown)
+            else:
+                await self.app(scope, receive, send)
+            return
+        if found is None:
+            status, body = 404, unknown
+        elif results:
+            status, body = 405, error_body("MethodNotAllowed", "job results go with their job: DELETE /jobs/{id}")
         else:
-            await run_in_threadpool(self._manager.delete_job, job_id)
-            start, body = _json_response(200, {"jobID": job_id, "status": JobStatus.dismissed.value,
-                                               "message": "Job dismissed", "progress": 100})
-        await send(start)
-        await send(body)
+            # pygeoapi 0.21's own DELETE handler deletes the job, then fails with a 500 on its header-less response
+            await run_in_threadpool(self.jobs.dismiss, job_id)
+            status, body = 200, {"jobID": job_id, "status": JobStatus.dismissed.value, "message": "Job dismissed",
+                                 "progress": 100}
+        await _answer(send, status, body)
+        self.audit.write(who=key_id, action=f"DELETE {scope['path']}", job=job_id, status=status)
+
+    async def _list(self, scope: Scope, key_id: str, send: Send) -> None:
+        params = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        try:
+            limit = integer(params, "limit", _JOBS_DEFAULT, 1, _JOBS_MAX)
+            offset = integer(params, "offset", 0, 0)
+        except BadParameter as exc:
+            await _answer(send, 400, error_body("InvalidParameterValue", str(exc)))
+            return
+        await _answer(send, 200, await run_in_threadpool(self.jobs.listing, key_id, limit, offset))
 
 
 def protect_processes(app: ASGIApp, catalog: Catalog) -> ASGIApp:
-    """Wrap ``app`` so process execution and job deletion need a key and are audited."""
+    """Wrap ``app`` so process execution and every job route need a key and are audited."""
     return ProcessAuthMiddleware(app, ApiKeys(catalog), AuditLog(catalog.build_path / AUDIT_FILE))

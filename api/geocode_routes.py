@@ -7,12 +7,11 @@
 The geocoder is built lazily on the first request, from the same load_gazetteer the
 ``citytwin geotag`` pipeline uses, and rebuilt when a cheap token changes: the catalog
 file's stat plus the store's layer list and versions (GeoPackage file stat, PostGIS layer
-versions). Bad input is a 400 ``{"code", "description"}``.
+versions). Bad input is a 400 ``{"type", "code", "description"}``; a batch over the size limit a 413.
 """
 from __future__ import annotations
 
 import json
-import math
 import os
 import threading
 from pathlib import Path
@@ -22,6 +21,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from api.bodies import BodyError, json_depth, read_limited
+from api.errors import error
+from api.params import BadParameter, number
 from geo.errors import CitytwinError
 from geo.geocoder import Geocoder
 from pipelines.catalog import CATALOG_FILE, Catalog, load_catalog
@@ -32,12 +34,11 @@ MAX_BATCH = 1000
 MAX_BODY_BYTES = MAX_BATCH * (MAX_QUERY_CHARS * 4 + 16) + 1024  # UTF-8 Hangul is 3 bytes; JSON quoting
 
 
+_BATCH_SHAPE = 'body must be JSON: {"q": ["address", ...]} or ["address", ...]'
+
+
 class BadRequest(ValueError):
     pass
-
-
-def _error(status: int, code: str, description: str) -> JSONResponse:
-    return JSONResponse({"code": code, "description": description}, status_code=status)
 
 
 def _stat(path: Path) -> tuple:
@@ -94,29 +95,16 @@ def _query_text(value: object, where: str) -> str:
     return value
 
 
-def _coordinate(params, name: str, lo: float, hi: float) -> float:
-    raw = params.get(name)
-    if raw is None or raw.strip() == "":
-        raise BadRequest(f"parameter '{name}' is required")
-    try:
-        v = float(raw)
-    except ValueError:
-        raise BadRequest(f"parameter '{name}' must be a number, got {raw[:40]!r}") from None
-    if not math.isfinite(v) or not lo <= v <= hi:
-        raise BadRequest(f"parameter '{name}' must be between {lo:g} and {hi:g}, got {raw[:40]!r}")
-    return v
-
-
 def _batch(body: bytes) -> list[str]:
-    if len(body) > MAX_BODY_BYTES:
-        raise BadRequest(f"request body too large; send at most {MAX_BATCH} addresses")
+    if json_depth(body) > 2:  # the batch is a list of strings, at most inside one object
+        raise BadRequest(_BATCH_SHAPE)
     try:
         doc = json.loads(body or b"null")
     except (ValueError, UnicodeDecodeError):
-        raise BadRequest('body must be JSON: {"q": ["address", ...]} or ["address", ...]') from None
+        raise BadRequest(_BATCH_SHAPE) from None
     items = doc.get("q") if isinstance(doc, dict) else doc
     if not isinstance(items, list):
-        raise BadRequest('body must be JSON: {"q": ["address", ...]} or ["address", ...]')
+        raise BadRequest(_BATCH_SHAPE)
     if not items:
         raise BadRequest("no addresses given")
     if len(items) > MAX_BATCH:
@@ -130,7 +118,9 @@ def geocode_routes(catalog: Catalog, store: Store) -> list[BaseRoute]:
     async def geocode(request: Request) -> Response:
         try:
             if request.method == "POST":
-                texts = _batch(await request.body())
+                body = await read_limited(request.stream(), MAX_BODY_BYTES, f"send at most {MAX_BATCH} addresses",
+                                          request.headers.get("content-length"))
+                texts = _batch(body)
                 g = await run_in_threadpool(cache.get)
                 results = await run_in_threadpool(lambda: [r.as_dict() for r in g.geocode_many(texts)])
                 return JSONResponse({"items": results, "count": len(results)})
@@ -140,21 +130,23 @@ def geocode_routes(catalog: Catalog, store: Store) -> list[BaseRoute]:
                 raise BadRequest("parameter 'q' (the address) is required")
             g = await run_in_threadpool(cache.get)
             return JSONResponse((await run_in_threadpool(g.geocode, q)).as_dict())
+        except BodyError as exc:
+            return error(exc.status, "PayloadTooLarge", str(exc))
         except BadRequest as exc:
-            return _error(400, "InvalidParameterValue", str(exc))
+            return error(400, "InvalidParameterValue", str(exc))
         except CitytwinError as exc:
-            return _error(503, "StoreError", str(exc))
+            return error(503, "StoreError", str(exc))
 
     async def reverse(request: Request) -> Response:
         try:
-            lon = _coordinate(request.query_params, "lon", -180.0, 180.0)
-            lat = _coordinate(request.query_params, "lat", -90.0, 90.0)
+            lon = number(request.query_params, "lon", None, -180.0, 180.0)
+            lat = number(request.query_params, "lat", None, -90.0, 90.0)
             g = await run_in_threadpool(cache.get)
             r = await run_in_threadpool(g.reverse, lon, lat)
-        except BadRequest as exc:
-            return _error(400, "InvalidParameterValue", str(exc))
+        except BadParameter as exc:
+            return error(400, "InvalidParameterValue", str(exc))
         except CitytwinError as exc:
-            return _error(503, "StoreError", str(exc))
+            return error(503, "StoreError", str(exc))
         return JSONResponse({"lon": r.lon, "lat": r.lat, "areas": r.areas, "nearest": r.nearest})
 
     return [Route("/geocode", geocode, methods=["GET", "HEAD", "POST"]),

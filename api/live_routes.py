@@ -13,7 +13,6 @@ A layer's watched file is re-read on any request once its mtime/size changed. Ev
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
 import threading
@@ -25,6 +24,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from api.auth import AUDIT_FILE, ApiKeys, AuditLog
+from api.bodies import BodyError, parse_json, read_limited
+from api.errors import error
+from api.params import BadParameter, integer
 from geo.errors import CatalogError, LayerNameError
 from geo.names import check_layer_name
 from pipelines.catalog import Catalog
@@ -37,14 +39,9 @@ DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000
 MVT_MIMETYPE = "application/vnd.mapbox-vector-tile"
 _INT = re.compile(r"^[0-9]{1,9}$")
-
-
-def _error(status: int, code: str, description: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"code": code, "description": description}, status_code=status, headers=headers)
-
-
-class _BadRequest(ValueError):
-    pass
+_CODES = {400: "InvalidParameterValue", 404: "NotFound", 413: "PayloadTooLarge"}
+_SEND = "a GeoJSON Feature or FeatureCollection"
+_SMALLER = "send fewer items per request"
 
 
 def parse_bbox(raw: str | None) -> tuple[float, float, float, float] | None:
@@ -54,12 +51,12 @@ def parse_bbox(raw: str | None) -> tuple[float, float, float, float] | None:
     try:
         values = [float(p) for p in parts]
     except ValueError:
-        raise _BadRequest(f"bbox must be four numbers minlon,minlat,maxlon,maxlat, got {raw[:80]!r}") from None
+        raise BadParameter(f"bbox must be four numbers minlon,minlat,maxlon,maxlat, got {raw[:80]!r}") from None
     if len(values) != 4 or not all(math.isfinite(v) for v in values):
-        raise _BadRequest(f"bbox must be four finite numbers minlon,minlat,maxlon,maxlat, got {raw[:80]!r}")
+        raise BadParameter(f"bbox must be four finite numbers minlon,minlat,maxlon,maxlat, got {raw[:80]!r}")
     w, s, e, n = values
     if not (-180 <= w <= e <= 180 and -90 <= s <= n <= 90):
-        raise _BadRequest(f"bbox {raw[:80]!r} is not a lon/lat box with min <= max")
+        raise BadParameter(f"bbox {raw[:80]!r} is not a lon/lat box with min <= max")
     return w, s, e, n
 
 
@@ -103,10 +100,9 @@ def follow_file(layer: LiveLayer, audit: AuditLog) -> None:
                     status="error" if "error" in record else "ok", **record)
 
 
-def _layer_error(exc: Exception) -> JSONResponse:
-    if isinstance(exc, LayerNameError):
-        return _error(400, "InvalidParameterValue", str(exc))
-    return _error(404, "NotFound", str(exc))
+def _layer_status(exc: LayerNameError | CatalogError) -> int:
+    """400 for a name that could never be a layer, 404 for one that is not a live layer here."""
+    return 400 if isinstance(exc, LayerNameError) else 404
 
 
 def live_routes(catalog: Catalog) -> list[BaseRoute]:
@@ -116,7 +112,8 @@ def live_routes(catalog: Catalog) -> list[BaseRoute]:
         try:
             return await run_in_threadpool(live.layer, name)
         except (LayerNameError, CatalogError) as exc:
-            return _layer_error(exc)
+            status = _layer_status(exc)
+            return error(status, _CODES[status], str(exc))
 
     async def post_items(request: Request) -> Response:
         name = request.path_params["layer"]
@@ -126,27 +123,23 @@ def live_routes(catalog: Catalog) -> list[BaseRoute]:
         if who is None:
             live.audit.write(who=None, action=action, status=401,
                              refused="no key" if not presented else "invalid key")
-            return _error(401, "Unauthorized", live.keys.refusal(presented),
-                          {"WWW-Authenticate": 'ApiKey header="X-API-Key"'})
+            return error(401, "Unauthorized", live.keys.refusal(presented),
+                         {"WWW-Authenticate": 'ApiKey header="X-API-Key"'})
 
         def refuse(status: int, message: str) -> JSONResponse:
             live.audit.write(who=who, action=action, status=status, refused=message[:300])
-            return _error(status, "InvalidParameterValue" if status == 400 else "NotFound", message)
+            return error(status, _CODES[status], message)
 
-        layer = await _layer(name)
-        if isinstance(layer, Response):
-            return refuse(layer.status_code, json.loads(layer.body)["description"])
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:
-                return refuse(413, f"the body is over {MAX_BODY // 1_000_000} MB; send fewer items per request")
         try:
-            payload = json.loads(body or b"null")
-        except ValueError as exc:
-            return refuse(400, f"the body is not JSON ({exc}); send a GeoJSON Feature or FeatureCollection")
+            layer = await run_in_threadpool(live.layer, name)
+        except (LayerNameError, CatalogError) as exc:
+            return refuse(_layer_status(exc), str(exc))
         try:
+            body = await read_limited(request.stream(), MAX_BODY, _SMALLER, request.headers.get("content-length"))
+            payload = parse_json(body or b"null", _SEND)
             items = parse_items(payload)
+        except BodyError as exc:
+            return refuse(exc.status, str(exc))
         except LiveItemError as exc:
             return refuse(400, str(exc))
         result = await run_in_threadpool(layer.put, items, who)
@@ -161,14 +154,9 @@ def live_routes(catalog: Catalog) -> list[BaseRoute]:
             return layer
         try:
             bbox = parse_bbox(request.query_params.get("bbox"))
-            raw_limit = request.query_params.get("limit")
-            limit = DEFAULT_LIMIT
-            if raw_limit not in (None, ""):
-                if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
-                    raise _BadRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}, got {raw_limit[:40]!r}")
-                limit = int(raw_limit)
-        except _BadRequest as exc:
-            return _error(400, "InvalidParameterValue", str(exc))
+            limit = integer(request.query_params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        except BadParameter as exc:
+            return error(400, "InvalidParameterValue", str(exc))
         now = datetime.now(timezone.utc)
         features = await run_in_threadpool(layer.features, bbox, limit, now.timestamp())
         body = {"type": "FeatureCollection", "features": features, "numberReturned": len(features),
@@ -180,10 +168,10 @@ def live_routes(catalog: Catalog) -> list[BaseRoute]:
         p = request.path_params
         bad = [f"{k} must be a non-negative integer, got {p[k][:20]!r}" for k in ("z", "x", "y") if not _INT.match(p[k])]
         if bad:
-            return _error(400, "InvalidParameterValue", "; ".join(bad))
+            return error(400, "InvalidParameterValue", "; ".join(bad))
         z, x, y = int(p["z"]), int(p["x"]), int(p["y"])
         if z > MAX_ZOOM or x >= 1 << z or y >= 1 << z:
-            return _error(404, "NotFound", f"tile {z}/{x}/{y} is outside the WebMercatorQuad grid (z <= {MAX_ZOOM})")
+            return error(404, "NotFound", f"tile {z}/{x}/{y} is outside the WebMercatorQuad grid (z <= {MAX_ZOOM})")
         layer = await _layer(p["layer"])
         if isinstance(layer, Response):
             return layer

@@ -5,8 +5,9 @@ citytwin.yaml and the store. The files land in ``<build>/pygeoapi/`` because pyg
 Starlette app reads them (through PYGEOAPI_CONFIG / PYGEOAPI_OPENAPI) when imported.
 
 Providers per collection:
-- features: our GeoPackageProvider on the embedded store (no CQL2), or pygeoapi's own
-  PostgreSQL provider on PostGIS (CQL2 text and JSON filtering in SQL);
+- features: our GeoPackageProvider on the embedded store (CQL2 evaluated over a bounded
+  number of candidate rows), or pygeoapi's own PostgreSQL provider on PostGIS (CQL2 text
+  and JSON filtering in SQL);
 - tiles: our CitytwinTileProvider whenever the layer has tiles (PMTiles built, or PostGIS).
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import yaml
 
 from api.processes.config import process_manager, process_resources
+from api.providers.gpkg_features import MAX_FILTER_ROWS
 from api.tile_sources import TileRegistry
 from geo.errors import StoreError
 from pipelines.build import THREE_D_ONLY
@@ -42,9 +44,10 @@ SUPPORTED_CRS = [
 PASSWORD_ENV = "CITYTWIN_PYGEOAPI_DB_PASSWORD"
 CONFIG_DIR = "pygeoapi"
 VIEWER_PATH = "/viewer/"
-EMBEDDED_NO_CQL = (
-    " Served from the embedded GeoPackage store: filter with bbox and property=value "
-    "parameters; CQL2 'filter' needs PostGIS (CITYTWIN_DATABASE_URL)."
+EMBEDDED_FILTERS = (
+    " Served from the embedded GeoPackage store: filter with bbox, property=value and CQL2 'filter' "
+    f"parameters; a CQL2 filter considers at most {MAX_FILTER_ROWS:,} features, so narrow a larger layer "
+    "with bbox, or serve it from PostGIS (CITYTWIN_DATABASE_URL)."
 )
 
 
@@ -156,7 +159,7 @@ def build_config(catalog: Catalog, store: Store, tiles: TileRegistry, host: str,
         info = store.info(name)
         description = cfg.description or f"{cfg.kind} layer '{name}' ({info.count} features)."
         if store.kind != "postgis":
-            description += EMBEDDED_NO_CQL
+            description += EMBEDDED_FILTERS
         links = [{"type": "text/html", "rel": "related", "title": "Map viewer", "href": f"{url}{VIEWER_PATH}"}]
         providers = [_feature_provider(catalog, store, name)]
         if tiles.available(name):
@@ -214,8 +217,24 @@ def build_config(catalog: Catalog, store: Store, tiles: TileRegistry, host: str,
     }
 
 
+class _NotLocaleProbe(logging.Filter):
+    """pygeoapi takes every flat dict of its config and of process descriptions for a possible
+    translation table and logs each key that is not a locale ('type', 'bbox', 'crs', ...):
+    a hundred warnings per page, about keys that were never meant as locales."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.funcName != "str2locale"
+
+
+def quiet_locale_probes() -> None:
+    logger = logging.getLogger("pygeoapi.l10n")
+    if not any(isinstance(f, _NotLocaleProbe) for f in logger.filters):
+        logger.addFilter(_NotLocaleProbe())
+
+
 def generate(catalog: Catalog, store: Store, tiles: TileRegistry, host: str, port: int) -> GeneratedConfig:
     """Build the config, write it and its OpenAPI document, and point pygeoapi at them."""
+    quiet_locale_probes()
     config = build_config(catalog, store, tiles, host, port)
     _set_password_env(store)  # the OpenAPI step already opens the providers
     generated = write_config(config, catalog.build_path / CONFIG_DIR)

@@ -13,9 +13,11 @@ import re
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+
+from api.errors import error
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VIEWER_DIR = Path(__file__).resolve().parent / "static" / "viewer"
@@ -38,12 +40,11 @@ def _vendor_packages(viewer_root: Path = REPO_ROOT / "viewer") -> list[str]:
 async def _style(request: Request) -> Response:
     style_id = request.path_params["style_id"].removesuffix(".json")
     if not STYLE_ID.match(style_id):
-        return JSONResponse({"code": "NotFound", "description": f"style id {style_id!r} is not valid"}, status_code=404)
+        return error(404, "NotFound", f"style id {style_id!r} is not valid")
     path = STYLES_DIR / f"{style_id}.json"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in STYLES_DIR.glob("*.json"))) or "none"
-        return JSONResponse({"code": "NotFound", "description": f"no style {style_id!r} (known: {known})"},
-                            status_code=404)
+        return error(404, "NotFound", f"no style {style_id!r} (known: {known})")
     return FileResponse(path, media_type="application/json", headers={"Cache-Control": "no-cache"})
 
 

@@ -34,7 +34,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api.tiles_routes import accepts_gzip, error
+from api.errors import error
+from api.tiles_routes import accepts_gzip
 from geo.errors import LayerNameError
 from geo.names import check_layer_name
 from pipelines.build import THREE_D_ONLY, TILES3D_DIR

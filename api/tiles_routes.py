@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from api.errors import error
 from api.providers.tiles import MVT_MIMETYPE, TILE_MATRIX_SET, TileRangeError, check_tile_address
 from api.tile_sources import TileRegistry
 from geo.errors import CitytwinError, LayerNameError
@@ -32,10 +33,6 @@ from tiles.source import TileSource
 _INT = re.compile(r"^[0-9]{1,9}$")
 _FORMATS = (None, "", "mvt", "pbf")
 CACHE_CONTROL = "public, max-age=300"
-
-
-def error(status: int, code: str, description: str) -> JSONResponse:
-    return JSONResponse({"code": code, "description": description}, status_code=status)
 
 
 def accepts_gzip(header: str | None) -> bool:

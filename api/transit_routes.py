@@ -10,7 +10,7 @@ pyproj.Geod) to those few candidates only.
 
 Answer: ``{"items": [{feed, stop_id, name, lon, lat, distance_m, bearing_deg, routes:
 [{route_id, short_name, color}]}], "count", "radius_m", "limit", "notes"}``, nearest
-first (ties by feed and stop_id). Bad parameters are 400 ``{"code", "description"}``.
+first (ties by feed and stop_id). Bad parameters are 400 ``{"type", "code", "description"}``.
 """
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from api.errors import error
+from api.params import BadParameter, integer, number
 from geo.errors import CitytwinError
 from pipelines.catalog import Catalog
 from pipelines.store import Store
@@ -41,31 +43,6 @@ _GEOD = Geod(ellps="WGS84")
 _MIN_M_PER_DEG_LAT = 110_574.0
 
 
-def _error(status: int, code: str, description: str) -> JSONResponse:
-    return JSONResponse({"code": code, "description": description}, status_code=status)
-
-
-class BadParameter(ValueError):
-    pass
-
-
-def _number(params, name: str, default: float | None, lo: float | None = None, hi: float | None = None) -> float:
-    raw = params.get(name)
-    if raw is None or raw.strip() == "":
-        if default is None:
-            raise BadParameter(f"parameter '{name}' is required")
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise BadParameter(f"parameter '{name}' must be a number, got {raw[:40]!r}") from None
-    if not math.isfinite(value):
-        raise BadParameter(f"parameter '{name}' must be a finite number, got {raw[:40]!r}")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise BadParameter(f"parameter '{name}' must be between {lo:g} and {hi:g}, got {value:g}")
-    return value
-
-
 @dataclass(frozen=True)
 class Query:
     lon: float
@@ -78,26 +55,16 @@ class Query:
 
 def parse_query(params, feeds: list[str]) -> Query:
     notes: list[str] = []
-    lon = _number(params, "lon", None, -180, 180)
-    lat = _number(params, "lat", None, -90, 90)
-    radius = _number(params, "radius", DEFAULT_RADIUS_M)
-    if radius <= 0:
-        raise BadParameter(f"parameter 'radius' must be more than 0 metres, got {radius:g}")
+    lon = number(params, "lon", None, -180, 180)
+    lat = number(params, "lat", None, -90, 90)
+    radius = number(params, "radius", DEFAULT_RADIUS_M, 0, None, lo_open=True)
     if radius > MAX_RADIUS_M:
         notes.append(f"radius {radius:g} m was capped at {MAX_RADIUS_M:g} m")
         radius = MAX_RADIUS_M
-    limit_raw = params.get("limit")
-    if limit_raw is None or limit_raw.strip() == "":
-        limit = DEFAULT_LIMIT
-    elif not limit_raw.strip().isdigit():
-        raise BadParameter(f"parameter 'limit' must be a whole number from 1 to {MAX_LIMIT}, got {limit_raw[:40]!r}")
-    else:
-        limit = int(limit_raw)
-        if limit < 1:
-            raise BadParameter(f"parameter 'limit' must be at least 1, got {limit}")
-        if limit > MAX_LIMIT:
-            notes.append(f"limit {limit} was capped at {MAX_LIMIT}")
-            limit = MAX_LIMIT
+    limit = integer(params, "limit", DEFAULT_LIMIT, 1)
+    if limit > MAX_LIMIT:
+        notes.append(f"limit {limit} was capped at {MAX_LIMIT}")
+        limit = MAX_LIMIT
     feed = params.get("feed") or None
     if feed is not None and feed not in feeds:
         raise BadParameter(f"parameter 'feed': no transit feed {feed[:40]!r} (known: {', '.join(feeds) or 'none'})")
@@ -216,14 +183,14 @@ def transit_routes(catalog: Catalog, store: Store) -> list[BaseRoute]:
         try:
             feeds = await run_in_threadpool(index.feeds)
             if not feeds:
-                return _error(404, "NotFound", "this project publishes no transit stops; ingest a GTFS feed with "
+                return error(404, "NotFound", "this project publishes no transit stops; ingest a GTFS feed with "
                                                "'citytwin ingest feed.zip --layer NAME' and build")
             q = parse_query(request.query_params, sorted(feeds))
             items = await run_in_threadpool(index.nearest, q)
         except BadParameter as exc:
-            return _error(400, "InvalidParameterValue", str(exc))
+            return error(400, "InvalidParameterValue", str(exc))
         except CitytwinError as exc:
-            return _error(503, "StoreError", str(exc))
+            return error(503, "StoreError", str(exc))
         return JSONResponse({"items": items, "count": len(items), "radius_m": q.radius_m, "limit": q.limit,
                              "notes": list(q.notes)}, headers={"Cache-Control": "no-cache"})
 

@@ -88,7 +88,11 @@ def _parse_time(value: Any, key: str, where: str) -> datetime:
     if t.tzinfo is None:
         raise LiveItemError(f"{where}: properties.{key} {value[:40]!r} has no UTC offset; add one "
                             "(Z or e.g. +09:00) so the time is unambiguous")
-    return t
+    try:
+        return t.astimezone(timezone.utc)
+    except OverflowError:  # e.g. 9999-12-31T23:00:00-05:00 is in the year 10000 in UTC
+        raise LiveItemError(f"{where}: properties.{key} {value[:40]!r} is outside the years 1 to 9999 "
+                            "once turned into UTC; send a time within them") from None
 
 
 def _parse_feature(feature: Any, n: int) -> LiveItem:
@@ -126,7 +130,7 @@ def _parse_feature(feature: Any, n: int) -> LiveItem:
                             f"{tuple(round(v, 3) for v in geom.bounds)}")
     if not geom.is_valid:
         geom = shapely.make_valid(geom)
-    return LiveItem(fid, geom, props, ts.astimezone(timezone.utc), exp.astimezone(timezone.utc))
+    return LiveItem(fid, geom, props, ts, exp)
 
 
 def parse_items(payload: Any) -> list[LiveItem]:
@@ -258,7 +262,7 @@ class LiveLayer:
                 try:
                     payload = json.loads(self.watched.read_text(encoding="utf-8"))
                     items = parse_items(payload) if payload.get("features") != [] else []
-                except (ValueError, AttributeError, LiveItemError) as exc:
+                except (ValueError, AttributeError, RecursionError, LiveItemError) as exc:
                     con.execute("INSERT OR REPLACE INTO meta VALUES ('file_stamp', ?)", (stamp,))
                     con.execute("COMMIT")
                     return {"file": str(self.watched), "error": f"{self.watched}: {exc}; kept the previous items"}

@@ -374,20 +374,21 @@ def test_async_job_runs_to_successful_with_results(base, project):
     location = resp.headers["Location"]
     job_url = f"{base}/jobs/{location.rstrip('/').rsplit('/', 1)[1]}"
     status = None
+    owner = {"X-API-Key": KEY}  # a job is read with the key that started it
     for _ in range(200):
-        status = httpx.get(f"{job_url}?f=json", timeout=30).json()["status"]
+        status = httpx.get(f"{job_url}?f=json", headers=owner, timeout=30).json()["status"]
         if status in ("successful", "failed"):
             break
         time.sleep(0.3)
     assert status == "successful"
-    result = httpx.get(f"{job_url}/results?f=json", timeout=30).json()
+    result = httpx.get(f"{job_url}/results?f=json", headers=owner, timeout=30).json()
     sync = _execute(base, "hazard-exposure", inputs).json()
     assert result["targets"]["buildings"]["affected"] == sync["targets"]["buildings"]["affected"] > 0
     # Deleting a job needs the key too.
     assert httpx.delete(f"{job_url}?f=json", timeout=30).status_code == 401
     # (?f=json: pygeoapi 0.21's Starlette DELETE handler fails on a response without Content-Type)
     assert httpx.delete(f"{job_url}?f=json", headers={"X-API-Key": KEY}, timeout=30).status_code == 200
-    assert httpx.get(f"{job_url}?f=json", timeout=30).status_code == 404
+    assert httpx.get(f"{job_url}?f=json", headers=owner, timeout=30).status_code == 404
 
 
 # -- hotspots ------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any
 
 from pygeoapi.process.base import BaseProcessor, ProcessorExecuteError
 
+from api.errors import public
 from geo.errors import CitytwinError, LayerNameError
 from geo.names import check_layer_name
 from pipelines.catalog import load_catalog
@@ -61,8 +62,8 @@ class _ProjectProcessor(BaseProcessor):
         store = project_store(catalog)
         try:
             return "application/json", self.run(catalog, store, data or {})
-        except CitytwinError as exc:
-            raise InputError(user_msg=str(exc)) from None
+        except CitytwinError as exc:  # messages written for the command line may name server paths
+            raise InputError(user_msg=public(str(exc))) from None
         finally:
             store.close()
 
