@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from pipelines.cli import main
 from pipelines.project import init_project
+from pipelines.readers.records import read_records
 from pipelines.steps.privacy import PrivacyPolicy, find_personal, rrn_checksum_ok, scrub, withhold_reason
 from pipelines.store.gpkg import GeoPackageStore
 
@@ -356,3 +357,40 @@ def test_identifier_column_as_id_column_is_refused(tmp_path, column, values, why
                                   "use another id column or none (row numbers are used then)")
     assert not (project / "build" / "citytwin.gpkg").exists() or "r" not in GeoPackageStore(
         project / "build" / "citytwin.gpkg").layers()
+
+
+def test_xlsx_numbers_under_zero_padding_formats_are_read_as_shown_and_scrubbed(tmp_path):
+    """Excel keeps 010-1234-5678 as the number 1012345678 shown through 000-0000-0000: no detector sees the bare number."""
+    import openpyxl
+
+    rrn = make_rrn("010315", "312345")  # born 2001: the number loses its leading zero
+    phones = ["010-2345-6789", "010-9876-5432", "011-234-5678"]
+    book = openpyxl.Workbook()
+    ws = book.active
+    ws.append(["주소", "lon", "lat", "우편번호", "비고"])
+    notes = [(int(phones[0].replace("-", "")), "000-0000-0000"), (int(rrn.replace("-", "")), "000000-0000000"),
+             ("현장 확인", "General"), ("없음", "General"), (int(phones[2].replace("-", "")), '000"-"000"-"0000'),
+             ("재방문", "General"), ("완료", "General")]  # mostly free text: the column is published, scrubbed
+    for value, fmt in notes:
+        ws.append(["서울 중구 세종대로 110", 126.978, 37.566, 4524, value])
+        ws.cell(ws.max_row, 4).number_format = "00000"
+        ws.cell(ws.max_row, 5).number_format = fmt
+    src = tmp_path / "r.xlsx"
+    book.save(src)
+    assert read_records(src).table["비고"].tolist() == [phones[0], rrn, "현장 확인", "없음", phones[2], "재방문", "완료"]
+
+    project = tmp_path / "p"
+    init_project(project)
+    res = CliRunner().invoke(main, ["geotag", str(src), "--layer", "notes", "--project", str(project)])
+    assert res.exit_code == 0, res.output
+    con = sqlite3.connect(project / "build" / "citytwin.gpkg")
+    try:
+        assert {"우편번호", "비고"} <= {r[1] for r in con.execute("PRAGMA table_info(notes)")}
+        got = con.execute('SELECT "우편번호", "비고" FROM notes ORDER BY fid').fetchall()
+        values = [v for row in con.execute("SELECT * FROM notes") for v in row if isinstance(v, str)]
+    finally:
+        con.close()
+    assert got == [("04524", "[mobile]"), ("04524", "[rrn]"), ("04524", "현장 확인"), ("04524", "없음"),
+                   ("04524", "[mobile]"), ("04524", "재방문"), ("04524", "완료")]
+    secrets_ = [*phones, rrn]
+    assert not [s for s in secrets_ for v in values if s in v or s.replace("-", "") in v or s.replace("-", "")[1:] in v]

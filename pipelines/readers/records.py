@@ -1,8 +1,10 @@
 """Administrative records: CSV (UTF-8 or CP949/EUC-KR), XLSX and JSON, read as text tables.
 
 Every value is read as text, so codes, phone numbers and RRNs keep their leading zeros
-(and so the privacy scan sees them as written). Address and lon/lat columns are taken
-from the configuration, else found by their names.
+(and so the privacy scan sees them as written). An XLSX number shown through a
+zero-padding format (000-0000-0000, 000000-0000000, 00000) is read as shown: stored as a
+number, 010-1234-5678 is 1012345678, which no detector would take for a phone number.
+Address and lon/lat columns are taken from the configuration, else found by their names.
 """
 from __future__ import annotations
 
@@ -116,11 +118,59 @@ def _read_csv(path: Path, encoding: str | None, warnings: list[str]) -> tuple[pd
 
 def _read_xlsx(path: Path, sheet: str | int | None) -> pd.DataFrame:
     try:
-        return pd.read_excel(path, sheet_name=sheet if sheet is not None else 0, dtype="string", engine="openpyxl")
+        table = pd.read_excel(path, sheet_name=sheet if sheet is not None else 0, dtype="string", engine="openpyxl")
+        _show_zero_padding(table, path, sheet if sheet is not None else 0)
+        return table
     except (ValueError, KeyError, OSError) as exc:
         raise SourceError(f"{path}: cannot be read as an XLSX workbook ({exc})") from None
     except Exception as exc:  # openpyxl raises zipfile/InvalidFileException on corrupt files
         raise SourceError(f"{path}: cannot be read as an XLSX workbook ({type(exc).__name__}: {exc})") from None
+
+
+#: one number-format section of digit placeholders (0 pads, # does not) and literal separators
+_ZERO_FORMAT = re.compile(r'(?:[0#]|\\.|"[^"]*"|[-\s()])+')
+_FORMAT_TOKEN = re.compile(r'[0#]|\\.|"[^"]*"|.')
+
+
+def _zero_padded(value: object, number_format: str | None) -> str | None:
+    """The text Excel shows for a whole number under a zero-padding format (one with a 0 placeholder), else None."""
+    fmt = (number_format or "").split(";")[0]
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or not float(value).is_integer()
+            or "0" not in fmt or not _ZERO_FORMAT.fullmatch(fmt)):
+        return None
+    tokens = _FORMAT_TOKEN.findall(fmt)
+    digits = list(str(int(value)))
+    out = []
+    for t in reversed(tokens):  # digits fill the placeholders from the right
+        if t in "0#":
+            out.append(digits.pop() if digits else "0" if t == "0" else "")
+        else:
+            out.append(t[1] if t.startswith("\\") else t.strip('"') if t.startswith('"') else t)
+    return "".join(digits) + "".join(reversed(out))  # digits beyond the placeholders lead, as Excel shows them
+
+
+def _show_zero_padding(table: pd.DataFrame, path: Path, sheet: str | int) -> None:
+    """Numbers under a zero-padding format become the text Excel shows (pandas reads the bare number).
+
+    Rows are walked as pandas' openpyxl reader walks them: first row the header, then one row per record.
+    """
+    import openpyxl
+
+    book = openpyxl.load_workbook(path, read_only=True, data_only=True, keep_links=False)
+    try:
+        ws = book[sheet] if isinstance(sheet, str) else book.worksheets[sheet]
+        ws.reset_dimensions()
+        for i, row in enumerate(ws.rows):
+            if i == 0:
+                continue
+            if i > len(table):
+                break
+            for j, cell in enumerate(row[:table.shape[1]]):
+                shown = _zero_padded(cell.value, cell.number_format)
+                if shown is not None:
+                    table.iat[i - 1, j] = shown
+    finally:
+        book.close()
 
 
 def _read_json(path: Path) -> pd.DataFrame:
