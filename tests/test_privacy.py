@@ -175,6 +175,7 @@ def test_rrn_next_to_a_label_is_found_whatever_its_date():
         (f"주민등록번호 {bad_date.replace('-', '')}", bad_date.replace("-", "")),
         (f"주민 등록 번호는 {bad_both} 입니다", bad_both),
         (f"외국인등록번호({bad_both})", bad_both),
+        (f"주민등록증 사본: {bad_date}", bad_date),
         (f"RRN #{bad_date}", bad_date),
         (f"jumin: {bad_date}", bad_date),
         (f"Resident registration no. {bad_both}", bad_both),

@@ -5,8 +5,8 @@ Text is NFKC-normalised before detection, so full-width digits, dashes, @ and sp
 
 Detectors:
     rrn      resident registration numbers (주민등록번호, also 외국인등록번호): YYMMDD-SNNNNNN.
-             Next to a label (주민번호, 주민등록번호, 외국인등록번호, RRN, jumin, resident
-             registration ...) any 13-digit number of that shape is one, whatever its date
+             Next to a label (주민번호, 주민등록번호, 외국인등록번호, 주민등록증, RRN, jumin,
+             resident registration ...) any 13-digit number of that shape is one, whatever its date
              and check digit. Without a label it must carry a real date: the check digit is
              verified and reported, but numbers that fail it are removed too (numbers issued
              since October 2020 carry no check digit). A date is required there because a bare
@@ -56,7 +56,7 @@ _SEP = rf"\s?[{_DASH}]?\s?"
 RRN_RE = re.compile(rf"(?<![\d.])(\d{{2}})(\d{{2}})(\d{{2}}){_SEP}([1-8])(\d{{6}})(?!\d)")
 #: a label, a few characters without digits (": ", "는 ", "(" ...), then 13 digits in RRN shape
 RRN_LABELLED_RE = re.compile(
-    r"(?:주민\s*(?:등록\s*)?번호|외국인\s*(?:등록\s*)?번호|(?<![a-z])(?:rrn|jumin)(?![a-z])"
+    r"(?:(?:주민|외국인)\s*(?:등록\s*)?(?:번호|증)|(?<![a-z])(?:rrn|jumin)(?![a-z])"
     r"|(?:resident|alien|foreigner)\s*registration)"
     rf"[^\d\n]{{0,12}}?(\d{{6}}{_SEP}\d{{7}})(?!\d)", re.I)
 MOBILE_RE = re.compile(rf"(?<![\d+.])(?:\+82[{_DASH}\s.]?|0)(1[016789])[{_DASH}\s.)]?(\d{{3,4}})[{_DASH}\s.]?(\d{{4}})(?!\d)")
