@@ -109,8 +109,9 @@ def test_reverse_areas_and_nearest(base):
     ("POST", "/geocode", None, b"not json", "must be JSON"),
     ("POST", "/geocode", None, b'{"q": []}', "no addresses"),
     ("POST", "/geocode", None, b'{"q": [1]}', "q[0] must be a string"),
-    ("GET", "/reverse", {"lon": "200", "lat": "37"}, None, "between -180 and 180"),
-    ("GET", "/reverse", {"lon": "127", "lat": "nan"}, None, "between -90 and 90"),
+    ("POST", "/geocode", None, b"[" * 5000 + b"]" * 5000, "must be JSON"),
+    ("GET", "/reverse", {"lon": "200", "lat": "37"}, None, "'lon' must be at most 180"),
+    ("GET", "/reverse", {"lon": "127", "lat": "nan"}, None, "'lat' must be a finite number"),
     ("GET", "/reverse", {"lon": "abc", "lat": "37"}, None, "must be a number"),
     ("GET", "/reverse", {"lat": "37"}, None, "'lon' is required"),
 ])
@@ -118,6 +119,12 @@ def test_bad_input_is_400_json(base, method, path, params, body, fragment):
     r = httpx.request(method, f"{base}{path}", params=params, content=body, timeout=30)
     assert r.status_code == 400, r.text
     assert r.json()["code"] == "InvalidParameterValue" and fragment in r.json()["description"]
+
+
+def test_a_batch_over_the_size_limit_is_413(base):
+    r = httpx.post(f"{base}/geocode", content=b" " * 2_000_000, timeout=30)
+    assert r.status_code == 413 and r.json()["code"] == "PayloadTooLarge", r.text
+    assert "send at most 1000 addresses" in r.json()["description"]
 
 
 def test_batch_limit(base):
