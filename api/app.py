@@ -34,6 +34,7 @@ from api.threed_routes import ThreeDRoutes
 from api.tile_sources import TileRegistry, register
 from api.tiles_routes import TileRoutes
 from api.transit_routes import transit_routes
+from api.viewer_layers import viewer_layers, viewer_layers_route
 from geo.errors import StoreError
 from pipelines.catalog import Catalog, load_catalog
 from pipelines.project import project_store
@@ -94,6 +95,7 @@ def create_app(project: Path, host: str = "127.0.0.1", port: int = 8000) -> ASGI
         *ArRoutes(catalog, store, url).routes(),  # /ar/view, /ar/anchors, /ar/route
         Route("/openapi", openapi_route(pygeoapi_app.openapi, [ar_openapi_paths(), service_paths()]),
               methods=["GET", "HEAD"]),
+        viewer_layers_route(viewer_layers(catalog, store, registry)),  # before the /viewer mount
         *static_routes(),
         Mount(COG_PREFIX, app=raster_app(catalog)),
         Mount("/", app=pygeoapi_app.APP),

@@ -96,3 +96,22 @@ def test_hazard_raster_is_served_by_our_titiler_mount():
     (template,) = raster[0]["tiles"]
     assert template.startswith("/cog/tiles/WebMercatorQuad/{z}/{x}/{y}.png?")
     assert "name=flood_depth" in template
+
+
+def test_layers_drawn_by_kind_validate(tmp_path: Path):
+    """The layers the viewer adds for a published layer of each kind and geometry (mixed
+    included) make a style the official validator accepts."""
+    from api.kind_styles import PALETTE, kind_layers
+    from pipelines.catalog import LayerKind
+
+    kinds = [k for k in LayerKind.__args__ if k not in ("raster", "live", "city_model", "landmark_models")]
+    sources, layers = {}, []
+    for kind in kinds:
+        for geometry in ("point", "line", "polygon", None):
+            name = f"{kind}_{geometry or 'mixed'}"
+            sources[name] = {"type": "vector", "url": f"/collections/{name}/tiles/WebMercatorQuad/tilejson.json"}
+            layers += kind_layers(name, kind, geometry, PALETTE[0], name.title(), label="name")
+    assert len({layer["id"] for layer in layers}) == len(layers)
+    style = tmp_path / "by_kind.json"
+    style.write_text(json.dumps({"version": 8, "sources": sources, "layers": layers}), encoding="utf-8")
+    assert style_errors(style) == []

@@ -1,8 +1,9 @@
 """The viewer in headless Chromium, over the real flow: sample-city, build, serve.
 
 The page must load with no console error, no failed request and nothing asked of any
-host but this one, and draw the sample city's buildings from the server's vector tiles.
-A screenshot goes to tests/artifacts/viewer.png for a human to look at.
+host but this one, draw the sample city's buildings from the server's vector tiles, open
+on the data and list each layer once. A screenshot goes to tests/artifacts/viewer.png
+for a human to look at.
 """
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ from api_server import serve
 pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[1]
-CITY_HALL = (126.978, 37.5665)
 LOAD_TIMEOUT_MS = 120_000  # software WebGL on a shared 2-core machine can be slow
 
 
@@ -46,6 +46,37 @@ def _source_buildings(project: Path) -> tuple[gpd.GeoDataFrame, float]:
     return gpd.GeoDataFrame(gpd.pd.concat(frames, ignore_index=True), crs=4326), storey
 
 
+def _catalog(project: Path) -> dict:
+    return yaml.safe_load((project / "citytwin.yaml").read_text(encoding="utf-8"))
+
+
+def _vector_layers(project: Path) -> dict[str, dict]:
+    """The catalog layers served as vector tiles (not rasters, not 3D-only model layers)."""
+    return {name: cfg for name, cfg in _catalog(project)["layers"].items()
+            if cfg["kind"] not in ("raster", "landmark_models", "city_model", "live")}
+
+
+def _source_extent(project: Path) -> tuple[float, float, float, float]:
+    """Union of the vector layers' source files' bounds in lon/lat, read without our code."""
+    bounds = []
+    for cfg in _vector_layers(project).values():
+        sources = [cfg["source"]] if isinstance(cfg["source"], str) else cfg["source"]
+        bounds += [gpd.read_file(project / s).to_crs(4326).total_bounds for s in sources]
+    return (min(b[0] for b in bounds), min(b[1] for b in bounds), max(b[2] for b in bounds), max(b[3] for b in bounds))
+
+
+def _style_groups(style_id: str) -> list[str]:
+    style = json.loads((REPO / "styles" / f"{style_id}.json").read_text(encoding="utf-8"))
+    return list(dict.fromkeys(l["metadata"]["citytwin:group"] for l in style["layers"]
+                              if "citytwin:group" in l.get("metadata", {})))
+
+
+def _style_layers(style_id: str) -> set[str]:
+    """The collections a style in styles/ draws (its vector sources' layer names)."""
+    style = json.loads((REPO / "styles" / f"{style_id}.json").read_text(encoding="utf-8"))
+    return {s["url"].split("/")[2] for s in style["sources"].values() if s["type"] == "vector"}
+
+
 def _open_viewer(page, base: str) -> dict:
     page.goto(f"{base}/viewer/")
     page.wait_for_function("window.__viewerState && (window.__viewerState.loaded"
@@ -58,15 +89,17 @@ def _assert_clean(record: PageRecord) -> None:
     assert record.problems == []
 
 
-def test_viewer_draws_the_sample_city_offline(server: str) -> None:
+def test_viewer_draws_the_sample_city_offline(server: str, project: Path) -> None:
     with chromium_page() as (page, record):
         state = _open_viewer(page, server)
         shot = save_screenshot(page, "viewer.png")
         view = page.evaluate("""(() => { const m = window.citytwinViewer.map;
             const c = m.getCenter(); return {lng: c.lng, lat: c.lat, zoom: m.getZoom(), pitch: m.getPitch()}; })()""")
-        legend = page.locator("#legend li").all_inner_texts()
+        legend = page.locator("#legend ul.ramp li").all_inner_texts()
+        layer_legend = page.locator("#legend ul.catalog-layers li").all_inner_texts()
         groups = page.locator("#layer-list input[type=checkbox]").evaluate_all(
             "els => els.map(e => [e.dataset.group, e.checked, e.disabled])")
+        labels = page.locator("#panel label").all_inner_texts()
 
     _assert_clean(record)
     assert state["errors"] == []
@@ -74,8 +107,10 @@ def test_viewer_draws_the_sample_city_offline(server: str) -> None:
     assert state["missingSources"] == []
     assert state["buildingsRendered"] > 0
     assert shot.stat().st_size > 10_000
-    assert view["lng"] == pytest.approx(CITY_HALL[0], abs=1e-6)
-    assert view["lat"] == pytest.approx(CITY_HALL[1], abs=1e-6)
+    # It opens on the data (the sample city's extent), not on a fixed place.
+    west, south, east, north = _source_extent(project)
+    assert west <= view["lng"] <= east and south <= view["lat"] <= north, view
+    assert view["zoom"] >= min(cfg.get("minzoom", 12) for cfg in _vector_layers(project).values())
     assert view["pitch"] == pytest.approx(45)
     # The legend is drawn from the style's colour ramp: one row per stop.
     style = json.loads((REPO / "styles" / "base.json").read_text(encoding="utf-8"))
@@ -84,10 +119,17 @@ def test_viewer_draws_the_sample_city_offline(server: str) -> None:
     assert len(legend) == len(stops)
     assert legend[0].startswith(f"{stops[0]} ")
     assert legend[-1].endswith(f"{stops[-1]}")
-    # Every group of the style has a working toggle, all on.
-    expected_groups = list(dict.fromkeys(l["metadata"]["citytwin:group"] for l in style["layers"]
-                                         if "citytwin:group" in l.get("metadata", {})))
-    assert groups == [[g, True, False] for g in expected_groups]
+    # Every group of the style has a working toggle, all on, then every published layer no
+    # style draws (the streets), under its catalog title, also in the legend.
+    styled = set().union(*(_style_layers(s) for s in ("base", "hazard", "transit", "tourism")))
+    by_kind = [cfg.get("title") or name for name, cfg in _vector_layers(project).items() if name not in styled]
+    assert by_kind == ["Streets"]
+    assert groups == [[g, True, False] for g in _style_groups("base") + by_kind]
+    assert layer_legend == by_kind
+    # Each title once in the whole panel: the tourism overlay's landmarks are the base's.
+    titles = [t.replace("(not published)", "").strip() for t in labels if t.strip()]
+    assert titles.count("Landmarks") == 1
+    assert len(titles) == len(set(titles)), titles
 
 
 def test_rendered_buildings_match_the_source_and_toggle_off(server: str, project: Path) -> None:

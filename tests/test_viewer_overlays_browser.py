@@ -2,6 +2,7 @@
 
 The sample city publishes the flood_depth raster and landmarks, but no transit and no
 hazard zones: those toggles must say "(not published)" without the page asking for them.
+The tourism style's landmarks are the base style's: they get no second toggle.
 Turning the flood overlay on must fetch raster tiles from /cog and draw them. A screenshot
 goes to tests/artifacts/viewer_overlays.png.
 """
@@ -17,7 +18,7 @@ from PIL import Image
 
 from browser import chromium_page, save_screenshot
 from api_server import serve
-from test_viewer_browser import LOAD_TIMEOUT_MS, REPO, _assert_clean, _open_viewer
+from test_viewer_browser import LOAD_TIMEOUT_MS, REPO, _assert_clean, _open_viewer, _style_layers
 
 pytestmark = pytest.mark.browser
 
@@ -34,9 +35,16 @@ def server(project: Path) -> Iterator[str]:
 
 
 def _groups(style_id: str) -> list[str]:
+    """An overlay style's groups, less those of layers the base style already draws."""
     style = json.loads((REPO / "styles" / f"{style_id}.json").read_text(encoding="utf-8"))
+    base = _style_layers("base")
+
+    def in_base(layer: dict) -> bool:
+        source = style["sources"][layer["source"]]
+        return source["type"] == "vector" and source["url"].split("/")[2] in base
+
     return list(dict.fromkeys(l["metadata"]["citytwin:group"] for l in style["layers"]
-                              if "citytwin:group" in l.get("metadata", {})))
+                              if "citytwin:group" in l.get("metadata", {}) and not in_base(l)))
 
 
 def _toggles(page) -> dict[tuple[str, str], tuple[bool, bool, str]]:
@@ -77,7 +85,7 @@ def test_overlay_toggles_and_flood_raster(server: str) -> None:
     assert state["missingSources"] == []  # the base style is wholly published
 
     # One toggle per group of each overlay style, all off; unpublished ones disabled and marked.
-    published = {("hazard", "Flood depth (raster)"), ("tourism", "Landmarks")}
+    published = {("hazard", "Flood depth (raster)")}
     expected = {(o, g) for o in ("hazard", "transit", "tourism") for g in _groups(o)}
     assert set(toggles) == expected
     for key, (checked, disabled, text) in toggles.items():

@@ -1,8 +1,12 @@
 // citytwin viewer: one MapLibre map over the project's own vector tiles.
-// Everything it loads comes from this server: the style (/styles/<id>), each layer's
-// TileJSON and tiles, and MapLibre itself (vendor/, from npm). No base map, no glyphs.
-// Overlay styles (?overlays=hazard,transit,tourism by default) are merged in, hidden,
-// each group with its own toggle; what the server does not publish is listed, not fetched.
+// Everything it loads comes from this server: the style (/styles/<id>), the list of
+// published layers (/viewer/layers.json, from the catalog), each layer's TileJSON and
+// tiles, and MapLibre itself (vendor/, from npm). No base map; labels are drawn with the
+// browser's own fonts (no glyphs URL).
+// Overlay styles (?overlays=hazard,transit,tourism by default) are merged in, each group
+// with its own toggle; what the server does not publish is listed, not fetched. Every
+// published vector layer no style draws is drawn by its kind, with its catalog title.
+// The map opens on the data's extent; the view is kept in the URL hash.
 import { Map, NavigationControl, Popup, ScaleControl } from "./vendor/maplibre-gl/dist/maplibre-gl.mjs";
 
 const DEFAULT_STYLE = "base";
@@ -11,13 +15,22 @@ const GROUP_KEY = "citytwin:group";
 const POPUP_KEY = "citytwin:popup";
 const BUILDINGS_LAYER = "buildings-3d";
 const DEFAULT_OVERLAYS = ["hazard", "transit", "tourism"];
+const LAYERS_URL = "/viewer/layers.json";
+const FIT_PADDING = 40; // px around the data when the map opens on it
+const FIT_MAX_ZOOM = 17; // a single point would otherwise open at the deepest zoom
+// Generated layers of all kinds stack areas under lines under points under labels.
+const TYPE_RANK = { fill: 0, "fill-extrusion": 1, line: 2, circle: 3, symbol: 4 };
 // Tile templates of our titiler mount (/cog/tiles/<tms>/{z}/{x}/{y}[@nx][.ext]?name=...).
 const COG_TILES = /^(.*\/cog)\/tiles\/([^/]+)\/\{z\}\/\{x\}\/\{y\}[^?]*(\?.*)?$/;
 const COLLECTION_TILEJSON = /\/collections\/([^/]+)\/tiles\/[^/]+\/tilejson\.json$/;
 
 // Read by the browser tests (and handy in the console).
-// overlays: id -> {title, groups: [[group, published]], missing: [source]}; tilesLoaded: source -> tiles.
-const state = { loaded: false, buildingsRendered: 0, missingSources: [], errors: [], overlays: {}, tilesLoaded: {} };
+// overlays: id -> {title, groups: [[group, published]], missing: [source]}; tilesLoaded: source -> tiles;
+// catalogLayers: the layers drawn by kind, [{id, group, colour, layers: [style layer ids]}]; dataBbox: where the map opens.
+const state = {
+  loaded: false, buildingsRendered: 0, missingSources: [], errors: [], overlays: {}, tilesLoaded: {},
+  catalogLayers: [], dataBbox: null,
+};
 window.__viewerState = state;
 
 const statusEl = document.getElementById("status");
@@ -69,13 +82,8 @@ function overlayIdsFromQuery() {
 // What the server publishes, asked once: an unpublished layer is then skipped without a
 // request that would fail (and log a 404 in the console).
 async function publishedLayers() {
-  const [collections, rasters] = await Promise.all([
-    fetchJSON(absolute("/collections?f=json")),
-    fetchJSON(absolute("/cog/layers")),
-  ]);
-  const withTiles = collections.collections.filter(
-    (c) => (c.links ?? []).some((l) => /\/tilejson\.json$/.test(l.href ?? "")));
-  return { vector: new Set(withTiles.map((c) => c.id)), raster: new Set(rasters.layers.map((l) => l.name)) };
+  const [catalog, rasters] = await Promise.all([fetchJSON(absolute(LAYERS_URL)), fetchJSON(absolute("/cog/layers"))]);
+  return { catalog, vector: new Set(catalog.layers.map((l) => l.id)), raster: new Set(rasters.layers.map((l) => l.name)) };
 }
 
 // Which published layer a style source stands for, when it is one of ours.
@@ -134,16 +142,26 @@ async function resolveSources(style, published) {
   return { sources, missing };
 }
 
-async function resolveBase(style, published) {
+// The vector layers (collection ids) that the named sources of a style stand for.
+function styledLayers(styleSources, names) {
+  return names.map((name) => publishedRef(styleSources[name])).filter((ref) => ref?.kind === "vector").map((ref) => ref.id);
+}
+
+// styled: the collection ids some style already has toggles for (drawn, or listed as not
+// published), so no layer gets a second toggle.
+async function resolveBase(style, published, styled) {
   const { sources, missing } = await resolveSources(style, published);
   state.missingSources.push(...missing);
+  styledLayers(style.sources, Object.keys(style.sources)).forEach((id) => styled.add(id));
   const layers = style.layers.filter((layer) => !layer.source || sources[layer.source]);
   return { style: { ...style, sources, layers }, dropped: style.layers.filter((l) => !layers.includes(l)) };
 }
 
-// An overlay style's sources and layers (hidden at first); its background is the base's job,
-// and a source it shares by name with what is already merged is reused, not fetched again.
-async function resolveOverlay(id, published, merged) {
+// An overlay style's sources and layers; its background is the base's job, and a layer an
+// earlier style already draws is left to that style (the tourism style's landmarks would be
+// a second "Landmarks" toggle over the base's). Vector layers are shown at first, rasters
+// hidden: they cover what is under them.
+async function resolveOverlay(id, published, merged, styled) {
   let style;
   try {
     style = await fetchJSON(absolute(`/styles/${id}`));
@@ -151,29 +169,63 @@ async function resolveOverlay(id, published, merged) {
     if (err.status === 404) return { id, title: id, sources: {}, layers: [], dropped: [], missing: [`style ${id}`] };
     throw err;
   }
-  const fresh = Object.fromEntries(Object.entries(style.sources).filter(([name]) => !merged.sources[name]));
+  const repeated = new Set(Object.keys(style.sources).filter((name) => styledLayers(style.sources, [name]).some((l) => styled.has(l))));
+  const fresh = Object.fromEntries(Object.entries(style.sources).filter(([name]) => !merged.sources[name] && !repeated.has(name)));
   const { sources, missing } = await resolveSources({ sources: fresh }, published);
+  styledLayers(style.sources, Object.keys(fresh)).forEach((l) => styled.add(l));
   const known = { ...merged.sources, ...sources };
   const ids = new Set(merged.layers.map((l) => l.id));
   const layers = [];
   const dropped = [];
   for (const layer of style.layers) {
-    if (layer.type === "background" || ids.has(layer.id)) continue;
+    if (layer.type === "background" || ids.has(layer.id) || repeated.has(layer.source)) continue;
     if (layer.source && !known[layer.source]) dropped.push(layer);
-    else layers.push({ ...layer, layout: { ...(layer.layout ?? {}), visibility: "none" } });
+    else if (known[layer.source]?.type === "raster") layers.push({ ...layer, layout: { ...(layer.layout ?? {}), visibility: "none" } });
+    else layers.push(layer);
   }
   const title = style.name?.replace(/^citytwin\s+/, "") || id;
   return { id, title: title[0].toUpperCase() + title.slice(1), sources, layers, dropped, missing };
 }
 
-// Overlay rasters and fills go under the 3D buildings; lines and points on top of everything.
+// Every published vector layer no style draws, with the server's style layers for its kind,
+// under its catalog title (a title some style group already uses gets the layer id added).
+async function resolveCatalogLayers(published, styled, merged) {
+  const entries = published.catalog.layers.filter((entry) => !styled.has(entry.id));
+  const resolved = await Promise.all(entries.map((e) => resolveSource({ type: "vector", url: e.tilejson }, published)));
+  const taken = new Set(merged.layers.map((l) => l.metadata?.[GROUP_KEY]).filter(Boolean));
+  const ids = new Set(merged.layers.map((l) => l.id));
+  const sources = {};
+  const layers = [];
+  entries.forEach((entry, i) => {
+    if (!resolved[i]) {
+      state.missingSources.push(entry.id);
+      return;
+    }
+    if (merged.sources[entry.id] || entry.style.some((l) => ids.has(l.id))) {
+      console.warn(`citytwin viewer: layer ${entry.id} not drawn by kind: a style uses its source or layer ids`);
+      return;
+    }
+    const group = taken.has(entry.title) ? `${entry.title} (${entry.id})` : entry.title;
+    taken.add(group);
+    sources[entry.id] = resolved[i];
+    layers.push(...entry.style.map((l) => ({ ...l, metadata: { ...l.metadata, [GROUP_KEY]: group } })));
+    state.catalogLayers.push({ id: entry.id, group, colour: entry.colour, layers: entry.style.map((l) => l.id) });
+  });
+  // listed in catalog order, drawn areas under lines under points under labels
+  const drawn = [...layers].sort((a, b) => TYPE_RANK[a.type] - TYPE_RANK[b.type]);
+  return { id: "catalog", sources, layers: drawn, listed: layers, dropped: [], under: ["fill", "line"] };
+}
+
+// Overlay rasters and fills go under the 3D buildings (and so do the lines of layers drawn
+// by kind, like the base style's boundaries); other lines and points on top of everything.
 function mergeOverlays(style, overlays) {
   const sources = { ...style.sources };
   const under = [];
   const over = [];
   for (const overlay of overlays) {
     Object.assign(sources, overlay.sources);
-    for (const layer of overlay.layers) (["raster", "fill", "hillshade"].includes(layer.type) ? under : over).push(layer);
+    const below = overlay.under ?? ["raster", "fill", "hillshade"];
+    for (const layer of overlay.layers) (below.includes(layer.type) ? under : over).push(layer);
   }
   const cut = style.layers.findIndex((l) => l.type === "fill-extrusion");
   const at = cut < 0 ? style.layers.length : cut;
@@ -191,8 +243,8 @@ function groupsOf(layers, dropped) {
   return groups;
 }
 
-// One checkbox per group; `visible`: whether the group's layers start shown.
-function buildToggles(map, list, groups, visible, overlay = null) {
+// One checkbox per group, ticked when its layers are shown; colours: group -> legend swatch.
+function buildToggles(map, list, groups, overlay = null, colours = new globalThis.Map()) {
   list.replaceChildren();
   for (const [group, ids] of groups) {
     const item = document.createElement("li");
@@ -201,12 +253,14 @@ function buildToggles(map, list, groups, visible, overlay = null) {
     box.type = "checkbox";
     box.dataset.group = group;
     if (overlay) box.dataset.overlay = overlay;
-    box.checked = visible && ids.length > 0;
+    box.checked = ids.some((id) => map.getLayoutProperty(id, "visibility") !== "none");
     box.disabled = ids.length === 0;
     box.addEventListener("change", () => {
       for (const id of ids) map.setLayoutProperty(id, "visibility", box.checked ? "visible" : "none");
     });
-    label.append(box, ` ${group}`);
+    label.append(box, " ");
+    if (colours.has(group)) label.append(swatch(colours.get(group)), " ");
+    label.append(group);
     if (ids.length === 0) {
       const note = document.createElement("span");
       note.className = "note";
@@ -218,8 +272,17 @@ function buildToggles(map, list, groups, visible, overlay = null) {
   }
 }
 
-function buildLayerPanel(map, style, dropped) {
-  buildToggles(map, document.getElementById("layer-list"), groupsOf(style.layers, dropped), true);
+function swatch(colour) {
+  const el = document.createElement("span");
+  el.className = "swatch";
+  el.style.background = colour;
+  return el;
+}
+
+function buildLayerPanel(map, style, dropped, catalogLayers) {
+  const colours = new globalThis.Map(state.catalogLayers.map((l) => [l.group, l.colour]));
+  const groups = groupsOf([...style.layers, ...dropped, ...catalogLayers.listed], dropped);
+  buildToggles(map, document.getElementById("layer-list"), groups, null, colours);
 }
 
 function buildOverlayPanel(map, overlays) {
@@ -235,40 +298,56 @@ function buildOverlayPanel(map, overlays) {
     heading.textContent = overlay.title;
     const list = document.createElement("ul");
     list.dataset.overlay = overlay.id;
-    buildToggles(map, list, groups, false, overlay.id);
+    buildToggles(map, list, groups, overlay.id);
     panel.append(heading, list);
   }
   document.getElementById("overlays").hidden = !panel.childElementCount;
 }
 
-// The legend is read from the style's own colour ramp, so the two cannot disagree.
+// The legend: the base style's colour ramp, then the catalog title and colour of each layer
+// drawn by its kind.
 function buildLegend(style) {
+  const blocks = [...rampLegend(style), ...catalogLegend()];
+  const legend = document.getElementById("legend");
+  legend.replaceChildren(...blocks);
+  legend.hidden = !blocks.length;
+}
+
+function legendBlock(title, className, rows) {
+  const heading = document.createElement("h2");
+  heading.textContent = title;
+  const list = document.createElement("ul");
+  list.className = className;
+  for (const [colour, text] of rows) {
+    const row = document.createElement("li");
+    row.append(swatch(colour), text);
+    list.append(row);
+  }
+  return [heading, list];
+}
+
+// Read from the style's own colour ramp, so the two cannot disagree.
+function rampLegend(style) {
   const spec = style.metadata?.["citytwin:legend"];
   const layer = spec && style.layers.find((l) => l.id === spec.layer);
   const paint = layer?.paint ?? {};
   const ramp = paint["fill-extrusion-color"] ?? paint["fill-color"] ?? paint["circle-color"];
-  if (!Array.isArray(ramp) || !["interpolate", "step"].includes(ramp[0])) return;
+  if (!Array.isArray(ramp) || !["interpolate", "step"].includes(ramp[0])) return [];
   // interpolate: [op, kind, input, v0, c0, v1, c1, ...]; step: [op, input, c0, v1, c1, ...]
   const stops = ramp[0] === "interpolate" ? [] : [[null, ramp[2]]];
   for (let i = 3; i + 1 < ramp.length; i += 2) {
     stops.push([ramp[i], ramp[i + 1]]);
   }
-  const legend = document.getElementById("legend");
-  const title = document.createElement("h2");
-  title.textContent = spec.title || spec.layer;
-  const list = document.createElement("ul");
-  stops.forEach(([value, colour], i) => {
-    const row = document.createElement("li");
-    const swatch = document.createElement("span");
-    swatch.className = "swatch";
-    swatch.style.background = colour;
+  const rows = stops.map(([value, colour], i) => {
     const next = stops[i + 1]?.[0];
-    const text = value === null ? `< ${next}` : next === undefined ? `≥ ${value}` : `${value} – ${next}`;
-    row.append(swatch, text);
-    list.append(row);
+    return [colour, value === null ? `< ${next}` : next === undefined ? `≥ ${value}` : `${value} – ${next}`];
   });
-  legend.replaceChildren(title, list);
-  legend.hidden = false;
+  return legendBlock(spec.title || spec.layer, "ramp", rows);
+}
+
+function catalogLegend() {
+  if (!state.catalogLayers.length) return [];
+  return legendBlock("Layer colours", "catalog-layers", state.catalogLayers.map((l) => [l.colour, l.group]));
 }
 
 function popupContent(layerId, properties) {
@@ -303,25 +382,49 @@ function countBuildings(map) {
   return map.queryRenderedFeatures({ layers: [BUILDINGS_LAYER] }).length;
 }
 
+// MapLibre's hash (#zoom/lat/lng[/bearing/pitch]) sets the view when it holds a position; the
+// same test as MapLibre's own, so the map opens on the data exactly when the hash does not.
+function hashHoldsView() {
+  const parts = window.location.hash.replace(/^#/, "").split("/");
+  return parts.length >= 3 && parts.every((p) => p !== "" && !Number.isNaN(Number(p)));
+}
+
+// The whole extent of the data, but never above the lowest zoom any layer has tiles at
+// (a country-wide extent would otherwise open on an empty map).
+function openOnData(map, bbox, minzoom) {
+  const camera = map.cameraForBounds(bbox, { padding: FIT_PADDING, bearing: map.getBearing() });
+  const centre = camera?.center ?? [(bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2];
+  const zoom = Math.min(Math.max(camera?.zoom ?? 0, minzoom ?? 0), FIT_MAX_ZOOM);
+  map.jumpTo({ center: centre, zoom });
+}
+
 async function start() {
   const styleId = styleIdFromQuery();
   const overlayIds = overlayIdsFromQuery().filter((id) => id !== styleId);
   const [published, baseStyle] = await Promise.all([publishedLayers(), fetchJSON(absolute(`/styles/${styleId}`))]);
-  const { style, dropped } = await resolveBase(baseStyle, published);
+  const styled = new Set();
+  const { style, dropped } = await resolveBase(baseStyle, published, styled);
   const overlays = [];
   for (const id of overlayIds) {
     const merged = mergeOverlays(style, overlays);
-    overlays.push(await resolveOverlay(id, published, merged));
+    overlays.push(await resolveOverlay(id, published, merged, styled));
   }
+  const catalogLayers = await resolveCatalogLayers(published, styled, mergeOverlays(style, overlays));
+  const full = mergeOverlays(style, [catalogLayers, ...overlays]);
+  const { bbox, minzoom } = published.catalog;
+  state.dataBbox = bbox;
+  const hashed = hashHoldsView(); // asked first: the map writes its own view into the hash at once
   const map = new Map({
     container: "map",
-    style: mergeOverlays(style, overlays),
-    center: style.center ?? [126.978, 37.5665],
-    zoom: style.zoom ?? 15,
+    style: full,
+    center: bbox ? [(bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2] : style.center ?? [0, 0],
+    zoom: bbox ? minzoom : style.zoom ?? 2,
     pitch: style.pitch ?? 45,
     bearing: style.bearing ?? 0,
+    hash: true,
     attributionControl: { compact: true },
   });
+  if (bbox && !hashed) openOnData(map, bbox, minzoom);
   window.citytwinViewer.map = map;
   map.addControl(new NavigationControl({ visualizePitch: true }), "top-right");
   map.addControl(new ScaleControl(), "bottom-right");
@@ -334,10 +437,10 @@ async function start() {
   // screen. Listen before "load": the first idle can fire in the same frame as "load".
   const firstIdle = new Promise((resolve) => map.once("idle", resolve));
   await new Promise((resolve) => map.once("load", resolve));
-  buildLayerPanel(map, style, dropped);
+  buildLayerPanel(map, style, dropped, catalogLayers);
   buildOverlayPanel(map, overlays);
   buildLegend(style);
-  enablePopups(map, mergeOverlays(style, overlays));
+  enablePopups(map, full);
 
   await firstIdle;
   const missing = state.missingSources.length ? ` · not published: ${state.missingSources.join(", ")}` : "";

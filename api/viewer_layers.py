@@ -1,0 +1,63 @@
+"""GET /viewer/layers.json: what the map viewer draws and where it opens, from the catalog.
+
+Every catalog layer with vector tiles is listed in catalog order with its title, kind,
+geometry, extent, zooms, TileJSON URL, a colour and the MapLibre layers that draw it by
+kind (api.kind_styles). ``bbox`` is the union of their extents and ``minzoom`` the lowest
+zoom at which one of them has tiles, so the viewer opens on the data wherever it is.
+Built once at start, from the same store snapshot as the collections pygeoapi lists.
+"""
+from __future__ import annotations
+
+import math
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from api.kind_styles import PALETTE, geometry_family, kind_layers, label_field
+from api.tile_sources import TileRegistry
+from pipelines.catalog import Catalog
+from pipelines.store import Store
+from pipelines.transit import split_layer_name
+
+PATH = "/viewer/layers.json"
+TILEJSON = "/collections/{}/tiles/WebMercatorQuad/tilejson.json"
+
+
+def viewer_layers(catalog: Catalog, store: Store, registry: TileRegistry) -> dict:
+    stored = set(store.layers())
+    layers = []
+    for name, cfg in catalog.layers.items():
+        if name not in stored or cfg.kind == "raster" or not registry.available(name):
+            continue
+        info = store.info(name)
+        geometry = geometry_family(info.geometry_type)
+        title = cfg.title or name.replace("_", " ").capitalize()
+        colour = PALETTE[len(layers) % len(PALETTE)]
+        # Departures stack one point per stop and hour on the stops: listed, off at first.
+        visible = not (cfg.kind == "transit" and name.endswith("_departures") and split_layer_name(name))
+        bounds = [round(float(b), 7) for b in info.bounds]
+        layers.append({
+            "id": name, "title": title, "kind": cfg.kind, "geometry": geometry, "colour": colour,
+            "count": info.count, "bbox": bounds if all(math.isfinite(b) for b in bounds) else None,
+            "minzoom": cfg.minzoom, "maxzoom": cfg.maxzoom, "visible": visible,
+            "tilejson": TILEJSON.format(name),
+            "style": kind_layers(name, cfg.kind, geometry, colour, title,
+                                 label=label_field(list(info.fields)), visible=visible),
+        })
+    return {"bbox": _union([entry["bbox"] for entry in layers if entry["bbox"]]),
+            "minzoom": min((entry["minzoom"] for entry in layers if entry["visible"]), default=None),
+            "layers": layers}
+
+
+def _union(boxes: list[list[float]]) -> list[float] | None:
+    if not boxes:
+        return None
+    return [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
+
+
+def viewer_layers_route(doc: dict) -> Route:
+    async def layers(request: Request) -> Response:
+        return JSONResponse(doc, headers={"Cache-Control": "no-cache"})
+
+    return Route(PATH, layers, methods=["GET", "HEAD"])

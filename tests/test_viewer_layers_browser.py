@@ -1,0 +1,173 @@
+"""The viewer on a project far from Seoul whose layers no style in styles/ names.
+
+The project is made with the real commands a first-day user runs (init, geotag, ingest of a
+GeoJSON and of a small GTFS feed, build) around downtown San Francisco. The page must draw
+every published layer by its kind (queried with queryRenderedFeatures), list each catalog
+title once, show them in the legend, open on the data, and keep the view in the URL hash.
+"""
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from api_server import run_citytwin, serve
+from browser import chromium_page, save_screenshot
+from test_viewer_browser import LOAD_TIMEOUT_MS, _assert_clean
+
+pytestmark = pytest.mark.browser
+
+POIS = [  # name, lon, lat
+    ("Ferry Building", -122.3937, 37.7955), ("Union Square", -122.4075, 37.7880),
+    ("Coit Tower", -122.4058, 37.8024), ("Salesforce Park", -122.3965, 37.7897),
+    ("Yerba Buena Gardens", -122.4024, 37.7846), ("Transamerica Pyramid", -122.4028, 37.7952),
+]
+AREAS = {  # name -> (west, south, east, north)
+    "Survey north": (-122.4100, 37.7990, -122.4040, 37.8040),
+    "Survey south": (-122.4060, 37.7820, -122.3990, 37.7870),
+    "Survey east": (-122.3960, 37.7900, -122.3910, 37.7950),
+}
+STOPS = [("A", "Embarcadero", -122.3972, 37.7929), ("B", "Montgomery", -122.4016, 37.7894),
+         ("C", "Powell", -122.4079, 37.7844)]
+ROUTE_COLOUR = "0055AA"
+AREAS_TITLE = "Survey areas (2024)"
+
+
+def _feed(path: Path) -> Path:
+    stops = "stop_id,stop_name,stop_lon,stop_lat\n" + "".join(f"{i},{n},{x},{y}\n" for i, n, x, y in STOPS)
+    files = {
+        "agency.txt": "agency_name,agency_url,agency_timezone\nBay Line,https://example.org,America/Los_Angeles\n",
+        "stops.txt": stops,
+        "routes.txt": f"route_id,route_short_name,route_long_name,route_type,route_color\nR1,1,Market line,1,{ROUTE_COLOUR}\n",
+        "trips.txt": "route_id,service_id,trip_id\nR1,WK,T1\nR1,WK,T2\n",
+        "stop_times.txt": "trip_id,arrival_time,departure_time,stop_id,stop_sequence\n"
+                          "T1,08:00:00,08:00:00,A,1\nT1,08:05:00,08:05:00,B,2\nT1,08:10:00,08:10:00,C,3\n"
+                          "T2,09:00:00,09:00:00,A,1\nT2,09:05:00,09:05:00,B,2\nT2,09:10:00,09:10:00,C,3\n",
+        "calendar.txt": "service_id,monday,tuesday,wednesday,thursday,friday,saturday,sunday,start_date,end_date\n"
+                        "WK,1,1,1,1,1,0,0,20240101,20241231\n",
+    }
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, text in files.items():
+            zf.writestr(name, text)
+    return path
+
+
+def _areas(path: Path) -> Path:
+    features = [{"type": "Feature", "properties": {"name": name},
+                 "geometry": {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}}
+                for name, (w, s, e, n) in AREAS.items()]
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("sf")
+    project = root / "p"
+    run_citytwin("init", str(project))
+    pois = root / "pois.csv"
+    pois.write_text("name,lon,lat\n" + "".join(f"{n},{x},{y}\n" for n, x, y in POIS), encoding="utf-8")
+    run_citytwin("geotag", str(pois), "--layer", "pois", "--project", str(project))
+    run_citytwin("ingest", str(_areas(root / "areas.geojson")), "--layer", "survey_areas", "--kind", "generic",
+                 "--project", str(project))
+    run_citytwin("ingest", str(_feed(root / "bayline.zip")), "--layer", "bayline", "--project", str(project))
+    catalog = project / "citytwin.yaml"  # one layer titled by hand, the others by their name
+    catalog.write_text(catalog.read_text(encoding="utf-8").replace(
+        "  survey_areas:\n", f"  survey_areas:\n    title: {AREAS_TITLE}\n", 1), encoding="utf-8")
+    run_citytwin("build", "--project", str(project))
+    return project
+
+
+@pytest.fixture(scope="module")
+def server(project: Path) -> Iterator[str]:
+    with serve(project) as base:
+        yield base
+
+
+def _titles(project: Path) -> dict[str, str]:
+    layers = yaml.safe_load((project / "citytwin.yaml").read_text(encoding="utf-8"))["layers"]
+    return {name: cfg.get("title") or name.replace("_", " ").capitalize() for name, cfg in layers.items()}
+
+
+def _data_bbox() -> tuple[float, float, float, float]:
+    xs = [x for _, x, _ in POIS] + [b[0] for b in AREAS.values()] + [b[2] for b in AREAS.values()] + [s[2] for s in STOPS]
+    ys = [y for _, _, y in POIS] + [b[1] for b in AREAS.values()] + [b[3] for b in AREAS.values()] + [s[3] for s in STOPS]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def _open(page, url: str) -> dict:
+    page.goto(url)
+    page.wait_for_function("window.__viewerState && (window.__viewerState.loaded"
+                           " || window.__viewerState.errors.length > 0)", timeout=LOAD_TIMEOUT_MS)
+    page.wait_for_function("window.citytwinViewer.map.loaded()", timeout=LOAD_TIMEOUT_MS)
+    return page.evaluate("window.__viewerState")
+
+
+RENDERED = """(layer) => { const m = window.citytwinViewer.map;
+    if (!m.getLayer(layer)) return null;
+    const names = new Set(m.queryRenderedFeatures({layers: [layer]}).map(f => String(f.properties.name ?? f.properties.id)));
+    return [...names].sort(); }"""
+VIEW = """(() => { const m = window.citytwinViewer.map; const c = m.getCenter();
+    return {lng: c.lng, lat: c.lat, zoom: m.getZoom(), hash: location.hash}; })()"""
+
+
+def test_every_layer_is_drawn_by_kind_titled_from_the_catalog(server: str, project: Path) -> None:
+    titles = _titles(project)
+    with chromium_page() as (page, record):
+        state = _open(page, f"{server}/viewer/")
+        save_screenshot(page, "viewer_layers.png")
+        rendered = {layer: page.evaluate(RENDERED, layer) for layer in
+                    ("pois-circle", "survey_areas-fill", "bayline_stops-circle", "bayline_routes-line",
+                     "bayline_departures-circle")}
+        route_colour = page.evaluate("""(() => { const m = window.citytwinViewer.map;
+            const f = m.getLayer('bayline_routes-line') && m.queryRenderedFeatures({layers: ['bayline_routes-line']})[0];
+            return f ? f.layer.paint['line-color'].toString() : null; })()""")
+        listed = page.locator("#layer-list label").all_inner_texts()
+        overlay_listed = page.locator("#overlay-list label").all_inner_texts()
+        legend = page.locator("#legend ul.catalog-layers li").all_inner_texts()
+        toggles = page.locator("#layer-list input[type=checkbox]").evaluate_all(
+            "els => Object.fromEntries(els.map(e => [e.dataset.group, e.checked]))")
+
+    _assert_clean(record)
+    assert state["errors"] == []
+    # Each layer by its kind: points as circles, areas filled, routes as lines in their GTFS colour.
+    assert rendered["pois-circle"] == sorted(n for n, _, _ in POIS)
+    assert rendered["survey_areas-fill"] == sorted(AREAS)
+    assert rendered["bayline_stops-circle"] == sorted(i for i, _, _, _ in STOPS)  # stops carry stop_name, not name
+    assert rendered["bayline_routes-line"] == ["R1"]
+    assert route_colour == f"rgba({int(ROUTE_COLOUR[0:2], 16)},{int(ROUTE_COLOUR[2:4], 16)},{int(ROUTE_COLOUR[4:6], 16)},1)"
+    # Departures (one point per stop and hour) are listed but start hidden.
+    assert rendered["bayline_departures-circle"] == []
+    assert toggles[titles["bayline_departures"]] is False
+    # Every catalog layer has its title in the layer list and the legend, in catalog order, once.
+    drawn = ["pois", "survey_areas", "bayline_stops", "bayline_routes", "bayline_departures"]
+    assert set(titles) == set(drawn)
+    assert legend == [titles[name] for name in sorted(drawn, key=list(titles).index)]
+    panel = [text.replace("(not published)", "").strip() for text in listed + overlay_listed]
+    for name in drawn:
+        assert panel.count(titles[name]) == 1, (titles[name], panel)
+    assert len(panel) == len(set(panel)), panel
+
+
+def test_opens_on_the_data_and_keeps_the_view_in_the_hash(server: str) -> None:
+    west, south, east, north = _data_bbox()
+    with chromium_page() as (page, record):
+        state = _open(page, f"{server}/viewer/")
+        opened = page.evaluate(VIEW)
+        # A reload with that hash opens at the hash, not on the data.
+        page.goto(f"{server}/viewer/#15.5/37.7700/-122.4500/0/30")
+        page.reload()
+        page.wait_for_function("window.__viewerState && window.__viewerState.loaded", timeout=LOAD_TIMEOUT_MS)
+        hashed = page.evaluate(VIEW)
+    _assert_clean(record)
+    assert state["errors"] == []
+    assert west <= opened["lng"] <= east and south <= opened["lat"] <= north, (opened, (west, south, east, north))
+    assert opened["zoom"] >= 12  # the layers' lowest tile zoom: the data is drawn, not an empty map
+    zoom, lat, lng = (float(v) for v in opened["hash"].lstrip("#").split("/")[:3])
+    assert (lat, lng) == pytest.approx((opened["lat"], opened["lng"]), abs=1e-3)
+    assert zoom == pytest.approx(opened["zoom"], abs=0.01)
+    assert (hashed["lng"], hashed["lat"], hashed["zoom"]) == pytest.approx((-122.45, 37.77, 15.5), abs=1e-6)
