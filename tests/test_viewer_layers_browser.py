@@ -74,7 +74,10 @@ def project(tmp_path_factory) -> Path:
     run_citytwin("geotag", str(pois), "--layer", "pois", "--project", str(project))
     run_citytwin("ingest", str(_areas(root / "areas.geojson")), "--layer", "survey_areas", "--kind", "generic",
                  "--project", str(project))
-    run_citytwin("ingest", str(_feed(root / "bayline.zip")), "--layer", "bayline", "--project", str(project))
+    feed = _feed(root / "bayline.zip")
+    run_citytwin("ingest", str(feed), "--layer", "bayline", "--project", str(project))
+    # the same feed under the name styles/transit.json draws: its overlay, shown at first
+    run_citytwin("ingest", str(feed), "--layer", "transit", "--project", str(project))
     catalog = project / "citytwin.yaml"  # one layer titled by hand, the others by their name
     catalog.write_text(catalog.read_text(encoding="utf-8").replace(
         "  survey_areas:\n", f"  survey_areas:\n    title: {AREAS_TITLE}\n", 1), encoding="utf-8")
@@ -122,7 +125,7 @@ def test_every_layer_is_drawn_by_kind_titled_from_the_catalog(server: str, proje
         save_screenshot(page, "viewer_layers.png")
         rendered = {layer: page.evaluate(RENDERED, layer) for layer in
                     ("pois-circle", "survey_areas-fill", "bayline_stops-circle", "bayline_routes-line",
-                     "bayline_departures-circle")}
+                     "bayline_departures-circle", "transit-routes", "transit-stops")}
         route_colour = page.evaluate("""(() => { const m = window.citytwinViewer.map;
             const f = m.getLayer('bayline_routes-line') && m.queryRenderedFeatures({layers: ['bayline_routes-line']})[0];
             return f ? f.layer.paint['line-color'].toString() : null; })()""")
@@ -131,6 +134,8 @@ def test_every_layer_is_drawn_by_kind_titled_from_the_catalog(server: str, proje
         legend = page.locator("#legend ul.catalog-layers li").all_inner_texts()
         toggles = page.locator("#layer-list input[type=checkbox]").evaluate_all(
             "els => Object.fromEntries(els.map(e => [e.dataset.group, e.checked]))")
+        page_overlays = {"transit": page.locator("#overlay-list input[data-overlay=transit]").evaluate_all(
+            "els => Object.fromEntries(els.map(e => [e.dataset.group, e.checked]))")}
 
     _assert_clean(record)
     assert state["errors"] == []
@@ -140,13 +145,18 @@ def test_every_layer_is_drawn_by_kind_titled_from_the_catalog(server: str, proje
     assert rendered["bayline_stops-circle"] == sorted(i for i, _, _, _ in STOPS)  # stops carry stop_name, not name
     assert rendered["bayline_routes-line"] == ["R1"]
     assert route_colour == f"rgba({int(ROUTE_COLOUR[0:2], 16)},{int(ROUTE_COLOUR[2:4], 16)},{int(ROUTE_COLOUR[4:6], 16)},1)"
+    # Layers a validated style draws keep that style, shown at first.
+    assert rendered["transit-routes"] == ["R1"] and rendered["transit-stops"] == sorted(i for i, _, _, _ in STOPS)
+    assert page_overlays["transit"] == {"Transit routes": True, "Transit stops": True}
     # Departures (one point per stop and hour) are listed but start hidden.
     assert rendered["bayline_departures-circle"] == []
     assert toggles[titles["bayline_departures"]] is False
     # Every catalog layer has its title in the layer list and the legend, in catalog order, once.
     drawn = ["pois", "survey_areas", "bayline_stops", "bayline_routes", "bayline_departures"]
-    assert set(titles) == set(drawn)
-    assert legend == [titles[name] for name in sorted(drawn, key=list(titles).index)]
+    assert set(titles) == set(drawn) | {"transit_stops", "transit_routes", "transit_departures"}
+    # transit_departures: no style draws it, so it is drawn by kind like bayline_departures
+    by_kind = [name for name in titles if name in drawn or name == "transit_departures"]
+    assert legend == [titles[name] for name in by_kind]
     panel = [text.replace("(not published)", "").strip() for text in listed + overlay_listed]
     for name in drawn:
         assert panel.count(titles[name]) == 1, (titles[name], panel)
