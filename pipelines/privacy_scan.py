@@ -12,10 +12,9 @@ resident registration numbers (next to a label whatever their date, else pattern
 date; the check digit is reported), personal mobile numbers and e-mails, on NFKC-normalised
 text. A GeoPackage column that scrubbing would have withheld whole (its name marks a
 personal identifier, or most of its values are RRNs, mobile numbers or e-mails) is a hit
-of its own; in tiles and served items, where features come one by one, a property named
-like a personal identifier that holds a value is (once per tile layer or collection). A hit
-is reported with where it is and a masked value (for a column: why it is one): the full
-value is never printed.
+of its own, and so is such a property of the features of a tile layer or a collection (once
+per tile layer or collection, counted over every feature seen). A hit is reported with
+where it is and a masked value (for a column: why it is one): the full value is never printed.
 """
 from __future__ import annotations
 
@@ -32,8 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from geo.errors import SourceError
-from pipelines.steps.identifiers import identifier_name
-from pipelines.steps.privacy import DETECTORS, find_personal, leaking_column, normalise
+from pipelines.steps.privacy import DETECTORS, ColumnTally, find_personal, leaking_column, normalise
 
 EXIT_LEAK = 3
 MAX_TILES_PER_COLLECTION = 256
@@ -58,7 +56,7 @@ class ScanReport:
     items: Counter = field(default_factory=Counter)  # what was scanned: layers, features, tiles, pages
     hits: list[Hit] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    named: set[tuple[str, str]] = field(default_factory=set)  # (tile layer or collection, property) reported
+    columns: dict[tuple[str, str], ColumnTally] = field(default_factory=dict)  # (tile layer or collection, property)
 
     def summary(self, max_lines: int = 50) -> str:
         what = ", ".join(f"{n} {k}" for k, n in self.items.items())
@@ -94,13 +92,18 @@ def _check(report: ScanReport, where: str, name: str, value, detect: tuple[str, 
 
 
 def _check_property(report: ScanReport, where: str, container: str, key: str, value, detect: tuple[str, ...]) -> None:
-    """A feature property: its name and value; a name marking a personal identifier is one hit per container."""
+    """A feature property: its name and value, and the value counted for its column (see ``_column_hits``)."""
     _check(report, where, "(field name)", key, detect)
     _check(report, where, key, value, detect)
-    what = identifier_name(key)
-    if what and (container, key) not in report.named and value is not None and str(value).strip():
-        report.named.add((container, key))
-        report.hits.append(Hit(container, key, "identifier column", f"its name marks {what}"))
+    report.columns.setdefault((container, key), ColumnTally(detect)).add(value)
+
+
+def _column_hits(report: ScanReport) -> None:
+    """One hit per tile layer or collection property that scrubbing would have withheld whole."""
+    for (container, key), tally in report.columns.items():
+        why = tally.leak(key)
+        if why:
+            report.hits.append(Hit(container, key, "identifier column", why))
 
 
 # --- GeoPackage ------------------------------------------------------------------------------
@@ -170,6 +173,7 @@ def scan_pmtiles(path: Path, detect: tuple[str, ...] = DETECTORS) -> ScanReport:
         for (z, x, y), data in all_tiles(src):
             report.items["tiles"] += 1
             _mvt_values(report, path.name, f"{path.name}/{z}/{x}/{y}", _maybe_gunzip(bytes(data)), detect)
+    _column_hits(report)
     return report
 
 
@@ -298,6 +302,7 @@ def scan_url(url: str, detect: tuple[str, ...] = DETECTORS, tiles: bool = True) 
             _items(report, base, cid, detect)
         if tiles:
             _tiles(report, base, cid, detect)
+    _column_hits(report)
     return report
 
 

@@ -152,27 +152,55 @@ def _whole_value_kind(text: str, detect: tuple[str, ...]) -> str | None:
     return None
 
 
+class ColumnTally:
+    """A column's values seen one at a time (a scan sees features one by one): is it a column of identifiers?"""
+
+    def __init__(self, detect: tuple[str, ...] = DETECTORS) -> None:
+        self.detect = detect
+        self.values = 0  # non-empty
+        self.kinds: Counter = Counter()  # values that are, as a whole, an RRN, a mobile number or an e-mail
+
+    def add(self, value: object) -> None:
+        if _present(value):
+            self.values += 1
+            kind = _whole_value_kind(str(value), self.detect)
+            if kind:
+                self.kinds[kind] += 1
+
+    def reason(self, column: str) -> str | None:
+        """Why ``column`` is one of identifiers: its name, or more than half of its non-empty values; else None."""
+        what = identifier_name(column)
+        if what:
+            return f"its name marks {what}"
+        n = sum(self.kinds.values())
+        if 2 * n <= self.values:
+            return None
+        return f"{n} of its {self.values} values are " + " or ".join(_KIND_WORDS[k] for k, _ in self.kinds.most_common())
+
+    def leak(self, column: str) -> str | None:
+        """``reason`` for a column that holds at least one value (an empty column publishes nothing)."""
+        return self.reason(column) if self.values else None
+
+
 def withhold_reason(column: str, values: Iterable, detect: tuple[str, ...] = DETECTORS) -> str | None:
     """Why a column must not be published at all, or None.
 
     Its name marks a personal identifier, or more than half of its non-empty values are,
     each as a whole, an RRN, a mobile number or an e-mail address. The reason names no value.
     """
-    what = identifier_name(column)
-    if what:
-        return f"its name marks {what}"
-    texts = [str(v) for v in values if _present(v)]
-    kinds = Counter(k for t in texts if (k := _whole_value_kind(t, detect)))
-    n = sum(kinds.values())
-    if 2 * n > len(texts):
-        return f"{n} of its {len(texts)} values are " + " or ".join(_KIND_WORDS[k] for k, _ in kinds.most_common())
-    return None
+    tally = ColumnTally(detect)
+    if identifier_name(column) is None:  # the name alone decides otherwise
+        for v in values:
+            tally.add(v)
+    return tally.reason(column)
 
 
-def leaking_column(column: str, values: list, detect: tuple[str, ...] = DETECTORS) -> str | None:
+def leaking_column(column: str, values: Iterable, detect: tuple[str, ...] = DETECTORS) -> str | None:
     """``withhold_reason`` for a column that holds at least one value (an empty column publishes nothing)."""
-    why = withhold_reason(column, values, detect)
-    return why if why and any(_present(v) for v in values) else None
+    tally = ColumnTally(detect)
+    for v in values:
+        tally.add(v)
+    return tally.leak(column)
 
 
 @dataclass
