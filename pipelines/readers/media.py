@@ -24,6 +24,8 @@ _GPS_IFD = 0x8825
 _EXIF_IFD = 0x8769
 _XYZ = b"\xa9xyz"
 _CONTAINERS = {b"moov", b"udta", b"meta", b"trak", b"mdia", b"minf", b"ilst"}
+_MAX_KEY = 1024  # a metadata key is a short reverse-DNS name; a larger size is corrupt
+_MAX_BOXES = 100_000  # boxes visited per file: a real moov holds hundreds, a crafted one millions
 
 
 @dataclass
@@ -64,9 +66,13 @@ def read_jpeg(path: Path) -> MediaPosition:
 
     out = MediaPosition(path=path, media_type="photo")
     try:
-        with Image.open(path) as img:
+        # JPEG only: a .jpg that is really a GIF or PNG is never parsed, however large it claims to be
+        with Image.open(path, formats=("JPEG",)) as img:
             exif = img.getexif()
-    except (UnidentifiedImageError, OSError) as exc:
+    except Image.DecompressionBombError as exc:
+        out.problem = f"not opened: {exc}"
+        return out
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         out.problem = f"not a readable JPEG ({exc})"
         return out
     sub = exif.get_ifd(_EXIF_IFD)
@@ -143,10 +149,20 @@ def parse_iso6709(text: str) -> tuple[float, float, float | None]:
     return lat, lon, alt
 
 
-def _boxes(f: BinaryIO, start: int, end: int):
+class _Walk:
+    """One file's walk: its handle and how many more boxes may be visited."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f = f
+        self.left = _MAX_BOXES
+
+
+def _boxes(walk: _Walk, start: int, end: int):
     """(type, payload start, payload end) of each box between start and end."""
+    f = walk.f
     pos = start
-    while pos + 8 <= end:
+    while pos + 8 <= end and walk.left > 0:
+        walk.left -= 1
         f.seek(pos)
         head = f.read(8)
         if len(head) < 8:
@@ -183,50 +199,54 @@ def _read_xyz(f: BinaryIO, start: int, end: int) -> str | None:
     return data.decode("utf-8", "replace").strip("\x00") or None
 
 
-def _read_keys_location(f: BinaryIO, meta_start: int, meta_end: int) -> str | None:
+def _read_keys_location(walk: _Walk, meta_start: int, meta_end: int) -> str | None:
+    f = walk.f
     keys: list[bytes] = []
     ilst = None
-    for kind, s, e in _boxes(f, meta_start, meta_end):
-        if kind == b"keys":
+    for kind, s, e in _boxes(walk, meta_start, meta_end):
+        if kind == b"keys" and e - s >= 8:
             f.seek(s + 4)  # version/flags
             count = struct.unpack(">I", f.read(4))[0]
             pos = s + 8
             for _ in range(min(count, 1000)):
                 f.seek(pos)
-                size, _ns = struct.unpack(">I4s", f.read(8))
-                if size < 8:
+                head = f.read(8)
+                if len(head) < 8:
                     break
+                size, _ns = struct.unpack(">I4s", head)
+                if size < 8 or size - 8 > _MAX_KEY or pos + size > e:
+                    break  # a key cannot be larger than its box, nor than any key name
                 keys.append(f.read(size - 8))
                 pos += size
         elif kind == b"ilst":
             ilst = (s, e)
     if not keys or ilst is None:
         return None
-    for kind, s, e in _boxes(f, *ilst):
+    for kind, s, e in _boxes(walk, *ilst):
         idx = struct.unpack(">I", kind)[0]
         if 1 <= idx <= len(keys) and keys[idx - 1] == b"com.apple.quicktime.location.ISO6709":
-            for dkind, ds, de in _boxes(f, s, e):
-                if dkind == b"data":
+            for dkind, ds, de in _boxes(walk, s, e):
+                if dkind == b"data" and de - ds > 8:
                     f.seek(ds + 8)  # type + locale
                     return f.read(min(de - ds - 8, 4096)).decode("utf-8", "replace")
     return None
 
 
-def _find_location(f: BinaryIO, start: int, end: int, depth: int = 0) -> str | None:
+def _find_location(walk: _Walk, start: int, end: int, depth: int = 0) -> str | None:
     if depth > 6:
         return None
-    for kind, s, e in _boxes(f, start, end):
+    for kind, s, e in _boxes(walk, start, end):
         if kind == _XYZ:
-            text = _read_xyz(f, s, e)
+            text = _read_xyz(walk.f, s, e)
             if text:
                 return text
         elif kind == b"meta":
-            ms = _meta_start(f, s, e)
-            text = _read_keys_location(f, ms, e) or _find_location(f, ms, e, depth + 1)
+            ms = _meta_start(walk.f, s, e)
+            text = _read_keys_location(walk, ms, e) or _find_location(walk, ms, e, depth + 1)
             if text:
                 return text
         elif kind in _CONTAINERS:
-            text = _find_location(f, s, e, depth + 1)
+            text = _find_location(walk, s, e, depth + 1)
             if text:
                 return text
     return None
@@ -240,11 +260,16 @@ def read_video(path: Path) -> MediaPosition:
         if len(head) < 8 or head[4:8] not in (b"ftyp", b"moov", b"wide", b"free", b"mdat", b"skip"):
             out.problem = "not an MP4/MOV file (no ftyp/moov box at the start)"
             return out
-        moov = next(((s, e) for kind, s, e in _boxes(f, 0, size) if kind == b"moov"), None)
+        walk = _Walk(f)
+        moov = next(((s, e) for kind, s, e in _boxes(walk, 0, size) if kind == b"moov"), None)
         if moov is None:
             out.problem = "no moov box (truncated or not a finished recording)"
             return out
-        text = _find_location(f, *moov)
+        try:
+            text = _find_location(walk, *moov)
+        except struct.error:  # a box cut short inside the moov
+            out.problem = "corrupt moov box (a metadata box is cut short)"
+            return out
     if text is None:
         out.problem = "no location atom (©xyz or ISO6709 key)"
         return out
