@@ -176,6 +176,9 @@ def test_rrn_next_to_a_label_is_found_whatever_its_date():
         (f"주민 등록 번호는 {bad_both} 입니다", bad_both),
         (f"외국인등록번호({bad_both})", bad_both),
         (f"주민등록증 사본: {bad_date}", bad_date),
+        (f"주민번호:\n{bad_date}", bad_date),  # on the next line of a multi-line cell
+        ("주민번호 700313-1******", "700313-1******"),  # starred, still a birth date and sex
+        ("RRN: 700313-*******", "700313-*******"),
         (f"RRN #{bad_date}", bad_date),
         (f"jumin: {bad_date}", bad_date),
         (f"Resident registration no. {bad_both}", bad_both),

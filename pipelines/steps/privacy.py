@@ -7,7 +7,7 @@ Detectors:
     rrn      resident registration numbers (주민등록번호, also 외국인등록번호): YYMMDD-SNNNNNN.
              Next to a label (주민번호, 주민등록번호, 외국인등록번호, 주민등록증, RRN, jumin,
              resident registration ...) any 13-digit number of that shape is one, whatever its date
-             and check digit. Without a label it must carry a real date: the check digit is
+             and check digit, and so is a partly starred one (700313-1******: birth date and sex). Without a label it must carry a real date: the check digit is
              verified and reported, but numbers that fail it are removed too (numbers issued
              since October 2020 carry no check digit). A date is required there because a bare
              13-digit number is as often a product code or an order number.
@@ -54,11 +54,12 @@ PERSON_NAME_COLUMNS = ("성명", "이름", "담당자", "담당자명", "신청�
 _DASH = "-\u2010\u2011\u2012\u2013\u2014\u2015\u2212"
 _SEP = rf"\s?[{_DASH}]?\s?"
 RRN_RE = re.compile(rf"(?<![\d.])(\d{{2}})(\d{{2}})(\d{{2}}){_SEP}([1-8])(\d{{6}})(?!\d)")
-#: a label, a few characters without digits (": ", "는 ", "(" ...), then 13 digits in RRN shape
+#: a label, a few characters without digits (": ", "는 ", "(", a line break ...), then 13 digits in
+#: RRN shape, or the birth date and sex digit with the rest starred out (700313-1******)
 RRN_LABELLED_RE = re.compile(
     r"(?:(?:주민|외국인)\s*(?:등록\s*)?(?:번호|증)|(?<![a-z])(?:rrn|jumin)(?![a-z])"
     r"|(?:resident|alien|foreigner)\s*registration)"
-    rf"[^\d\n]{{0,12}}?(\d{{6}}{_SEP}\d{{7}})(?!\d)", re.I)
+    rf"\D{{0,12}}?(\d{{6}}{_SEP}(?:\d{{7}}(?!\d)|\d?[*xX●○]{{6,7}}))", re.I)
 MOBILE_RE = re.compile(rf"(?<![\d+.])(?:\+82[{_DASH}\s.]?|0)(1[016789])[{_DASH}\s.)]?(\d{{3,4}})[{_DASH}\s.]?(\d{{4}})(?!\d)")
 # the local part starts where a run of its characters starts: tried from every position of a long
 # run, the search was quadratic (a 40 kB value without '@' took 12 s)
