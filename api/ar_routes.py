@@ -433,8 +433,9 @@ _NUM = {"type": "number"}
 def ar_openapi_paths() -> tuple[dict, dict, list[dict]]:
     """Path items, component schemas and tag for the AR endpoints (merged by api.openapi_doc)."""
     schemas = {
-        "ArError": {"type": "object", "required": ["code", "description"],
-                    "properties": {"code": {"type": "string"}, "description": {"type": "string"}}},
+        "ArError": {"type": "object", "required": ["type", "code", "description"],
+                    "properties": {"type": {"type": "string"}, "code": {"type": "string"},
+                                   "description": {"type": "string"}}},
         "ArViewItem": {"type": "object", "properties": {
             "id": {"type": "string"}, "layer": {"type": "string"}, "name": {"type": "string"},
             "name_lang": {"type": "string", "nullable": True}, "description": {"type": "string", "nullable": True},

@@ -19,7 +19,7 @@ Contribution = tuple[dict, dict, list[dict]]
 _NUM = {"type": "number"}
 _PROBLEM = {"description": "Bad parameter: the message names it and says what is allowed",
             "content": {"application/json": {"schema": {"type": "object", "properties": {
-                "code": {"type": "string"}, "description": {"type": "string"}}}}}}
+                "type": {"type": "string"}, "code": {"type": "string"}, "description": {"type": "string"}}}}}}
 
 
 def query(name: str, desc: str, schema: dict, required: bool = False) -> dict:

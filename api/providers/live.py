@@ -17,6 +17,7 @@ from pygeoapi.provider.base import (
 )
 
 from api.auth import AUDIT_FILE, AuditLog
+from api.errors import public
 from api.live_routes import follow_file
 from geo.errors import CitytwinError
 from pipelines.catalog import load_catalog
@@ -33,7 +34,7 @@ class LiveProvider(BaseProvider):
             catalog = load_catalog(Path(self.data))
             self.layer = LiveLayer(catalog, provider_def.get("layer", ""))
         except CitytwinError as exc:
-            raise ProviderConnectionError(user_msg=str(exc)) from None
+            raise ProviderConnectionError(user_msg=public(str(exc))) from None
         self._audit = AuditLog(catalog.build_path / AUDIT_FILE)
         self._fields = dict(_FIELDS)
 
