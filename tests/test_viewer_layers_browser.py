@@ -173,6 +173,11 @@ def test_opens_on_the_data_and_keeps_the_view_in_the_hash(server: str) -> None:
         page.reload()
         page.wait_for_function("window.__viewerState && window.__viewerState.loaded", timeout=LOAD_TIMEOUT_MS)
         hashed = page.evaluate(VIEW)
+        # A hash MapLibre refuses (latitude 100) is no view: the map opens on the data again.
+        page.goto(f"{server}/viewer/#14/100/-122.4")
+        page.reload()
+        page.wait_for_function("window.__viewerState && window.__viewerState.loaded", timeout=LOAD_TIMEOUT_MS)
+        refused = page.evaluate(VIEW)
     _assert_clean(record)
     assert state["errors"] == []
     assert west <= opened["lng"] <= east and south <= opened["lat"] <= north, (opened, (west, south, east, north))
@@ -181,3 +186,5 @@ def test_opens_on_the_data_and_keeps_the_view_in_the_hash(server: str) -> None:
     assert (lat, lng) == pytest.approx((opened["lat"], opened["lng"]), abs=1e-3)
     assert zoom == pytest.approx(opened["zoom"], abs=0.01)
     assert (hashed["lng"], hashed["lat"], hashed["zoom"]) == pytest.approx((-122.45, 37.77, 15.5), abs=1e-6)
+    assert (refused["lng"], refused["lat"], refused["zoom"]) == pytest.approx(
+        (opened["lng"], opened["lat"], opened["zoom"]), abs=1e-6)

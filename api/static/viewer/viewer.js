@@ -382,11 +382,15 @@ function countBuildings(map) {
   return map.queryRenderedFeatures({ layers: [BUILDINGS_LAYER] }).length;
 }
 
-// MapLibre's hash (#zoom/lat/lng[/bearing/pitch]) sets the view when it holds a position; the
-// same test as MapLibre's own, so the map opens on the data exactly when the hash does not.
-function hashHoldsView() {
-  const parts = window.location.hash.replace(/^#/, "").split("/");
-  return parts.length >= 3 && parts.every((p) => p !== "" && !Number.isNaN(Number(p)));
+// Whether MapLibre took the view from the URL hash (#zoom/lat/lng[/bearing/pitch]), by its own
+// rules (numbers within the map's ranges), so the map opens on the data exactly when it did not.
+// `hash`: as the page was opened; the map rewrites it with its own view at once.
+function viewFromHash(map, hash) {
+  const parts = hash.replace(/^#/, "").split("&")[0].split("/");
+  if (parts.length < 3 || parts.some((p) => Number.isNaN(+p))) return false;
+  const [zoom, lat, , bearing = 0, pitch = 0] = parts.map(Number);
+  return Math.abs(lat) <= 90 && zoom >= map.getMinZoom() && zoom <= map.getMaxZoom()
+    && Math.abs(bearing) <= 180 && pitch >= map.getMinPitch() && pitch <= map.getMaxPitch();
 }
 
 // The whole extent of the data, but never above the lowest zoom any layer has tiles at
@@ -413,7 +417,7 @@ async function start() {
   const full = mergeOverlays(style, [catalogLayers, ...overlays]);
   const { bbox, minzoom } = published.catalog;
   state.dataBbox = bbox;
-  const hashed = hashHoldsView(); // asked first: the map writes its own view into the hash at once
+  const openedWith = window.location.hash;
   const map = new Map({
     container: "map",
     style: full,
@@ -424,7 +428,7 @@ async function start() {
     hash: true,
     attributionControl: { compact: true },
   });
-  if (bbox && !hashed) openOnData(map, bbox, minzoom);
+  if (bbox && !viewFromHash(map, openedWith)) openOnData(map, bbox, minzoom);
   window.citytwinViewer.map = map;
   map.addControl(new NavigationControl({ visualizePitch: true }), "top-right");
   map.addControl(new ScaleControl(), "bottom-right");
