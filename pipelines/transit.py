@@ -23,7 +23,7 @@ import geopandas as gpd
 
 from geo.errors import CatalogError
 from geo.names import check_layer_name
-from pipelines.catalog import Catalog, add_layer_entry, load_catalog
+from pipelines.catalog import Catalog, edit_catalog
 from pipelines.project import project_store, relative_to_project
 from pipelines.readers.gtfs import read_gtfs
 from pipelines.steps.service_days import representative_day
@@ -120,19 +120,20 @@ def ingest_transit_into_project(project: Path, path: Path, prefix: str, *, kind:
     if crs is not None:
         raise CatalogError(f"--crs {crs}: a GTFS feed is WGS84 (EPSG:4326) by definition; drop --crs")
     check_layer_name(prefix)
-    names = layer_names(prefix)
-    catalog = load_catalog(project)
-    report = ingest_transit(project_store(catalog), prefix, Path(path), encoding)
-    source = relative_to_project(Path(path), catalog.root)
-    for part, name in names.items():
-        cfg = catalog.layers.get(name)
-        if cfg is None:
-            entry = {"kind": "transit", "source": source, "description": _DESCRIPTIONS[part],
-                     "minzoom": _ZOOMS[part][0], "maxzoom": _ZOOMS[part][1]}
-            if encoding:
-                entry["encoding"] = encoding
-            add_layer_entry(project, name, entry)
-        elif catalog.source_paths(name) != [Path(path).resolve()]:
-            report.warnings.append(f"citytwin.yaml's entry for '{name}' has source {cfg.source or 'none'}, not "
-                                   f"{source}; 'citytwin build' follows the catalog, so update it there")
+    changes: list[str] = []
+    with edit_catalog(project) as edit:  # the feed and encoding given become the entries the next build reads
+        source = relative_to_project(Path(path), edit.catalog.root)
+        for part, name in layer_names(prefix).items():
+            values: dict[str, object] = {"encoding": encoding} if encoding else {}
+            if name not in edit.catalog.layers:
+                values = {"kind": "transit", "source": source, "description": _DESCRIPTIONS[part],
+                          "minzoom": _ZOOMS[part][0], "maxzoom": _ZOOMS[part][1], **values}
+            elif edit.catalog.source_paths(name) != [Path(path).resolve()]:
+                values["source"] = source
+            changes += [f"'{name}' {change}" for change in edit.set_layer(name, values)]
+        catalog = edit.check()
+        encoding = catalog.layers[layer_names(prefix)["stops"]].encoding  # as the next build will read it
+        report = ingest_transit(project_store(catalog), prefix, Path(path), encoding)
+    if changes:
+        report.warnings.append(f"updated {catalog.root / 'citytwin.yaml'}: {'; '.join(changes)}")
     return report

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from pathlib import Path
 
 import geopandas as gpd
@@ -138,8 +139,10 @@ def test_accepted_source_crs_is_stored_and_honoured_by_build(project: Path):
                     "--accept-source-crs", "--project", str(project))
     assert code == 0, out
     assert "kept as asked" in out and "EPSG:5174" in out
+    # a few footprints: boundaries start at z12 at the latest (pipelines.zooms)
     assert catalog_entry(project, "districts") == {"kind": "boundaries", "source": "legacy_bessel.shp",
-                                                   "encoding": "cp949", "accept_source_crs": True}
+                                                   "encoding": "cp949", "accept_source_crs": True,
+                                                   "minzoom": 12, "maxzoom": 16}
     ingested = read_layer(project, "districts")
     # what the acceptance means: the shift-less datum lands hundreds of metres away
     assert max_vertex_error_m(ingested, truth) > 100.0
@@ -149,7 +152,7 @@ def test_accepted_source_crs_is_stored_and_honoured_by_build(project: Path):
 
     # without the acceptance, the build refuses as ingest does, and publishes nothing
     path = project / "citytwin.yaml"
-    path.write_text(path.read_text(encoding="utf-8").replace("accept_source_crs: true\n", ""), encoding="utf-8")
+    path.write_text(path.read_text(encoding="utf-8").replace("    accept_source_crs: true\n", ""), encoding="utf-8")
     before = digest(store_path(project))
     code, out = run("build", "--project", str(project), "--layer", "districts")
     assert code == 2, out
@@ -171,7 +174,8 @@ def test_reingest_with_crs_is_what_the_next_build_publishes(project: Path, first
     assert code == 0, out
     # every option given so far is in the entry; the acceptance, for the file's own CRS, no longer applies
     assert catalog_entry(project, "districts") == {"kind": "boundaries", "source": "legacy_bessel.shp",
-                                                   "encoding": "cp949", "crs": "EPSG:5174"}
+                                                   "encoding": "cp949", "crs": "EPSG:5174",
+                                                   "minzoom": 12, "maxzoom": 16}
     ingested = read_layer(project, "districts")
     assert list(ingested["name"]) == list(truth["name"])
     assert max_vertex_error_m(ingested, truth) < 10.0  # truth: EPSG:5174 with its TOWGS84, through pyproj
@@ -390,3 +394,28 @@ def test_real_seoul_gu_boundaries(project: Path):
     # Jung-gu holds City Hall
     jung = got[got["SIG_KOR_NM"] == "중구"].geometry.iloc[0]
     assert jung.contains(Point(*CITY_HALL))
+
+
+def test_reingest_of_a_gtfs_feed_updates_its_three_entries(project: Path):
+    from test_transit import feed_files
+
+    files = feed_files()
+    first, second = project / "feed_2023.zip", project / "feed_2024.zip"
+    with zipfile.ZipFile(first, "w") as zf:
+        for name, text in files.items():
+            zf.writestr(name, text.encode("utf-8"))
+    renamed = files["stops.txt"].replace("Middle", "시청").replace("End", "광화문")
+    with zipfile.ZipFile(second, "w") as zf:  # next year's feed, exported in CP949
+        for name, text in {**files, "stops.txt": renamed}.items():
+            zf.writestr(name, text.lstrip("\ufeff").encode("cp949"))
+    code, out = run("ingest", str(first), "--layer", "city", "--project", str(project))
+    assert code == 0, out
+    code, out = run("ingest", str(second), "--layer", "city", "--encoding", "cp949", "--project", str(project))
+    assert code == 0, out
+    for name in ("city_stops", "city_routes", "city_departures"):
+        entry = catalog_entry(project, name)
+        assert (entry["source"], entry["encoding"]) == ("feed_2024.zip", "cp949"), entry
+    code, out = run("build", "--project", str(project), "--layer", "city_stops")
+    assert code == 0, out
+    stops = read_layer(project, "city_stops").set_index("id")
+    assert (stops.loc["B", "stop_name"], stops.loc["C", "stop_name"]) == ("시청", "광화문")
