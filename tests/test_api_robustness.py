@@ -141,6 +141,18 @@ def test_properties_nested_5000_deep_are_400(base):
     assert feature["properties"]["detail"] == _nested(20)
 
 
+def test_a_watched_file_nested_5000_deep_is_refused_and_logged(base, project):
+    path = project / "data" / "congestion.geojson"
+    path.write_text('{"type": "FeatureCollection", "features": [' + "[" * 5000 + "]" * 5000 + "]}",
+                    encoding="utf-8")
+    resp = httpx.get(f"{base}/live/congestion/items", timeout=30)
+    assert resp.status_code == 200, resp.text
+    reloads = [json.loads(line) for line in (project / "build" / "logs" / "audit.log").read_text().splitlines()
+               if '"reload"' in line]
+    assert reloads[-1]["layer"] == "congestion" and reloads[-1]["status"] == "error"
+    assert "kept the previous items" in reloads[-1]["error"]
+
+
 def test_live_body_over_the_limit_is_413_payload_too_large(base):
     resp = _post(base, b" " * 5_000_001)
     assert_error(resp, 413, "PayloadTooLarge", "over 5,000,000 bytes")
