@@ -9,8 +9,8 @@ from pathlib import Path
 
 from geo.crs import DatumShiftError
 from geo.errors import CRSError
-from pipelines.catalog import CATALOG_FILE, Catalog, load_catalog
-from pipelines.ingest import ingest_layer
+from pipelines.catalog import CATALOG_FILE, Catalog, edit_catalog, load_catalog
+from pipelines.ingest import given_zooms, ingest_layer, write_fitted_zooms
 from pipelines.project import project_store
 from pipelines.runner import make_runner
 from pipelines.store import Store
@@ -54,11 +54,18 @@ def _build_3d_only(catalog, name: str, progress: bool, runner) -> str:
 
 def _ingest_from_catalog(catalog: Catalog, store: Store, name: str, progress: bool) -> str:
     try:
-        return ingest_layer(catalog, store, name, progress=progress).summary()
+        report = ingest_layer(catalog, store, name, progress=progress)
     except DatumShiftError as exc:  # the way out is a catalog key here, not a command-line option
         raise CRSError(exc.shift.refusal(
             f"layer '{name}' in {catalog.root / CATALOG_FILE}: {exc.source}",
             declare="crs: {code}", accept="accept_source_crs: true")) from None
+    cfg = catalog.layers[name]
+    given = given_zooms(cfg, {})
+    if len(given) < 2:  # an entry without its zoom range gets one fitted to the data, as ingest writes it
+        with edit_catalog(catalog.root) as edit:
+            added = write_fitted_zooms(edit, name, given, report)
+        catalog.layers[name] = cfg.model_copy(update=added)
+    return report.summary()
 
 
 def _build(project: Path, layers: list[str] | None, ingest: bool, progress: bool, runner) -> Iterator[str]:

@@ -24,6 +24,7 @@ from geo.crs import parse_crs
 from geo.errors import CatalogError, CitytwinError
 from geo.names import check_layer_name
 from pipelines.atomic_file import replace_text
+from pipelines.zooms import KIND_MINZOOM, MAXZOOM
 
 CATALOG_FILE = "citytwin.yaml"
 # raster: a GDAL raster (e.g. flood depth) published as a COG under <build>/cog, not in the store.
@@ -92,8 +93,10 @@ class LayerConfig(_Strict):
     encoding: str | None = Field(None, description="text encoding of the source, e.g. cp949")
     fields: list[str] | None = Field(None, description="fields to publish; None publishes all")
     id_field: str | None = Field(None, description="source field holding a stable feature id")
-    minzoom: int = Field(12, ge=0, le=22)
-    maxzoom: int = Field(16, ge=0, le=22)
+    # without them: the kind's default here; ingest and build write one fitted to the data
+    minzoom: int = Field(default_factory=lambda data: KIND_MINZOOM.get(data.get("kind"), KIND_MINZOOM["generic"]),
+                         ge=0, le=22, description="first zoom of the vector tiles")
+    maxzoom: int = Field(MAXZOOM, ge=0, le=22, description="last zoom of the vector tiles")
     height_field: str | None = None
     floors_field: str | None = None
     storey_height: float | None = Field(None, gt=0, le=20)

@@ -64,22 +64,42 @@ def init(directory: Path) -> None:
               help="Keep a CRS that lacks its datum shift (a Bessel .prj) although it lands hundreds of metres "
                    "off; declaring --crs is better.")
 @click.option("--encoding", default=None, help="Text encoding of the source, e.g. cp949. Overrides .cpg.")
+@click.option("--minzoom", type=click.IntRange(0, 22), default=None,
+              help="First zoom of the layer's vector tiles. Default: the entry's, else fitted to the data.")
+@click.option("--maxzoom", type=click.IntRange(0, 22), default=None,
+              help="Last zoom of the layer's vector tiles (clients zoom deeper on it). Default: 16.")
 @click.option("--project", default=".", type=click.Path(file_okay=False, path_type=Path), show_default=True,
               help="Project folder holding citytwin.yaml.")
 def ingest(path: Path, layer: str, kind: str | None, crs: str | None, accept_source_crs: bool,
-           encoding: str | None, project: Path) -> None:
-    """Read PATH (GeoPackage, Shapefile, GeoJSON, FlatGeobuf), check it, and publish it as LAYER.
+           encoding: str | None, minzoom: int | None, maxzoom: int | None, project: Path) -> None:
+    """Read PATH (GeoPackage, Shapefile, GeoJSON, FlatGeobuf, or a GTFS .zip), check it, and publish it as LAYER.
 
     Geometries are repaired, reprojected to WGS84 and given stable ids; buildings get a
     height (from a height field, else floors x storey height). The store is replaced
     atomically: a failure leaves the previously published layer untouched. The options
     given are written into the layer's entry in citytwin.yaml, so 'citytwin build'
     publishes it the same way.
+
+    \b
+    A GTFS feed (.zip with stops.txt, routes.txt, trips.txt, stop_times.txt) becomes
+    three transit layers named after LAYER: LAYER_stops (points), LAYER_routes (lines)
+    and LAYER_departures (departures per stop and hour on the busiest weekday).
+
+    \b
+    Zoom range of the vector tiles ('citytwin build' writes them): minzoom and maxzoom in
+    the layer's entry. When neither the entry nor --minzoom/--maxzoom sets them, ingest
+    writes a range fitted to the kind and the data into the entry:
+      boundaries, hazard_zones  from the zoom where the whole layer is about one tile
+                                across (z9 for Seoul's 25 gu), z12 at the latest
+      buildings                 from z13
+      pois                      from z10, or earlier if the whole layer fits 4 tiles
+      generic                   from z12, or earlier if the whole layer fits 4 tiles
+    each pushed deeper while one tile would hold over 10,000 features; maxzoom 16.
     """
     from pipelines.ingest import ingest_into_project
 
     report = ingest_into_project(project, path, layer, kind=kind, crs=crs, encoding=encoding,
-                                 accept_source_crs=accept_source_crs)
+                                 accept_source_crs=accept_source_crs, minzoom=minzoom, maxzoom=maxzoom)
     click.echo(report.summary())
 
 

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from geo.errors import CatalogError, SourceError
 from geo.geometry import LONLAT_TOLERANCE, clamp_lonlat, non_polygonal, repair
 from geo.names import check_layer_name
-from pipelines.catalog import Catalog, LayerConfig, edit_catalog
+from pipelines.catalog import Catalog, CatalogEdit, LayerConfig, edit_catalog
 from pipelines.last_ingest import changes_since_last, read_settings, remember
 from pipelines.project import project_store, relative_to_project
 from pipelines.readers.gtfs import is_gtfs_zip
@@ -24,6 +24,7 @@ from pipelines.readers.vector import read_vector
 from pipelines.steps.normalise import HeightCounts, building_heights, select_fields, stable_ids
 from pipelines.store import Store
 from pipelines.store.base import ID_COLUMN
+from pipelines.zooms import centres, default_zooms, missing_zooms
 
 if TYPE_CHECKING:
     from pipelines.transit import TransitReport
@@ -45,6 +46,8 @@ class IngestReport:
     clamped: int = 0
     heights: HeightCounts | None = None
     warnings: list[str] = field(default_factory=list)
+    fitted_zooms: tuple[int, int, str] | None = None  # minzoom, maxzoom, why: what fits the data
+    tiles: str = ""  # the zoom range the tiles will have, and where it came from
     catalog_changes: str = ""
     seconds: float = 0.0
 
@@ -66,6 +69,8 @@ class IngestReport:
                 f"  heights: {h.from_attribute} from a height field, {h.from_floors} from floors x storey height, "
                 f"{h.missing} with neither"
             )
+        if self.tiles:
+            lines.append(f"  tiles: {self.tiles}")
         if self.catalog_changes:
             lines.append(f"  catalog: {self.catalog_changes}")
         lines += [f"  warning: {w}" for w in self.warnings]
@@ -134,6 +139,7 @@ def prepare_layer(paths: list[Path], layer: str, cfg: LayerConfig, storey_height
         keep = ("height", "floors", "height_source")
     gdf = select_fields(gdf, cfg.fields, keep, ", ".join(report.sources))
     report.published = len(gdf)
+    report.fitted_zooms = default_zooms(cfg.kind, *centres(gdf.geometry.to_numpy()), tuple(gdf.total_bounds))
     report.source_crs = ", ".join(sorted(set(crs_names)))
     report.warnings = warnings
     return gdf, report
@@ -157,9 +163,36 @@ def ingest_layer(catalog: Catalog, store: Store, layer: str, paths: list[Path] |
     return report
 
 
+def write_fitted_zooms(edit: CatalogEdit, layer: str, given: dict[str, int], report: IngestReport) -> dict[str, int]:
+    """Write the zoom keys that neither the entry nor the command gave, fitted to the data just
+    read, so the range shows in citytwin.yaml and can be edited there; the report says which."""
+    assert report.fitted_zooms is not None
+    lo, hi, why = report.fitted_zooms
+    added = missing_zooms(given, (lo, hi))
+    if added:
+        edit.set_layer(layer, added)
+    zooms = {**given, **added}
+    report.tiles = f"z{zooms['minzoom']}-{zooms['maxzoom']}"
+    if added:
+        fitted = f", fitted to this {report.kind} layer ({why})" if "minzoom" in added else ""
+        report.tiles += (f"; {' and '.join(f'{k}: {v}' for k, v in added.items())} written to "
+                         f"{edit.path}{fitted}; edit there to change")
+    else:
+        report.tiles += f" (minzoom/maxzoom of '{layer}' in {edit.path})"
+    return added
+
+
+def given_zooms(base: LayerConfig | None, values: dict[str, object]) -> dict[str, int]:
+    """The zoom keys set by the command line or already in the layer's entry."""
+    keys = ("minzoom", "maxzoom")
+    entry = {k: getattr(base, k) for k in keys if base is not None and k in base.model_fields_set}
+    return {**entry, **{k: int(values[k]) for k in keys if values.get(k) is not None}}
+
+
 def ingest_into_project(project: Path, path: Path, layer: str, *, kind: str | None = None,
                         crs: str | None = None, encoding: str | None = None,
-                        accept_source_crs: bool = False) -> IngestReport | TransitReport:
+                        accept_source_crs: bool = False, minzoom: int | None = None,
+                        maxzoom: int | None = None) -> IngestReport | TransitReport:
     """``citytwin ingest``: the options given become the layer's catalog entry, then it is published.
 
     The entry is written (structurally, comments kept) only when the ingest succeeds, and the
@@ -177,15 +210,18 @@ def ingest_into_project(project: Path, path: Path, layer: str, *, kind: str | No
         base = edit.catalog.layers.get(layer)
         values = _given_options(edit.catalog, layer, Path(path), kind=kind, crs=crs, encoding=encoding,
                                 accept_source_crs=accept_source_crs)
+        values.update({k: v for k, v in (("minzoom", minzoom), ("maxzoom", maxzoom)) if v is not None})
         merged = {**(base or LayerConfig()).model_dump(), **values, "source": [str(path)]}
         try:  # the options' own errors, named as options
             LayerConfig.model_validate({k: v for k, v in merged.items() if v is not None})
         except ValidationError as exc:
             err = exc.errors()[0]
-            raise CatalogError(f"--{err['loc'][0]}: {err['msg'].removeprefix('Value error, ')}") from None
+            option = f"--{err['loc'][0]}" if err["loc"] else "options"  # a check across keys (minzoom vs maxzoom)
+            raise CatalogError(f"{option}: {err['msg'].removeprefix('Value error, ')}") from None
         changes = edit.set_layer(layer, values)
         catalog = edit.check()  # exactly what the next build will read
         report = ingest_layer(catalog, project_store(catalog), layer, paths=[Path(path)])  # named as given
+        write_fitted_zooms(edit, layer, given_zooms(base, values), report)
     if changes:
         report.catalog_changes = f"updated '{layer}' in {catalog.root / 'citytwin.yaml'}: {'; '.join(changes)}"
     return report

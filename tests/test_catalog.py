@@ -123,7 +123,8 @@ def test_ingest_keeps_comments_and_keys_after_layers(tmp_path: Path):
     data = yaml.safe_load(text)
     assert data["storey_height"] == 3.5 and data["server"] == {"title": "Kept title"}
     assert data["layers"]["gu"] == {"kind": "boundaries", "source": "gu.geojson", "fields": ["code", "name"]}
-    assert data["layers"]["parks"] == {"kind": "boundaries", "source": "parks.geojson"}
+    # ingest adds the zoom range fitted to the data (a small square: boundaries from z12)
+    assert data["layers"]["parks"] == {"kind": "boundaries", "source": "parks.geojson", "minzoom": 12, "maxzoom": 16}
     cat = load_catalog(tmp_path)
     assert (cat.storey_height, cat.server.title, sorted(cat.layers)) == (3.5, "Kept title", ["gu", "parks"])
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
@@ -141,7 +142,7 @@ def test_reingest_updates_the_entry_in_place(tmp_path: Path):
         assert comment in text, comment
     gu = yaml.safe_load(text)["layers"]["gu"]
     assert gu == {"kind": "boundaries", "source": "gu.geojson", "fields": ["code", "name"],
-                  "crs": "EPSG:4326", "encoding": "utf-8"}
+                  "crs": "EPSG:4326", "encoding": "utf-8", "minzoom": 12, "maxzoom": 16}
 
 
 def test_failed_ingest_leaves_the_catalog_byte_identical(tmp_path: Path):
