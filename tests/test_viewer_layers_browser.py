@@ -12,6 +12,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -188,3 +189,17 @@ def test_opens_on_the_data_and_keeps_the_view_in_the_hash(server: str) -> None:
     assert (hashed["lng"], hashed["lat"], hashed["zoom"]) == pytest.approx((-122.45, 37.77, 15.5), abs=1e-6)
     assert (refused["lng"], refused["lat"], refused["zoom"]) == pytest.approx(
         (opened["lng"], opened["lat"], opened["zoom"]), abs=1e-6)
+
+
+def test_layer_list_names_every_published_layer_and_their_extent(server: str, project: Path) -> None:
+    doc = httpx.get(f"{server}/viewer/layers.json", timeout=30).json()
+    titles = _titles(project)
+    assert [(e["id"], e["title"]) for e in doc["layers"]] == list(titles.items())
+    kinds = {e["id"]: (e["kind"], e["geometry"]) for e in doc["layers"]}
+    assert kinds["pois"] == ("pois", "point") and kinds["survey_areas"] == ("generic", "polygon")
+    assert kinds["bayline_routes"] == ("transit", "line") and kinds["bayline_stops"] == ("transit", "point")
+    assert doc["bbox"] == pytest.approx(list(_data_bbox()), abs=1e-6)
+    # every style layer reads its own layer, and the first one opens the popup
+    for entry in doc["layers"]:
+        assert {(l["source"], l["source-layer"]) for l in entry["style"]} == {(entry["id"], entry["id"])}
+        assert entry["style"][0]["metadata"]["citytwin:popup"] is True
