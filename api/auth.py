@@ -208,7 +208,7 @@ class ProcessAuthMiddleware:
 
     def __init__(self, app: ASGIApp, keys: ApiKeys, audit: AuditLog) -> None:
         self.app, self.keys, self.audit = app, keys, audit
-        self.jobs = Jobs()
+        self.jobs = Jobs(os.environ["PYGEOAPI_CONFIG"])  # written by create_app before this is built
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

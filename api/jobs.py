@@ -8,7 +8,6 @@ read or dismiss the job; to any other key a job it does not own does not exist (
 """
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from pygeoapi.process.base import JobNotFoundError
@@ -23,14 +22,15 @@ _SHOWN = ("status", "message", "progress", "created", "started", "finished", "up
 class Jobs:
     """The job manager named in the generated pygeoapi config, seen through job ownership."""
 
-    def __init__(self) -> None:
+    def __init__(self, config_path: str) -> None:
+        self.config_path = config_path
         self._manager: BaseManager | None = None
         self._base_url = ""
 
     @property
     def manager(self) -> BaseManager:
-        if self._manager is None:  # the config is written by create_app before the first request
-            with open(os.environ["PYGEOAPI_CONFIG"], encoding="utf-8") as f:
+        if self._manager is None:
+            with open(self.config_path, encoding="utf-8") as f:
                 config = yaml_load(f)
             self._manager = get_manager(config)
             self._base_url = config["server"]["url"].rstrip("/")
