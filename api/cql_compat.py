@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-_ITEMS = re.compile(r"^/collections/[^/]+/items$")
+ITEMS_PATH = re.compile(r"^/collections/[^/]+/items$")
 
 
 class CQL2CompatMiddleware:
@@ -21,7 +21,7 @@ class CQL2CompatMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "GET" or not _ITEMS.match(scope["path"]):
+        if scope["type"] != "http" or scope["method"] != "GET" or not ITEMS_PATH.match(scope["path"]):
             await self.app(scope, receive, send)
             return
         params = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
@@ -38,11 +38,11 @@ class CQL2CompatMiddleware:
                 headers += [(b"content-type", b"application/query-cql-json"),
                             (b"content-length", str(len(payload)).encode())]
                 scope = dict(scope, method="POST", headers=headers, query_string=urlencode(rest).encode("latin-1"))
-                receive = _body_once(payload, receive)
+                receive = body_once(payload, receive)
         await self.app(scope, receive, send)
 
 
-def _body_once(payload: bytes, original: Receive) -> Receive:
+def body_once(payload: bytes, original: Receive) -> Receive:
     """Deliver ``payload`` as the request body, then defer to the real channel (disconnects)."""
     sent = False
 

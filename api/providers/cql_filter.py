@@ -11,10 +11,14 @@ Supported: AND, OR, NOT; =, <>, <, <=, >, >=; LIKE (and case-insensitive); BETWE
 IS NULL; the spatial predicates (S_INTERSECTS, S_DISJOINT, S_CONTAINS, S_WITHIN, S_TOUCHES,
 S_CROSSES, S_OVERLAPS, S_EQUALS) and BBOX against a geometry literal. Anything else
 (temporal operators, arithmetic, functions) is refused with a message naming PostGIS.
+
+The work a filter may ask for is bounded: at most MAX_NODES nodes nested at most MAX_DEPTH
+deep (checked before evaluating), LIKE patterns that cannot backtrack (like_pattern.py), and
+EVAL_SECONDS of evaluation, checked between nodes and between blocks of rows.
 """
 from __future__ import annotations
 
-import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,6 +27,8 @@ import pandas as pd
 import shapely
 from pygeofilter import ast, values
 from shapely.geometry import shape
+
+from api.providers.like_pattern import LikePatternError, like_regex
 
 GEOMETRY_NAMES = ("geometry",)
 _SPATIAL: dict[type, Callable] = {
@@ -36,10 +42,18 @@ _MIRROR = {ast.GeometryContains: ast.GeometryWithin, ast.GeometryWithin: ast.Geo
 _COMPARE = {ast.Equal: "eq", ast.NotEqual: "ne", ast.LessThan: "lt", ast.LessEqual: "le",
             ast.GreaterThan: "gt", ast.GreaterEqual: "ge"}
 _FLIP = {"lt": "gt", "le": "ge", "gt": "lt", "ge": "le", "eq": "eq", "ne": "ne"}
+MAX_NODES = 500  # properties, operators and predicates in one filter
+MAX_DEPTH = 64  # nesting of operators (an AND chain of n terms nests n - 1 deep)
+EVAL_SECONDS = 10.0  # evaluation time a filter may take over the candidate rows
+LIKE_BLOCK = 10_000  # rows matched between two looks at the clock
 
 
 class FilterError(ValueError):
     """A filter this store cannot evaluate, or one that does not fit the collection."""
+
+
+class FilterTimeout(RuntimeError):
+    """The filter used up EVAL_SECONDS before every row was decided."""
 
 
 @dataclass
@@ -89,20 +103,44 @@ class RowSet:
 
 def evaluate(node, rows: RowSet) -> np.ndarray:
     """Boolean mask of the rows the filter keeps."""
-    return _truth(node, rows).true
+    check_size(node)
+    return _truth(node, rows, time.monotonic() + EVAL_SECONDS).true
 
 
-def _truth(node, rows: RowSet) -> Truth:
+def check_size(node) -> None:
+    """Refuse a filter with more than MAX_NODES nodes or nested deeper than MAX_DEPTH
+    (walked without recursion, so a huge tree cannot exhaust the stack here)."""
+    count, stack = 0, [(node, 1)]
+    while stack:
+        current, depth = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise FilterError(f"the filter has more than {MAX_NODES} terms; split it into simpler requests "
+                              "or use IN (...) for lists of values")
+        if depth > MAX_DEPTH:
+            raise FilterError(f"the filter nests more than {MAX_DEPTH} levels deep; flatten it, e.g. "
+                              "use IN (...) instead of a long chain of OR")
+        if isinstance(current, ast.Node):
+            stack.extend((child, depth + 1) for child in current.get_sub_nodes() if isinstance(child, ast.Node))
+
+
+def _check_clock(deadline: float) -> None:
+    if time.monotonic() > deadline:
+        raise FilterTimeout(f"the filter took longer than {EVAL_SECONDS:g} s")
+
+
+def _truth(node, rows: RowSet, deadline: float) -> Truth:
+    _check_clock(deadline)
     if isinstance(node, ast.And):
-        return _truth(node.lhs, rows) & _truth(node.rhs, rows)
+        return _truth(node.lhs, rows, deadline) & _truth(node.rhs, rows, deadline)
     if isinstance(node, ast.Or):
-        return _truth(node.lhs, rows) | _truth(node.rhs, rows)
+        return _truth(node.lhs, rows, deadline) | _truth(node.rhs, rows, deadline)
     if isinstance(node, ast.Not):
-        return ~_truth(node.sub_node, rows)
+        return ~_truth(node.sub_node, rows, deadline)
     if type(node) in _COMPARE:
         return _compare(node, rows)
     if isinstance(node, ast.Like):
-        return _negate(_like(node, rows), node.not_)
+        return _negate(_like(node, rows, deadline), node.not_)
     if isinstance(node, ast.Between):
         col, kind = _attribute(node.lhs, rows)
         low, high = _literal(node.low, kind, node.lhs.name), _literal(node.high, kind, node.lhs.name)
@@ -178,28 +216,24 @@ def _compare(node, rows: RowSet) -> Truth:
     return Truth(known & result.fillna(False).to_numpy(bool), known)
 
 
-def _like(node, rows: RowSet) -> Truth:
+def _like(node, rows: RowSet, deadline: float) -> Truth:
     col, kind = _attribute(node.lhs, rows)
     if kind != "string":
         raise FilterError(f"LIKE needs a text property; {node.lhs.name!r} is a {kind}")
-    pattern = _like_regex(str(node.pattern), node.wildcard or "%", node.singlechar or "_", node.escapechar)
-    regex = re.compile(pattern, re.IGNORECASE | re.DOTALL if node.nocase else re.DOTALL)
+    if not isinstance(node.pattern, str):
+        raise FilterError(f"LIKE on {node.lhs.name!r} needs a quoted pattern, e.g. 'Seoul%'")
+    try:
+        regex = like_regex(node.pattern, node.nocase)
+    except LikePatternError as exc:
+        raise FilterError(f"{exc} (LIKE on {node.lhs.name!r})") from None
+    values = col.tolist()
+    true = np.zeros(len(values), dtype=bool)
+    for start in range(0, len(values), LIKE_BLOCK):
+        _check_clock(deadline)
+        block = values[start:start + LIKE_BLOCK]
+        true[start:start + len(block)] = [isinstance(v, str) and regex.fullmatch(v) is not None for v in block]
     known = col.notna().to_numpy()
-    true = np.array([bool(regex.fullmatch(v)) if isinstance(v, str) else False for v in col.tolist()], dtype=bool)
     return Truth(known & true, known)
-
-
-def _like_regex(pattern: str, wildcard: str, single: str, escape: str | None) -> str:
-    out, i = [], 0
-    while i < len(pattern):
-        c = pattern[i]
-        if escape and c == escape and i + 1 < len(pattern):
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-            continue
-        out.append(".*" if c == wildcard else "." if c == single else re.escape(c))
-        i += 1
-    return "".join(out)
 
 
 def _spatial(node, rows: RowSet) -> Truth:

@@ -31,7 +31,8 @@ from pygeoapi.provider.base import (
 )
 from pyproj import CRS, Transformer
 
-from api.providers.cql_filter import FilterError, RowSet, evaluate
+from api.providers.cql_filter import FilterError, FilterTimeout, RowSet, evaluate
+from api.providers.errors import TooSlowError
 from api.providers.gpkg_blob import decode
 from geo.errors import LayerNameError
 from geo.names import check_layer_name
@@ -222,6 +223,10 @@ class GeoPackageProvider(BaseProvider):
             keep = evaluate(filterq, candidates) if rows else np.zeros(0, dtype=bool)
         except FilterError as exc:
             raise ProviderInvalidQueryError(user_msg=str(exc)) from None
+        except FilterTimeout as exc:
+            raise TooSlowError(user_msg=f"{exc} over {len(rows):,} candidate features of {self.table!r}; "
+                                        "add a bbox or simplify the filter, or serve from PostGIS "
+                                        "(set CITYTWIN_DATABASE_URL)") from None
         matched = [r for r, k in zip(rows, keep) if k]
         page = matched[offset:offset + limit] if resulttype != "hits" else []
         features = self._features(page, select_properties or [], skip_geometry, crs_transform_spec)
