@@ -83,12 +83,12 @@ def create_app(project: Path, host: str = "127.0.0.1", port: int = 8000) -> ASGI
 
     url = base_url(catalog, host, port)
     tiles = TileRoutes(registry, public_url=catalog.server.url)
-    threed = ThreeDRoutes(catalog, url, frozenset(generated.config["resources"]))
+    threed = ThreeDRoutes(catalog, url)
     routes = [
         Route("/", landing_route(pygeoapi_app.landing_page, url), methods=["GET", "HEAD"]),
         Route("/conformance", conformance_route(threed.conformance_route(pygeoapi_app.conformance)),
               methods=["GET", "HEAD"]),
-        *tiles.routes(pygeoapi_app),
+        *tiles.routes(),
         *threed.routes(pygeoapi_app.collections),
         *transit_routes(catalog, store),
         *geocode_routes(catalog, store),  # /geocode, /reverse from the project's gazetteer
