@@ -12,9 +12,16 @@ references (a trip of an unknown route, a stop time of an unknown trip) are drop
 warning, because real feeds carry a few of those and the rest of the feed is still useful.
 A stop time at an unknown stop is different: the departures and route lines through that
 stop would silently be wrong, so the feed is refused.
+
+A table is parsed from a stream, and the bytes it expands to are bounded: a member whose
+declared size is over the limit (``CITYTWIN_GTFS_MAX_MEMBER_MB``, default 512) or that
+expands more than 200-fold is refused before it is read, and the bytes actually read are
+counted against the same limit, so a few MB of zip cannot become gigabytes of tables.
 """
 from __future__ import annotations
 
+import io
+import os
 import posixpath
 import re
 import zipfile
@@ -46,6 +53,11 @@ WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 _TIME = re.compile(r"^(\d{1,3}):([0-5]\d):([0-5]\d)$")
 # location_type 3 (generic node) and 4 (boarding area) may lack coordinates (GTFS reference).
 _COORDS_OPTIONAL = (3, 4)
+MAX_MEMBER_ENV = "CITYTWIN_GTFS_MAX_MEMBER_MB"
+_DEFAULT_MAX_MEMBER_MB = 512  # parsed tables take several times their text size in memory
+# Deflate shrinks real GTFS tables 5-20 fold; rows repeated to blow up memory shrink ~1000 fold.
+MAX_RATIO = 200
+_RATIO_FROM = 16 << 20  # smaller members are harmless however well they compress
 
 
 @dataclass
@@ -103,7 +115,11 @@ def read_gtfs(path: Path, encoding: str | None = None) -> GtfsFeed:
             raise SourceError(f"{source}: the GTFS feed lacks {', '.join(missing)}; "
                               f"a feed needs {', '.join(REQUIRED_FILES)}")
         enc = encoding or "utf-8-sig"
-        tables = {name: _read_table(zf, members[name], source, name, enc)
+        limit = member_limit()
+        for name in _COLUMNS:  # every table is checked before any is parsed
+            if name in members:
+                _check_member(zf.getinfo(members[name]), f"{source}: {name}", limit)
+        tables = {name: _read_table(zf, members[name], source, name, enc, limit)
                   for name in _COLUMNS if name in members}
     feed = GtfsFeed(
         source=source,
@@ -120,17 +136,69 @@ def read_gtfs(path: Path, encoding: str | None = None) -> GtfsFeed:
     return feed
 
 
+# -- bounds on what a member may expand to -----------------------------------------
+def member_limit() -> int:
+    """Bytes one table may hold uncompressed: CITYTWIN_GTFS_MAX_MEMBER_MB, else the default."""
+    raw = os.environ.get(MAX_MEMBER_ENV, "").strip()
+    if not raw:
+        return _DEFAULT_MAX_MEMBER_MB << 20
+    if not raw.isdigit() or int(raw) == 0:
+        raise SourceError(f"{MAX_MEMBER_ENV}={raw!r}: give a whole number of megabytes, e.g. 2048")
+    return int(raw) << 20
+
+
+def _too_big(where: str, size: int, limit: int) -> str:
+    return (f"{where}: {size / 2**20:,.0f} MB uncompressed, over the limit of {limit >> 20:,} MB per GTFS table; "
+            f"if the feed is genuine and the machine has the memory, raise the limit with "
+            f"{MAX_MEMBER_ENV}=<megabytes>")
+
+
+def _check_member(info: zipfile.ZipInfo, where: str, limit: int) -> None:
+    """Refuse a member by the sizes the zip declares, before a byte of it is inflated."""
+    if info.file_size > limit:
+        raise SourceError(_too_big(where, info.file_size, limit))
+    if info.file_size > _RATIO_FROM and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+        raise SourceError(
+            f"{where}: expands {info.file_size / max(info.compress_size, 1):,.0f}-fold "
+            f"({info.file_size / 2**20:,.0f} MB from {info.compress_size / 2**10:,.0f} kB in the zip), over the "
+            f"{MAX_RATIO}-fold limit; real tables compress 5-20 fold, so this is not read as a feed. "
+            "Re-create the zip from the feed's .txt files")
+
+
+class _Counted(io.RawIOBase):
+    """A member's bytes as they are inflated, refused once more than ``limit`` have come out:
+    the declared size is only what the zip says."""
+
+    def __init__(self, raw: io.BufferedIOBase, where: str, limit: int) -> None:
+        self._raw, self._where, self._limit, self._count = raw, where, limit, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = self._raw.readinto(buffer)
+        self._count += n
+        if self._count > self._limit:
+            raise SourceError(_too_big(self._where, self._count, self._limit))
+        return n
+
+
+def _open_member(zf: zipfile.ZipFile, member: str, where: str, limit: int) -> io.BufferedReader:
+    return io.BufferedReader(_Counted(zf.open(member), where, limit), buffer_size=1 << 20)
+
+
 # -- reading -------------------------------------------------------------------
 def _clean(name: object) -> str:
     return str(name).strip().lstrip("\ufeff").strip()
 
 
-def _read_table(zf: zipfile.ZipFile, member: str, source: str, name: str, encoding: str) -> pd.DataFrame:
+def _read_table(zf: zipfile.ZipFile, member: str, source: str, name: str, encoding: str,
+                limit: int) -> pd.DataFrame:
     required, optional = _COLUMNS[name]
     where = f"{source}: {name}"
     wanted = set(required) | set(optional)
     try:
-        with zf.open(member) as fh:
+        with _open_member(zf, member, where, limit) as fh:
             header = [_clean(c) for c in pd.read_csv(fh, nrows=0, encoding=encoding).columns]
         absent = [c for c in required if c not in header]
         if name == "stop_times.txt" and not {"arrival_time", "departure_time"} & set(header):
@@ -138,7 +206,7 @@ def _read_table(zf: zipfile.ZipFile, member: str, source: str, name: str, encodi
         if absent:
             raise SourceError(f"{where}: required column {', '.join(absent)} is missing "
                               f"(columns found: {', '.join(header) or 'none'})")
-        with zf.open(member) as fh:
+        with _open_member(zf, member, where, limit) as fh:
             df = pd.read_csv(fh, dtype=str, keep_default_na=False, na_filter=False, encoding=encoding,
                              skipinitialspace=True, usecols=lambda c: _clean(c) in wanted)
     except UnicodeDecodeError as exc:
@@ -147,7 +215,10 @@ def _read_table(zf: zipfile.ZipFile, member: str, source: str, name: str, encodi
     except pd.errors.EmptyDataError:
         raise SourceError(f"{where}: the file is empty; it needs a header line naming "
                           f"{', '.join(required)}") from None
-    except (pd.errors.ParserError, ValueError, zipfile.BadZipFile, OSError) as exc:
+    except zipfile.BadZipFile as exc:
+        raise SourceError(f"{where}: the zip entry is damaged ({exc}): its data does not match the size or "
+                          "checksum the zip declares. Re-create the zip from the feed's .txt files") from None
+    except (pd.errors.ParserError, ValueError, OSError) as exc:
         raise SourceError(f"{where}: cannot be read as CSV: {str(exc).strip().splitlines()[0]}") from None
     df.columns = [_clean(c) for c in df.columns]
     if df.columns.duplicated().any():
