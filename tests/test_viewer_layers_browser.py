@@ -43,7 +43,8 @@ def _feed(path: Path) -> Path:
     files = {
         "agency.txt": "agency_name,agency_url,agency_timezone\nBay Line,https://example.org,America/Los_Angeles\n",
         "stops.txt": stops,
-        "routes.txt": f"route_id,route_short_name,route_long_name,route_type,route_color\nR1,1,Market line,1,{ROUTE_COLOUR}\n",
+        "routes.txt": "route_id,route_short_name,route_long_name,route_type,route_color\n"
+                      f"R1,1,Market line,1,{ROUTE_COLOUR}\n",
         "trips.txt": "route_id,service_id,trip_id\nR1,WK,T1\nR1,WK,T2\n",
         "stop_times.txt": "trip_id,arrival_time,departure_time,stop_id,stop_sequence\n"
                           "T1,08:00:00,08:00:00,A,1\nT1,08:05:00,08:05:00,B,2\nT1,08:10:00,08:10:00,C,3\n"
@@ -98,8 +99,8 @@ def _titles(project: Path) -> dict[str, str]:
 
 
 def _data_bbox() -> tuple[float, float, float, float]:
-    xs = [x for _, x, _ in POIS] + [b[0] for b in AREAS.values()] + [b[2] for b in AREAS.values()] + [s[2] for s in STOPS]
-    ys = [y for _, _, y in POIS] + [b[1] for b in AREAS.values()] + [b[3] for b in AREAS.values()] + [s[3] for s in STOPS]
+    xs = [x for _, x, _ in POIS] + [s[2] for s in STOPS] + [b[i] for b in AREAS.values() for i in (0, 2)]
+    ys = [y for _, _, y in POIS] + [s[3] for s in STOPS] + [b[i] for b in AREAS.values() for i in (1, 3)]
     return min(xs), min(ys), max(xs), max(ys)
 
 
@@ -113,7 +114,8 @@ def _open(page, url: str) -> dict:
 
 RENDERED = """(layer) => { const m = window.citytwinViewer.map;
     if (!m.getLayer(layer)) return null;
-    const names = new Set(m.queryRenderedFeatures({layers: [layer]}).map(f => String(f.properties.name ?? f.properties.id)));
+    const features = m.queryRenderedFeatures({layers: [layer]});
+    const names = new Set(features.map(f => String(f.properties.name ?? f.properties.id)));
     return [...names].sort(); }"""
 VIEW = """(() => { const m = window.citytwinViewer.map; const c = m.getCenter();
     return {lng: c.lng, lat: c.lat, zoom: m.getZoom(), hash: location.hash}; })()"""
@@ -128,7 +130,8 @@ def test_every_layer_is_drawn_by_kind_titled_from_the_catalog(server: str, proje
                     ("pois-circle", "survey_areas-fill", "bayline_stops-circle", "bayline_routes-line",
                      "bayline_departures-circle", "transit-routes", "transit-stops")}
         route_colour = page.evaluate("""(() => { const m = window.citytwinViewer.map;
-            const f = m.getLayer('bayline_routes-line') && m.queryRenderedFeatures({layers: ['bayline_routes-line']})[0];
+            const id = 'bayline_routes-line';
+            const f = m.getLayer(id) && m.queryRenderedFeatures({layers: [id]})[0];
             return f ? f.layer.paint['line-color'].toString() : null; })()""")
         listed = page.locator("#layer-list label").all_inner_texts()
         overlay_listed = page.locator("#overlay-list label").all_inner_texts()
@@ -145,7 +148,8 @@ def test_every_layer_is_drawn_by_kind_titled_from_the_catalog(server: str, proje
     assert rendered["survey_areas-fill"] == sorted(AREAS)
     assert rendered["bayline_stops-circle"] == sorted(i for i, _, _, _ in STOPS)  # stops carry stop_name, not name
     assert rendered["bayline_routes-line"] == ["R1"]
-    assert route_colour == f"rgba({int(ROUTE_COLOUR[0:2], 16)},{int(ROUTE_COLOUR[2:4], 16)},{int(ROUTE_COLOUR[4:6], 16)},1)"
+    r, g, b = (int(ROUTE_COLOUR[i:i + 2], 16) for i in (0, 2, 4))
+    assert route_colour == f"rgba({r},{g},{b},1)"
     # Layers a validated style draws keep that style, shown at first.
     assert rendered["transit-routes"] == ["R1"] and rendered["transit-stops"] == sorted(i for i, _, _, _ in STOPS)
     assert page_overlays["transit"] == {"Transit routes": True, "Transit stops": True}

@@ -26,7 +26,8 @@ const COLLECTION_TILEJSON = /\/collections\/([^/]+)\/tiles\/[^/]+\/tilejson\.jso
 
 // Read by the browser tests (and handy in the console).
 // overlays: id -> {title, groups: [[group, published]], missing: [source]}; tilesLoaded: source -> tiles;
-// catalogLayers: the layers drawn by kind, [{id, group, colour, layers: [style layer ids]}]; dataBbox: where the map opens.
+// catalogLayers: the layers drawn by kind, [{id, group, colour, layers: [style layer ids]}];
+// dataBbox: the extent the map opens on.
 const state = {
   loaded: false, buildingsRendered: 0, missingSources: [], errors: [], overlays: {}, tilesLoaded: {},
   catalogLayers: [], dataBbox: null,
@@ -83,7 +84,9 @@ function overlayIdsFromQuery() {
 // request that would fail (and log a 404 in the console).
 async function publishedLayers() {
   const [catalog, rasters] = await Promise.all([fetchJSON(absolute(LAYERS_URL)), fetchJSON(absolute("/cog/layers"))]);
-  return { catalog, vector: new Set(catalog.layers.map((l) => l.id)), raster: new Set(rasters.layers.map((l) => l.name)) };
+  return {
+    catalog, vector: new Set(catalog.layers.map((l) => l.id)), raster: new Set(rasters.layers.map((l) => l.name)),
+  };
 }
 
 // Which published layer a style source stands for, when it is one of ours.
@@ -144,7 +147,8 @@ async function resolveSources(style, published) {
 
 // The vector layers (collection ids) that the named sources of a style stand for.
 function styledLayers(styleSources, names) {
-  return names.map((name) => publishedRef(styleSources[name])).filter((ref) => ref?.kind === "vector").map((ref) => ref.id);
+  return names.map((name) => publishedRef(styleSources[name]))
+    .filter((ref) => ref?.kind === "vector").map((ref) => ref.id);
 }
 
 // styled: the collection ids some style already has toggles for (drawn, or listed as not
@@ -158,8 +162,8 @@ async function resolveBase(style, published, styled) {
 }
 
 // An overlay style's sources and layers; its background is the base's job, and a layer an
-// earlier style already draws is left to that style (the tourism style's landmarks would be
-// a second "Landmarks" toggle over the base's). Vector layers are shown at first, rasters
+// earlier style already lists is left to that style (the tourism style's landmarks were a
+// second "Landmarks" toggle beside the base's). Vector layers are shown at first, rasters
 // hidden: they cover what is under them.
 async function resolveOverlay(id, published, merged, styled) {
   let style;
@@ -169,8 +173,10 @@ async function resolveOverlay(id, published, merged, styled) {
     if (err.status === 404) return { id, title: id, sources: {}, layers: [], dropped: [], missing: [`style ${id}`] };
     throw err;
   }
-  const repeated = new Set(Object.keys(style.sources).filter((name) => styledLayers(style.sources, [name]).some((l) => styled.has(l))));
-  const fresh = Object.fromEntries(Object.entries(style.sources).filter(([name]) => !merged.sources[name] && !repeated.has(name)));
+  const repeated = new Set(Object.keys(style.sources)
+    .filter((name) => styledLayers(style.sources, [name]).some((l) => styled.has(l))));
+  const fresh = Object.fromEntries(Object.entries(style.sources)
+    .filter(([name]) => !merged.sources[name] && !repeated.has(name)));
   const { sources, missing } = await resolveSources({ sources: fresh }, published);
   styledLayers(style.sources, Object.keys(fresh)).forEach((l) => styled.add(l));
   const known = { ...merged.sources, ...sources };
@@ -180,8 +186,8 @@ async function resolveOverlay(id, published, merged, styled) {
   for (const layer of style.layers) {
     if (layer.type === "background" || ids.has(layer.id) || repeated.has(layer.source)) continue;
     if (layer.source && !known[layer.source]) dropped.push(layer);
-    else if (known[layer.source]?.type === "raster") layers.push({ ...layer, layout: { ...(layer.layout ?? {}), visibility: "none" } });
-    else layers.push(layer);
+    else if (known[layer.source]?.type !== "raster") layers.push(layer);
+    else layers.push({ ...layer, layout: { ...(layer.layout ?? {}), visibility: "none" } });
   }
   const title = style.name?.replace(/^citytwin\s+/, "") || id;
   return { id, title: title[0].toUpperCase() + title.slice(1), sources, layers, dropped, missing };
