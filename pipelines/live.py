@@ -35,6 +35,7 @@ from pipelines.catalog import Catalog
 LIVE_DIR = "live"
 MAX_ITEMS_PER_WRITE = 10_000
 MAX_ID_LENGTH = 128
+_INT64 = (-(2**63), 2**63 - 1)
 ORIGIN_POST = "post"
 ORIGIN_FILE = "file"
 
@@ -95,6 +96,22 @@ def _parse_time(value: Any, key: str, where: str) -> datetime:
                             "once turned into UTC; send a time within them") from None
 
 
+def _check_numbers(props: dict[str, Any], where: str) -> None:
+    """Refuse numbers the answers cannot carry: NaN and infinities are not JSON, and a vector
+    tile holds whole numbers of 64 bits at most. Walks without recursion (nesting may be deep)."""
+    stack: list[tuple[str, Any]] = [(f"properties.{k}", v) for k, v in props.items()]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            stack += [(f"{path}.{k}", v) for k, v in value.items()]
+        elif isinstance(value, list):
+            stack += [(f"{path}[{i}]", v) for i, v in enumerate(value)]
+        elif (isinstance(value, float) and not math.isfinite(value)) or \
+                (isinstance(value, int) and not isinstance(value, bool) and not _INT64[0] <= value <= _INT64[1]):
+            raise LiveItemError(f"{where}: {path[:80]} is {str(value)[:40]}; numbers must be finite and whole "
+                                "numbers within 64 bits (send larger values as strings)")
+
+
 def _parse_feature(feature: Any, n: int) -> LiveItem:
     where = f"item {n}"
     if not isinstance(feature, dict) or feature.get("type") != "Feature":
@@ -111,6 +128,7 @@ def _parse_feature(feature: Any, n: int) -> LiveItem:
     props = feature.get("properties") or {}
     if not isinstance(props, dict):
         raise LiveItemError(f"{where}: properties must be an object")
+    _check_numbers(props, where)
     ts = _parse_time(props.get("timestamp"), "timestamp", where)
     exp = _parse_time(props.get("expires"), "expires", where)
     if exp <= ts:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from api_server import CITY_HALL, sample_buildings, serve, serve_output
-from test_live import KEY, collection, item, write_live_project
+from test_live import KEY, TMS, collection, item, write_live_project
 
 OTHER_ID, OTHER_KEY = "other-desk", "other-desk-key-for-tests-77"
 EXECUTE = "/processes/hazard-exposure/execution"
@@ -125,6 +125,20 @@ def _nested(depth: int) -> dict:
     for _ in range(depth):
         value = {"in": value}
     return value  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("raw,shown", [("NaN", "nan"), ("-Infinity", "-inf"), ("1e999", "inf"),
+                                       (str(2**63), str(2**63)), ('{"a": [1, NaN]}', "nan")])
+def test_numbers_no_answer_can_carry_are_400(base, raw, shown):
+    lon, lat = CITY_HALL[0] + 0.0031, CITY_HALL[1] + 0.0017
+    body = json.dumps(item("odd-number", lon, lat))[:-2] + f', "value": {raw}}}}}'
+    resp = _post(base, body.encode())
+    assert_error(resp, 400, "InvalidParameterValue", "properties.value")
+    assert f"is {shown}; numbers must be finite and whole numbers within 64 bits" in resp.json()["description"]
+    # the layer still answers as GeoJSON and as a tile over that place
+    assert httpx.get(f"{base}/live/incidents/items", timeout=30).status_code == 200
+    tile = TMS.tile(lon, lat, 16)
+    assert httpx.get(f"{base}/live/incidents/tiles/16/{tile.x}/{tile.y}", timeout=30).status_code in (200, 204)
 
 
 def test_properties_nested_5000_deep_are_400(base):
