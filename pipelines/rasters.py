@@ -20,7 +20,7 @@ from rasterio.errors import RasterioIOError
 from geo.crs import crs_label, parse_crs
 from geo.errors import CatalogError, CRSError, SourceError
 from geo.names import check_layer_name
-from pipelines.catalog import Catalog, add_layer_entry, load_catalog
+from pipelines.catalog import Catalog, edit_catalog
 
 COG_DIR = "cog"
 
@@ -126,23 +126,26 @@ def add_raster(project: Path, path: Path, name: str, crs: str | None = None,
                title: str | None = None) -> CogReport:
     """``citytwin raster``: record PATH as raster layer NAME in the catalog and build its COG."""
     check_layer_name(name)
-    catalog = load_catalog(project)
-    if name in catalog.layers and catalog.layers[name].kind != "raster":
-        raise CatalogError(f"layer {name!r} already exists as a {catalog.layers[name].kind} layer; "
-                           "choose another --name")
-    path = Path(path).resolve()
-    try:
-        source = os.path.relpath(path, catalog.root)
-    except ValueError:  # another drive on Windows
-        source = str(path)
-    # Build first: a file that cannot become a COG never enters the catalog.
-    report = build_cog(path, cog_path(catalog, name), name, crs=crs)
-    entry: dict = {"kind": "raster", "source": source}
-    if crs:
-        entry["crs"] = crs
-    if title:
-        entry["title"] = title
-    add_layer_entry(project, name, entry)
+    with edit_catalog(project) as edit:  # written only once the COG is built, and as the next build reads it
+        catalog = edit.catalog
+        if name in catalog.layers and catalog.layers[name].kind != "raster":
+            raise CatalogError(f"layer {name!r} already exists as a {catalog.layers[name].kind} layer; "
+                               "choose another --name")
+        path = Path(path).resolve()
+        try:
+            source = os.path.relpath(path, catalog.root)
+        except ValueError:  # another drive on Windows
+            source = str(path)
+        entry: dict = {"kind": "raster"}
+        if name not in catalog.layers or catalog.source_paths(name) != [path]:
+            entry["source"] = source
+        if crs:
+            entry["crs"] = crs
+        if title:
+            entry["title"] = title
+        edit.set_layer(name, entry)
+        catalog = edit.check()
+        report = build_cog(path, cog_path(catalog, name), name, crs=catalog.layers[name].crs)
     return report
 
 

@@ -187,3 +187,27 @@ def test_starter_catalog_grows_a_block_of_layers(tmp_path: Path):
     text = (tmp_path / "citytwin.yaml").read_text(encoding="utf-8")
     assert "layers:\n  gu:\n    kind: boundaries\n    source: gu.geojson\n    fields: [code, name]\n" in text
     assert "description: Buildings, boundaries and places, as OGC API Features and vector tiles\n" in text
+
+
+def test_raster_rerun_updates_its_entry_and_the_next_build_follows(tmp_path: Path):
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from pipelines.rasters import write_geotiff
+
+    write(tmp_path, HAND_WRITTEN)
+    grid = from_origin(197000, 552000, 10, 10)  # EPSG:5186 metres near City Hall
+    write_geotiff(tmp_path / "depth_2023.tif", np.full((20, 30), 1.5, dtype="float32"), grid, "EPSG:5186")
+    write_geotiff(tmp_path / "depth_2024.tif", np.full((20, 30), 2.25, dtype="float32"), grid, "EPSG:5186")
+    code, out = _run("raster", tmp_path / "depth_2023.tif", "--name", "depth", "--project", tmp_path)
+    assert code == 0, out
+    code, out = _run("raster", tmp_path / "depth_2024.tif", "--name", "depth", "--title", "Depth 2024",
+                     "--project", tmp_path)
+    assert code == 0, out
+    entry = yaml.safe_load((tmp_path / "citytwin.yaml").read_text(encoding="utf-8"))["layers"]["depth"]
+    assert entry == {"kind": "raster", "source": "depth_2024.tif", "title": "Depth 2024"}
+    code, out = _run("build", "--project", tmp_path, "--layer", "depth")
+    assert code == 0, out
+    with rasterio.open(tmp_path / "build" / "cog" / "depth.tif") as ds:
+        assert set(np.unique(ds.read(1))) == {2.25}
