@@ -215,6 +215,13 @@ def test_malformed_execute_bodies_are_400(base, body, needle):
     still_up(base)
 
 
+@pytest.mark.parametrize("threshold", [b"NaN", b"Infinity", b"1e999", b"1" + b"0" * 400])
+def test_a_threshold_that_is_not_a_finite_number_is_400(base, threshold):
+    body = b'{"inputs": {"hazard": "buildings", "targets": ["landmarks"], "threshold": ' + threshold + b"}}"
+    resp = _execute(base, body)
+    assert resp.status_code == 400 and "input 'threshold' must be a finite number" in resp.text, resp.text
+
+
 def test_execute_body_over_1_mb_is_413(base):
     body = json.dumps({"inputs": INPUTS, "pad": " " * 1_000_000}).encode()
     assert_error(_execute(base, body), 413, "PayloadTooLarge", "over 1,000,000 bytes")

@@ -5,6 +5,7 @@ named in the generated pygeoapi config with the project folder it serves.
 """
 from __future__ import annotations
 
+import math
 from http import HTTPStatus
 from typing import Any
 
@@ -49,6 +50,13 @@ def _name(data: dict, key: str, default: str | None = None, required: bool = Tru
         raise InputError(user_msg=f"input '{key}': {exc}") from None
 
 
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # a whole number too large for a float
+        return False
+
+
 class _ProjectProcessor(BaseProcessor):
     METADATA: dict[str, Any] = {}
 
@@ -73,8 +81,8 @@ class _ProjectProcessor(BaseProcessor):
     @staticmethod
     def _threshold(data: dict) -> float:
         value = data.get("threshold", 0.0)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InputError(user_msg="input 'threshold' must be a number (metres)")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+            raise InputError(user_msg="input 'threshold' must be a finite number (metres)")
         return float(value)
 
 
