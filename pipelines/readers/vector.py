@@ -100,7 +100,7 @@ def _layer_info(read_from: Path, path: Path, encoding: str | None, warnings: lis
         if len(layers) > 1:
             warnings.append(f"{path}: has {len(layers)} layers; reading the first, '{layer}'")
         return layer, pyogrio.read_info(read_from, layer=layer, encoding=encoding)
-    except PyogrioCRSError:
+    except PyogrioCRSError:  # a DataLayerError too, but the caller can read past it
         raise
     except (DataSourceError, DataLayerError) as exc:
         raise SourceError(
