@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from ruamel.yaml import YAML, YAMLError
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from geo.crs import parse_crs
 from geo.errors import CatalogError, CitytwinError
@@ -255,7 +256,18 @@ def _styled(value: object) -> object:
         if not any(isinstance(v, (dict, list, tuple)) for v in value):
             seq.fa.set_flow_style()
         return seq
+    if isinstance(value, str) and _read_as_yaml_1_1(value) != value:
+        # ruamel writes YAML 1.2, where 'yes', 'on' or '0755' are plain text; load_catalog reads
+        # YAML 1.1 (PyYAML), where they are not. Quoted, they read back as the same text.
+        return DoubleQuotedScalarString(value)
     return value
+
+
+def _read_as_yaml_1_1(text: str) -> object:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
 
 
 def shown(value: object) -> str:
@@ -353,3 +365,6 @@ def add_layer_entry(project: str | os.PathLike, name: str, entry: dict) -> None:
     with edit_catalog(project) as edit:
         if not edit.has_layer(name):
             edit.set_layer(name, entry)
+            if edit.check().layers[name] != LayerConfig.model_validate(entry):
+                raise CatalogError(f"{edit.path}: layer {name!r} would not read back as written; nothing was "
+                                   "changed. Add it by hand.")

@@ -211,3 +211,11 @@ def test_raster_rerun_updates_its_entry_and_the_next_build_follows(tmp_path: Pat
     assert code == 0, out
     with rasterio.open(tmp_path / "build" / "cog" / "depth.tif") as ds:
         assert set(np.unique(ds.read(1))) == {2.25}
+
+
+def test_text_that_yaml_1_1_reads_as_something_else_is_quoted(tmp_path: Path):
+    write(tmp_path, HAND_WRITTEN)
+    entry = {"kind": "generic", "title": "yes", "description": "on", "source": ["0755.geojson", "0755"]}
+    add_layer_entry(tmp_path, "odd", entry)
+    layer = load_catalog(tmp_path).layers["odd"]
+    assert (layer.title, layer.description, layer.source) == ("yes", "on", ["0755.geojson", "0755"])
