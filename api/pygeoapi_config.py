@@ -7,7 +7,7 @@ Starlette app reads them (through PYGEOAPI_CONFIG / PYGEOAPI_OPENAPI) when impor
 Providers per collection:
 - features: our GeoPackageProvider on the embedded store (CQL2 evaluated over a bounded
   number of candidate rows), or pygeoapi's own PostgreSQL provider on PostGIS (CQL2 text
-  and JSON filtering in SQL);
+  and JSON filtering in SQL) under a statement_timeout;
 - tiles: our CitytwinTileProvider whenever the layer has tiles (PMTiles built, or PostGIS).
 """
 from __future__ import annotations
@@ -44,6 +44,7 @@ SUPPORTED_CRS = [
 PASSWORD_ENV = "CITYTWIN_PYGEOAPI_DB_PASSWORD"
 CONFIG_DIR = "pygeoapi"
 VIEWER_PATH = "/viewer/"
+STATEMENT_TIMEOUT_MS = 30_000  # longest a feature query may run on PostGIS
 EMBEDDED_FILTERS = (
     " Served from the embedded GeoPackage store: filter with bbox, property=value and CQL2 'filter' "
     f"parameters; a CQL2 filter considers at most {MAX_FILTER_ROWS:,} features, so narrow a larger layer "
@@ -88,6 +89,13 @@ def postgres_data(url: str) -> tuple[dict, dict]:
     return data, options
 
 
+def with_statement_timeout(options: dict) -> dict:
+    """Connection options that make PostgreSQL stop any statement after STATEMENT_TIMEOUT_MS,
+    so no request holds a connection for minutes (kept beside options from the URL)."""
+    setting = f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"
+    return {**options, "options": f"{options['options']} {setting}" if options.get("options") else setting}
+
+
 def _bbox(bounds: tuple[float, float, float, float]) -> list[float]:
     if len(bounds) == 4 and all(math.isfinite(b) for b in bounds):
         return [round(float(b), 7) for b in bounds]
@@ -104,7 +112,8 @@ def _feature_provider(catalog: Catalog, store: Store, layer: str) -> dict:
     if store.kind == "postgis":
         data, options = postgres_data(store.url)
         data["search_path"] = [store.schema]
-        return {"name": "PostgreSQL", "data": data, "options": options, "table": layer,
+        return {"name": "api.providers.postgis_features.TimedPostgreSQLProvider", "data": data,
+                "options": with_statement_timeout(options), "table": layer,
                 "geom_field": "geometry", **common}
     return {"name": "api.providers.gpkg_features.GeoPackageProvider", "data": str(store.path),
             "table": layer, "geom_field": "geometry", **common}

@@ -285,3 +285,45 @@ def test_evaluation_time_runs_out_with_a_503(project, names, monkeypatch):
     assert caught.value.http_status_code == 503
     assert "the filter took longer than" in caught.value.message
     assert f"s over {len(names)} candidate features of 'buildings'; add a bbox" in caught.value.message
+
+
+# -- PostGIS: the same filters in SQL, under a statement timeout ---------------------------
+@pytest.mark.postgis
+def test_postgis_like_filters_and_statement_timeout(tmp_path, pg_db_url):
+    import psycopg
+    import yaml
+    from pygeofilter.parsers.ecql import parse
+
+    from api.providers.errors import TooSlowError
+    from api.providers.postgis_features import TimedPostgreSQLProvider
+
+    names = list(make_project(tmp_path, database_url=pg_db_url)["buildings"]["name"])
+    assert sum(len(s) == 11 and s.startswith("Building 1") for s in names) == 10
+    cases = [
+        ("name LIKE '" + "%" * 10 + "#'", 0),
+        ("name LIKE '" + "%" * 76 + "#'", 0),
+        ("name LIKE '" + "%" * 1000 + "#'", 0),
+        ("name LIKE 'Bu_lding 1_'", sum(len(s) == 11 and s[:2] == "Bu" and s[3:10] == "lding 1" for s in names)),
+        ("name LIKE '%" + "%_" * 200 + "#'", 0),
+    ]
+    with serve(tmp_path, database_url=pg_db_url) as url, httpx.Client(base_url=url, timeout=60) as c:
+        for cql, want in cases:
+            r = _count(c, cql)
+            assert r.status_code == 200, (cql[:40], r.text)
+            assert r.json()["numberMatched"] == want, cql[:40]
+        r = _count(c, "name LIKE '%" + "x" * 65_000 + "'")
+        assert r.status_code == 400 and "at most 64,000" in r.json()["description"]
+    # the provider as the generated config describes it: its connections carry the timeout
+    config = yaml.safe_load((tmp_path / "build" / "pygeoapi" / "pygeoapi-config.yml").read_text())
+    provider_def = next(p for p in config["resources"]["buildings"]["providers"] if p["type"] == "feature")
+    provider = TimedPostgreSQLProvider(provider_def)
+    with provider._engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "30s"
+    # a statement that overruns it (here: waiting behind a lock) is stopped and answered with a 503
+    short = TimedPostgreSQLProvider({**provider_def, "options": {"options": "-c statement_timeout=300"}})
+    with psycopg.connect(pg_db_url) as locker:
+        locker.execute(f'LOCK TABLE "{provider_def["data"]["search_path"][0]}"."buildings" IN ACCESS EXCLUSIVE MODE')
+        with pytest.raises(TooSlowError) as caught:
+            short.query(filterq=parse("name LIKE 'B%'"))
+    assert caught.value.http_status_code == 503
+    assert "took longer than the database's statement_timeout" in caught.value.message
