@@ -6,7 +6,8 @@ server grows it by a few dozen entries per request. This route calls pygeoapi's 
 one request at a time and puts the list back afterwards.
 
 It also drops the classes pygeoapi lists whatever is configured but this server does not
-implement: Features Part 4 (create, replace, delete), since no collection is editable.
+implement: Features Part 4 (create, replace, delete), since no collection is editable, and
+Processes callbacks, since the server does not POST to URLs a client names.
 """
 from __future__ import annotations
 
@@ -40,4 +41,6 @@ def conformance_route(pygeoapi_conformance: Callable[[Request], Awaitable[Respon
     return conformance
 
 
-NOT_IMPLEMENTED = ("http://www.opengis.net/spec/ogcapi-features-4/",)
+NOT_IMPLEMENTED = ("http://www.opengis.net/spec/ogcapi-features-4/",
+                   # execute requests naming callback URLs are refused (api/auth.py)
+                   "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/callback")

@@ -222,6 +222,12 @@ def test_a_threshold_that_is_not_a_finite_number_is_400(base, threshold):
     assert resp.status_code == 400 and "input 'threshold' must be a finite number" in resp.text, resp.text
 
 
+def test_conformance_does_not_claim_the_refused_callbacks(base):
+    classes = httpx.get(f"{base}/conformance", params={"f": "json"}, timeout=30).json()["conformsTo"]
+    assert "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/core" in classes
+    assert not [c for c in classes if c.endswith("/conf/callback")]
+
+
 def test_execute_body_over_1_mb_is_413(base):
     body = json.dumps({"inputs": INPUTS, "pad": " " * 1_000_000}).encode()
     assert_error(_execute(base, body), 413, "PayloadTooLarge", "over 1,000,000 bytes")
