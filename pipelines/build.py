@@ -43,7 +43,7 @@ def _build_3d_only(catalog, name: str, progress: bool, runner) -> str:
 
         report, messages = models_to_tileset(catalog.source_paths(name), out, crs=cfg.crs, lod=cfg.lod,
                                              progress=progress, runner=runner)
-        return "\n".join([report.summary(), *(f"  skipped: {m}" for m in messages)])
+        return "\n".join([report.summary(), *(f"  {m}" for m in messages)])
     from tiles.threed.landmarks import PlacedModel, write_landmark_tileset
 
     models = [PlacedModel(m.id, (catalog.root / m.uri).resolve(), m.lon, m.lat, m.height, m.heading, m.scale)

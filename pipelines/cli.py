@@ -175,7 +175,7 @@ def export_3dtiles(sources: tuple[str, ...], out: Path, crs: str | None, lod: in
     else:
         report, messages = models_to_tileset(files, out, crs=crs, lod=lod, b3dm_mode=b3dm)
         for m in messages:
-            click.echo(f"skipped: {m}", err=True)
+            click.echo(m, err=True)  # each example already says what was skipped and why
     click.echo(report.summary())
 
 

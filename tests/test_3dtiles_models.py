@@ -151,6 +151,9 @@ def test_bad_model_inputs(tmp_path: Path):
     # the count names what it counts: surfaces of the buildings, not buildings
     assert out.rstrip().endswith(
         "; 12 surfaces skipped: degenerate polygon (fewer than 3 distinct points or under 1 cm² of area)")
+    # the examples name the surface and say "skipped" once
+    examples = [line for line in out.splitlines() if "(degenerate polygon)" in line]
+    assert len(examples) == 3 and all(line.count("skipped") == 1 for line in examples), out
 
 
 def test_city_model_layer_is_built_from_the_catalog(tmp_path: Path):
