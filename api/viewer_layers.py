@@ -1,10 +1,11 @@
 """GET /viewer/layers.json: what the map viewer draws and where it opens, from the catalog.
 
 Every catalog layer with vector tiles is listed in catalog order with its title, kind,
-geometry, extent, zooms, TileJSON URL, a colour and the MapLibre layers that draw it by
-kind (api.kind_styles). ``bbox`` is the union of their extents and ``minzoom`` the lowest
-zoom at which one of them has tiles, so the viewer opens on the data wherever it is.
-Built once at start, from the same store snapshot as the collections pygeoapi lists.
+geometry, extent, zooms, TileJSON URL (live layers: their tile URL template), a colour and
+the MapLibre layers that draw it by kind (api.kind_styles). ``bbox`` is the union of the
+stored layers' extents and ``minzoom`` the lowest zoom at which a layer shown at first has
+tiles, so the viewer opens on the data wherever it is. Built once at start, from the same
+store snapshot as the collections pygeoapi lists.
 """
 from __future__ import annotations
 
@@ -19,21 +20,30 @@ from api.tile_sources import TileRegistry
 from pipelines.catalog import Catalog
 from pipelines.store import Store
 from pipelines.transit import split_layer_name
+from tiles.live_mvt import MAX_ZOOM as LIVE_MAX_ZOOM
 
 PATH = "/viewer/layers.json"
 TILEJSON = "/collections/{}/tiles/WebMercatorQuad/tilejson.json"
+LIVE_TILES = "/live/{}/tiles/{{z}}/{{x}}/{{y}}"
 
 
 def viewer_layers(catalog: Catalog, store: Store, registry: TileRegistry) -> dict:
     stored = set(store.layers())
     layers = []
     for name, cfg in catalog.layers.items():
+        title = cfg.title or name.replace("_", " ").capitalize()
+        colour = PALETTE[len(layers) % len(PALETTE)]
+        if cfg.kind == "live":  # items come and go: any geometry, no extent known at start
+            layers.append({
+                "id": name, "title": title, "kind": cfg.kind, "geometry": None, "colour": colour, "count": None,
+                "bbox": None, "minzoom": cfg.minzoom, "maxzoom": LIVE_MAX_ZOOM, "visible": True,
+                "tiles": LIVE_TILES.format(name), "style": kind_layers(name, cfg.kind, None, colour, title),
+            })
+            continue
         if name not in stored or cfg.kind == "raster" or not registry.available(name):
             continue
         info = store.info(name)
         geometry = geometry_family(info.geometry_type)
-        title = cfg.title or name.replace("_", " ").capitalize()
-        colour = PALETTE[len(layers) % len(PALETTE)]
         # Departures stack one point per stop and hour on the stops: listed, off at first.
         visible = not (cfg.kind == "transit" and name.endswith("_departures") and split_layer_name(name))
         bounds = [round(float(b), 7) for b in info.bounds]
@@ -46,7 +56,7 @@ def viewer_layers(catalog: Catalog, store: Store, registry: TileRegistry) -> dic
                                  label=label_field(list(info.fields)), visible=visible),
         })
     return {"bbox": _union([entry["bbox"] for entry in layers if entry["bbox"]]),
-            "minzoom": min((entry["minzoom"] for entry in layers if entry["visible"]), default=None),
+            "minzoom": min((entry["minzoom"] for entry in layers if entry["visible"] and entry["bbox"]), default=None),
             "layers": layers}
 
 

@@ -207,3 +207,29 @@ def test_layer_list_names_every_published_layer_and_their_extent(server: str, pr
     for entry in doc["layers"]:
         assert {(l["source"], l["source-layer"]) for l in entry["style"]} == {(entry["id"], entry["id"])}
         assert entry["style"][0]["metadata"]["citytwin:popup"] is True
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory) -> Iterator[str]:
+    from test_live import write_live_project
+
+    with serve(write_live_project(tmp_path_factory.mktemp("live"))) as base:
+        yield base
+
+
+def test_live_items_are_drawn(live_server: str) -> None:
+    """A live layer (items posted, no file behind it at start) is drawn like any other layer."""
+    from test_live import collection, item, post
+
+    # Around Seoul City Hall, where the project's stored layers are (the map opens there).
+    posted = [item(f"incident-{i}", 126.9780 + dx, 37.5665 + dy, kind="crash")
+              for i, (dx, dy) in enumerate([(0.0, 0.0), (0.003, 0.002), (-0.004, -0.001)])]
+    assert post(live_server, "incidents", collection(*posted)).status_code == 201
+    with chromium_page() as (page, record):
+        state = _open(page, f"{live_server}/viewer/")
+        rendered = page.evaluate(RENDERED, "incidents-point-circle")
+        legend = page.locator("#legend ul.catalog-layers li").all_inner_texts()
+    _assert_clean(record)  # the empty congestion layer's tiles are 204s, not errors
+    assert state["errors"] == []
+    assert rendered == sorted(f["id"] for f in posted)
+    assert legend == ["Traffic incidents", "Congestion"]

@@ -197,7 +197,9 @@ async function resolveOverlay(id, published, merged, styled) {
 // under its catalog title (a title some style group already uses gets the layer id added).
 async function resolveCatalogLayers(published, styled, merged) {
   const entries = published.catalog.layers.filter((entry) => !styled.has(entry.id));
-  const resolved = await Promise.all(entries.map((e) => resolveSource({ type: "vector", url: e.tilejson }, published)));
+  const resolved = await Promise.all(entries.map((e) => (e.tilejson
+    ? resolveSource({ type: "vector", url: e.tilejson }, published)
+    : { type: "vector", tiles: [absolute(e.tiles)], minzoom: e.minzoom, maxzoom: e.maxzoom })));
   const taken = new Set(merged.layers.map((l) => l.metadata?.[GROUP_KEY]).filter(Boolean));
   const ids = new Set(merged.layers.map((l) => l.id));
   const sources = {};
