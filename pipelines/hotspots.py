@@ -6,7 +6,7 @@ it is served as Features and vector tiles like any other. Its catalog entry has 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import geopandas as gpd
@@ -35,11 +35,12 @@ class HotspotReport:
     cells: int
     by: str
     top: list[tuple[str, int]]
+    warnings: list[str] = field(default_factory=list)  # from reading the points (e.g. an accepted CRS)
 
     def summary(self) -> str:
         top = ", ".join(f"{k} ({n})" for k, n in self.top) or "none"
-        return (f"layer '{self.layer}': {self.counted} of {self.points} points in {self.cells} {self.by}; "
-                f"busiest: {top}")
+        return "\n".join([f"layer '{self.layer}': {self.counted} of {self.points} points in {self.cells} {self.by}; "
+                          f"busiest: {top}", *(f"  warning: {w}" for w in self.warnings)])
 
 
 def _points(gdf: gpd.GeoDataFrame, source: str) -> gpd.GeoDataFrame:
@@ -131,4 +132,4 @@ def build_hotspots(project: Path, points_path: Path, layer: str, *, h3_res: int 
         store.close()
     counted = int(out["count"].sum())
     top = [(str(i), int(n)) for i, n in zip(out[ID_COLUMN], out["count"]) if n > 0][:5]
-    return HotspotReport(layer, len(points), counted, int((out["count"] > 0).sum()), by, top)
+    return HotspotReport(layer, len(points), counted, int((out["count"] > 0).sum()), by, top, src.warnings)

@@ -229,6 +229,10 @@ def test_hotspots_refuse_a_bessel_prj_too(project: Path):
     lonlat = centroids.to_crs(4326)
     expected = {h3.latlng_to_cell(p.y, p.x, 9) for p in lonlat}
     assert set(read_layer(project, "hot")["id"]) == expected
+    code, out = run("hotspots", str(points), "--layer", "hot_as_is", "--h3-res", "9", "--accept-source-crs",
+                    "--project", str(project))
+    assert code == 0, out
+    assert "warning: " in out and "kept as asked" in out, out
 
 
 def test_cpg_file_is_honoured(project: Path):
