@@ -39,6 +39,7 @@ KEYS_ENV = "CITYTWIN_API_KEYS"
 HEADER = b"x-api-key"
 AUDIT_FILE = "logs/audit.log"
 LOG = logging.getLogger("citytwin.audit")
+_KEYS_LOG = logging.getLogger("citytwin.keys")
 
 _EXECUTE = re.compile(r"^/processes/([^/]+)/execution/?$")
 _JOB = re.compile(r"^/jobs/([^/]+)(/results)?/?$")
@@ -67,13 +68,18 @@ def _parse(text: str, where: str, sep: str) -> dict[bytes, str]:
 
 
 class ApiKeys:
-    """Known keys (digests -> key id); the keys file is re-read when it changes."""
+    """Known keys (digests -> key id); the keys file is re-read when it changes.
+
+    A keys file that is missing or malformed stops the server from starting; one that goes
+    missing or malformed while serving gives no keys until it is fixed (refused, and logged).
+    """
 
     def __init__(self, catalog: Catalog) -> None:
         self.file = (catalog.root / catalog.api_keys_file).resolve() if catalog.api_keys_file else None
         self._env = _parse(os.environ.get(KEYS_ENV, ""), KEYS_ENV, ",")
         self._file_keys: dict[bytes, str] = {}
-        self._mtime: float | None = None
+        self._stamp: tuple[int, int] | None = None
+        self._broken: str | None = None
         self._lock = threading.Lock()
         self._reload()
 
@@ -81,13 +87,26 @@ class ApiKeys:
         if self.file is None:
             return
         try:
-            mtime = self.file.stat().st_mtime
+            st = self.file.stat()
         except FileNotFoundError:
             raise CatalogError(f"api_keys_file {self.file} (from citytwin.yaml) does not exist") from None
-        if mtime != self._mtime:
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp != self._stamp:
             with self._lock:
                 self._file_keys = _parse(self.file.read_text(encoding="utf-8"), str(self.file), "\n")
-                self._mtime = mtime
+                self._stamp = stamp
+
+    def _follow(self) -> None:
+        """``_reload`` while serving: a bad file means no keys from it, logged once per fault."""
+        try:
+            self._reload()
+            self._broken = None
+        except CatalogError as exc:
+            with self._lock:
+                self._file_keys, self._stamp = {}, None
+            if str(exc) != self._broken:
+                _KEYS_LOG.error("%s; its keys are refused until it is fixed", exc)
+            self._broken = str(exc)
 
     @property
     def configured(self) -> bool:
@@ -97,7 +116,7 @@ class ApiKeys:
         """The id of the presented key, or None."""
         if not presented:
             return None
-        self._reload()
+        self._follow()
         digest = _digest(presented)
         found = None
         for known, key_id in {**self._file_keys, **self._env}.items():
@@ -106,6 +125,9 @@ class ApiKeys:
         return found
 
     def refusal(self, presented: str | None) -> str:
+        if self._broken and not self.configured:
+            return ("no API key is accepted right now: the server's API keys file is missing or malformed "
+                    "(the server log says which); ask its operator")
         if not self.configured:
             return (f"this endpoint needs an API key, and none is configured on the server: set {KEYS_ENV} "
                     "('id:key,...') or api_keys_file in citytwin.yaml")

@@ -314,3 +314,24 @@ def test_landing_page_links_the_ar_preview(base):
     assert [link["title"] for link in links if link["href"] == f"{base}/viewer/ar/"] == ["AR preview"]
     assert f'href="{base}/viewer/ar/"' in httpx.get(f"{base}/", params={"f": "html"}, timeout=30).text
     assert httpx.get(f"{base}/viewer/ar/", timeout=30).status_code == 200
+
+
+# -- last: these change the keys file of the served project ---------------------------------------
+@pytest.mark.parametrize("fault", ["missing", "malformed"])
+def test_a_keys_file_gone_bad_while_serving_refuses_keys_with_401(base, project, fault):
+    keys = project / "secrets" / "keys.txt"
+    good = keys.read_text(encoding="utf-8")
+    try:
+        if fault == "missing":
+            keys.unlink()
+        else:
+            keys.write_text("traffic-desk live-key-without-a-colon\n", encoding="utf-8")
+        for resp in (_post(base, collection(item("while-bad", *CITY_HALL))), _execute(base, {"inputs": INPUTS}),
+                     _get(base, "/jobs", KEY)):
+            assert_error(resp, 401, "Unauthorized", "keys file is missing or malformed")
+            assert str(project) not in resp.text
+        assert "keys.txt" in serve_output(project) and "its keys are refused until it is fixed" in serve_output(project)
+    finally:
+        keys.write_text(good, encoding="utf-8")
+    assert _post(base, collection(item("after-fix", *CITY_HALL))).status_code == 201
+
