@@ -229,6 +229,12 @@ def test_live_items_are_drawn(live_server: str) -> None:
         state = _open(page, f"{live_server}/viewer/")
         rendered = page.evaluate(RENDERED, "incidents-point-circle")
         legend = page.locator("#legend ul.catalog-layers li").all_inner_texts()
+        # An item posted while the page is open shows up without a reload: live tiles carry a
+        # short max-age, and MapLibre asks again for a tile once it has expired.
+        late = item("incident-late", 126.9770, 37.5672, kind="fire")
+        assert post(live_server, "incidents", collection(late)).status_code == 201
+        page.wait_for_function(f"({RENDERED})('incidents-point-circle').includes('incident-late')",
+                               timeout=LOAD_TIMEOUT_MS)
     _assert_clean(record)  # the empty congestion layer's tiles are 204s, not errors
     assert state["errors"] == []
     assert rendered == sorted(f["id"] for f in posted)
