@@ -430,7 +430,7 @@ async function start() {
     container: "map",
     style: full,
     center: bbox ? [(bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2] : style.center ?? [0, 0],
-    zoom: bbox ? minzoom : style.zoom ?? 2,
+    zoom: bbox ? minzoom ?? 0 : style.zoom ?? 2,
     pitch: style.pitch ?? 45,
     bearing: style.bearing ?? 0,
     hash: true,
