@@ -20,12 +20,14 @@ $(VENV)/.installed: pyproject.toml viewer/package.json viewer/package-lock.json
 install: $(VENV)/.installed
 
 # Debian packages the tests need: PostGIS for the throw-away database, Chromium for
-# the browser tests. Installed only when missing.
+# the browser tests, gdal-bin for ogrinfo (Debian's GDAL as an OGC API client). Installed
+# only when missing.
 system-deps:
-	@if [ ! -f /usr/share/postgresql/15/extension/postgis.control ] || ! command -v chromium >/dev/null; then \
+	@if [ ! -f /usr/share/postgresql/15/extension/postgis.control ] || ! command -v chromium >/dev/null \
+	    || ! command -v ogrinfo >/dev/null; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
-	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15-postgis-3 chromium >/dev/null; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15-postgis-3 chromium gdal-bin >/dev/null; \
 	fi
 
 sample: install

@@ -23,6 +23,7 @@ from api.geocode_routes import geocode_routes
 from api.cql_compat import CQL2CompatMiddleware
 from api.cql_limits import CQLSizeLimit
 from api.features_fast import FastItems
+from api.items_requests import ItemsRequests, collection_fields
 from api.landing import landing_route
 from api.openapi_doc import openapi_route, service_paths
 from api.live_routes import live_routes
@@ -83,12 +84,12 @@ def create_app(project: Path, host: str = "127.0.0.1", port: int = 8000) -> ASGI
 
     url = base_url(catalog, host, port)
     tiles = TileRoutes(registry, public_url=catalog.server.url)
-    threed = ThreeDRoutes(catalog, url)
+    threed = ThreeDRoutes(catalog, url, frozenset(generated.config["resources"]))
     routes = [
         Route("/", landing_route(pygeoapi_app.landing_page, url), methods=["GET", "HEAD"]),
         Route("/conformance", conformance_route(threed.conformance_route(pygeoapi_app.conformance)),
               methods=["GET", "HEAD"]),
-        *tiles.routes(),
+        *tiles.routes(pygeoapi_app),
         *threed.routes(pygeoapi_app.collections),
         *transit_routes(catalog, store),
         *geocode_routes(catalog, store),  # /geocode, /reverse from the project's gazetteer
@@ -105,6 +106,7 @@ def create_app(project: Path, host: str = "127.0.0.1", port: int = 8000) -> ASGI
     if store.kind == "postgis":  # plain bbox/limit/offset GeoJSON pages straight from PostGIS
         limits = generated.config["server"]["limits"]
         app = FastItems(app, store, url, limits["default_items"], limits["max_items"])
+    app = ItemsRequests(app, collection_fields(generated.config, store))  # Features Part 1 parameters, geo+json
     app = protect_processes(app, catalog)  # API key + audit log for process execution and job deletion
     app = CQLSizeLimit(app)  # an oversized filter is refused before pygeoapi parses it
     app = CQL2CompatMiddleware(app)

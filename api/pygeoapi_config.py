@@ -22,11 +22,12 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import yaml
 
+from api.placements import write_placements
 from api.processes.config import process_manager, process_resources
 from api.providers.gpkg_features import MAX_FILTER_ROWS
 from api.tile_sources import TileRegistry
 from geo.errors import StoreError
-from pipelines.build import THREE_D_ONLY
+from pipelines.build import THREE_D_ONLY, TILES3D_DIR
 from pipelines.catalog import Catalog
 from pipelines.store import Store
 
@@ -152,8 +153,43 @@ def _live_resources(catalog: Catalog, url: str) -> dict[str, dict]:
     return out
 
 
-def build_config(catalog: Catalog, store: Store, tiles: TileRegistry, host: str, port: int) -> dict:
-    """The pygeoapi configuration dict for the catalog's layers that are in the store."""
+def placed_model_layers(catalog: Catalog) -> list[str]:
+    """landmark_models layers whose 3D Tiles are built: their placed models are served as points."""
+    return [name for name, cfg in catalog.layers.items() if cfg.kind == "landmark_models"
+            and (catalog.build_path / TILES3D_DIR / name / "tileset.json").is_file()]
+
+
+def _placement_resources(catalog: Catalog, placements: Path | None) -> dict[str, dict]:
+    if placements is None:
+        return {}
+    out = {}
+    for name in placed_model_layers(catalog):
+        cfg = catalog.layers[name]
+        out[name] = {
+            "type": "collection",
+            "title": cfg.title or name.replace("_", " ").capitalize(),
+            "description": (cfg.description or f"Landmark models of '{name}'.") + " Items are the placed models "
+                           "(a point each, with height, heading and scale); the models are its 3D Tiles.",
+            "keywords": [cfg.kind, "3D Tiles", "citytwin"],
+            "links": [],
+            "extents": {"spatial": {"bbox": _bbox(_point_bounds(cfg)), "crs": CRS84}},
+            "providers": [{"name": "api.providers.gpkg_features.GeoPackageProvider", "type": "feature",
+                           "data": str(placements), "table": name, "id_field": "id", "geom_field": "geometry",
+                           "crs": list(SUPPORTED_CRS), "storage_crs": CRS84}],
+        }
+    return out
+
+
+def _point_bounds(cfg) -> tuple[float, float, float, float]:
+    lons = [m.lon for m in cfg.models or []]
+    lats = [m.lat for m in cfg.models or []]
+    return (min(lons), min(lats), max(lons), max(lats)) if lons else (math.nan,) * 4
+
+
+def build_config(catalog: Catalog, store: Store, tiles: TileRegistry, host: str, port: int,
+                 placements: Path | None = None) -> dict:
+    """The pygeoapi configuration dict for the catalog's layers that are in the store, and the
+    placed landmark models in ``placements`` (api.placements)."""
     url = base_url(catalog, host, port)
     stored = set(store.layers())
     # rasters are served at /cog, live layers from build/live, 3D-only layers as 3D Tiles
@@ -185,6 +221,7 @@ def build_config(catalog: Catalog, store: Store, tiles: TileRegistry, host: str,
             "providers": providers,
         }
     resources.update(_live_resources(catalog, url))
+    resources.update(_placement_resources(catalog, placements))
     if not resources:
         raise StoreError(
             f"no catalog layer is in the store yet ({', '.join(catalog.layers) or 'the catalog lists none'}); "
@@ -244,7 +281,8 @@ def quiet_locale_probes() -> None:
 def generate(catalog: Catalog, store: Store, tiles: TileRegistry, host: str, port: int) -> GeneratedConfig:
     """Build the config, write it and its OpenAPI document, and point pygeoapi at them."""
     quiet_locale_probes()
-    config = build_config(catalog, store, tiles, host, port)
+    placements = write_placements(catalog, placed_model_layers(catalog), catalog.build_path / CONFIG_DIR)
+    config = build_config(catalog, store, tiles, host, port, placements)
     _set_password_env(store)  # the OpenAPI step already opens the providers
     generated = write_config(config, catalog.build_path / CONFIG_DIR)
     os.environ["PYGEOAPI_CONFIG"] = str(generated.config_path)

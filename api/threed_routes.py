@@ -31,10 +31,11 @@ from pathlib import Path, PurePosixPath
 from pyproj import Transformer
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from api.errors import error
+from api.html_pages import collection_html, wants_html
 from api.tiles_routes import accepts_gzip
 from geo.errors import LayerNameError
 from geo.names import check_layer_name
@@ -46,9 +47,10 @@ Handler = Callable[[Request], Awaitable[Response]]
 GEOVOLUMES_REL = "http://www.opengis.net/def/rel/ogc/1.0/3d-geovolumes"
 TILESET_MEDIA_TYPE = "application/3dtiles+json"
 CRS84H = "http://www.opengis.net/def/crs/OGC/0/CRS84h"
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 GEOVOLUMES_CONFORMANCE = [
-    "https://www.opengis.net/spec/ogcapi-geovolumes-1/1.0/conf/core",
-    "https://www.opengis.net/spec/ogcapi-geovolumes-1/1.0/conf/3d-tiles",
+    "http://www.opengis.net/spec/ogcapi-geovolumes-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-geovolumes-1/1.0/conf/3d-tiles",
 ]
 MEDIA_TYPES = {
     ".json": "application/json",
@@ -120,12 +122,20 @@ def sphere_bbox(sphere: list[float]) -> list[float]:
             round(lon + dlon, 7), round(lat + dlat, 7), round(h + r, 3) + 0.0]
 
 
+def vertical_extent(bbox: list[float]) -> dict:
+    """The heights of a CRS84h bbox as an extent of their own: the spatial extent stays a 2D CRS84
+    box, the only shape Features clients (GDAL: 'Invalid bbox') take."""
+    return {"interval": [[bbox[2], bbox[5]]], "vrs": CRS84H,
+            "description": "ellipsoidal heights (m) of the 3D Tiles, as in their root bounding volume"}
+
+
 class ThreeDRoutes:
     """Serves each catalog layer's tileset folder and adds the GeoVolumes view to pygeoapi's."""
 
-    def __init__(self, catalog: Catalog, base_url: str):
+    def __init__(self, catalog: Catalog, base_url: str, feature_collections: frozenset[str] = frozenset()):
         self.catalog = catalog
         self.base_url = base_url.rstrip("/")
+        self.feature_collections = feature_collections  # pygeoapi serves these, 3D-only or not
         self._bbox_cache: dict[str, tuple[str, list[float] | None]] = {}
 
     # -- where the tilesets are ------------------------------------------------------
@@ -162,7 +172,7 @@ class ThreeDRoutes:
 
     def three_d_only(self, layer: str) -> bool:
         cfg = self.catalog.layers.get(layer)
-        return cfg is not None and cfg.kind in THREE_D_ONLY
+        return cfg is not None and cfg.kind in THREE_D_ONLY and layer not in self.feature_collections
 
     def describe_3d_only(self, layer: str) -> dict:
         """An OGC API collection description for a layer that is only 3D Tiles (no items link)."""
@@ -172,7 +182,8 @@ class ThreeDRoutes:
                                 "href": f"{self.base_url}/collections/{layer}?f=json"}, self.link(layer)]}
         bbox = self.tileset_bbox(layer)
         if bbox is not None:
-            doc["extent"] = {"spatial": {"bbox": [bbox], "crs": CRS84H}}
+            doc["extent"] = {"spatial": {"bbox": [bbox[:2] + bbox[3:5]], "crs": CRS84}}
+            doc["extent"]["vertical"] = vertical_extent(bbox)
         return doc
 
     def link(self, layer: str) -> dict:
@@ -249,15 +260,21 @@ class ThreeDRoutes:
             links.append(self.link(layer))
         bbox = self.tileset_bbox(layer)
         if bbox is not None:
-            spatial = collection.setdefault("extent", {}).setdefault("spatial", {})
-            spatial["bbox"] = [bbox]
-            spatial["crs"] = CRS84H
+            extent = collection.setdefault("extent", {})
+            spatial = extent.setdefault("spatial", {"crs": CRS84})
+            if spatial.get("crs", CRS84) == CRS84:  # the extent holds the features and the 3D content
+                boxes = spatial.get("bbox") or [bbox[:2] + bbox[3:5]]
+                first = boxes[0]
+                boxes[0] = [min(first[0], bbox[0]), min(first[1], bbox[1]),
+                            max(first[2], bbox[3]), max(first[3], bbox[4])]
+                spatial["bbox"] = boxes
+            extent["vertical"] = vertical_extent(bbox)
 
     def collections_route(self, pygeoapi_collections: Handler) -> Handler:
         async def collections(request: Request) -> Response:
             layer = request.path_params.get("collection_id")
             if layer is not None and self.three_d_only(layer):
-                return await run_in_threadpool(self._one_3d_only, layer)
+                return await run_in_threadpool(self._one_3d_only, layer, request)
             resp = await pygeoapi_collections(request)
             if resp.status_code != 200 or not resp.headers.get("content-type", "").startswith("application/json"):
                 return resp  # HTML, JSON-LD and errors: pygeoapi's as is
@@ -275,11 +292,14 @@ class ThreeDRoutes:
 
         return collections
 
-    def _one_3d_only(self, layer: str) -> Response:
+    def _one_3d_only(self, layer: str, request: Request) -> Response:
         if not self.has_tileset(layer):
             return error(404, "NotFound", f"collection {layer!r} ({self.catalog.layers[layer].kind}) has no 3D Tiles "
                                           f"yet; run 'citytwin build'")
-        return Response(json.dumps(self.describe_3d_only(layer), ensure_ascii=False), media_type="application/json")
+        doc = self.describe_3d_only(layer)
+        if wants_html(request):
+            return HTMLResponse(collection_html(doc))
+        return Response(json.dumps(doc, ensure_ascii=False), media_type="application/json")
 
     def conformance_route(self, inner: Handler) -> Handler:
         async def conformance(request: Request) -> Response:

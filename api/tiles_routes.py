@@ -17,6 +17,8 @@ import hashlib
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from types import ModuleType
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -25,9 +27,11 @@ from starlette.routing import Route
 
 from api.errors import error
 from api.providers.tiles import MVT_MIMETYPE, TILE_MATRIX_SET, TileRangeError, check_tile_address
+from api.tile_matrix_sets import not_offered, tile_matrix_set_route, tile_matrix_sets_route
 from api.tile_sources import TileRegistry
 from geo.errors import CitytwinError, LayerNameError
 from geo.names import check_layer_name
+from pipelines.build import THREE_D_ONLY
 from tiles.source import TileSource
 
 _INT = re.compile(r"^[0-9]{1,9}$")
@@ -88,13 +92,45 @@ class TileRoutes:
         self.public_url = public_url.rstrip("/") if public_url else None
         self.cache = cache or CompressedTileCache()
 
-    def routes(self) -> list[Route]:
+    def routes(self, pygeoapi: ModuleType) -> list[Route]:
+        """Our tile routes, and guards in front of pygeoapi's tile metadata routes (which answer an
+        unknown tile matrix set with a 500 and a collection without tiles with a 400)."""
         base = f"/collections/{{collection}}/tiles/{TILE_MATRIX_SET}"
+        get = ["GET", "HEAD"]
+        tileset = self._guarded(pygeoapi.get_collection_tiles_metadata)
         return [
-            Route(f"{base}/tilejson.json", self.tilejson, methods=["GET", "HEAD"]),
-            Route("/tilejson/{collection}.json", self.tilejson, methods=["GET", "HEAD"]),
-            Route(f"{base}/{{z}}/{{y}}/{{x}}", self.tile, methods=["GET", "HEAD"]),
+            Route(f"{base}/tilejson.json", self.tilejson, methods=get),
+            Route("/tilejson/{collection}.json", self.tilejson, methods=get),
+            Route(f"{base}/{{z}}/{{y}}/{{x}}", self.tile, methods=get),
+            Route("/collections/{collection}/tiles/{tms}/{z}/{y}/{x}", self._other_tms_tile, methods=get),
+            Route("/collections/{collection_id}/tiles", self._guarded(pygeoapi.get_collection_tiles), methods=get),
+            Route("/collections/{collection_id}/tiles/{tileMatrixSetId}", tileset, methods=get),
+            Route("/collections/{collection_id}/tiles/{tileMatrixSetId}/metadata", tileset, methods=get),
+            Route("/TileMatrixSets", tile_matrix_sets_route(pygeoapi.get_tilematrix_sets), methods=get),
+            Route("/TileMatrixSets/{tileMatrixSetId}", tile_matrix_set_route(pygeoapi.get_tilematrix_set), methods=get),
+            Route("/tiles", self._no_dataset_tiles, methods=get),
+            Route("/tiles/{rest:path}", self._no_dataset_tiles, methods=get),
         ]
+
+    def _guarded(self, pygeoapi_handler: Callable[[Request], Awaitable[Response]]):
+        async def guarded(request: Request) -> Response:
+            tms = request.path_params.get("tileMatrixSetId")
+            if tms is not None and tms != TILE_MATRIX_SET:
+                return not_offered(tms)
+            src = await self._source(request.path_params["collection_id"])
+            if isinstance(src, Response):
+                return src
+            return await pygeoapi_handler(request)
+
+        return guarded
+
+    async def _other_tms_tile(self, request: Request) -> Response:
+        src = await self._source(request.path_params["collection"])
+        return src if isinstance(src, Response) else not_offered(request.path_params["tms"])
+
+    async def _no_dataset_tiles(self, request: Request) -> Response:
+        return error(404, "NotFound", "this server has no dataset tiles; each collection has its own "
+                                      "(its 'tilesets-vector' link in /collections)")
 
     # -- helpers ----------------------------------------------------------------
     async def _source(self, name: str) -> TileSource | JSONResponse:
@@ -107,6 +143,9 @@ class TileRoutes:
             return error(404, "NotFound", f"collection {name!r} does not exist (known: {known})")
         src = await run_in_threadpool(self.registry.source, name)
         if src is None:
+            kind = self.registry.catalog.layers[name].kind
+            if kind in THREE_D_ONLY or kind == "raster":
+                return error(404, "NotFound", f"collection {name!r} ({kind}) has no vector tiles")
             return error(404, "NotFound", f"collection {name!r} has no tiles yet; run 'citytwin build' for it")
         return src
 

@@ -24,6 +24,7 @@ from api_server import REPO, make_project, serve
 
 GEOVOLUMES_REL = "http://www.opengis.net/def/rel/ogc/1.0/3d-geovolumes"
 CRS84H = "http://www.opengis.net/def/crs/OGC/0/CRS84h"
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 SECRET = "name: API test city"  # a line of citytwin.yaml that must never come back
 
 
@@ -197,9 +198,13 @@ def test_collection_has_the_3d_tiles_link_and_3d_bbox(base: str, project, folder
     assert links[0]["href"] == f"{base}/collections/buildings/3dtiles/tileset.json"
     assert httpx.get(links[0]["href"]).status_code == 200
 
+    # Features clients read a 2D CRS84 spatial extent only; the heights are the vertical extent.
     spatial = doc["extent"]["spatial"]
-    assert spatial["crs"] == CRS84H
-    (bbox,) = spatial["bbox"]
+    assert spatial["crs"] == CRS84
+    (box,) = spatial["bbox"]
+    (heights,) = doc["extent"]["vertical"]["interval"]
+    assert doc["extent"]["vertical"]["vrs"] == CRS84H
+    bbox = [box[0], box[1], heights[0], box[2], box[3], heights[1]]
     assert bbox == pytest.approx(_expected_bbox(folder), abs=1e-6)
     # ... and it holds what was published: the footprints (lon/lat) and the heights on the
     # ellipsoid (base 0 m, top = the tallest building), from the source data itself. Tiles
@@ -219,7 +224,9 @@ def test_collections_list_marks_only_layers_with_tilesets(base: str, folder: Pat
     assert set(by_id) == {"buildings", "landmarks"}
     assert [lk["href"] for lk in by_id["buildings"]["links"] if lk["rel"] == GEOVOLUMES_REL] == [
         f"{base}/collections/buildings/3dtiles/tileset.json"]
-    assert by_id["buildings"]["extent"]["spatial"]["bbox"][0] == pytest.approx(_expected_bbox(folder), abs=1e-6)
+    w, s, lo, e, n, hi = _expected_bbox(folder)
+    assert by_id["buildings"]["extent"]["spatial"]["bbox"][0] == pytest.approx([w, s, e, n], abs=1e-6)
+    assert by_id["buildings"]["extent"]["vertical"]["interval"] == [pytest.approx([lo, hi], abs=1e-3)]
     assert not [lk for lk in by_id["landmarks"]["links"] if lk["rel"] == GEOVOLUMES_REL]
     assert len(by_id["landmarks"]["extent"]["spatial"]["bbox"][0]) == 4
     # HTML stays pygeoapi's own
@@ -229,8 +236,8 @@ def test_collections_list_marks_only_layers_with_tilesets(base: str, folder: Pat
 
 def test_conformance_lists_geovolumes(base: str) -> None:
     classes = httpx.get(f"{base}/conformance?f=json").json()["conformsTo"]
-    assert "https://www.opengis.net/spec/ogcapi-geovolumes-1/1.0/conf/core" in classes
-    assert "https://www.opengis.net/spec/ogcapi-geovolumes-1/1.0/conf/3d-tiles" in classes
+    assert "http://www.opengis.net/spec/ogcapi-geovolumes-1/1.0/conf/core" in classes
+    assert "http://www.opengis.net/spec/ogcapi-geovolumes-1/1.0/conf/3d-tiles" in classes
     assert len(classes) == len(set(classes))
     assert httpx.get(f"{base}/conformance?f=json").json()["conformsTo"] == classes  # no growth per call
 

@@ -33,7 +33,8 @@ def test_landmark_models_are_listed_and_described(base: str, built_sample_city: 
     assert doc == listed["landmark_models"]
     assert doc["title"] == catalog["layers"]["landmark_models"]["title"]
     rels = [lk["rel"] for lk in doc["links"]]
-    assert "items" not in rels  # no features behind it
+    assert "items" in rels  # the placed models, as points
+    assert doc["itemType"] == "feature"
     (link,) = [lk for lk in doc["links"] if lk["rel"] == GEOVOLUMES_REL]
     assert link["href"] == f"{base}/collections/landmark_models/3dtiles/tileset.json"
     tileset = httpx.get(link["href"])
@@ -41,8 +42,10 @@ def test_landmark_models_are_listed_and_described(base: str, built_sample_city: 
     # The 3D extent holds the tileset's root sphere, and so the model's catalog position.
     x, y, z, r = tileset.json()["root"]["boundingVolume"]["sphere"]
     lon, lat, h = Transformer.from_crs("EPSG:4978", "EPSG:4979", always_xy=True).transform(x, y, z)
-    assert doc["extent"]["spatial"]["crs"] == CRS84H
-    (bbox,) = doc["extent"]["spatial"]["bbox"]
+    assert doc["extent"]["vertical"]["vrs"] == CRS84H
+    (box,) = doc["extent"]["spatial"]["bbox"]
+    (heights,) = doc["extent"]["vertical"]["interval"]
+    bbox = [box[0], box[1], heights[0], box[2], box[3], heights[1]]
     geod = Geod(ellps="WGS84")
     assert bbox[2] == pytest.approx(h - r, abs=1e-3) and bbox[5] == pytest.approx(h + r, abs=1e-3)
     for az, (blon, blat) in ((90, (bbox[3], lat)), (270, (bbox[0], lat)), (0, (lon, bbox[4])), (180, (lon, bbox[1]))):

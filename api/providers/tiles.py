@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pygeoapi.models.provider.base import LinkType, TileMatrixSetEnum, TileSetMetadata
+from pygeoapi.models.provider.base import TileMatrixSetEnum
 from pygeoapi.provider.base import ProviderConnectionError
 from pygeoapi.provider.base_mvt import BaseMVTProvider
 from pygeoapi.provider.tile import ProviderTileNotFoundError, ProviderTilesetIdNotFoundError
@@ -17,6 +17,7 @@ from pygeoapi.util import url_join
 
 from api.tile_sources import registry_for
 from tiles.source import TileSetInfo, TileSource
+from tiles.tileset_metadata import tileset_metadata
 
 TILE_MATRIX_SET = "WebMercatorQuad"
 MVT_MIMETYPE = "application/vnd.mapbox-vector-tile"
@@ -97,21 +98,12 @@ class CitytwinTileProvider(BaseMVTProvider):
     def get_default_metadata(self, dataset, server_url, layer, tileset, title, description, keywords, **kwargs) -> dict:
         if tileset != TILE_MATRIX_SET:
             raise ProviderTilesetIdNotFoundError(user_msg=f"tile matrix set {tileset!r} is not offered; use {TILE_MATRIX_SET}")
-        scheme = TileMatrixSetEnum.WEBMERCATORQUAD.value
-        info = self._source().info()
-        content = TileSetMetadata(title=title, description=description, keywords=keywords, crs=scheme.crs,
-                                  tileMatrixSetURI=scheme.tileMatrixSetURI, mediaTypes=[MVT_MIMETYPE],
-                                  version=info.etag_seed or None)
-        content.links = [
-            LinkType(href=url_join(server_url, f"TileMatrixSets/{scheme.tileMatrixSet}"),
-                     rel="http://www.opengis.net/def/rel/ogc/1.0/tiling-scheme", type_="application/json",
-                     title=f"{scheme.tileMatrixSet} tile matrix set definition"),
-            LinkType(href=self._tile_url(server_url, dataset, tileset), rel="item", type_=MVT_MIMETYPE,
-                     title=f"{tileset} vector tiles for {layer}"),
-            LinkType(href=url_join(server_url, f"collections/{dataset}/tiles/{tileset}/tilejson.json"),
-                     rel="describedby", type_="application/json", title="TileJSON"),
-        ]
-        return content.model_dump(exclude_none=True)
+        return tileset_metadata(
+            self._source().info(), title or dataset, description or "",
+            tiles_url=self._tile_url(server_url, dataset, tileset),
+            tms_url=url_join(server_url, f"TileMatrixSets/{TILE_MATRIX_SET}"),
+            tilejson_url=url_join(server_url, f"collections/{dataset}/tiles/{tileset}/tilejson.json"),
+            mvt_type=MVT_MIMETYPE)
 
     def get_vendor_metadata(self, dataset, server_url, layer, tileset, title, description, keywords, **kwargs) -> dict:
         from tiles.tilejson import tilejson

@@ -1,0 +1,246 @@
+"""Real clients against the served sample city (the demo): GDAL's OAPIF and OGCAPI drivers, both
+Debian's ogrinfo and the GDAL inside pyogrio, and OWSLib, on every collection; and the details
+of OGC API Features and Tiles those clients rely on. Expected counts come from the store file
+read directly, tile ranges from pyproj."""
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pyogrio
+import pytest
+import yaml
+from owslib.ogcapi.features import Features
+from pyproj import Transformer
+
+from api_server import serve
+
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+MVT = "application/vnd.mapbox-vector-tile"
+OGRINFO = shutil.which("ogrinfo")
+needs_ogrinfo = pytest.mark.skipif(OGRINFO is None, reason="Debian's gdal-bin is not installed (make system-deps)")
+
+
+@pytest.fixture(scope="module")
+def base(built_sample_city: Path) -> Iterator[str]:
+    with serve(built_sample_city) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def expected_counts(built_sample_city: Path) -> dict[str, int]:
+    """Features per collection: the store's layers read straight from the GeoPackage, and the
+    models the catalog places."""
+    gpkg = built_sample_city / "build" / "citytwin.gpkg"
+    counts = {str(name): pyogrio.read_info(gpkg, layer=str(name))["features"]
+              for name, _ in pyogrio.list_layers(gpkg)}
+    catalog = yaml.safe_load((built_sample_city / "citytwin.yaml").read_text(encoding="utf-8"))
+    counts["landmark_models"] = len(catalog["layers"]["landmark_models"]["models"])
+    return counts
+
+
+def _collections(base: str) -> dict[str, dict]:
+    return {c["id"]: c for c in httpx.get(f"{base}/collections?f=json").json()["collections"]}
+
+
+def _ogrinfo(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([OGRINFO, *args], capture_output=True, text=True, timeout=300)
+
+
+def _error_lines(proc: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith(("ERROR", "FAILURE"))]
+
+
+# -- collection descriptions ----------------------------------------------------------------
+def test_every_collection_has_a_2d_crs84_extent_and_items(base: str, expected_counts: dict[str, int]) -> None:
+    listed = _collections(base)
+    assert set(expected_counts) <= set(listed)
+    for name in expected_counts:
+        doc = listed[name]
+        spatial = doc["extent"]["spatial"]
+        assert spatial["crs"] == CRS84, name
+        assert [len(b) for b in spatial["bbox"]] == [4], name
+        assert doc.get("itemType") == "feature", name
+        assert "items" in [lk["rel"] for lk in doc["links"]], name
+
+
+def test_3d_extent_is_the_tileset_heights(base: str, built_sample_city: Path) -> None:
+    import json
+
+    region = json.loads((built_sample_city / "build" / "3dtiles" / "buildings" / "tileset.json").read_text())
+    w, s, e, n, lo, hi = region["root"]["boundingVolume"]["region"]
+    doc = httpx.get(f"{base}/collections/buildings?f=json").json()
+    assert doc["extent"]["vertical"]["interval"] == [[pytest.approx(lo, abs=1e-3), pytest.approx(hi, abs=1e-3)]]
+    bbox = doc["extent"]["spatial"]["bbox"][0]
+    assert bbox[0] <= math.degrees(w) + 1e-6 and bbox[2] >= math.degrees(e) - 1e-6
+    assert bbox[1] <= math.degrees(s) + 1e-6 and bbox[3] >= math.degrees(n) - 1e-6
+
+
+def test_landmark_models_items_are_the_placed_models(base: str, built_sample_city: Path) -> None:
+    catalog = yaml.safe_load((built_sample_city / "citytwin.yaml").read_text(encoding="utf-8"))
+    models = catalog["layers"]["landmark_models"]["models"]
+    page = httpx.get(f"{base}/collections/landmark_models/items?f=json").json()
+    got = {f["id"]: f for f in page["features"]}
+    assert set(got) == {m["id"] for m in models}
+    for m in models:
+        assert got[m["id"]]["geometry"]["coordinates"] == pytest.approx([m["lon"], m["lat"]])
+        assert got[m["id"]]["properties"]["heading"] == pytest.approx(m["heading"])
+    html = httpx.get(f"{base}/collections/landmark_models?f=html")
+    assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+    assert "<html" in html.text.lower()
+
+
+# -- GDAL ---------------------------------------------------------------------------------------
+@needs_ogrinfo
+def test_debian_ogrinfo_oapif_lists_every_collection_without_errors(base: str, expected_counts: dict[str, int]) -> None:
+    proc = _ogrinfo("-ro", "-so", f"OAPIF:{base}")
+    assert proc.returncode == 0, proc.stderr
+    assert _error_lines(proc) == []
+    for name in expected_counts:
+        assert f": {name} (title:" in proc.stdout
+
+
+@needs_ogrinfo
+def test_debian_ogrinfo_oapif_counts_every_collection(base: str, expected_counts: dict[str, int]) -> None:
+    for name, count in expected_counts.items():
+        proc = _ogrinfo("-ro", "-so", f"OAPIF:{base}", name)
+        assert _error_lines(proc) == [], name
+        assert f"Feature Count: {count}\n" in proc.stdout, (name, proc.stdout[-400:])
+
+
+@needs_ogrinfo
+def test_debian_ogrinfo_ogcapi_items_opens_every_collection(base: str, expected_counts: dict[str, int]) -> None:
+    for name, count in expected_counts.items():
+        proc = _ogrinfo("-ro", "-so", "-oo", "API=ITEMS", f"OGCAPI:{base}/collections/{name}", name)
+        assert _error_lines(proc) == [], (name, proc.stdout[-400:], proc.stderr[-400:])
+        assert f"Feature Count: {count}\n" in proc.stdout, name
+
+
+def test_wheel_gdal_oapif_reads_every_collection(base: str, expected_counts: dict[str, int]) -> None:
+    listed = {str(n) for n, _ in pyogrio.list_layers(f"OAPIF:{base}")}
+    assert listed == set(expected_counts) | (listed - set(expected_counts))
+    assert set(expected_counts) <= listed
+    for name, count in expected_counts.items():
+        df = pyogrio.read_dataframe(f"OAPIF:{base}", layer=name)
+        assert len(df) == count, name
+
+
+def test_wheel_gdal_ogcapi_items_opens_every_collection(base: str, expected_counts: dict[str, int]) -> None:
+    for name, count in expected_counts.items():
+        df = pyogrio.read_dataframe(f"OGCAPI:{base}/collections/{name}", layer=name, API="ITEMS")
+        assert len(df) == count, name
+
+
+# -- OWSLib -----------------------------------------------------------------------------------
+def test_owslib_lists_and_reads_every_collection(base: str, expected_counts: dict[str, int]) -> None:
+    api = Features(base)
+    ids = {c["id"] for c in api.collections()["collections"]}
+    assert set(expected_counts) <= ids
+    for name, count in expected_counts.items():
+        page = api.collection_items(name, limit=10)
+        assert page["numberMatched"] == count, name
+        assert len(page["features"]) == min(10, count), name
+
+
+def test_owslib_typo_parameter_is_an_error_not_an_empty_page(base: str) -> None:
+    resp = httpx.get(f"{base}/collections/buildings/items", params={"bbox_crs": CRS84, "limit": 1})
+    assert resp.status_code == 400
+    assert "'bbox_crs'" in resp.json()["description"]
+    # the collection's properties are equality filters, so they are known parameters
+    assert httpx.get(f"{base}/collections/buildings/items", params={"usage": "residential", "limit": 1}).status_code == 200
+
+
+# -- Features details -----------------------------------------------------------------------------
+def test_items_are_geojson(base: str) -> None:
+    for url in (f"{base}/collections/gu/items?f=json", f"{base}/collections/gu/items"):
+        resp = httpx.get(url, headers={"Accept": "application/geo+json"})
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].split(";")[0] == "application/geo+json"
+    fid = httpx.get(f"{base}/collections/gu/items?f=json").json()["features"][0]["id"]
+    one = httpx.get(f"{base}/collections/gu/items/{fid}?f=json")
+    assert one.headers["content-type"].split(";")[0] == "application/geo+json"
+
+
+@pytest.mark.parametrize("value", ["../..", "2024-05-01", "2024-05-01T09:00:00Z", "2020-01-01/..",
+                                   "../2030-12-31T23:59:59+09:00", "2020-01-01/2021-01-01"])
+def test_datetime_on_a_collection_without_time_matches_everything(base: str, expected_counts, value: str) -> None:
+    resp = httpx.get(f"{base}/collections/gu/items", params={"datetime": value, "f": "json"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["numberMatched"] == expected_counts["gu"]
+
+
+@pytest.mark.parametrize("value", ["2020-13", "yesterday", "2021-01-01/2020-01-01", "a/b/c", ""])
+def test_malformed_datetime_is_a_400(base: str, value: str) -> None:
+    resp = httpx.get(f"{base}/collections/gu/items", params={"datetime": value})
+    assert resp.status_code == 400
+    assert resp.json()["description"].startswith("datetime=")
+
+
+def test_no_500s_on_odd_items_requests(base: str) -> None:
+    empty = httpx.post(f"{base}/collections/gu/items")
+    assert empty.status_code == 400 and "needs a body" in empty.json()["description"]
+    huge = httpx.get(f"{base}/collections/buildings/items", params={"height": "99999999999999999999999"})
+    assert huge.status_code == 400 and "height" in huge.json()["description"]
+
+
+# -- Tiles ----------------------------------------------------------------------------------------
+def _tile_ranges(bounds: list[float], z: int) -> tuple[int, int, int, int]:
+    """minRow, maxRow, minCol, maxCol of WebMercatorQuad tiles over lon/lat ``bounds``, via pyproj."""
+    to_merc = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True)
+    half = 20037508.342789244
+    size = 2 * half / (1 << z)
+    x0, y0 = to_merc.transform(bounds[0], bounds[1])
+    x1, y1 = to_merc.transform(bounds[2], bounds[3])
+    return (int((half - y1) // size), int((half - y0) // size), int((x0 + half) // size), int((x1 + half) // size))
+
+
+def test_tileset_metadata_links_and_limits(base: str) -> None:
+    for name in ("buildings", "gu", "landmarks"):
+        tilejson = httpx.get(f"{base}/collections/{name}/tiles/WebMercatorQuad/tilejson.json").json()
+        doc = httpx.get(f"{base}/collections/{name}/tiles/WebMercatorQuad?f=json").json()
+        assert all("type_" not in lk for lk in doc["links"])
+        by_rel = {lk["rel"]: lk for lk in doc["links"]}
+        assert by_rel["item"]["type"] == MVT
+        assert by_rel["http://www.opengis.net/def/rel/ogc/1.0/tiling-scheme"]["type"] == "application/json"
+        limits = doc["tileMatrixSetLimits"]
+        assert [lim["tileMatrix"] for lim in limits] == [str(z) for z in range(tilejson["minzoom"], tilejson["maxzoom"] + 1)]
+        for lim in limits:
+            expected = _tile_ranges(tilejson["bounds"], int(lim["tileMatrix"]))
+            assert (lim["minTileRow"], lim["maxTileRow"], lim["minTileCol"], lim["maxTileCol"]) == expected
+        # a tile inside the limits of the deepest zoom holds data
+        lim = limits[-1]
+        z, row, col = lim["tileMatrix"], (lim["minTileRow"] + lim["maxTileRow"]) // 2, lim["minTileCol"]
+        assert httpx.get(f"{base}/collections/{name}/tiles/WebMercatorQuad/{z}/{row}/{col}").status_code in (200, 204)
+
+
+def test_tile_matrix_set_definition_reads_as_tms_1_and_2(base: str) -> None:
+    doc = httpx.get(f"{base}/TileMatrixSets/WebMercatorQuad").json()
+    assert doc["id"] == doc["identifier"] == "WebMercatorQuad"
+    assert doc["type"] == "TileMatrixSetType"
+    assert len(doc["tileMatrix"]) == len(doc["tileMatrices"])
+    for old, new in zip(doc["tileMatrix"], doc["tileMatrices"]):
+        assert old["topLeftCorner"] == new["pointOfOrigin"] and old["matrixWidth"] == new["matrixWidth"]
+    listed = httpx.get(f"{base}/TileMatrixSets?f=json").json()["tileMatrixSets"]
+    assert [t["id"] for t in listed] == ["WebMercatorQuad"]
+
+
+@pytest.mark.parametrize("path", ["/tiles/WorldCRS84Quad", "/tiles/Foo", "/TileMatrixSets/WorldCRS84Quad",
+                                  "/TileMatrixSets/Foo", "/collections/gu/tiles/WorldCRS84Quad",
+                                  "/collections/gu/tiles/WorldCRS84Quad/metadata",
+                                  "/collections/gu/tiles/WorldCRS84Quad/1/1/1?f=mvt",
+                                  "/collections/nope/tiles", "/collections/landmark_models/tiles"])
+def test_tiles_that_do_not_exist_are_json_404s(base: str, path: str) -> None:
+    resp = httpx.get(f"{base}{path}")
+    assert resp.status_code == 404
+    assert resp.headers["content-type"].split(";")[0] == "application/json"
+    assert resp.json()["code"] == "NotFound" and resp.json()["description"]
+
+
+def test_geovolumes_conformance_uris_are_http(base: str) -> None:
+    classes = httpx.get(f"{base}/conformance?f=json").json()["conformsTo"]
+    assert "http://www.opengis.net/spec/ogcapi-geovolumes-1/1.0/conf/core" in classes
+    assert not [c for c in classes if c.startswith("https://")]
