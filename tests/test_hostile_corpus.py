@@ -259,8 +259,9 @@ def published_state(project: Path) -> dict[str, str]:
     return {str(p.relative_to(project)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
+# A Bessel grid whose datum names no shift to WGS 84 (what many legacy Korean .prj files hold)
 BESSEL_PRJ_NO_SHIFT = (
-    'PROJCS["Korean_1985_Korea_Central_Belt",GEOGCS["GCS_Korean_Datum_1985",DATUM["D_Korean_Datum_1985",'
+    'PROJCS["Korean_1985_Modified_Korea_Central_Belt",GEOGCS["GCS_Bessel_1841",DATUM["D_Bessel_1841",'
     'SPHEROID["Bessel_1841",6377397.155,299.1528128]],PRIMEM["Greenwich",0.0],UNIT["Degree",0.0174532925199433]],'
     'PROJECTION["Transverse_Mercator"],PARAMETER["False_Easting",200000.0],PARAMETER["False_Northing",500000.0],'
     'PARAMETER["Central_Meridian",127.0028902777778],PARAMETER["Scale_Factor",1.0],'
