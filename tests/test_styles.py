@@ -115,3 +115,25 @@ def test_layers_drawn_by_kind_validate(tmp_path: Path):
     style = tmp_path / "by_kind.json"
     style.write_text(json.dumps({"version": 8, "sources": sources, "layers": layers}), encoding="utf-8")
     assert style_errors(style) == []
+
+
+@pytest.mark.parametrize("store_type, family", [
+    ("Point", "point"), ("MultiPoint", "point"), ("LineString", "line"), ("MultiLineString Z", "line"),
+    ("Polygon", "polygon"), ("MultiPolygon Z", "polygon"), ("Unknown", None), ("GeometryCollection", None),
+])
+def test_store_geometry_types_map_to_what_the_viewer_draws(store_type: str, family: str | None):
+    from api.kind_styles import geometry_family
+
+    assert geometry_family(store_type) == family
+
+
+@pytest.mark.parametrize("fields, label", [
+    (["id", "address", "name_ko", "name"], "name"),
+    (["id", "주소", "시설명"], "시설명"),  # Korean records: the facility name, not the address
+    (["id", "stop_name", "routes"], "stop_name"),
+    (["id", "height", "floors"], None),
+])
+def test_labels_come_from_a_name_field(fields: list[str], label: str | None):
+    from api.kind_styles import label_field
+
+    assert label_field(fields) == label
