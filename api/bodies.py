@@ -42,13 +42,13 @@ def json_depth(body: bytes) -> int:
     data = np.frombuffer(body, dtype=np.uint8)
     if data.size == 0:
         return 0
-    at = np.arange(data.size)
+    at = np.arange(data.size, dtype=np.int64 if data.size >= 2**31 else np.int32)
     # A quote is escaped when an odd number of backslashes runs right before it.
     last_other = np.maximum.accumulate(np.where(data != ord("\\"), at, -1))
     run = at - 1 - np.concatenate(([-1], last_other[:-1]))
     quotes = (data == ord('"')) & (run % 2 == 0)
-    outside = np.cumsum(quotes) % 2 == 0
-    return int(np.cumsum(np.where(outside, _STEP[data], 0), dtype=np.int64).max(initial=0))
+    outside = np.cumsum(quotes, dtype=at.dtype) % 2 == 0
+    return int(np.cumsum(np.where(outside, _STEP[data], 0), dtype=at.dtype).max(initial=0))
 
 
 def parse_json(body: bytes, expected: str, max_depth: int = MAX_JSON_DEPTH) -> Any:

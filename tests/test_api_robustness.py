@@ -141,6 +141,37 @@ def test_numbers_no_answer_can_carry_are_400(base, raw, shown):
     assert httpx.get(f"{base}/live/incidents/tiles/16/{tile.x}/{tile.y}", timeout=30).status_code in (200, 204)
 
 
+def _depth(value: object) -> int:
+    """Nesting depth of a parsed JSON value, by recursion (the documents here are shallow)."""
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+def test_json_depth_skips_brackets_in_strings_and_escaped_quotes():
+    import random
+
+    from api.bodies import json_depth
+
+    rng = random.Random(5)
+    tricky = ['a[{"', "\\", '\\"]}', "}{][", "x\\\\", 1, None, 2.5]
+
+    def doc(level: int) -> object:
+        roll = rng.random()
+        if level > 7 or roll < 0.3:
+            return rng.choice(tricky)
+        if roll < 0.65:
+            return [doc(level + 1) for _ in range(rng.randint(0, 3))]
+        return {f"k{i}{rng.choice(tricky)}": doc(level + 1) for i in range(rng.randint(0, 3))}
+
+    for _ in range(2000):
+        value = doc(0)
+        assert json_depth(json.dumps(value).encode()) == _depth(value), value
+    assert json_depth(b"[" * 5000 + b"]" * 5000) == 5000
+
+
 def test_properties_nested_5000_deep_are_400(base):
     deep = item("deep", *CITY_HALL)
     body = json.dumps(deep)[:-2] + ', "nest": ' + "[" * 5000 + "]" * 5000 + "}}"
