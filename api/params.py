@@ -10,6 +10,13 @@ class BadParameter(ValueError):
     """A query parameter the client can fix; the message names it."""
 
 
+def _in_range(name: str, value: float, lo: float | None, hi: float | None, lo_open: bool = False) -> None:
+    if lo is not None and (value < lo or (lo_open and value == lo)):
+        raise BadParameter(f"parameter '{name}' must be {'above' if lo_open else 'at least'} {lo:g}, got {value:g}")
+    if hi is not None and value > hi:
+        raise BadParameter(f"parameter '{name}' must be at most {hi:g}, got {value:g}")
+
+
 def number(params: Mapping[str, str], name: str, default: float | None, lo: float | None = None,
            hi: float | None = None, lo_open: bool = False) -> float:
     """A finite number from ``params[name]`` within [lo, hi] (lo excluded when ``lo_open``)."""
@@ -24,10 +31,7 @@ def number(params: Mapping[str, str], name: str, default: float | None, lo: floa
         raise BadParameter(f"parameter '{name}' must be a number, got {raw[:40]!r}") from None
     if not math.isfinite(value):
         raise BadParameter(f"parameter '{name}' must be a finite number, got {raw[:40]!r}")
-    if lo is not None and (value < lo or (lo_open and value == lo)):
-        raise BadParameter(f"parameter '{name}' must be {'above' if lo_open else 'at least'} {lo:g}, got {value:g}")
-    if hi is not None and value > hi:
-        raise BadParameter(f"parameter '{name}' must be at most {hi:g}, got {value:g}")
+    _in_range(name, value, lo, hi, lo_open)
     return value
 
 
@@ -42,4 +46,5 @@ def integer(params: Mapping[str, str], name: str, default: int, lo: int | None =
         value = math.nan
     if not math.isfinite(value) or value != int(value):
         raise BadParameter(f"parameter '{name}' must be a whole number, got {raw[:40]!r}")
-    return int(number({name: raw}, name, None, lo, hi))
+    _in_range(name, value, lo, hi)
+    return int(value)
