@@ -34,7 +34,7 @@ from pipelines.live import LiveItemError, LiveLayer, parse_items
 from tiles.live_mvt import MAX_ZOOM, encode_tile, tile_bounds_lonlat
 
 MAX_AGE_S = 15  # upper bound of Cache-Control max-age on live reads
-MAX_BODY = 5_000_000
+MAX_BODY = 1_000_000  # a few thousand items; a feed of more is a watched file
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000
 MVT_MIMETYPE = "application/vnd.mapbox-vector-tile"

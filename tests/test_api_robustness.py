@@ -199,8 +199,12 @@ def test_a_watched_file_nested_5000_deep_is_refused_and_logged(base, project):
 
 
 def test_live_body_over_the_limit_is_413_payload_too_large(base):
-    resp = _post(base, b" " * 5_000_001)
-    assert_error(resp, 413, "PayloadTooLarge", "over 5,000,000 bytes")
+    resp = _post(base, b" " * 1_000_001)
+    assert_error(resp, 413, "PayloadTooLarge", "over 1,000,000 bytes")
+    # a 2 MB item is refused the same way, and nothing of it is stored
+    big = item("too-big", *CITY_HALL, note="x" * 2_000_000)
+    assert_error(_post(base, big), 413, "PayloadTooLarge", "send fewer items per request")
+    assert "too-big" not in {f["id"] for f in httpx.get(f"{base}/live/incidents/items", timeout=30).json()["features"]}
 
 
 def test_401_has_the_ogc_exception_shape(base):
