@@ -25,12 +25,13 @@ from api.cql_limits import CQLSizeLimit
 from api.features_fast import FastItems
 from api.items_requests import ItemsRequests, collection_fields
 from api.landing import landing_route
-from api.openapi_doc import openapi_route, service_paths
+from api.openapi_doc import jobs_paths, openapi_route, records_paths, service_paths
 from api.live_routes import live_routes
 from api.ar_routes import ArRoutes, ar_openapi_paths
 from api.auth import protect_processes
 from api.pygeoapi_config import base_url, generate
 from api.raster_routes import PREFIX as COG_PREFIX, raster_app
+from api.records_routes import catalog_routes
 from api.static_routes import static_routes
 from api.threed_routes import ThreeDRoutes
 from api.tile_sources import TileRegistry, register
@@ -85,17 +86,21 @@ def create_app(project: Path, host: str = "127.0.0.1", port: int = 8000) -> ASGI
     url = base_url(catalog, host, port)
     tiles = TileRoutes(registry, public_url=catalog.server.url)
     threed = ThreeDRoutes(catalog, url, frozenset(generated.config["resources"]))
+    records = catalog_routes(catalog, store, generated.config["resources"], threed, url)  # OGC API Records
     routes = [
-        Route("/", landing_route(pygeoapi_app.landing_page, url), methods=["GET", "HEAD"]),
-        Route("/conformance", conformance_route(threed.conformance_route(pygeoapi_app.conformance)),
+        Route("/", landing_route(pygeoapi_app.landing_page, url, [records.landing_link()]), methods=["GET", "HEAD"]),
+        Route("/conformance",
+              conformance_route(records.conformance(threed.conformance_route(pygeoapi_app.conformance))),
               methods=["GET", "HEAD"]),
         *tiles.routes(pygeoapi_app),
-        *threed.routes(pygeoapi_app.collections),
+        *records.routes(),  # before /collections/{collection_id}
+        *threed.routes(records.listed(pygeoapi_app.collections)),
         *transit_routes(catalog, store),
         *geocode_routes(catalog, store),  # /geocode, /reverse from the project's gazetteer
         *live_routes(catalog),  # /live/{layer}/items (POST with API key, GET) and /live/{layer}/tiles
         *ArRoutes(catalog, store, url).routes(),  # /ar/view, /ar/anchors, /ar/route
-        Route("/openapi", openapi_route(pygeoapi_app.openapi, [ar_openapi_paths(), service_paths()]),
+        Route("/openapi", openapi_route(pygeoapi_app.openapi,
+                                        [ar_openapi_paths(), service_paths(), records_paths(), jobs_paths()]),
               methods=["GET", "HEAD"]),
         viewer_layers_route(viewer_layers(catalog, store, registry)),  # before the /viewer mount
         *static_routes(),

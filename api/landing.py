@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -36,8 +36,10 @@ def _add_to_html(text: str, base_url: str) -> str:
     return text.replace("</body>", section + "</body>", 1)
 
 
-def landing_route(pygeoapi_landing: Callable[[Request], Awaitable[Response]], base_url: str):
-    """A Starlette endpoint wrapping pygeoapi's landing page handler."""
+def landing_route(pygeoapi_landing: Callable[[Request], Awaitable[Response]], base_url: str,
+                  extra_links: Sequence[dict] = ()):
+    """A Starlette endpoint wrapping pygeoapi's landing page handler; ``extra_links`` (e.g. the
+    Records catalog) join the viewer links in the JSON."""
 
     async def landing(request: Request) -> Response:
         resp = await pygeoapi_landing(request)
@@ -49,7 +51,7 @@ def landing_route(pygeoapi_landing: Callable[[Request], Awaitable[Response]], ba
             body = _add_to_html(body, base_url)
         elif ctype.startswith("application/json"):
             doc = json.loads(body)
-            doc.setdefault("links", []).extend(viewer_links(base_url))
+            doc.setdefault("links", []).extend([*viewer_links(base_url), *extra_links])
             body = json.dumps(doc, ensure_ascii=False)
         else:
             return resp  # JSON-LD and anything else: pygeoapi's document as is

@@ -128,3 +128,74 @@ def openapi_route(pygeoapi_openapi: Handler, contributions: list[Contribution]) 
         return Response(json.dumps(doc, ensure_ascii=False), status_code=200, headers=headers)
 
     return openapi
+
+
+def records_paths() -> Contribution:
+    """The OGC API Records catalog of the layers (api/records_routes.py)."""
+    csv = {"type": "string"}
+    record = {"description": "A record (GeoJSON Feature)", "content": {"application/geo+json": {"schema": {
+        "type": "object", "required": ["id", "type", "properties", "links"],
+        "properties": {"id": {"type": "string"}, "type": {"type": "string", "enum": ["Feature"]},
+                       "properties": {"type": "object", "required": ["type", "title"]},
+                       "links": {"type": "array", "items": {"type": "object"}}}}}}}
+    records = {"description": "Records matching the search (GeoJSON FeatureCollection)",
+               "content": {"application/geo+json": {"schema": {
+                   "type": "object", "required": ["type", "features", "numberMatched", "numberReturned", "links"],
+                   "properties": {"type": {"type": "string", "enum": ["FeatureCollection"]},
+                                  "features": {"type": "array", "items": {"type": "object"}},
+                                  "numberMatched": {"type": "integer", "minimum": 0},
+                                  "numberReturned": {"type": "integer", "minimum": 0},
+                                  "links": {"type": "array", "items": {"type": "object"}}}}}}}
+    fmt = query("f", "Only JSON is offered", {"type": "string", "enum": ["json", "geojson"]})
+    paths = {
+        "/collections/catalog": {"get": {
+            "summary": "The catalog of the layers (a record collection, itemType record)", "tags": ["Records"],
+            "operationId": "describeCatalog", "parameters": [fmt],
+            "responses": {"200": json_ok("The catalog description"), "400": _PROBLEM}}},
+        "/collections/catalog/items": {"get": {
+            "summary": "Search the records: one per published layer and per style", "tags": ["Records"],
+            "operationId": "searchRecords",
+            "parameters": [
+                query("q", "Comma-separated terms; any of them in title, description or keywords", csv),
+                query("bbox", "minlon,minlat,maxlon,maxlat (CRS84): records whose extent touches it", csv),
+                query("type", "Comma-separated record types (dataset, style) or layer kinds (buildings, raster, ...)",
+                      csv),
+                query("datetime", "Instant or interval (RFC 3339, '..' for an open end) holding the build time", csv),
+                query("ids", "Comma-separated record ids", csv),
+                query("externalIds", "Comma-separated external ids (records carry none)", csv),
+                query("limit", "Most records (1-1000, default 10)", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                query("offset", "Records to skip", {"type": "integer", "minimum": 0}), fmt],
+            "responses": {"200": records, "400": _PROBLEM}}},
+        "/collections/catalog/items/{recordId}": {"get": {
+            "summary": "One record", "tags": ["Records"], "operationId": "getRecord",
+            "parameters": [path_param("recordId", "Record id: a layer name, or style-<id>"), fmt],
+            "responses": {"200": record, "400": _PROBLEM, "404": _PROBLEM}}},
+    }
+    return paths, {}, [{"name": "Records", "description": "OGC API Records: the catalog of the layers"}]
+
+
+def jobs_paths() -> Contribution:
+    """The job routes as api/auth.py serves them: each needs the API key that started the job."""
+    key = {"name": "X-API-Key", "in": "header", "required": True, "schema": {"type": "string"},
+           "description": "The API key that started the job (jobs of other keys do not exist for it)"}
+    job = path_param("jobId", "Job id (from the Location header of an execute request)")
+    fmt = query("f", "Format", {"type": "string", "enum": ["json"]})
+    denied = {"401": {**_PROBLEM, "description": "No or an unknown X-API-Key"},
+              "404": {**_PROBLEM, "description": "No job of this id started with this key"}}
+    paths = {
+        "/jobs": {"get": {
+            "summary": "The jobs started with this API key, newest first", "tags": ["jobs"], "operationId": "getJobs",
+            "parameters": [key, query("limit", "Most jobs (1-1000, default 100)",
+                                      {"type": "integer", "minimum": 1, "maximum": 1000}),
+                           query("offset", "Jobs to skip", {"type": "integer", "minimum": 0}), fmt],
+            "responses": {"200": json_ok("Job list"), "400": _PROBLEM, "401": denied["401"]}}},
+        "/jobs/{jobId}": {
+            "get": {"summary": "Status of a job (statusInfo)", "tags": ["jobs"], "operationId": "getJob",
+                    "parameters": [key, job, fmt], "responses": {"200": json_ok("statusInfo"), **denied}},
+            "delete": {"summary": "Dismiss a job and its results", "tags": ["jobs"], "operationId": "deleteJob",
+                       "parameters": [key, job], "responses": {"200": json_ok("statusInfo, dismissed"), **denied}}},
+        "/jobs/{jobId}/results": {"get": {
+            "summary": "Results of a finished job", "tags": ["jobs"], "operationId": "getJobResults",
+            "parameters": [key, job, fmt], "responses": {"200": json_ok("The results"), **denied}}},
+    }
+    return paths, {}, []

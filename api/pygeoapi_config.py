@@ -25,6 +25,7 @@ import yaml
 from api.placements import write_placements
 from api.processes.config import process_manager, process_resources
 from api.providers.gpkg_features import MAX_FILTER_ROWS
+from api.pygeoapi_logs import quiet_pygeoapi
 from api.tile_sources import TileRegistry
 from geo.errors import StoreError
 from pipelines.build import THREE_D_ONLY, TILES3D_DIR
@@ -263,24 +264,9 @@ def build_config(catalog: Catalog, store: Store, tiles: TileRegistry, host: str,
     }
 
 
-class _NotLocaleProbe(logging.Filter):
-    """pygeoapi takes every flat dict of its config and of process descriptions for a possible
-    translation table and logs each key that is not a locale ('type', 'bbox', 'crs', ...):
-    a hundred warnings per page, about keys that were never meant as locales."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.funcName != "str2locale"
-
-
-def quiet_locale_probes() -> None:
-    logger = logging.getLogger("pygeoapi.l10n")
-    if not any(isinstance(f, _NotLocaleProbe) for f in logger.filters):
-        logger.addFilter(_NotLocaleProbe())
-
-
 def generate(catalog: Catalog, store: Store, tiles: TileRegistry, host: str, port: int) -> GeneratedConfig:
     """Build the config, write it and its OpenAPI document, and point pygeoapi at them."""
-    quiet_locale_probes()
+    quiet_pygeoapi()  # before pygeoapi is imported and logs
     placements = write_placements(catalog, placed_model_layers(catalog), catalog.build_path / CONFIG_DIR)
     config = build_config(catalog, store, tiles, host, port, placements)
     _set_password_env(store)  # the OpenAPI step already opens the providers

@@ -223,6 +223,15 @@ def test_errors_name_files_not_server_paths(base, project):
         assert str(project) not in resp.text and str(project.parent) not in resp.text
 
 
+def test_a_process_input_mistake_logs_one_line_without_traceback(base, project):
+    before = len(serve_output(project))
+    resp = _execute(base, {"inputs": {"hazard": "no_such_zones", "targets": ["landmarks"]}})
+    assert resp.status_code == 400, resp.text
+    still_up(base)
+    new = serve_output(project)[before:]
+    assert "layer 'no_such_zones' is not in citytwin.yaml" in new and "Traceback" not in new, new[:3000]
+
+
 # -- process execution ---------------------------------------------------------------------------
 def _execute(base: str, body, key: str | None = KEY, **headers: str) -> httpx.Response:
     all_headers = {"Content-Type": "application/json", **headers}
