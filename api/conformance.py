@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
@@ -31,7 +32,10 @@ def conformance_route(pygeoapi_conformance: Callable[[Request], Awaitable[Respon
                 resp = await pygeoapi_conformance(request)
             finally:
                 core.CONFORMANCE_CLASSES[:] = base
-        if resp.status_code != 200 or not resp.headers.get("content-type", "").startswith("application/json"):
+        ctype = resp.headers.get("content-type", "")
+        if resp.status_code == 200 and ctype.startswith("text/html"):
+            return _without_html_items(resp)
+        if resp.status_code != 200 or not ctype.startswith("application/json"):
             return resp
         doc = json.loads(resp.body.decode(resp.charset or "utf-8"))
         doc["conformsTo"] = [c for c in doc.get("conformsTo", []) if not c.startswith(NOT_IMPLEMENTED)]
@@ -44,3 +48,11 @@ def conformance_route(pygeoapi_conformance: Callable[[Request], Awaitable[Respon
 NOT_IMPLEMENTED = ("http://www.opengis.net/spec/ogcapi-features-4/",
                    # execute requests naming callback URLs are refused (api/auth.py)
                    "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/callback")
+# pygeoapi's HTML page lists each class as one <li> holding its URI
+_HTML_ITEM = re.compile(r"<li>\s*<a[^>]*>\s*(?:" + "|".join(re.escape(c) for c in NOT_IMPLEMENTED) + r")[^<]*</a>\s*</li>\s*")
+
+
+def _without_html_items(resp: Response) -> Response:
+    body = _HTML_ITEM.sub("", resp.body.decode(resp.charset or "utf-8"))
+    headers = {k: v for k, v in resp.headers.items() if k.lower() not in ("content-length", "content-encoding")}
+    return Response(body, status_code=200, headers=headers)

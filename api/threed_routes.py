@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from api.byte_ranges import Unsatisfiable, byte_range
 from api.errors import error
 from api.html_pages import collection_html, wants_html
 from api.tiles_routes import accepts_gzip
@@ -53,7 +54,7 @@ GEOVOLUMES_CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-geovolumes-1/1.0/conf/3d-tiles",
 ]
 MEDIA_TYPES = {
-    ".json": "application/json",
+    ".json": TILESET_MEDIA_TYPE,  # the type the GeoVolumes link names; CesiumJS reads any JSON type
     ".glb": "model/gltf-binary",
     ".b3dm": "application/octet-stream",
     ".i3dm": "application/octet-stream",
@@ -226,6 +227,17 @@ class ThreeDRoutes:
             headers["Vary"] = "Accept-Encoding"
         if etag_matches(request.headers.get("if-none-match"), etag):
             return Response(status_code=304, headers=headers)
+        headers["Accept-Ranges"] = "bytes"
+        if_range = request.headers.get("if-range")
+        if "range" in request.headers and (if_range is None or if_range.strip() == etag):
+            try:
+                span = byte_range(request.headers["range"], len(data))
+            except Unsatisfiable as exc:
+                return error(416, "RangeNotSatisfiable", f"{rel}: {exc}", headers={"Content-Range": f"bytes */{len(data)}"})
+            if span is not None:
+                first, last = span
+                headers["Content-Range"] = f"bytes {first}-{last}/{len(data)}"
+                return Response(data[first:last + 1], status_code=206, media_type=MEDIA_TYPES[suffix], headers=headers)
         if suffix == ".json" and accepts_gzip(request.headers.get("accept-encoding")):
             data = gzip.compress(data, compresslevel=6, mtime=0)
             headers["Content-Encoding"] = "gzip"

@@ -244,3 +244,44 @@ def test_geovolumes_conformance_uris_are_http(base: str) -> None:
     classes = httpx.get(f"{base}/conformance?f=json").json()["conformsTo"]
     assert "http://www.opengis.net/spec/ogcapi-geovolumes-1/1.0/conf/core" in classes
     assert not [c for c in classes if c.startswith("https://")]
+
+
+def test_html_conformance_lists_no_features_part_4(base: str) -> None:
+    page = httpx.get(f"{base}/conformance?f=html")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "ogcapi-features-1/1.0/conf/core" in page.text
+    assert "ogcapi-features-4" not in page.text
+
+
+# -- 3D Tiles files -----------------------------------------------------------------------------
+def test_tileset_is_served_as_its_link_says(base: str) -> None:
+    doc = httpx.get(f"{base}/collections/buildings?f=json").json()
+    (link,) = [lk for lk in doc["links"] if lk["rel"].endswith("/3d-geovolumes")]
+    resp = httpx.get(link["href"])
+    assert resp.headers["content-type"].split(";")[0] == link["type"]
+
+
+def test_3d_tiles_files_are_readable_by_range(base: str, built_sample_city: Path) -> None:
+    import json
+
+    folder = built_sample_city / "build" / "3dtiles" / "landmark_models"
+    tileset = json.loads((folder / "tileset.json").read_text())
+    uri = tileset["root"]["content"]["uri"] if "content" in tileset["root"] else tileset["root"]["children"][0]["content"]["uri"]
+    data = (folder / uri).read_bytes()
+    url = f"{base}/collections/landmark_models/3dtiles/{uri}"
+    assert httpx.get(url).headers["accept-ranges"] == "bytes"
+    head = httpx.get(url, headers={"Range": "bytes=0-11"})
+    assert head.status_code == 206
+    assert head.content == data[:12] and head.content[:4] == b"glTF"
+    assert head.headers["content-range"] == f"bytes 0-11/{len(data)}"
+    tail = httpx.get(url, headers={"Range": "bytes=-8"})
+    assert tail.status_code == 206 and tail.content == data[-8:]
+    assert tail.headers["content-range"] == f"bytes {len(data) - 8}-{len(data) - 1}/{len(data)}"
+    rest = httpx.get(url, headers={"Range": f"bytes={len(data) - 3}-"})
+    assert rest.status_code == 206 and rest.content == data[-3:]
+    past = httpx.get(url, headers={"Range": f"bytes={len(data)}-"})
+    assert past.status_code == 416
+    assert past.headers["content-range"] == f"bytes */{len(data)}"
+    assert past.headers["content-type"].split(";")[0] == "application/json"
+    stale = httpx.get(url, headers={"Range": "bytes=0-3", "If-Range": '"not-the-etag"'})
+    assert stale.status_code == 200 and stale.content == data

@@ -77,7 +77,7 @@ def test_tileset_json_is_served_with_cors(base: str, folder: Path) -> None:
     r = httpx.get(f"{base}/collections/buildings/3dtiles/tileset.json",
                   headers={"Origin": "http://example.org", "Accept-Encoding": "identity"})
     assert r.status_code == 200
-    assert r.headers["content-type"].split(";")[0] == "application/json"
+    assert r.headers["content-type"].split(";")[0] == "application/3dtiles+json"  # as its GeoVolumes link says
     assert r.headers["access-control-allow-origin"] == "*"
     assert "etag" in r.headers["access-control-expose-headers"].lower()
     assert "cache-control" in r.headers
