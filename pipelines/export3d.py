@@ -6,10 +6,12 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import shapely
 from pyproj import CRS, Transformer
 
 from geo.city3d import Building3D, ReadReport, SkipReason, Surface
 from geo.errors import SourceError
+from geo.vertex_budget import MAX_VERTICES, limit_vertices
 from pipelines.catalog import load_catalog
 from pipelines.project import project_store
 from tiles.threed.mesh import LocalFrame, extrude_footprints, surfaces_mesh
@@ -22,6 +24,11 @@ NO_HEIGHT = SkipReason("no height", "building", "no height attribute and no floo
 OFF_DEM = SkipReason("ground outside the DEM", "building", outcome="placed at 0 m")
 LOD0_NO_HEIGHT = SkipReason("LOD0 footprint without a height", "building")
 DUPLICATE_ID = SkipReason("duplicate id", "building", "the first building with the id is kept")
+SIMPLIFIED = SkipReason(f"footprint over {MAX_VERTICES:,} vertices", "building",
+                        "simplified to fit, shape kept valid: huge rings take too long to triangulate",
+                        outcome="simplified")
+TOO_COMPLEX = SkipReason(f"footprint over {MAX_VERTICES:,} vertices even when simplified", "building",
+                         "or invalid once simplified")
 
 
 def flat_at(lod: int) -> SkipReason:
@@ -101,9 +108,12 @@ def footprints_to_tileset(gdf: gpd.GeoDataFrame, out: Path, *, source: str, fiel
     base, height = base[ok], height[ok]
     if gdf.empty:
         raise SourceError(f"layer '{source}': no building has a height; nothing to extrude")
-    geoms = gdf.geometry.to_numpy()
-    centre = gdf.geometry.representative_point()
-    lon, lat = centre.x.to_numpy(), centre.y.to_numpy()
+    geoms, fits = _within_budget(gdf, source, report)
+    gdf, base, height = gdf[fits], base[fits], height[fits]
+    if gdf.empty:
+        raise SourceError(f"layer '{source}': no footprint could be brought under {MAX_VERTICES:,} vertices")
+    centre = shapely.point_on_surface(geoms)
+    lon, lat = shapely.get_x(centre), shapely.get_y(centre)
     extra = [f for f in (fields or []) if f in gdf.columns and f not in CORE_PROPERTIES and f != "floors"]
     columns = {
         "id": gdf["id"].to_numpy(),
@@ -125,6 +135,22 @@ def footprints_to_tileset(gdf: gpd.GeoDataFrame, out: Path, *, source: str, fiel
 
     return write_tileset(Path(out), lon, lat, {1: lod1}, b3dm_mode=b3dm_mode, progress=progress, report=report,
                          max_per_tile=max_per_tile, runner=runner)
+
+
+def _within_budget(gdf: gpd.GeoDataFrame, source: str, report: TilesetReport) -> tuple[np.ndarray, np.ndarray]:
+    """Footprints brought under the vertex budget, and the mask of those kept; each change is reported."""
+    counts = shapely.get_num_coordinates(gdf.geometry.to_numpy())
+    budget = limit_vertices(gdf.geometry.to_numpy())
+    ids = gdf["id"].to_numpy()
+    for reason, which in ((SIMPLIFIED, budget.simplified), (TOO_COMPLEX, budget.dropped)):
+        if len(which):
+            report.skipped[reason] = len(which)
+        for i in which[:5]:
+            log.warning("layer '%s': building %s has %s vertices: %s", source, ids[i], f"{counts[i]:,}",
+                        reason.outcome if reason is SIMPLIFIED else "left out of the 3D Tiles")
+    fits = np.ones(len(gdf), dtype=bool)
+    fits[budget.dropped] = False
+    return budget.geoms[fits], fits
 
 
 # -- CityGML / CityJSON ---------------------------------------------------------------------

@@ -179,7 +179,7 @@ def test_failed_export_keeps_previous_tileset(tileset: Path, tmp_path: Path):
     result = CliRunner().invoke(main, ["export-3dtiles", str(bad), "--out", str(tileset)])
     assert result.exit_code != 0
     assert {p: p.read_bytes() for p in tileset.rglob("*") if p.is_file()} == before
-    assert not [p for p in tileset.parent.iterdir() if p.name.startswith(".buildings-")]
+    assert not [p for p in tileset.parent.iterdir() if p.name.startswith(".buildings")]
 
 
 def test_base_height_from_a_dem_under_each_footprint(footprints, tmp_path: Path):

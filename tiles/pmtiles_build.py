@@ -35,7 +35,9 @@ from pmtiles.writer import Writer
 
 from geo.errors import SourceError, StoreError
 from geo.names import check_layer_name
+from geo.vertex_budget import MAX_VERTICES, limit_vertices
 from pipelines.store.base import GEOMETRY_COLUMN, ID_COLUMN, field_type
+from tiles.publish import make_readable, scratch_file
 from tiles.source import MAX_TILE_BYTES, TileSetInfo
 from tiles.tilejson import tilejson
 
@@ -79,6 +81,8 @@ class BuildReport:
     archive_bytes: int
     max_tile_bytes: int
     zooms: list[ZoomReport] = field(default_factory=list)
+    simplified: int = 0  # features over the vertex budget, simplified to fit
+    too_complex: int = 0  # features over it even when simplified, left out
 
     @property
     def dropped_per_zoom(self) -> dict[int, int]:
@@ -92,6 +96,10 @@ class BuildReport:
             f"z{self.zooms[0].zoom}-{self.zooms[-1].zoom}, largest {self.largest_tile_bytes / 1000:.0f} kB "
             f"(limit {self.max_tile_bytes / 1000:.0f} kB), archive {self.archive_bytes / 1e6:.1f} MB -> {self.path}; "
             f"features left out per zoom (tile size/too small to draw): {drops or 'none'}"
+            + (f"; {self.simplified} feature(s) over {MAX_VERTICES:,} vertices simplified to fit"
+               if self.simplified else "")
+            + (f"; {self.too_complex} feature(s) over {MAX_VERTICES:,} vertices even when simplified left out"
+               if self.too_complex else "")
         )
 
 
@@ -242,6 +250,9 @@ def build_pmtiles(store, layer: str, out_path: Path, minzoom: int, maxzoom: int,
     geom = gdf.geometry.values
     usable = ~(shapely.is_missing(geom) | shapely.is_empty(geom))
     gdf = gdf.loc[usable, columns + [gdf.geometry.name]].reset_index(drop=True)
+    budget = limit_vertices(gdf.geometry.values)  # a huge ring would be clipped and encoded at every zoom
+    gdf = gdf.set_geometry(gpd.GeoSeries(budget.geoms, crs=gdf.crs, index=gdf.index))
+    gdf = gdf.drop(index=budget.dropped).reset_index(drop=True)
     if gdf.empty:
         raise SourceError(f"layer {layer!r} has no features with a geometry; nothing to tile")
     if gdf.crs is None or gdf.crs.to_epsg() != 4326:
@@ -275,8 +286,7 @@ def build_pmtiles(store, layer: str, out_path: Path, minzoom: int, maxzoom: int,
             "max_tile_bytes": max_tile_bytes}, progress=(lambda d, t: bar.update(d - bar.n)) if bar else None)
         if bar:
             bar.close()
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{layer}-", suffix=".pmtiles", dir=out_path.parent)
-        tmp_archive = Path(tmp_name)
+        fd, tmp_archive = scratch_file(out_path)
         with os.fdopen(fd, "wb") as out_f:
             writer = Writer(out_f)
             for report, tiles in results:
@@ -288,6 +298,7 @@ def build_pmtiles(store, layer: str, out_path: Path, minzoom: int, maxzoom: int,
             info = _info(layer, minzoom, maxzoom, lonlat_bounds, attrs)
             writer.finalize(_header(minzoom, maxzoom, lonlat_bounds, info.center),
                             _metadata(info, n, reports, max_tile_bytes))
+        make_readable(tmp_archive)
         os.replace(tmp_archive, out_path)
         tmp_archive = None
     finally:
@@ -304,6 +315,7 @@ def build_pmtiles(store, layer: str, out_path: Path, minzoom: int, maxzoom: int,
         tiles_written=sum(r.tiles for r in reports),
         largest_tile_bytes=max(r.largest_tile_bytes for r in reports),
         archive_bytes=out_path.stat().st_size, max_tile_bytes=max_tile_bytes, zooms=reports,
+        simplified=len(budget.simplified), too_complex=len(budget.dropped),
     )
 
 
@@ -394,10 +406,11 @@ def _metadata(info: TileSetInfo, features: int, reports: list[ZoomReport], max_t
 
 
 def _write_json_atomic(path: Path, doc: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".json", dir=path.parent)
+    fd, tmp = scratch_file(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(doc, f, ensure_ascii=False, indent=2)
+        make_readable(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

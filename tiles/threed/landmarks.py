@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import shutil
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 from geo.ecef import enu_rotation, to_ecef
 from geo.errors import SourceError
 from geo.names import check_layer_name
+from tiles.publish import scratch_dir
 from tiles.threed.tileset import _swap_in
 
 
@@ -112,7 +112,7 @@ def write_landmark_tileset(models: list[PlacedModel], out: Path) -> int:
         raise SourceError("no landmark models to place; list them under 'models:' in citytwin.yaml")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    tmp = scratch_dir(out)
     try:
         (tmp / "content").mkdir()
         children, radii, centres = [], [], []

@@ -6,7 +6,8 @@
 - Content is placed by a tile transform (local ENU -> ECEF) so float32/int16 vertices stay
   exact to millimetres; bounding volumes are regions in EPSG:4979 radians.
 - Geometric error comes from the tile size (diagonal / 10 for inner tiles).
-- Written into a temporary folder next to the output, then swapped in atomically.
+- Written into a scratch folder next to the output (``tiles.publish``), made readable by
+  everyone, then swapped in atomically.
 """
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import json
 import os
 import shutil
 import struct
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +26,7 @@ from tqdm import tqdm
 from geo.city3d import SkipReason, skip_summary
 from geo.ecef import ecef_to_lonlath, enu_rotation, enu_to_ecef_matrix, to_ecef
 from tiles.threed.glb import TileMesh, write_glb
+from tiles.publish import make_readable, scratch_dir
 from tiles.threed.mesh import LocalFrame
 
 EARTH_RADIUS = 6_378_137.0
@@ -122,7 +123,7 @@ def write_tileset(out: Path, lon: np.ndarray, lat: np.ndarray, lods: dict[int, M
     leaves: list[Node] = []
     _collect(root, leaves)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    tmp = scratch_dir(out)
     try:
         (tmp / "content").mkdir()
         ext = "b3dm" if b3dm_mode else "glb"
@@ -235,7 +236,8 @@ _RENAME_EXCHANGE = 2
 
 
 def _swap_in(new: Path, out: Path) -> None:
-    """Make ``new`` appear at ``out`` in one step; the old folder is removed afterwards."""
+    """Make ``new`` appear at ``out`` in one step, readable by everyone; the old folder is removed afterwards."""
+    make_readable(new)
     if not out.exists():
         os.rename(new, out)
         return
