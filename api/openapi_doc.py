@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import Response
 
+from api.tiles_openapi import tiles_paths
+
 Handler = Callable[[Request], Awaitable[Response]]
 # (paths, component schemas, tags) from one group of routes
 Contribution = tuple[dict, dict, list[dict]]
@@ -104,7 +106,8 @@ def service_paths() -> Contribution:
             {"name": "Geocoding", "description": "Korean addresses to points and back"},
             {"name": "Live", "description": "Short-lived incidents and congestion"},
             {"name": "3D Tiles", "description": "OGC 3D Tiles of buildings, city models and landmark models"}]
-    return paths, {}, tags
+    tile_paths, _, tile_tags = tiles_paths()  # tile set metadata and tile matrix sets
+    return {**paths, **tile_paths}, {}, tags + tile_tags
 
 
 def openapi_route(pygeoapi_openapi: Handler, contributions: list[Contribution]) -> Handler:

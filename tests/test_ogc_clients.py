@@ -285,3 +285,21 @@ def test_3d_tiles_files_are_readable_by_range(base: str, built_sample_city: Path
     assert past.headers["content-type"].split(";")[0] == "application/json"
     stale = httpx.get(url, headers={"Range": "bytes=0-3", "If-Range": '"not-the-etag"'})
     assert stale.status_code == 200 and stale.content == data
+
+
+# -- OpenAPI ----------------------------------------------------------------------------------------
+def test_openapi_describes_tile_metadata_as_served(base: str) -> None:
+    import jsonschema
+
+    doc = httpx.get(f"{base}/openapi?f=json").json()
+    cases = {"/TileMatrixSets": "/TileMatrixSets?f=json",
+             "/TileMatrixSets/{tileMatrixSetId}": "/TileMatrixSets/WebMercatorQuad?f=json",
+             "/collections/{collectionId}/tiles/{tileMatrixSetId}": "/collections/gu/tiles/WebMercatorQuad?f=json"}
+    for path, url in cases.items():
+        responses = doc["paths"][path]["get"]["responses"]
+        got = httpx.get(f"{base}{url}")
+        assert got.status_code == 200
+        jsonschema.validate(got.json(), responses["200"]["content"]["application/json"]["schema"])
+    missing = httpx.get(f"{base}/collections/gu/tiles/Foo")
+    schema = doc["paths"]["/collections/{collectionId}/tiles/{tileMatrixSetId}"]["get"]["responses"]["404"]
+    jsonschema.validate(missing.json(), schema["content"]["application/json"]["schema"])

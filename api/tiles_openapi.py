@@ -1,0 +1,60 @@
+"""OpenAPI path items of the tile metadata routes answered in front of pygeoapi (tile set
+metadata, tile matrix sets), with schemas of what those routes send."""
+from __future__ import annotations
+
+_ERROR = {"type": "object", "required": ["code", "description"], "properties": {
+    "type": {"type": "string"}, "code": {"type": "string"}, "description": {"type": "string"}}}
+_LINK = {"type": "object", "required": ["href", "rel"], "properties": {
+    "href": {"type": "string"}, "rel": {"type": "string"}, "type": {"type": "string"},
+    "title": {"type": "string"}, "templated": {"type": "boolean"}}}
+_LIMITS = {"type": "object", "required": ["tileMatrix", "minTileRow", "maxTileRow", "minTileCol", "maxTileCol"],
+           "properties": {"tileMatrix": {"type": "string"}, **{k: {"type": "integer", "minimum": 0} for k in (
+               "minTileRow", "maxTileRow", "minTileCol", "maxTileCol")}}}
+TILESET = {"type": "object", "required": ["dataType", "crs", "tileMatrixSetURI", "links"], "properties": {
+    "title": {"type": "string"}, "description": {"type": "string"}, "dataType": {"enum": ["vector"]},
+    "crs": {"type": "string"}, "tileMatrixSetURI": {"type": "string"},
+    "mediaTypes": {"type": "array", "items": {"type": "string"}},
+    "tileMatrixSetLimits": {"type": "array", "items": _LIMITS},
+    "links": {"type": "array", "items": _LINK}}}
+TILE_MATRIX_SET = {"type": "object", "required": ["id", "crs", "tileMatrices"], "properties": {
+    "id": {"type": "string"}, "crs": {"type": "string"}, "uri": {"type": "string"},
+    "tileMatrices": {"type": "array", "items": {"type": "object"}}}}
+TILE_MATRIX_SETS = {"type": "object", "required": ["tileMatrixSets"], "properties": {
+    "tileMatrixSets": {"type": "array", "items": {"type": "object", "required": ["id"], "properties": {
+        "id": {"type": "string"}, "title": {"type": "string"}, "links": {"type": "array", "items": _LINK}}}},
+    "links": {"type": "array", "items": _LINK}}}
+
+
+def _json(desc: str, schema: dict) -> dict:
+    return {"description": desc, "content": {"application/json": {"schema": schema}}}
+
+
+def _param(name: str, where: str, desc: str, enum: list[str] | None = None) -> dict:
+    schema: dict = {"type": "string"}
+    if enum:
+        schema["enum"] = enum
+    return {"name": name, "in": where, "required": where == "path", "description": desc, "schema": schema}
+
+
+def tiles_paths() -> tuple[dict, dict, list[dict]]:
+    tms = _param("tileMatrixSetId", "path", "Tile matrix set (only WebMercatorQuad is offered)")
+    collection = _param("collectionId", "path", "Collection (layer) id")
+    fmt = _param("f", "query", "Response format", ["json", "html"])
+    missing = _json("No such collection, collection without tiles, or tile matrix set not offered", _ERROR)
+    tileset = {"get": {"summary": "Tile set metadata of a collection's vector tiles", "tags": ["Tiles"],
+                       "operationId": "collectionTileSet", "parameters": [collection, tms, fmt],
+                       "responses": {"200": _json("OGC Tile Set Metadata", TILESET), "404": missing}}}
+    paths = {
+        "/collections/{collectionId}/tiles/{tileMatrixSetId}": tileset,
+        "/collections/{collectionId}/tiles/{tileMatrixSetId}/metadata": {
+            "get": dict(tileset["get"], operationId="collectionTileSetMetadata")},
+        "/TileMatrixSets": {"get": {"summary": "The tile matrix sets offered", "tags": ["Tiles"],
+                                    "operationId": "tileMatrixSets", "parameters": [fmt],
+                                    "responses": {"200": _json("List of tile matrix sets", TILE_MATRIX_SETS)}}},
+        "/TileMatrixSets/{tileMatrixSetId}": {"get": {
+            "summary": "A tile matrix set definition (OGC TMS 2.0, with the TMS 1.0 members)", "tags": ["Tiles"],
+            "operationId": "tileMatrixSet", "parameters": [tms, fmt],
+            "responses": {"200": _json("Tile matrix set", TILE_MATRIX_SET),
+                          "404": _json("Tile matrix set not offered", _ERROR)}}},
+    }
+    return paths, {}, [{"name": "Tiles", "description": "OGC API Tiles: tile sets and tile matrix sets"}]
