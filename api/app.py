@@ -20,7 +20,7 @@ from starlette.types import ASGIApp
 
 from api.conformance import conformance_route
 from api.geocode_routes import geocode_routes
-from api.cql_compat import CQL2CompatMiddleware
+from api.cql_compat import CQL2CompatMiddleware, install as install_cql2
 from api.cql_limits import CQLSizeLimit
 from api.features_fast import FastItems
 from api.items_requests import ItemsRequests, collection_fields
@@ -82,6 +82,7 @@ def create_app(project: Path, host: str = "127.0.0.1", port: int = 8000) -> ASGI
     generated = generate(catalog, store, registry, host, port)
     pygeoapi_app = _import_pygeoapi(generated.config_path)
     pygeoapi_app._citytwin_config = os.environ["PYGEOAPI_CONFIG"]
+    install_cql2()  # pygeoapi reads filters with api.cql2
 
     url = base_url(catalog, host, port)
     tiles = TileRoutes(registry, public_url=catalog.server.url)
@@ -113,8 +114,8 @@ def create_app(project: Path, host: str = "127.0.0.1", port: int = 8000) -> ASGI
         app = FastItems(app, store, url, limits["default_items"], limits["max_items"])
     app = ItemsRequests(app, collection_fields(generated.config, store))  # Features Part 1 parameters, geo+json
     app = protect_processes(app, catalog)  # API key + audit log for process execution and job deletion
-    app = CQLSizeLimit(app)  # an oversized filter is refused before pygeoapi parses it
-    app = CQL2CompatMiddleware(app)
+    app = CQL2CompatMiddleware(app)  # CQL2 parsed by api.cql2 (see install_cql2 above), errors as 400s
+    app = CQLSizeLimit(app)  # an oversized filter is refused before it is parsed
     app = CORSMiddleware(app, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"],
                          expose_headers=EXPOSED_HEADERS)
     return app

@@ -5,7 +5,9 @@ in place on every call (the answer is de-duplicated, the list is not), so a long
 server grows it by a few dozen entries per request. This route calls pygeoapi's handler
 one request at a time and puts the list back afterwards.
 
-It also drops the classes pygeoapi lists whatever is configured but this server does not
+It adds the CQL2 classes (OGC 21-065) and Features Part 3 filtering that api.cql2 implements
+on both stores, each passing the standard's own count tables (tests/test_cql2_ats.py). It also
+drops the classes pygeoapi lists whatever is configured but this server does not
 implement: Features Part 4 (create, replace, delete), since no collection is editable, and
 Processes callbacks, since the server does not POST to URLs a client names.
 """
@@ -39,12 +41,22 @@ def conformance_route(pygeoapi_conformance: Callable[[Request], Awaitable[Respon
             return resp
         doc = json.loads(resp.body.decode(resp.charset or "utf-8"))
         doc["conformsTo"] = [c for c in doc.get("conformsTo", []) if not c.startswith(NOT_IMPLEMENTED)]
+        doc["conformsTo"] += [c for c in FILTER_CLASSES if c not in doc["conformsTo"]]
         headers = {k: v for k, v in resp.headers.items() if k.lower() not in ("content-length", "content-encoding")}
         return Response(json.dumps(doc, ensure_ascii=False), status_code=200, headers=headers)
 
     return conformance
 
 
+_CQL2 = "http://www.opengis.net/spec/cql2/1.0/conf/"
+FILTER_CLASSES = (
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
+    *(_CQL2 + c for c in ("cql2-text", "cql2-json", "basic-cql2", "advanced-comparison-operators",
+                          "case-insensitive-comparison", "accent-insensitive-comparison",
+                          "basic-spatial-functions", "basic-spatial-functions-plus", "spatial-functions",
+                          "temporal-functions", "property-property", "arithmetic")),
+)
 NOT_IMPLEMENTED = ("http://www.opengis.net/spec/ogcapi-features-4/",
                    # execute requests naming callback URLs are refused (api/auth.py)
                    "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/callback")

@@ -2,8 +2,8 @@
 
 pygeoapi parses a ``filter`` (GET query string, or a POST body of cql2-json) whatever its
 size, for every backend. A filter longer than MAX_FILTER_CHARS answers 400 here instead,
-with the size and the limit, so parsing cost stays small. Sits inside CQL2CompatMiddleware,
-which has already turned a GET cql2-json filter into a POST body.
+with the size and the limit, so parsing cost stays small. Sits outside CQL2CompatMiddleware,
+which parses what passes.
 """
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ from urllib.parse import parse_qsl
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.cql2.parse import MAX_FILTER_CHARS
 from api.cql_compat import ITEMS_PATH, body_once
-
-MAX_FILTER_CHARS = 64_000  # a polygon literal of ~1,500 vertices fits
 
 
 class CQLSizeLimit:

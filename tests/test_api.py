@@ -501,7 +501,7 @@ def test_conformance_requests_do_not_grow_pygeoapi_state(project, tmp_path):
 
 def test_cql2_on_the_embedded_store_holds_a_bounded_number_of_rows(project, monkeypatch):
     """The provider itself (no server): over the cap, a clear refusal instead of loading them all."""
-    from pygeofilter.parsers.ecql import parse
+    from api.cql2.parse import parse_text as parse
     from pygeoapi.provider.base import ProviderInvalidQueryError
 
     import api.providers.gpkg_features as gpkg

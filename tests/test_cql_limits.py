@@ -87,7 +87,7 @@ def _like_cases() -> list[tuple[str, object]]:
         ("name LIKE '%a%'", lambda s: "a" in s),
         ("name LIKE 'B%r%'", lambda s: s.startswith("B") and "r" in s[1:]),
         ("name NOT LIKE 'B%'", lambda s: not s.startswith("B")),
-        ("name ILIKE 'b_R%'", lambda s: len(s) >= 3 and s[0] in "bB" and s[2] in "rR"),
+        ("CASEI(name) LIKE casei('b_R%')", lambda s: len(s) >= 3 and s[0] in "bB" and s[2] in "rR"),
         ("name LIKE '부_'", lambda s: len(s) == 2 and s[0] == "부"),
     ]
 
@@ -193,7 +193,7 @@ def _balanced(terms: list[str]) -> str:
 @pytest.mark.parametrize("cql, words", [
     ("name LIKE '" + "%" * 1000 + "#'", ["LIKE pattern", "1,001 characters", "at most 1,000", "'name'"]),
     ("name LIKE 'B\\'", ["lone '\\'"]),
-    (" OR ".join(["height > 1"] * 100), ["nests more than 64 levels"]),
+    ("NOT " * 70 + "height > 1", ["nests more than 64 levels"]),
     (_balanced([f"(height > {i} OR height < {i})" for i in range(128)]), ["more than 500 terms"]),
     ("name LIKE '%" + "x" * 65_000 + "'", ["65,013 characters", "at most 64,000"]),
 ])
@@ -269,7 +269,7 @@ def test_like_regex_agrees_with_a_dynamic_programme():
 
 def test_evaluation_time_runs_out_with_a_503(project, names, monkeypatch):
     """The provider itself (no server), with no evaluation time at all: a clear 503."""
-    from pygeofilter.parsers.ecql import parse
+    from api.cql2.parse import parse_text as parse
 
     import api.providers.cql_filter as cql
     from api.providers.errors import TooSlowError
@@ -292,7 +292,7 @@ def test_evaluation_time_runs_out_with_a_503(project, names, monkeypatch):
 def test_postgis_like_filters_and_statement_timeout(tmp_path, pg_db_url):
     import psycopg
     import yaml
-    from pygeofilter.parsers.ecql import parse
+    from api.cql2.parse import parse_text as parse
 
     from api.providers.errors import TooSlowError
     from api.providers.postgis_features import TimedPostgreSQLProvider

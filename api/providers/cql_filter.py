@@ -1,55 +1,43 @@
 """CQL2 filters on the embedded GeoPackage store, evaluated over the candidate rows in numpy.
 
-pygeoapi hands the provider a parsed pygeofilter tree (from cql2-text or cql2-json, its
-geometries already in the storage CRS). Here each node becomes a vectorised test over the
-rows' columns and, for spatial predicates, their shapely geometries. Nothing from the filter
-is ever written into SQL: the rows come from the provider's own fixed queries.
+The filter arrives parsed (api.cql2.parse: its cql2-json tree, geometries already in the
+storage CRS). Each node becomes a vectorised computation over the rows' columns and, for
+spatial predicates, their shapely geometries. Nothing from the filter is ever written into
+SQL: the rows come from the provider's own fixed queries. api.cql2.to_sql gives PostGIS the
+same meaning in SQL; both follow OGC 21-065.
 
 SQL's three-valued logic is kept: a comparison with a missing value is unknown, NOT of
 unknown stays unknown, and only rows where the whole filter is true are returned.
-Supported: AND, OR, NOT; =, <>, <, <=, >, >=; LIKE (and case-insensitive); BETWEEN; IN;
-IS NULL; the spatial predicates (S_INTERSECTS, S_DISJOINT, S_CONTAINS, S_WITHIN, S_TOUCHES,
-S_CROSSES, S_OVERLAPS, S_EQUALS) and BBOX against a geometry literal. Anything else
-(temporal operators, arithmetic, functions) is refused with a message naming PostGIS.
 
-The work a filter may ask for is bounded: at most MAX_NODES nodes nested at most MAX_DEPTH
-deep (checked before evaluating), LIKE patterns that cannot backtrack (like_pattern.py), and
-EVAL_SECONDS of evaluation, checked between nodes and between blocks of rows.
+The work a filter may ask for is bounded: its size and depth were checked when it was
+parsed, LIKE patterns cannot backtrack (like_pattern.py), and evaluation stops after
+EVAL_SECONDS, checked between nodes and between blocks of rows.
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-import pandas as pd
 import shapely
-from pygeofilter import ast, values
-from shapely.geometry import shape
 
+from api.cql2 import values as V
+from api.cql2.parse import ARITHMETIC, COMPARISON, SPATIAL, TEMPORAL, Filter, FilterError
 from api.providers.like_pattern import LikePatternError, like_regex
 
-GEOMETRY_NAMES = ("geometry",)
-_SPATIAL: dict[type, Callable] = {
-    ast.GeometryIntersects: shapely.intersects, ast.GeometryDisjoint: shapely.disjoint,
-    ast.GeometryContains: shapely.contains, ast.GeometryWithin: shapely.within,
-    ast.GeometryTouches: shapely.touches, ast.GeometryCrosses: shapely.crosses,
-    ast.GeometryOverlaps: shapely.overlaps, ast.GeometryEquals: shapely.equals,
+__all__ = ["EVAL_SECONDS", "FilterError", "FilterTimeout", "RowSet", "evaluate"]
+
+_SPATIAL: dict[str, Callable] = {
+    "s_intersects": shapely.intersects, "s_disjoint": shapely.disjoint, "s_contains": shapely.contains,
+    "s_within": shapely.within, "s_touches": shapely.touches, "s_crosses": shapely.crosses,
+    "s_overlaps": shapely.overlaps, "s_equals": shapely.equals,
 }
-# the same predicate with its two sides swapped
-_MIRROR = {ast.GeometryContains: ast.GeometryWithin, ast.GeometryWithin: ast.GeometryContains}
-_COMPARE = {ast.Equal: "eq", ast.NotEqual: "ne", ast.LessThan: "lt", ast.LessEqual: "le",
-            ast.GreaterThan: "gt", ast.GreaterEqual: "ge"}
-_FLIP = {"lt": "gt", "le": "ge", "gt": "lt", "ge": "le", "eq": "eq", "ne": "ne"}
-MAX_NODES = 500  # properties, operators and predicates in one filter
-MAX_DEPTH = 64  # nesting of operators (an AND chain of n terms nests n - 1 deep)
+_COMPARE: dict[str, Callable] = {"=": np.equal, "<>": np.not_equal, "<": np.less, "<=": np.less_equal,
+                                 ">": np.greater, ">=": np.greater_equal}
 EVAL_SECONDS = 10.0  # evaluation time a filter may take over the candidate rows
 LIKE_BLOCK = 10_000  # rows matched between two looks at the clock
-
-
-class FilterError(ValueError):
-    """A filter this store cannot evaluate, or one that does not fit the collection."""
 
 
 class FilterTimeout(RuntimeError):
@@ -78,179 +66,233 @@ class Truth:
         return Truth(self.known & ~self.true, self.known)
 
 
-class RowSet:
-    """The candidate rows: their columns (name -> Series), field types, and geometries
-    (decoded on first use)."""
+@dataclass
+class Val:
+    """A value per row (``data`` an array) or one for all rows (a scalar); ``known`` is False
+    where it is null. Kinds: string, number, boolean, instant, geometry, interval (then
+    ``data`` is a (start, end) pair of instants)."""
 
-    def __init__(self, columns: dict[str, pd.Series], types: dict[str, str], geometries: Callable[[], np.ndarray]):
+    kind: str
+    data: Any
+    known: np.ndarray | bool
+
+    def at(self, mask: np.ndarray) -> Any:
+        return self.data[mask] if isinstance(self.data, np.ndarray) else self.data
+
+
+class RowSet:
+    """The candidate rows: their columns (name -> numpy array, nulls as None/NaN/NaT), the
+    kind of each column, and the geometries (decoded on first use)."""
+
+    def __init__(self, columns: dict[str, np.ndarray], kinds: dict[str, str], n: int,
+                 geometries: Callable[[], np.ndarray], geometry_names: tuple[str, ...] = ("geometry",)):
         self.columns = columns
-        self.types = types
+        self.kinds = kinds
+        self.n = n
+        self.geometry_names = geometry_names
         self._geometries = geometries
         self._decoded: np.ndarray | None = None
-        self.n = len(next(iter(columns.values()))) if columns else 0
 
     def geometries(self) -> np.ndarray:
         if self._decoded is None:
             self._decoded = self._geometries()
         return self._decoded
 
-    def column(self, name: str) -> pd.Series:
+    def column(self, name: str) -> Val:
+        if name in self.geometry_names:
+            geoms = self.geometries()
+            return Val("geometry", geoms, ~shapely.is_missing(geoms))
         if name not in self.columns:
             raise FilterError(f"unknown property {name!r} in the filter; the queryables are "
-                              f"{', '.join(sorted(self.columns)) or 'none'}")
-        return self.columns[name]
+                              f"{', '.join(sorted([*self.columns, *self.geometry_names[:1]])) or 'none'}")
+        data, kind = self.columns[name], self.kinds[name]
+        if kind == "string":
+            known = np.array([v is not None for v in data], dtype=bool)
+        else:
+            known = ~np.isnan(data) if kind in ("number", "boolean") else ~np.isnat(data)
+        return Val(kind, data, known)
 
 
-def evaluate(node, rows: RowSet) -> np.ndarray:
+def evaluate(filter_: Filter, rows: RowSet) -> np.ndarray:
     """Boolean mask of the rows the filter keeps."""
-    check_size(node)
-    return _truth(node, rows, time.monotonic() + EVAL_SECONDS).true
+    return _Evaluator(rows, time.monotonic() + EVAL_SECONDS).truth(filter_.tree).true
 
 
-def check_size(node) -> None:
-    """Refuse a filter with more than MAX_NODES nodes or nested deeper than MAX_DEPTH
-    (walked without recursion, so a huge tree cannot exhaust the stack here)."""
-    count, stack = 0, [(node, 1)]
-    while stack:
-        current, depth = stack.pop()
-        count += 1
-        if count > MAX_NODES:
-            raise FilterError(f"the filter has more than {MAX_NODES} terms; split it into simpler requests "
-                              "or use IN (...) for lists of values")
-        if depth > MAX_DEPTH:
-            raise FilterError(f"the filter nests more than {MAX_DEPTH} levels deep; flatten it, e.g. "
-                              "use IN (...) instead of a long chain of OR")
-        if isinstance(current, ast.Node):
-            stack.extend((child, depth + 1) for child in current.get_sub_nodes() if isinstance(child, ast.Node))
+class _Evaluator:
+    def __init__(self, rows: RowSet, deadline: float):
+        self.rows = rows
+        self.n = rows.n
+        self.deadline = deadline
 
+    def clock(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise FilterTimeout(f"the filter took longer than {EVAL_SECONDS:g} s")
 
-def _check_clock(deadline: float) -> None:
-    if time.monotonic() > deadline:
-        raise FilterTimeout(f"the filter took longer than {EVAL_SECONDS:g} s")
+    def all(self, value: bool) -> Truth:
+        return Truth(np.full(self.n, value), np.ones(self.n, dtype=bool))
 
+    # -- predicates ------------------------------------------------------------------------
+    def truth(self, node: Any) -> Truth:
+        self.clock()
+        if isinstance(node, bool):
+            return self.all(node)
+        if not isinstance(node, dict) or "op" not in node:
+            value = self.value(node)
+            if value.kind != "boolean":
+                raise FilterError(f"a filter must be true or false; {V.describe(node)} is a {value.kind}")
+            return self._boolean(value)
+        op, args = node["op"], node.get("args", [])
+        if op in ("and", "or"):
+            parts = [self.truth(a) for a in args]
+            result = parts[0]
+            for p in parts[1:]:
+                result = result & p if op == "and" else result | p
+            return result
+        if op == "not":
+            return ~self.truth(args[0])
+        if op in COMPARISON:
+            return self._compare(op, self.value(args[0]), self.value(args[1]), (args[0], args[1]))
+        if op == "like":
+            return self._like(args)
+        if op == "between":
+            x = self.value(args[0])
+            return (self._compare(">=", x, self.value(args[1]), (args[0], args[1]))
+                    & self._compare("<=", x, self.value(args[2]), (args[0], args[2])))
+        if op == "in":
+            return self._in(args)
+        if op == "isNull":
+            value = self.value(args[0])
+            known = np.broadcast_to(value.known, self.n)
+            return Truth(~known, np.ones(self.n, dtype=bool))
+        if op in SPATIAL:
+            return self._spatial(op, args)
+        if op in TEMPORAL:
+            return self._temporal(op, args)
+        return self._boolean(self.value(node))
 
-def _truth(node, rows: RowSet, deadline: float) -> Truth:
-    _check_clock(deadline)
-    if isinstance(node, ast.And):
-        return _truth(node.lhs, rows, deadline) & _truth(node.rhs, rows, deadline)
-    if isinstance(node, ast.Or):
-        return _truth(node.lhs, rows, deadline) | _truth(node.rhs, rows, deadline)
-    if isinstance(node, ast.Not):
-        return ~_truth(node.sub_node, rows, deadline)
-    if type(node) in _COMPARE:
-        return _compare(node, rows)
-    if isinstance(node, ast.Like):
-        return _negate(_like(node, rows, deadline), node.not_)
-    if isinstance(node, ast.Between):
-        col, kind = _attribute(node.lhs, rows)
-        low, high = _literal(node.low, kind, node.lhs.name), _literal(node.high, kind, node.lhs.name)
-        known = col.notna().to_numpy()
-        true = known & (col >= low).fillna(False).to_numpy(bool) & (col <= high).fillna(False).to_numpy(bool)
-        return _negate(Truth(true, known), node.not_)
-    if isinstance(node, ast.In):
-        col, kind = _attribute(node.lhs, rows)
-        options = [_literal(v, kind, node.lhs.name) for v in node.sub_nodes]
-        known = col.notna().to_numpy()
-        return _negate(Truth(known & col.isin(options).to_numpy(bool), known), node.not_)
-    if isinstance(node, ast.IsNull):
-        col, _ = _attribute(node.lhs, rows)
-        null = col.isna().to_numpy()
-        return Truth(~null if node.not_ else null, np.ones(rows.n, dtype=bool))
-    if type(node) in _SPATIAL:
-        return _spatial(node, rows)
-    if isinstance(node, ast.BBox):
-        if not _is_geometry(node.lhs):
-            raise FilterError("BBOX applies to the geometry: BBOX(geometry, minx, miny, maxx, maxy)")
-        box = shapely.box(float(node.minx), float(node.miny), float(node.maxx), float(node.maxy))
-        return Truth(np.asarray(shapely.intersects(rows.geometries(), box), dtype=bool), np.ones(rows.n, dtype=bool))
-    if isinstance(node, bool):
-        return Truth(np.full(rows.n, node), np.ones(rows.n, dtype=bool))
-    raise FilterError(f"{type(node).__name__} filters are not supported on the embedded GeoPackage store; "
-                      "use comparisons, LIKE, BETWEEN, IN, IS NULL and spatial predicates, or serve from "
-                      "PostGIS (set CITYTWIN_DATABASE_URL) for the full CQL2")
+    def _boolean(self, value: Val) -> Truth:
+        if value.kind != "boolean":
+            raise FilterError(f"a filter must be true or false, not a {value.kind}")
+        known = np.broadcast_to(value.known, self.n).copy()
+        data = np.broadcast_to(np.asarray(value.data, dtype=float), self.n)
+        return Truth(known & (data == 1.0), known)
 
+    def _compare(self, op: str, a: Val, b: Val, nodes: tuple[Any, Any]) -> Truth:
+        V.check_comparable(op, a.kind, b.kind, nodes)
+        known = np.broadcast_to(a.known & b.known, self.n).copy()
+        true = np.zeros(self.n, dtype=bool)
+        if known.any():
+            true[known] = _COMPARE[op](a.at(known), b.at(known))
+        return Truth(true, known)
 
-def _negate(t: Truth, not_: bool) -> Truth:
-    return ~t if not_ else t
+    def _in(self, args: list) -> Truth:
+        x = self.value(args[0])
+        if not isinstance(args[1], list):
+            raise FilterError("IN needs a list of values, e.g. name IN ('Seoul', 'Busan')")
+        result = self.all(False)
+        for item in args[1]:
+            result = result | self._compare("=", x, self.value(item), (args[0], item))
+        return result
 
+    def _like(self, args: list) -> Truth:
+        x, pattern = self.value(args[0]), self.value(args[1])
+        if x.kind != "string" or pattern.kind != "string" or isinstance(pattern.data, np.ndarray):
+            raise FilterError(f"LIKE needs a text property and a quoted pattern, e.g. name LIKE 'Seoul%'; got "
+                              f"{V.describe(args[0])} LIKE {V.describe(args[1])}")
+        if not pattern.known:  # LIKE NULL is unknown everywhere
+            return Truth(np.zeros(self.n, dtype=bool), np.zeros(self.n, dtype=bool))
+        try:
+            regex = like_regex(pattern.data, nocase=False)
+        except LikePatternError as exc:
+            raise FilterError(f"{exc} (LIKE on {V.describe(args[0])})") from None
+        known = np.broadcast_to(x.known, self.n).copy()
+        texts = np.broadcast_to(np.asarray(x.data, dtype=object), self.n)
+        true = np.zeros(self.n, dtype=bool)
+        for start in range(0, self.n, LIKE_BLOCK):
+            self.clock()
+            stop = min(start + LIKE_BLOCK, self.n)
+            true[start:stop] = [k and regex.fullmatch(t) is not None
+                                for t, k in zip(texts[start:stop], known[start:stop])]
+        return Truth(true, known)
 
-def _is_geometry(node) -> bool:
-    return isinstance(node, ast.Attribute) and node.name in GEOMETRY_NAMES
+    def _spatial(self, op: str, args: list) -> Truth:
+        a, b = self.value(args[0]), self.value(args[1])
+        if a.kind != "geometry" or b.kind != "geometry":
+            raise FilterError(f"{op.upper()} compares two geometries, e.g. S_INTERSECTS(geometry, "
+                              f"POINT(126.97 37.56)); got {V.describe(args[0])} and {V.describe(args[1])}")
+        known = np.broadcast_to(a.known & b.known, self.n).copy()
+        true = np.zeros(self.n, dtype=bool)
+        if known.any():
+            true[known] = _SPATIAL[op](a.at(known), b.at(known))
+        return Truth(true, known)
 
+    def _temporal(self, op: str, args: list) -> Truth:
+        (a0, a1), ka = self._period(args[0])
+        (b0, b1), kb = self._period(args[1])
+        known = np.broadcast_to(ka & kb, self.n).copy()
+        true = np.zeros(self.n, dtype=bool)
+        if known.any():
+            pick = [v[known] if isinstance(v, np.ndarray) else v for v in (a0, a1, b0, b1)]
+            true[known] = np.asarray(V.allen(op, *pick), dtype=bool)
+        return Truth(true, known)
 
-def _attribute(node, rows: RowSet) -> tuple[pd.Series, str]:
-    if not isinstance(node, ast.Attribute):
-        raise FilterError("the left side of LIKE, BETWEEN, IN and IS NULL must be a property name")
-    if _is_geometry(node):
-        raise FilterError("compare the geometry with a spatial predicate (e.g. S_INTERSECTS), not a value")
-    return rows.column(node.name), rows.types.get(node.name, "string")
+    def _period(self, node: Any) -> tuple[tuple[Any, Any], np.ndarray | bool]:
+        value = self.value(node)
+        if value.kind == "instant":
+            return (value.data, value.data), value.known
+        if value.kind == "interval":
+            return value.data, value.known
+        raise FilterError(f"temporal functions compare dates, timestamps and intervals; "
+                          f"{V.describe(node)} is a {value.kind}")
 
+    # -- values ----------------------------------------------------------------------------
+    def value(self, node: Any) -> Val:
+        if isinstance(node, dict):
+            if "property" in node:
+                return self.rows.column(str(node["property"]))
+            if "op" in node:
+                return self._operation(node["op"], node.get("args", []))
+            if "interval" in node:
+                return self._interval(node["interval"])
+        literal = V.literal(node)
+        return Val(literal.kind, literal.data, literal.data is not None)
 
-def _literal(value, kind: str, name: str):
-    if isinstance(value, (ast.Node, values.Geometry, values.Envelope)) and not isinstance(value, bool):
-        raise FilterError(f"property {name!r} can only be compared with a literal value here")
-    if kind in ("integer", "number"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise FilterError(f"property {name!r} is a number; compare it with a number, not {value!r}")
-        return value
-    if kind == "boolean":
-        if not isinstance(value, bool):
-            raise FilterError(f"property {name!r} is true/false; compare it with true or false, not {value!r}")
-        return value
-    if not isinstance(value, str):
-        raise FilterError(f"property {name!r} is text; compare it with a quoted string, not {value!r}")
-    return value
+    def _operation(self, op: str, args: list) -> Val:
+        if op in ("casei", "accenti"):
+            x = self.value(args[0])
+            if x.kind != "string":
+                raise FilterError(f"{op.upper()} takes text, not {V.describe(args[0])}")
+            fold = V.FOLD[op]
+            if isinstance(x.data, np.ndarray):
+                return Val("string", np.array([fold(t) if t is not None else None for t in x.data],
+                                              dtype=object), x.known)
+            return Val("string", fold(x.data) if x.data is not None else None, x.known)
+        if op in ARITHMETIC:
+            a, b = self.value(args[0]), self.value(args[1])
+            if a.kind != "number" or b.kind != "number":
+                raise FilterError(f"arithmetic ({op}) needs numbers; got {V.describe(args[0])} and "
+                                  f"{V.describe(args[1])}")
+            data, nonzero = V.arithmetic(op, np.asarray(a.data, dtype=float), np.asarray(b.data, dtype=float))
+            known = a.known & b.known & nonzero
+            if np.ndim(data) == 0:
+                return Val("number", float(data), bool(known))
+            return Val("number", np.broadcast_to(data, self.n), np.broadcast_to(known, self.n))
+        truth = self.truth({"op": op, "args": args})
+        return Val("boolean", truth.true.astype(float), truth.known)
 
-
-def _compare(node, rows: RowSet) -> Truth:
-    op = _COMPARE[type(node)]
-    lhs, rhs = node.lhs, node.rhs
-    if not isinstance(lhs, ast.Attribute) and isinstance(rhs, ast.Attribute):
-        lhs, rhs, op = rhs, lhs, _FLIP[op]
-    if not isinstance(lhs, ast.Attribute):
-        raise FilterError("a comparison needs a property name on one side")
-    col, kind = _attribute(lhs, rows)
-    value = _literal(rhs, kind, lhs.name)
-    known = col.notna().to_numpy()
-    result = getattr(col, op)(value)
-    return Truth(known & result.fillna(False).to_numpy(bool), known)
-
-
-def _like(node, rows: RowSet, deadline: float) -> Truth:
-    col, kind = _attribute(node.lhs, rows)
-    if kind != "string":
-        raise FilterError(f"LIKE needs a text property; {node.lhs.name!r} is a {kind}")
-    if not isinstance(node.pattern, str):
-        raise FilterError(f"LIKE on {node.lhs.name!r} needs a quoted pattern, e.g. 'Seoul%'")
-    try:
-        regex = like_regex(node.pattern, node.nocase)
-    except LikePatternError as exc:
-        raise FilterError(f"{exc} (LIKE on {node.lhs.name!r})") from None
-    values = col.tolist()
-    true = np.zeros(len(values), dtype=bool)
-    for start in range(0, len(values), LIKE_BLOCK):
-        _check_clock(deadline)
-        block = values[start:start + LIKE_BLOCK]
-        true[start:start + len(block)] = [isinstance(v, str) and regex.fullmatch(v) is not None for v in block]
-    known = col.notna().to_numpy()
-    return Truth(known & true, known)
-
-
-def _spatial(node, rows: RowSet) -> Truth:
-    kind, lhs, rhs = type(node), node.lhs, node.rhs
-    if not _is_geometry(lhs) and _is_geometry(rhs):
-        lhs, rhs, kind = rhs, lhs, _MIRROR.get(kind, kind)
-    if not _is_geometry(lhs):
-        raise FilterError("a spatial predicate needs the geometry property on one side, e.g. "
-                          "S_INTERSECTS(geometry, POINT(126.97 37.56))")
-    if isinstance(rhs, values.Geometry):
-        literal = shape(rhs.geometry)
-    elif isinstance(rhs, values.Envelope):
-        literal = shapely.box(min(rhs.x1, rhs.x2), min(rhs.y1, rhs.y2), max(rhs.x1, rhs.x2), max(rhs.y1, rhs.y2))
-    else:
-        raise FilterError("a spatial predicate compares the geometry with a geometry literal (WKT or GeoJSON)")
-    geoms = rows.geometries()
-    present = ~shapely.is_missing(geoms)
-    true = np.zeros(rows.n, dtype=bool)
-    true[present] = _SPATIAL[kind](geoms[present], literal)
-    return Truth(true, present)
+    def _interval(self, bounds: list) -> Val:
+        if not isinstance(bounds, list) or len(bounds) != 2:
+            raise FilterError("INTERVAL takes two bounds, e.g. INTERVAL('2022-01-01', '..')")
+        ends, known = [], np.ones(self.n, dtype=bool)
+        for bound, open_end in zip(bounds, (V.MIN_INSTANT, V.MAX_INSTANT)):
+            if bound == "..":
+                ends.append(open_end)
+                continue
+            value = self.value(bound) if isinstance(bound, dict) else V.literal({"timestamp": bound})
+            if isinstance(value, V.Literal):
+                value = Val(value.kind, value.data, True)
+            if value.kind != "instant":
+                raise FilterError(f"an INTERVAL bound must be a date or timestamp, not {V.describe(bound)}")
+            ends.append(value.data)
+            known = known & value.known
+        return Val("interval", tuple(ends), known)

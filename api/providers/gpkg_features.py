@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import shapely
 from pygeoapi.provider.base import (
     BaseProvider,
@@ -31,6 +30,7 @@ from pygeoapi.provider.base import (
 )
 from pyproj import CRS, Transformer
 
+from api.cql2.values import instants, kind_of
 from api.providers.cql_filter import FilterError, FilterTimeout, RowSet, evaluate
 from api.providers.errors import TooSlowError
 from api.providers.gpkg_blob import decode
@@ -115,6 +115,14 @@ def _stamp(path: Path) -> tuple[int, int]:
 def _transformer(src_wkt: str, dst_wkt: str) -> Transformer:
     # Authority axis order (always_xy=False), exactly like pygeoapi's crs_transform.
     return Transformer.from_crs(CRS.from_wkt(src_wkt), CRS.from_wkt(dst_wkt), always_xy=False)
+
+
+def _filter_column(values: list, kind: str) -> np.ndarray:
+    if kind in ("number", "boolean"):
+        return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
+    if kind == "instant":
+        return instants(values)
+    return np.array(values, dtype=object)
 
 
 def _typed(value: str, schema: dict, name: str) -> Any:
@@ -215,10 +223,9 @@ class GeoPackageProvider(BaseProvider):
                 rows = con.execute(f"SELECT {self._select_list()} FROM {table} AS t{sql_where} "
                                    f"ORDER BY {order}", params).fetchall()
         names = self._columns()
-        columns = {n: pd.Series([r[i + 2] for r in rows], dtype=object if self._fields[n]["type"] == "string"
-                                else None) for i, n in enumerate(names)}
-        candidates = RowSet(columns, {n: self._fields[n]["type"] for n in names},
-                            lambda: decode([r[1] for r in rows]))
+        kinds = {n: kind_of(self._fields[n]) for n in names}
+        columns = {n: _filter_column([r[i + 2] for r in rows], kinds[n]) for i, n in enumerate(names)}
+        candidates = RowSet(columns, kinds, len(rows), lambda: decode([r[1] for r in rows]))
         try:
             keep = evaluate(filterq, candidates) if rows else np.zeros(0, dtype=bool)
         except FilterError as exc:

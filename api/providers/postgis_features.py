@@ -1,5 +1,7 @@
-"""pygeoapi's PostgreSQL feature provider, with its statements under a time limit.
+"""pygeoapi's PostgreSQL feature provider, with our CQL2 and its statements under a time limit.
 
+A filter arrives parsed by api.cql2 (api.cql_compat installs the parser) and becomes a
+SQLAlchemy clause of bound parameters (api.cql2.to_sql), in place of pygeofilter's reading.
 The generated config gives this provider's connections a ``statement_timeout``
 (api.pygeoapi_config), so PostgreSQL itself stops a query that would hold a connection for
 minutes (a costly CQL2 filter over a large table). pygeoapi lets the resulting error through
@@ -8,10 +10,16 @@ as a 500; here it becomes a 503 that says what happened and what to do.
 from __future__ import annotations
 
 from psycopg2.errors import QueryCanceled
+from pygeoapi.provider.base import ProviderInvalidQueryError
 from pygeoapi.provider.sql import PostgreSQLProvider
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 
+from api.cql2.parse import Filter, FilterError
+from api.cql2.to_sql import Column, to_clause
+from api.cql2.values import kind_of
 from api.providers.errors import TooSlowError
+
+STORAGE_SRID = 4326  # the store's geometry column (pipelines.store.postgis)
 
 
 class TimedPostgreSQLProvider(PostgreSQLProvider):
@@ -24,3 +32,17 @@ class TimedPostgreSQLProvider(PostgreSQLProvider):
                                             "statement_timeout and was stopped; add a bbox or simplify "
                                             "the filter") from None
             raise
+        except DataError as exc:  # a value the column cannot take (e.g. a number out of range)
+            raise ProviderInvalidQueryError(user_msg=f"the filter does not fit {self.table!r}: "
+                                                     f"{str(exc.orig).splitlines()[0]}") from None
+
+    def _get_cql_filters(self, filterq):
+        if not isinstance(filterq, Filter):
+            return super()._get_cql_filters(filterq)
+        fields = self.get_fields()
+        columns = {name: Column(getattr(self.table_model, name), kind_of(schema), schema.get("format") == "date")
+                   for name, schema in fields.items()}
+        try:
+            return to_clause(filterq, columns, getattr(self.table_model, self.geom), STORAGE_SRID)
+        except FilterError as exc:
+            raise ProviderInvalidQueryError(user_msg=str(exc)) from None

@@ -85,9 +85,19 @@ def read_vector(path: Path, *, crs: str | None = None, encoding: str | None = No
         gdf = _read_features(read_from, path, layer, count, encoding, progress)
     if encoding is None:
         _check_mojibake(path, gdf, info.get("encoding"))
+    gdf = _source_booleans(gdf, info)
     gdf = gdf.set_crs(src_crs, allow_override=True)
     return VectorSource(path=path, gdf=gdf, crs_origin=origin, encoding=encoding or info.get("encoding"),
                         warnings=warnings)
+
+
+def _source_booleans(gdf: gpd.GeoDataFrame, info: dict) -> gpd.GeoDataFrame:
+    """Boolean fields stay booleans: pyogrio reads one with empty values as 0.0/1.0/NaN floats,
+    which would publish as numbers (and ``= true`` would not find them)."""
+    for name, dtype in zip(info["fields"], info["dtypes"]):
+        if dtype == "bool" and name in gdf.columns and gdf[name].dtype.kind == "f":
+            gdf[name] = gdf[name].astype("boolean")
+    return gdf
 
 
 def _layer_info(read_from: Path, path: Path, encoding: str | None, warnings: list[str]) -> tuple[str, dict]:
