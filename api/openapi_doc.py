@@ -106,8 +106,8 @@ def service_paths() -> Contribution:
             {"name": "Geocoding", "description": "Korean addresses to points and back"},
             {"name": "Live", "description": "Short-lived incidents and congestion"},
             {"name": "3D Tiles", "description": "OGC 3D Tiles of buildings, city models and landmark models"}]
-    tile_paths, _, tile_tags = tiles_paths()  # tile set metadata and tile matrix sets
-    return {**paths, **tile_paths}, {}, tags + tile_tags
+    tile_paths, tile_schemas, tile_tags = tiles_paths()  # tile set metadata and tile matrix sets
+    return {**paths, **tile_paths}, tile_schemas, tags + tile_tags
 
 
 def openapi_route(pygeoapi_openapi: Handler, contributions: list[Contribution]) -> Handler:

@@ -16,6 +16,13 @@ TILESET = {"type": "object", "required": ["dataType", "crs", "tileMatrixSetURI",
     "mediaTypes": {"type": "array", "items": {"type": "string"}},
     "tileMatrixSetLimits": {"type": "array", "items": _LIMITS},
     "links": {"type": "array", "items": _LINK}}}
+# /collections/{id}/tiles (pygeoapi's route): pygeoapi's document names the pre-standard
+# 'tileMatrixSetLinks' list; the answer, as OGC API Tiles 1.0 says, is 'tilesets'.
+TILESETS = {"type": "object", "required": ["tilesets", "links"], "properties": {
+    "links": {"type": "array", "items": _LINK},
+    "tilesets": {"type": "array", "items": {"type": "object", "required": ["dataType", "crs", "links"], "properties": {
+        "title": {"type": "string"}, "dataType": {"enum": ["vector"]}, "crs": {"type": "string"},
+        "tileMatrixSetURI": {"type": "string"}, "links": {"type": "array", "items": _LINK}}}}}}
 TILE_MATRIX_SET = {"type": "object", "required": ["id", "crs", "tileMatrices"], "properties": {
     "id": {"type": "string"}, "crs": {"type": "string"}, "uri": {"type": "string"},
     "tileMatrices": {"type": "array", "items": {"type": "object"}}}}
@@ -57,4 +64,4 @@ def tiles_paths() -> tuple[dict, dict, list[dict]]:
             "responses": {"200": _json("Tile matrix set", TILE_MATRIX_SET),
                           "404": _json("Tile matrix set not offered", _ERROR)}}},
     }
-    return paths, {}, [{"name": "Tiles", "description": "OGC API Tiles: tile sets and tile matrix sets"}]
+    return paths, {"tiles": TILESETS}, [{"name": "Tiles", "description": "OGC API Tiles: tile sets and tile matrix sets"}]

@@ -300,6 +300,10 @@ def test_openapi_describes_tile_metadata_as_served(base: str) -> None:
         got = httpx.get(f"{base}{url}")
         assert got.status_code == 200
         jsonschema.validate(got.json(), responses["200"]["content"]["application/json"]["schema"])
+    # pygeoapi's own /collections/{id}/tiles path points at the shared 'tiles' schema
+    listed = httpx.get(f"{base}/collections/gu/tiles?f=json").json()
+    jsonschema.validate(listed, doc["components"]["schemas"]["tiles"])
+    assert listed["tilesets"][0]["dataType"] == "vector"
     missing = httpx.get(f"{base}/collections/gu/tiles/Foo")
     schema = doc["paths"]["/collections/{collectionId}/tiles/{tileMatrixSetId}"]["get"]["responses"]["404"]
     jsonschema.validate(missing.json(), schema["content"]["application/json"]["schema"])
