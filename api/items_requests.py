@@ -7,11 +7,14 @@
   a collection with no temporal property matches every valid value, so the parameter is then
   dropped; a malformed value is a 400.
 - A numeric property filter whose value no store can hold (an integer beyond 64 bits) is a 400.
+- ``offset`` beyond 2^53 (SQLite cannot bind 1e30: a 500) and a ``bbox`` of NaN or infinities
+  (a box that matches nothing: an empty 200) are 400s too.
 - POST .../items without a body is a 400.
 - GeoJSON answers are labelled ``application/geo+json``.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +23,7 @@ from urllib.parse import parse_qsl, urlencode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error
+from api.params import BadParameter, integer
 from pipelines.store import Store
 from pipelines.store.gpkg import GeoPackageStore
 
@@ -29,6 +33,7 @@ ITEMS_PARAMS = frozenset({
     "filter-lang", "filter-crs", "skipGeometry", "q", "resulttype"})
 ITEM_PARAMS = frozenset({"f", "lang", "crs", "properties", "skipGeometry"})
 INT64 = (-(2 ** 63), 2 ** 63 - 1)
+MAX_OFFSET = 2 ** 53  # beyond any store's row count, within every store's integers
 _DATE = r"\d{4}-\d{2}-\d{2}"
 _INSTANT = re.compile(rf"^{_DATE}(?:[Tt ]\d{{2}}:\d{{2}}:\d{{2}}(?:\.\d+)?(?:[Zz]|[+-]\d{{2}}:\d{{2}}))?$")
 _INTEGER = re.compile(r"^[+-]?\d+$")
@@ -57,6 +62,23 @@ def datetime_problem(value: str) -> str | None:
     return None
 
 
+def paging_problem(key: str, value: str) -> str | None:
+    """Why ``offset`` or ``bbox`` cannot be a page or a box, or None (pygeoapi checks the rest)."""
+    if key == "offset":
+        try:
+            integer({key: value}, key, 0, 0, MAX_OFFSET)
+        except BadParameter as exc:
+            return str(exc)
+    elif key == "bbox" and value:
+        try:
+            finite = all(math.isfinite(float(v)) for v in value.split(","))
+        except ValueError:
+            return None  # not numbers at all: pygeoapi's own 400 says so
+        if not finite:
+            return f"parameter 'bbox' must hold finite numbers, got {value[:80]!r}"
+    return None
+
+
 def query_problem(collection: CollectionFields | None, params: list[tuple[str, str]], one_item: bool) -> str | None:
     """The 400 message for ``params`` on an items request, or None."""
     allowed = ITEM_PARAMS if one_item else ITEMS_PARAMS
@@ -71,6 +93,10 @@ def query_problem(collection: CollectionFields | None, params: list[tuple[str, s
             why = datetime_problem(value)
             if why:
                 return f"datetime={value[:60]!r}: {why}"
+        elif key in ("offset", "bbox"):
+            why = paging_problem(key, value)
+            if why:
+                return why
         elif fields.get(key) in ("integer", "number") and _INTEGER.match(value.strip()):
             if not INT64[0] <= int(value) <= INT64[1]:
                 return f"property filter {key}={value[:40]}: out of the range of 64-bit integers"

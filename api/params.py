@@ -10,11 +10,16 @@ class BadParameter(ValueError):
     """A query parameter the client can fix; the message names it."""
 
 
+def _show(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e16 else f"{value:g}"
+
+
 def _in_range(name: str, value: float, lo: float | None, hi: float | None, lo_open: bool = False) -> None:
     if lo is not None and (value < lo or (lo_open and value == lo)):
-        raise BadParameter(f"parameter '{name}' must be {'above' if lo_open else 'at least'} {lo:g}, got {value:g}")
+        raise BadParameter(f"parameter '{name}' must be {'above' if lo_open else 'at least'} {_show(lo)}, "
+                           f"got {_show(value)}")
     if hi is not None and value > hi:
-        raise BadParameter(f"parameter '{name}' must be at most {hi:g}, got {value:g}")
+        raise BadParameter(f"parameter '{name}' must be at most {_show(hi)}, got {_show(value)}")
 
 
 def number(params: Mapping[str, str], name: str, default: float | None, lo: float | None = None,

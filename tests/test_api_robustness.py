@@ -75,6 +75,18 @@ def test_live_limit_out_of_range_is_400(base, limit, needle):
     assert_error(resp, 400, "InvalidParameterValue", f"parameter 'limit' must be {needle}")
 
 
+@pytest.mark.parametrize("params,needle", [
+    ({"offset": "1" + "0" * 30}, "parameter 'offset' must be at most 9007199254740992, got 1e+30"),
+    ({"offset": "²"}, "parameter 'offset' must be a whole number, got '²'"),
+    ({"bbox": "nan,nan,nan,nan"}, "parameter 'bbox' must hold finite numbers"),
+    ({"bbox": "126,37,inf,38"}, "parameter 'bbox' must hold finite numbers"),
+])
+def test_items_paging_and_bbox_that_no_store_can_use_are_400(base, params, needle):
+    resp = httpx.get(f"{base}/collections/buildings/items", params={"f": "json", **params}, timeout=30)
+    assert_error(resp, 400, "InvalidParameterValue", needle)
+    still_up(base)
+
+
 # -- live items at the edges of the calendar and of JSON -----------------------------------------
 def _post(base: str, body, key: str | None = KEY, **kwargs) -> httpx.Response:
     headers = {"X-API-Key": key} if key else {}
