@@ -9,6 +9,8 @@ as a 500; here it becomes a 503 that says what happened and what to do.
 """
 from __future__ import annotations
 
+import datetime as dt
+
 from psycopg2.errors import QueryCanceled
 from pygeoapi.provider.base import ProviderInvalidQueryError
 from pygeoapi.provider.sql import PostgreSQLProvider
@@ -35,6 +37,20 @@ class TimedPostgreSQLProvider(PostgreSQLProvider):
         except DataError as exc:  # a value the column cannot take (e.g. a number out of range)
             raise ProviderInvalidQueryError(user_msg=f"the filter does not fit {self.table!r}: "
                                                      f"{str(exc.orig).splitlines()[0]}") from None
+
+    def get_fields(self) -> dict:
+        """pygeoapi's fields, with dates and date-times labelled as such (its own labels miss
+        ``timestamp with time zone``, the store's type for date-times)."""
+        fields = super().get_fields()
+        for column in self.table_model.__table__.columns:
+            try:
+                python_type = column.type.python_type
+            except NotImplementedError:
+                continue
+            if column.name in fields and python_type in (dt.datetime, dt.date):
+                fields[column.name] = {"type": "string",
+                                       "format": "date-time" if python_type is dt.datetime else "date"}
+        return fields
 
     def _get_cql_filters(self, filterq):
         if not isinstance(filterq, Filter):

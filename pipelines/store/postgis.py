@@ -41,12 +41,15 @@ PG_IDENT_MAX = 63  # bytes; PostgreSQL silently truncates longer identifiers
 CONNECT_TIMEOUT_S = 10
 _REGCLASS = "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text))"  # params: schema, table
 
-# pandas dtype kind -> column type. Anything else is stored as text.
-_PG_TYPES = {"b": "boolean", "i": "bigint", "u": "bigint", "f": "double precision"}
+# pandas dtype kind -> column type. Anything else is stored as text. Date-times without a zone
+# are UTC (as the GeoPackage store reads them).
+_PG_TYPES = {"b": "boolean", "i": "bigint", "u": "bigint", "f": "double precision", "M": "timestamptz"}
 # Column type (as format_type prints it) -> field type name of the API.
-_FIELD_TYPES = {"text": "string", "double precision": "number", "bigint": "integer", "boolean": "boolean"}
+_FIELD_TYPES = {"text": "string", "double precision": "number", "bigint": "integer", "boolean": "boolean",
+                "timestamp with time zone": "string"}
 # Empty-result dtypes per column type, so an empty read keeps the layer's schema.
-_EMPTY_DTYPES = {"text": object, "double precision": "float64", "bigint": "int64", "boolean": "bool"}
+_EMPTY_DTYPES = {"text": object, "double precision": "float64", "bigint": "int64", "boolean": "bool",
+                 "timestamp with time zone": "datetime64[ns, UTC]"}
 # shapely.get_type_id -> PostGIS/OGR type name (a LinearRing is stored as a LineString).
 _TYPE_NAMES = {0: "Point", 1: "LineString", 2: "LineString", 3: "Polygon", 4: "MultiPoint",
                5: "MultiLineString", 6: "MultiPolygon", 7: "GeometryCollection"}
@@ -361,6 +364,9 @@ def _values(layer: str, col: str, pg_type: str, series: pd.Series, ids: list[str
         vals = [None if m else int(v) for v, m in zip(series.tolist(), missing)]
     elif pg_type == "boolean":
         vals = [None if m else bool(v) for v, m in zip(series.tolist(), missing)]
+    elif pg_type == "timestamptz":
+        stamps = series.dt.tz_localize("UTC") if series.dt.tz is None else series.dt.tz_convert("UTC")
+        vals = [None if m else v.to_pydatetime() for v, m in zip(stamps.tolist(), missing)]
     else:
         vals = [None if m else _text(layer, col, v, fid) for v, m, fid in zip(series.tolist(), missing, ids)]
     return [None if m else v for v, m in zip(vals, missing)]
