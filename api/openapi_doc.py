@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import Response
 
+from api.openapi_components import localise
 from api.tiles_openapi import tiles_paths
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -118,7 +119,7 @@ def openapi_route(pygeoapi_openapi: Handler, contributions: list[Contribution]) 
         ctype = resp.headers.get("content-type", "")
         if resp.status_code != 200 or "json" not in ctype:
             return resp
-        doc = json.loads(resp.body.decode(resp.charset or "utf-8"))
+        doc = localise(json.loads(resp.body.decode(resp.charset or "utf-8")))
         known_tags = {t.get("name") for t in doc.get("tags", []) if isinstance(t, dict)}
         for paths, schemas, tags in contributions:
             doc.setdefault("paths", {}).update(paths)
