@@ -224,6 +224,15 @@ def execute_request(body: bytes) -> dict:
     return doc
 
 
+async def _send_status_info(send: Send, start: Message, info: dict) -> None:
+    """The 201 of an accepted job with its statusInfo as the body, the other headers kept."""
+    data = json.dumps(info).encode("utf-8")
+    headers = [(k, v) for k, v in start.get("headers", []) if k.lower() not in (b"content-length", b"content-type")]
+    headers += [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    await send({**start, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
+
+
 class ProcessAuthMiddleware:
     """Require an API key to execute a process and to list, read or delete jobs; only the key
     that started a job sees it. Every execution and deletion goes to the audit log."""
@@ -280,6 +289,8 @@ class ProcessAuthMiddleware:
                 return {"type": "http.request", "body": chunk, "more_body": False}
             return await receive()
 
+        held: list[Message] = []
+
         async def watch(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
@@ -288,6 +299,14 @@ class ProcessAuthMiddleware:
                 status["location"] = location
                 if location:  # the job is the caller's before the caller learns its id
                     await run_in_threadpool(self.jobs.claim, location.rstrip("/").rsplit("/", 1)[-1], key_id)
+                if message["status"] == 201 and location:  # accepted: pygeoapi's body is 'null'
+                    held.append(message)
+                    return
+            elif held:
+                if not message.get("more_body"):
+                    job_id = status["location"].rstrip("/").rsplit("/", 1)[-1]
+                    await _send_status_info(send, held[0], await run_in_threadpool(self.jobs.status_info, job_id))
+                return
             await send(message)
 
         try:

@@ -64,6 +64,16 @@ class Jobs:
         return {"jobs": [self._summary(j) for j in page], "numberMatched": len(mine),
                 "numberReturned": len(page), "links": links}
 
+    def status_info(self, job_id: str) -> dict[str, Any]:
+        """The job's statusInfo, linking to where its status and its results are read."""
+        info = {k: v for k, v in self._summary(self.manager.get_job(job_id)).items() if v is not None}
+        url = f"{self._base_url}/jobs/{job_id}"
+        info["links"] = [
+            {"href": f"{url}?f=json", "rel": "monitor", "type": "application/json", "title": "Status of the job"},
+            {"href": f"{url}/results?f=json", "rel": RESULTS_REL, "type": "application/json",
+             "title": "Results of the job, once it has succeeded"}]
+        return info
+
     def _summary(self, job: dict[str, Any]) -> dict[str, Any]:
         out = {"type": "process", "processID": job["process_id"], "jobID": job["identifier"],
                **{k: job.get(k) for k in _SHOWN}}
