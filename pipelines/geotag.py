@@ -37,7 +37,7 @@ from pipelines.catalog import Catalog, LayerConfig, add_layer_entry, load_catalo
 from pipelines.project import project_store
 from pipelines.readers.media import scan_media
 from pipelines.readers.records import coordinates, read_records
-from pipelines.steps.privacy import PrivacyError, PrivacyPolicy, assert_clean, find_personal, scrub, withhold_reason
+from pipelines.steps.privacy import assert_clean, check_id_column, policy_of, scrub
 from pipelines.store import Store
 from pipelines.store.base import ID_COLUMN
 
@@ -211,14 +211,6 @@ def _best(results_per_column: list[list[GeocodeResult]]) -> list[GeocodeResult]:
             if (_TIER_RANK[r.tier], -r.score) < (_TIER_RANK[best[i].tier], -best[i].score):
                 best[i] = r
     return best
-
-
-def _policy(cfg: LayerConfig) -> PrivacyPolicy:
-    p = cfg.privacy
-    if p is None:
-        return PrivacyPolicy()
-    return PrivacyPolicy(publish=p.publish, detect=tuple(p.detect), person_name_fields=list(p.person_name_fields),
-                         action=p.action)
 
 
 def geotag_records(project: Path, path: Path, layer: str | None, *, encoding: str | None = None,
@@ -405,11 +397,7 @@ def _record_ids(table: pd.DataFrame, id_col: str | None, path) -> pd.Series:
     ids = table[id_col].astype(object)
     if ids.isna().any() or ids.duplicated().any():
         raise SourceError(f"{path}: id column '{id_col}' has empty or repeated values; fix it or omit --id-column")
-    why = withhold_reason(id_col, ids.tolist()) or ("RRN, phone or e-mail" if any(
-        find_personal(str(v)) for v in ids) else None)
-    if why:
-        raise PrivacyError(f"{path}: id column '{id_col}' holds personal data ({why}); "
-                           "use another id column or none (row numbers are used then)")
+    check_id_column(id_col, ids.tolist(), str(path), "use another id column or none (row numbers are used then)")
     return ids.astype(str)
 
 
@@ -437,7 +425,7 @@ def _names(clean: pd.DataFrame) -> pd.DataFrame:
 def _publishable(attrs: pd.DataFrame, ids: pd.Series, geometry: np.ndarray, cfg: LayerConfig, layer: str,
                  report: GeotagReport, keep: tuple[str, ...], names: bool = False) -> gpd.GeoDataFrame:
     """Privacy (whitelist, detectors), the last gate, then a store-ready GeoDataFrame."""
-    policy = _policy(cfg)
+    policy = policy_of(cfg.privacy)
     attrs = attrs.drop(columns=[c for c in ("geometry",) if c in attrs.columns])
     if ID_COLUMN in attrs.columns:
         attrs = attrs.rename(columns={ID_COLUMN: "source_id"})

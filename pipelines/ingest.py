@@ -1,7 +1,9 @@
 """Ingest: read a source, check and repair it, reproject to WGS84, publish atomically."""
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,7 @@ from pipelines.project import project_store, relative_to_project
 from pipelines.readers.gtfs import is_gtfs_zip
 from pipelines.readers.vector import read_vector
 from pipelines.steps.normalise import HeightCounts, building_heights, select_fields, stable_ids
+from pipelines.steps.privacy import PrivacyAudit, assert_clean, check_id_column, policy_of, scrub
 from pipelines.store import Store
 from pipelines.store.base import ID_COLUMN
 from pipelines.zooms import centres, default_zooms, missing_zooms
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 POLYGON_KINDS = {"buildings", "boundaries", "hazard_zones"}
+AUDIT_DIR = "audit"
 
 
 @dataclass
@@ -49,6 +53,8 @@ class IngestReport:
     fitted_zooms: tuple[int, int, str] | None = None  # minzoom, maxzoom, why: what fits the data
     tiles: str = ""  # the zoom range the tiles will have, and where it came from
     catalog_changes: str = ""
+    privacy: PrivacyAudit | None = None
+    audit_path: str | None = None
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -69,6 +75,9 @@ class IngestReport:
                 f"  heights: {h.from_attribute} from a height field, {h.from_floors} from floors x storey height, "
                 f"{h.missing} with neither"
             )
+        if self.privacy is not None:
+            audit = f"; audit: {self.audit_path}" if self.audit_path else ""
+            lines.append(f"  {self.privacy.summary()}{audit}")
         if self.tiles:
             lines.append(f"  tiles: {self.tiles}")
         if self.catalog_changes:
@@ -138,11 +147,40 @@ def prepare_layer(paths: list[Path], layer: str, cfg: LayerConfig, storey_height
         )
         keep = ("height", "floors", "height_source")
     gdf = select_fields(gdf, cfg.fields, keep, ", ".join(report.sources))
+    if cfg.id_field:
+        check_id_column(cfg.id_field, gdf[ID_COLUMN].tolist(), f"layer '{layer}'",
+                        "name another id_field or none (ids are then made from the features)")
+    gdf, report.privacy = scrub_layer(gdf, cfg, layer, keep)
+    warnings += report.privacy.warnings
     report.published = len(gdf)
     report.fitted_zooms = default_zooms(cfg.kind, *centres(gdf.geometry.to_numpy()), tuple(gdf.total_bounds))
     report.source_crs = ", ".join(sorted(set(crs_names)))
     report.warnings = warnings
     return gdf, report
+
+
+def scrub_layer(gdf: gpd.GeoDataFrame, cfg: LayerConfig, layer: str, keep: tuple[str, ...]
+                ) -> tuple[gpd.GeoDataFrame, PrivacyAudit]:
+    """The layer's privacy policy on its attributes (``keep`` are ours), then the last gate."""
+    attrs = gdf.drop(columns=[gdf.geometry.name, ID_COLUMN])
+    clean, audit = scrub(attrs, policy_of(cfg.privacy), layer, ids=gdf[ID_COLUMN],
+                         keep=tuple(c for c in keep if c in attrs.columns))
+    assert_clean(clean, layer)
+    clean = clean[[c for c in attrs.columns if c in clean.columns]]  # the source's field order
+    out = pd.concat([gdf[[ID_COLUMN]], clean, gdf[[gdf.geometry.name]]], axis=1)
+    return gpd.GeoDataFrame(out, geometry=gdf.geometry.name, crs=gdf.crs), audit
+
+
+def write_audit(build: Path, report: IngestReport) -> None:
+    """What privacy did to the layer (fields, detectors, record ids; never values), next to geotag's."""
+    assert report.privacy is not None
+    out = build / AUDIT_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{report.layer}.ingest.json"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(report.privacy.as_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+    report.audit_path = str(path)
 
 
 def ingest_layer(catalog: Catalog, store: Store, layer: str, paths: list[Path] | None = None,
@@ -158,6 +196,7 @@ def ingest_layer(catalog: Catalog, store: Store, layer: str, paths: list[Path] |
     if changed:
         report.warnings.append(f"layer '{layer}' is published differently from its last ingest: {'; '.join(changed)}")
     store.publish(layer, gdf)
+    write_audit(catalog.build_path, report)
     remember(catalog.build_path, layer, settings)
     report.seconds = time.perf_counter() - t0
     return report

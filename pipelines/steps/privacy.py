@@ -34,14 +34,18 @@ import re
 import secrets
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from geo.errors import CitytwinError
 from pipelines.steps.identifiers import identifier_name
+
+if TYPE_CHECKING:
+    from pipelines.catalog import PrivacyConfig
 
 DETECTORS = ("rrn", "mobile", "email")
 ACTIONS = ("mask", "hash", "drop")
@@ -183,25 +187,97 @@ class ColumnTally:
         return self.reason(column) if self.values else None
 
 
-def withhold_reason(column: str, values: Iterable, detect: tuple[str, ...] = DETECTORS) -> str | None:
+#: Once NFKC-normalised, every detector's match holds an '@' (an e-mail) or a run of digits
+#: of one of these lengths: 6 or 13 (an RRN, with or without its dash); 4, or 7 to 12 for the
+#: run that ends a mobile number (010-1234-5678, 01012345678, +82 10 1234 5678 ...).
+_RUN_LENGTHS = np.array([4, 6, 7, 8, 9, 10, 11, 12, 13])
+_CHUNK = 200_000  # values screened at once (their text is held as 4-byte code points)
+
+Hints = tuple[np.ndarray, np.ndarray]
+
+
+def candidates(values: pd.Series | list) -> Hints:
+    """Positions of the present (non-empty) values, and of those that may hold personal data.
+
+    Only the second set goes through the detectors: a 600k-feature layer is mostly names,
+    codes and numbers that no detector could match, and those are ruled out with array
+    operations on their code points rather than a regex per value.
+    """
+    s = values if isinstance(values, pd.Series) else pd.Series(values, dtype=object)
+    s = s.reset_index(drop=True)
+    if s.dtype.kind in "iuf":  # a number can only be an RRN written without its dash (13 digits)
+        a = s.astype("float64").to_numpy()
+        return np.flatnonzero(~np.isnan(a)), np.flatnonzero(np.abs(a) >= 1e5)
+    s = s.astype(object)
+    notna = np.flatnonzero(s.notna().to_numpy())
+    text = s.iloc[notna].astype(str).tolist()
+    present, maybe = [], []
+    for i in range(0, len(text), _CHUNK):
+        filled, hit = _screen(text[i:i + _CHUNK])
+        present.append(notna[i:i + _CHUNK][filled])
+        maybe.append(notna[i:i + _CHUNK][hit])
+    if not present:
+        return notna, notna
+    return np.concatenate(present), np.concatenate(maybe)
+
+
+#: white space as str.strip() sees it, once NFKC has turned the other spaces into U+0020
+_SPACES = np.array([9, 10, 11, 12, 13, 28, 29, 30, 31, 32, 0x85, 0x1680, 0x2028, 0x2029], dtype=np.uint32)
+
+
+def _screen(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Which of ``texts`` are not blank, and which hold an '@' or a digit run of a length in
+    ``_RUN_LENGTHS`` after NFKC."""
+    joined = "\x00".join(texts)
+    if joined.count("\x00") != len(texts) - 1:  # a value holds NUL itself: it separates nothing here
+        joined = "\x00".join(t.replace("\x00", " ") for t in texts)
+    codes = np.frombuffer(unicodedata.normalize("NFKC", joined).encode("utf-32-le"), dtype=np.uint32)
+    row = np.cumsum(codes == 0)
+    digit = (codes >= 48) & (codes <= 57)
+    wide = np.unique(codes[codes > 127])
+    other = wide[[unicodedata.category(chr(c)) == "Nd" for c in wide.tolist()]]  # digits of other scripts
+    if len(other):
+        digit |= np.isin(codes, other)
+    edges = np.diff(np.concatenate(([0], digit.astype(np.int8), [0])))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    hit = np.zeros(len(texts), dtype=bool)
+    hit[row[starts[np.isin(ends - starts, _RUN_LENGTHS)]]] = True
+    hit[row[codes == ord("@")]] = True
+    filled = np.zeros(len(texts), dtype=bool)
+    filled[row[(codes != 0) & ~np.isin(codes, _SPACES)]] = True
+    return filled, hit & filled
+
+
+def column_tally(values: pd.Series | list, detect: tuple[str, ...] = DETECTORS, hints: Hints | None = None
+                 ) -> ColumnTally:
+    """A ``ColumnTally`` of a whole column at once (values that cannot match are only counted)."""
+    tally = ColumnTally(detect)
+    present, maybe = hints if hints is not None else candidates(values)
+    tally.values = len(present)
+    values = list(values)
+    for i in maybe:
+        kind = _whole_value_kind(str(values[i]), detect)
+        if kind:
+            tally.kinds[kind] += 1
+    return tally
+
+
+def withhold_reason(column: str, values: pd.Series | list, detect: tuple[str, ...] = DETECTORS,
+                    hints: Hints | None = None) -> str | None:
     """Why a column must not be published at all, or None.
 
     Its name marks a personal identifier, or more than half of its non-empty values are,
     each as a whole, an RRN, a mobile number or an e-mail address. The reason names no value.
     """
-    tally = ColumnTally(detect)
-    if identifier_name(column) is None:  # the name alone decides otherwise
-        for v in values:
-            tally.add(v)
-    return tally.reason(column)
+    if identifier_name(column) is not None:  # the name alone decides
+        return ColumnTally(detect).reason(column)
+    return column_tally(values, detect, hints).reason(column)
 
 
-def leaking_column(column: str, values: Iterable, detect: tuple[str, ...] = DETECTORS) -> str | None:
+def leaking_column(column: str, values: pd.Series | list, detect: tuple[str, ...] = DETECTORS,
+                   hints: Hints | None = None) -> str | None:
     """``withhold_reason`` for a column that holds at least one value (an empty column publishes nothing)."""
-    tally = ColumnTally(detect)
-    for v in values:
-        tally.add(v)
-    return tally.leak(column)
+    return column_tally(values, detect, hints).leak(column)
 
 
 @dataclass
@@ -217,6 +293,23 @@ class PrivacyPolicy:
         bad = [d for d in self.detect if d not in DETECTORS]
         if bad:
             raise CitytwinError(f"privacy.detect: unknown detector(s) {', '.join(bad)}; use {', '.join(DETECTORS)}")
+
+
+def policy_of(config: PrivacyConfig | None) -> PrivacyPolicy:
+    """The policy a layer's ``privacy:`` entry sets (the defaults when it has none)."""
+    if config is None:
+        return PrivacyPolicy()
+    return PrivacyPolicy(publish=config.publish, detect=tuple(config.detect),
+                         person_name_fields=list(config.person_name_fields), action=config.action)
+
+
+def check_id_column(column: str, values: list, where: str, fix: str) -> None:
+    """An id column is published as ``id``, never masked: refuse one that holds personal data."""
+    hints = candidates(values)
+    why = withhold_reason(column, values, hints=hints) or ("RRN, phone or e-mail" if any(
+        find_personal(str(values[i])) for i in hints[1]) else None)
+    if why:
+        raise PrivacyError(f"{where}: id column '{column}' holds personal data ({why}); {fix}")
 
 
 @dataclass
@@ -285,7 +378,9 @@ def scrub(table: pd.DataFrame, policy: PrivacyPolicy, layer: str, *, ids: pd.Ser
         audit.fields_dropped = [c for c in cols if c not in policy.publish]
         cols = [c for c in cols if c in policy.publish]
     # never published, even when whitelisted: masking would still publish that the column exists per record
-    audit.fields_withheld = {c: why for c in cols if (why := withhold_reason(c, table[c].tolist(), policy.detect))}
+    hints = {c: candidates(table[c]) for c in cols}
+    audit.fields_withheld = {c: why for c in cols
+                             if (why := withhold_reason(c, table[c], policy.detect, hints[c]))}
     cols = [c for c in cols if c not in audit.fields_withheld]
     names = [c for c in policy.person_name_fields if c in table.columns and c not in audit.fields_withheld]
     guessed = [c for c in table.columns if c in PERSON_NAME_COLUMNS and c not in names
@@ -300,42 +395,36 @@ def scrub(table: pd.DataFrame, policy: PrivacyPolicy, layer: str, *, ids: pd.Ser
     counts: dict[str, Counter] = defaultdict(Counter)
     where: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for col in cols:
-        values = out[col]
-        new = []
-        for i, v in enumerate(values.tolist()):
-            if not _present(v):
-                new.append(v)
-                continue
-            text = str(v)
-            if col in names:
-                if text.strip():
-                    counts[col]["name"] += 1
-                    where[col]["name"].append(id_list[i])
-                    new.append(rep.token("name", text))
-                else:
-                    new.append(v)
-                continue
-            found = find_personal(text, policy.detect)
+        values = out[col].tolist()
+        new = list(values)
+        present, maybe = hints[col]
+        if col in names:
+            for i in present:
+                counts[col]["name"] += 1
+                where[col]["name"].append(id_list[i])
+                new[i] = rep.token("name", str(values[i]))
+            maybe = []
+        for i in maybe:
+            found = find_personal(str(values[i]), policy.detect)
             if not found:
-                new.append(v)
                 continue
-            text = normalise(text)  # the positions index the normalised text
+            text = normalise(str(values[i]))  # the positions index the normalised text
             if policy.action == "drop":
-                new.append(None)
+                new[i] = None
             else:
                 parts, pos = [], 0
                 for f in found:
                     parts += [text[pos:f.start], rep.token(f.kind, text[f.start:f.end])]
                     pos = f.end
                 parts.append(text[pos:])
-                new.append("".join(parts))
+                new[i] = "".join(parts)
             for f in found:
                 counts[col][f.kind] += 1
                 if f.kind == "rrn" and not f.verified:
                     audit.rrn_unverified += 1
                 if not where[col][f.kind] or where[col][f.kind][-1] != id_list[i]:
                     where[col][f.kind].append(id_list[i])
-        if any(a is not b for a, b in zip(new, values.tolist())):  # untouched columns keep their dtype
+        if any(a is not b for a, b in zip(new, values)):  # untouched columns keep their dtype
             out[col] = pd.Series(new, index=out.index, dtype="object")
     audit.counts = {c: dict(v) for c, v in counts.items()}
     audit.records = {c: {k: list(r) for k, r in v.items()} for c, v in where.items()}
@@ -349,11 +438,14 @@ def assert_clean(table: pd.DataFrame, layer: str, detect: tuple[str, ...] = DETE
     for col in table.columns:
         if col == "geometry":
             continue
-        why = leaking_column(col, table[col].tolist(), detect)
+        hints = candidates(table[col])
+        why = leaking_column(col, table[col], detect, hints)
         if why:
             raise PrivacyError(f"layer '{layer}': field '{col}' is still there after scrubbing and {why}; "
                                "nothing was published")
-        for i, v in enumerate(table[col].tolist()):
+        values = table[col].tolist()
+        for i in hints[1]:
+            v = values[i]
             if isinstance(v, str) and find_personal(v, detect):
                 kinds = sorted({f.kind for f in find_personal(v, detect)})
                 raise PrivacyError(f"layer '{layer}': field '{col}' of record {i} still holds {', '.join(kinds)} "
