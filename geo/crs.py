@@ -123,6 +123,16 @@ def bessel_without_shift(crs: CRS) -> DatumShift | None:
     return DatumShift(crs.name, tuple(_suggest(crs)))
 
 
+def check_datum_shift(crs: CRS, source: str, accept: bool) -> str | None:
+    """Refuse a CRS without its datum shift (DatumShiftError) unless ``accept``; then the warning to show."""
+    shift = bessel_without_shift(crs)
+    if shift is None:
+        return None
+    if not accept:
+        raise DatumShiftError(source, shift)
+    return shift.accepted(source)
+
+
 def _projection_params(crs: CRS) -> dict[str, float]:
     params = {}
     if crs.coordinate_operation is None:

@@ -52,13 +52,17 @@ def _build_3d_only(catalog, name: str, progress: bool, runner) -> str:
     return f"3D Tiles {out}: {count} landmark models placed"
 
 
+def _catalog_refusal(catalog: Catalog, name: str, exc: DatumShiftError) -> CRSError:
+    """A CRS without datum shift, refused in the words of the catalog: the way out is a key there."""
+    return CRSError(exc.shift.refusal(f"layer '{name}' in {catalog.root / CATALOG_FILE}: {exc.source}",
+                                      declare="crs: {code}", accept="accept_source_crs: true"))
+
+
 def _ingest_from_catalog(catalog: Catalog, store: Store, name: str, progress: bool) -> str:
     try:
         report = ingest_layer(catalog, store, name, progress=progress)
-    except DatumShiftError as exc:  # the way out is a catalog key here, not a command-line option
-        raise CRSError(exc.shift.refusal(
-            f"layer '{name}' in {catalog.root / CATALOG_FILE}: {exc.source}",
-            declare="crs: {code}", accept="accept_source_crs: true")) from None
+    except DatumShiftError as exc:
+        raise _catalog_refusal(catalog, name, exc) from None
     cfg = catalog.layers[name]
     given = given_zooms(cfg, {})
     if len(given) < 2:  # an entry without its zoom range gets one fitted to the data, as ingest writes it
@@ -80,7 +84,10 @@ def _build(project: Path, layers: list[str] | None, ingest: bool, progress: bool
         if ingest and catalog.layers[name].kind == "raster":  # rasters become COGs, not store layers
             from pipelines.rasters import build_raster_layer
 
-            yield build_raster_layer(catalog, name).summary()
+            try:
+                yield build_raster_layer(catalog, name).summary()
+            except DatumShiftError as exc:
+                raise _catalog_refusal(catalog, name, exc) from None
         elif catalog.layers[name].kind == "live":  # served from <build>/live by the app, never ingested
             yield f"layer '{name}': live layer, fed by POST /live/{name}/items or its watched file"
         elif catalog.layers[name].kind in THREE_D_ONLY:

@@ -295,10 +295,14 @@ def privacy_scan(target: str, detect: tuple[str, ...]) -> None:
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--name", "name", required=True, help="Raster layer name: lower-case letters, digits, underscores.")
 @click.option("--crs", default=None, help="Source CRS when the raster has none, e.g. EPSG:5186.")
+@click.option("--accept-source-crs", is_flag=True,
+              help="Keep a CRS that lacks its datum shift (a Bessel grid without TOWGS84) although it lands "
+                   "hundreds of metres off; declaring --crs is better.")
 @click.option("--title", default=None, help="Title shown in the viewer and the API.")
 @click.option("--project", default=".", type=click.Path(file_okay=False, path_type=Path), show_default=True,
               help="Project folder holding citytwin.yaml.")
-def raster(path: Path, name: str, crs: str | None, title: str | None, project: Path) -> None:
+def raster(path: Path, name: str, crs: str | None, accept_source_crs: bool, title: str | None,
+           project: Path) -> None:
     """Publish a hazard raster (GeoTIFF or any GDAL raster, any CRS) as a COG layer NAME.
 
     The COG goes to <build>/cog/NAME.tif, validated, and is served by titiler under
@@ -306,7 +310,7 @@ def raster(path: Path, name: str, crs: str | None, title: str | None, project: P
     """
     from pipelines.rasters import add_raster
 
-    click.echo(add_raster(project, path, name, crs=crs, title=title).summary())
+    click.echo(add_raster(project, path, name, crs=crs, title=title, accept_source_crs=accept_source_crs).summary())
 
 
 @main.command()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ import rasterio
 from rasterio.crs import CRS as RioCRS
 from rasterio.errors import RasterioIOError
 
-from geo.crs import crs_label, parse_crs
+from geo.crs import check_datum_shift, crs_label, parse_crs
 from geo.errors import CatalogError, CRSError, SourceError
 from geo.names import check_layer_name
 from pipelines.catalog import Catalog, edit_catalog
@@ -35,10 +35,12 @@ class CogReport:
     dtype: str
     crs: str
     overviews: int
+    warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"raster '{self.name}': COG {self.path} ({self.width} x {self.height} px, {self.bands} band(s) "
-                f"{self.dtype}, {self.crs}, {self.overviews} overview level(s))")
+        return "\n".join([f"raster '{self.name}': COG {self.path} ({self.width} x {self.height} px, {self.bands} "
+                          f"band(s) {self.dtype}, {self.crs}, {self.overviews} overview level(s))",
+                          *(f"  warning: {w}" for w in self.warnings)])
 
 
 def cog_path(catalog: Catalog, name: str) -> Path:
@@ -46,10 +48,12 @@ def cog_path(catalog: Catalog, name: str) -> Path:
     return catalog.build_path / COG_DIR / f"{check_layer_name(name)}.tif"
 
 
-def build_cog(src: Path, dst: Path, name: str, crs: str | None = None) -> CogReport:
+def build_cog(src: Path, dst: Path, name: str, crs: str | None = None, accept_source_crs: bool = False) -> CogReport:
     """Translate ``src`` into a validated COG at ``dst`` (atomically replaced).
 
-    ``crs`` declares the source CRS when the file has none (or overrides a wrong one).
+    ``crs`` declares the source CRS when the file has none (or overrides a wrong one). A CRS
+    without the datum shift it needs (a Bessel grid without TOWGS84) is refused unless
+    ``accept_source_crs``, as for vector sources: served as is, it would sit hundreds of metres off.
     """
     from rio_cogeo.cogeo import cog_translate, cog_validate
     from rio_cogeo.profiles import cog_profiles
@@ -59,14 +63,16 @@ def build_cog(src: Path, dst: Path, name: str, crs: str | None = None) -> CogRep
         raise SourceError(f"raster source {src} does not exist; check the path in the catalog or on the command line")
     try:
         with rasterio.open(src) as ds:
-            has_crs = ds.crs is not None
+            own = ds.crs.to_wkt() if ds.crs is not None else None
             if ds.count < 1:
                 raise SourceError(f"{src}: the raster has no bands")
     except RasterioIOError as exc:
         raise SourceError(f"{src}: not a raster GDAL can read ({exc})") from None
-    if crs is None and not has_crs:
+    if crs is None and own is None:
         raise CRSError(f"{src}: the raster has no CRS; declare it with --crs (e.g. --crs EPSG:5186) "
                        "or 'crs:' on the layer in citytwin.yaml")
+    warning = check_datum_shift(parse_crs(crs) if crs is not None else parse_crs(own),
+                                f"{src} (declared CRS)" if crs is not None else str(src), accept_source_crs)
     if not has_valid_cells(src):
         raise SourceError(f"{src}: the raster holds no valid cell (every cell is NaN or nodata); "
                           "check the model run that wrote it, or its nodata value")
@@ -93,7 +99,8 @@ def build_cog(src: Path, dst: Path, name: str, crs: str | None = None) -> CogRep
             raise SourceError(f"{src}: the COG written for it does not validate: {'; '.join(errors)}")
         with rasterio.open(tmp) as out:
             report = CogReport(name, dst, out.width, out.height, out.count, out.dtypes[0],
-                               crs_label(parse_crs(out.crs.to_wkt())), len(out.overviews(1)))
+                               crs_label(parse_crs(out.crs.to_wkt())), len(out.overviews(1)),
+                               [warning] if warning else [])
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
@@ -119,11 +126,11 @@ def build_raster_layer(catalog: Catalog, name: str) -> CogReport:
     if len(sources) != 1:
         raise CatalogError(f"raster layer {name!r} needs exactly one source file in citytwin.yaml, "
                            f"got {len(sources)}")
-    return build_cog(sources[0], cog_path(catalog, name), name, crs=cfg.crs)
+    return build_cog(sources[0], cog_path(catalog, name), name, crs=cfg.crs, accept_source_crs=cfg.accept_source_crs)
 
 
 def add_raster(project: Path, path: Path, name: str, crs: str | None = None,
-               title: str | None = None) -> CogReport:
+               title: str | None = None, accept_source_crs: bool = False) -> CogReport:
     """``citytwin raster``: record PATH as raster layer NAME in the catalog and build its COG."""
     check_layer_name(name)
     with edit_catalog(project) as edit:  # written only once the COG is built, and as the next build reads it
@@ -141,11 +148,18 @@ def add_raster(project: Path, path: Path, name: str, crs: str | None = None,
             entry["source"] = source
         if crs:
             entry["crs"] = crs
+        if accept_source_crs:  # as ingest writes it: the file's own CRS, kept without its datum shift
+            entry["accept_source_crs"] = True
+            if not crs:
+                entry["crs"] = None
+        elif crs and name in catalog.layers and catalog.layers[name].accept_source_crs:
+            entry["accept_source_crs"] = None  # that acceptance was for the file's own CRS, no longer used
         if title:
             entry["title"] = title
         edit.set_layer(name, entry)
         catalog = edit.check()
-        report = build_cog(path, cog_path(catalog, name), name, crs=catalog.layers[name].crs)
+        cfg = catalog.layers[name]
+        report = build_cog(path, cog_path(catalog, name), name, crs=cfg.crs, accept_source_crs=cfg.accept_source_crs)
     return report
 
 

@@ -22,7 +22,7 @@ from pyogrio.errors import DataLayerError, DataSourceError
 from pyproj import CRS
 from tqdm import tqdm
 
-from geo.crs import DatumShiftError, bessel_without_shift, crs_label, parse_crs
+from geo.crs import check_datum_shift, crs_label, parse_crs
 from geo.errors import CRSError, EncodingError, SourceError
 
 log = logging.getLogger(__name__)
@@ -172,13 +172,9 @@ def _resolve_crs(path: Path, prj: Path | None, file_crs: str | None, declared: s
 
 
 def _check_datum_shift(path: Path, src: CRS, origin: str, accept: bool, warnings: list[str]) -> None:
-    shift = bessel_without_shift(src)
-    if shift is None:
-        return
-    source = f"{path} (declared CRS)" if origin == "declared" else str(path)
-    if not accept:
-        raise DatumShiftError(source, shift)
-    warnings.append(shift.accepted(source))
+    warning = check_datum_shift(src, f"{path} (declared CRS)" if origin == "declared" else str(path), accept)
+    if warning:
+        warnings.append(warning)
 
 
 def _read_features(read_from: Path, path: Path, layer: str, count: int, encoding: str | None,
