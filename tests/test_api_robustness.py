@@ -87,6 +87,24 @@ def test_items_paging_and_bbox_that_no_store_can_use_are_400(base, params, needl
     still_up(base)
 
 
+def test_a_url_too_long_for_the_http_parser_gets_a_json_400(base):
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(base)
+    with socket.create_connection((where.hostname, where.port), timeout=30) as sock:
+        sock.sendall(b"GET /geocode?q=" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), head
+    assert b"content-type: application/json" in head.lower(), head
+    doc = json.loads(body)
+    assert doc["type"] == doc["code"] == "InvalidRequest" and "URL over about 64 kB" in doc["description"]
+    still_up(base)
+
+
 # -- live items at the edges of the calendar and of JSON -----------------------------------------
 def _post(base: str, body, key: str | None = KEY, **kwargs) -> httpx.Response:
     headers = {"X-API-Key": key} if key else {}
