@@ -66,22 +66,37 @@ def non_polygonal(geoms: np.ndarray) -> np.ndarray:
 LONLAT_TOLERANCE = 1e-9
 
 
-def clamp_lonlat(geoms: np.ndarray, tolerance: float = LONLAT_TOLERANCE) -> tuple[np.ndarray, int]:
-    """Pull coordinates a rounding hair past the lon/lat limits onto them.
+def clamp_lonlat_xy(coords: np.ndarray, tolerance: float = LONLAT_TOLERANCE) -> tuple[np.ndarray, np.ndarray]:
+    """Lon/lat rows (x, y[, z]) a rounding hair past the limits pulled onto them, and which rows were.
 
-    Returns the geometries and how many of them were touched. Anything further out is
-    left alone for the caller's range check to refuse.
+    Anything further out, and NaN, is left alone for the caller's range check to refuse.
+    """
+    limit = np.array([180.0, 90.0])
+    over = np.abs(coords[:, :2]) - limit
+    hair = ((over > 0) & (over <= tolerance)).any(axis=1)
+    out = coords.copy()
+    out[hair, :2] = np.clip(coords[hair, :2], -limit, limit)
+    return out, hair
+
+
+def clamped_note(count: int, singular: str, plural: str) -> str:
+    """The report line for ``count`` features or records clamped by ``clamp_lonlat_xy``."""
+    return (f"coordinates: {count} {singular if count == 1 else plural} lay up to {LONLAT_TOLERANCE:g} degrees "
+            "past ±180/±90 (rounding); clamped onto the limit")
+
+
+def clamp_lonlat(geoms: np.ndarray, tolerance: float = LONLAT_TOLERANCE) -> tuple[np.ndarray, int]:
+    """Pull coordinates a rounding hair past the lon/lat limits onto them (``clamp_lonlat_xy``).
+
+    Returns the geometries and how many of them were touched.
     """
     geoms = np.asarray(geoms, dtype=object)
     coords, index = shapely.get_coordinates(geoms, return_index=True)
-    limit = np.array([180.0, 90.0])
-    over = np.abs(coords) - limit
-    hair = ((over > 0) & (over <= tolerance)).any(axis=1)
+    hair = clamp_lonlat_xy(coords, tolerance)[1]
     if not hair.any():
         return geoms, 0
     touched = np.unique(index[hair])
     out = geoms.copy()
     # include_z=None hands over each geometry's own dimensions, so heights survive
-    out[touched] = shapely.transform(
-        geoms[touched], lambda c: np.column_stack([np.clip(c[:, :2], -limit, limit), c[:, 2:]]), include_z=None)
+    out[touched] = shapely.transform(geoms[touched], lambda c: clamp_lonlat_xy(c, tolerance)[0], include_z=None)
     return out, len(touched)

@@ -31,6 +31,7 @@ from geo.address import address_flags
 from geo.admin_codes import ADMIN_DONG, LEGAL_DONG, SIDO, SIGUNGU, ReferenceFields, detect_reference_fields
 from geo.errors import CitytwinError, SourceError
 from geo.geocoder import TIERS, AddressLayer, AreaLayer, Geocoder, GeocodeResult, haversine_m
+from geo.geometry import clamped_note
 from geo.names import check_layer_name
 from geo.romanize import romanize
 from pipelines.catalog import Catalog, LayerConfig, add_layer_entry, load_catalog
@@ -69,6 +70,7 @@ class GeotagReport:
     published: int = 0
     tiers: dict[str, int] = field(default_factory=dict)
     coord_check: dict[str, int] = field(default_factory=dict)
+    clamped: int = 0  # records a rounding hair past ±180/±90, clamped onto the limit
     unplaced: list[dict] = field(default_factory=list)  # record id + reason
     gazetteer: list[str] = field(default_factory=list)
     privacy: dict = field(default_factory=dict)
@@ -93,6 +95,8 @@ class GeotagReport:
             lines.append(f"  wrote all {self.written} rows (placed or not) to {self.out_path}")
         if self.tiers:
             lines.append(f"  geocoded: {tiers or 'nothing'} [gazetteer: {', '.join(self.gazetteer) or 'empty'}]")
+        if self.clamped:
+            lines.append(f"  {clamped_note(self.clamped, 'record', 'records')}")
         if self.coord_check:
             lines.append("  coordinates vs address gu: " + ", ".join(f"{k} {v}" for k, v in sorted(self.coord_check.items())))
         if self.flags:
@@ -253,7 +257,7 @@ def geotag_records(project: Path, path: Path, layer: str | None, *, encoding: st
         nan = pd.Series(float("nan"), index=table.index)
         lon, lat = nan, nan.copy()
     else:
-        lon, lat = coordinates(recs)
+        lon, lat, report.clamped = coordinates(recs)
     n = len(table)
     if recs.columns.address:
         results = _best([_geocode(geocoder, table[c].fillna("").tolist(), c, progress) for c in recs.columns.address])

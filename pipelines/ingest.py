@@ -16,7 +16,7 @@ from geo.crs import WGS84, check_lonlat_bounds, crs_label, parse_crs
 from pydantic import ValidationError
 
 from geo.errors import CatalogError, SourceError
-from geo.geometry import LONLAT_TOLERANCE, clamp_lonlat, non_polygonal, repair
+from geo.geometry import clamp_lonlat, clamped_note, non_polygonal, repair
 from geo.names import check_layer_name
 from pipelines.catalog import Catalog, CatalogEdit, LayerConfig, edit_catalog
 from pipelines.last_ingest import changes_since_last, read_settings, remember
@@ -65,10 +65,7 @@ class IngestReport:
             + (" (no geometry, or degenerate: fewer than 3 distinct points or zero area)" if self.dropped else ""),
         ]
         if self.clamped:
-            lines.append(
-                f"  coordinates: {self.clamped} {'feature' if self.clamped == 1 else 'features'} lay up to "
-                f"{LONLAT_TOLERANCE:g} degrees past ±180/±90 (rounding); clamped onto the limit"
-            )
+            lines.append(f"  {clamped_note(self.clamped, 'feature', 'features')}")
         if self.heights is not None:
             h = self.heights
             lines.append(

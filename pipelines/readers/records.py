@@ -15,9 +15,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from geo.errors import EncodingError, SourceError
+from geo.geometry import clamp_lonlat_xy
 
 SUPPORTED = {".csv", ".tsv", ".txt", ".xlsx", ".json", ".geojson"}
 ADDRESS_NAMES = ("address", "addr", "road_address", "jibun_address", "주소", "도로명주소", "지번주소", "소재지",
@@ -237,13 +239,16 @@ def resolve_columns(table: pd.DataFrame, path: Path, address: list[str] | None, 
     return RecordColumns(address=addr, lon=lon_c, lat=lat_c, id=_pick(columns, id_col, ID_NAMES, path, "id"))
 
 
-def coordinates(records: Records) -> tuple[pd.Series, pd.Series]:
-    """lon/lat as floats (NaN where missing, unparseable or outside lon/lat ranges)."""
+def coordinates(records: Records) -> tuple[pd.Series, pd.Series, int]:
+    """lon/lat as floats (NaN where missing, unparseable or outside lon/lat ranges), and how many
+    records lay a rounding hair past ±180/±90 and were clamped onto the limit."""
     t, c = records.table, records.columns
     if c.lon is None:
         nan = pd.Series(float("nan"), index=t.index)
-        return nan, nan.copy()
+        return nan, nan.copy(), 0
     lon = pd.to_numeric(t[c.lon].str.strip(), errors="coerce").astype("float64")
     lat = pd.to_numeric(t[c.lat].str.strip(), errors="coerce").astype("float64")
+    xy, clamped = clamp_lonlat_xy(np.column_stack([lon.to_numpy(), lat.to_numpy()]))
+    lon, lat = pd.Series(xy[:, 0], index=t.index), pd.Series(xy[:, 1], index=t.index)
     bad = ~(lon.between(-180, 180) & lat.between(-90, 90)) | ((lon == 0) & (lat == 0))
-    return lon.mask(bad), lat.mask(bad)
+    return lon.mask(bad), lat.mask(bad), int(clamped.sum())
