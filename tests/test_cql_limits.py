@@ -302,7 +302,6 @@ def test_postgis_like_filters_and_statement_timeout(tmp_path, pg_db_url):
     cases = [
         ("name LIKE '" + "%" * 10 + "#'", 0),
         ("name LIKE '" + "%" * 76 + "#'", 0),
-        ("name LIKE '" + "%" * 1000 + "#'", 0),
         ("name LIKE 'Bu_lding 1_'", sum(len(s) == 11 and s[:2] == "Bu" and s[3:10] == "lding 1" for s in names)),
         ("name LIKE '%" + "%_" * 200 + "#'", 0),
     ]
@@ -313,6 +312,8 @@ def test_postgis_like_filters_and_statement_timeout(tmp_path, pg_db_url):
             assert r.json()["numberMatched"] == want, cql[:40]
         r = _count(c, "name LIKE '%" + "x" * 65_000 + "'")
         assert r.status_code == 400 and "at most 64,000" in r.json()["description"]
+        r = _count(c, "name LIKE '" + "%" * 1000 + "#'")  # as on the embedded store
+        assert r.status_code == 400 and "1,001 characters; at most 1,000" in r.json()["description"]
     # the provider as the generated config describes it: its connections carry the timeout
     config = yaml.safe_load((tmp_path / "build" / "pygeoapi" / "pygeoapi-config.yml").read_text())
     provider_def = next(p for p in config["resources"]["buildings"]["providers"] if p["type"] == "feature")

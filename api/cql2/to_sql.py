@@ -3,13 +3,14 @@
 Every value from the filter is a bound parameter and every column comes from the table's
 own model, so nothing the client wrote is ever pasted into SQL. The meaning follows the row
 evaluator (api.providers.cql_filter) and shares its checks and messages (api.cql2.values):
-text compares in code-point order (COLLATE "C", as Python compares), instants are UTC
+text compares in code-point order (COLLATE "C", as Python compares), CASEI lowers with ICU, instants are UTC
 timestamps, arithmetic is in double precision with division by zero as NULL, ACCENTI strips
 the combining marks U+0300 to U+036F after NFD, and LIKE patterns have the same length limit.
 """
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +22,13 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from api.cql2 import values as V
 from api.cql2.parse import ARITHMETIC, COMPARISON, SPATIAL, TEMPORAL, Filter, FilterError
-from api.providers.like_pattern import MAX_PATTERN_CHARS
+from api.providers.like_pattern import LikePatternError, like_regex
 
 _COMBINING = "[\u0300-\u036f]"
 _NFD = literal_column("NFD")  # a keyword of normalize(), fixed here, never from the filter
+_UNICODE = "und-x-icu"  # PostgreSQL's ICU root collation (builds with ICU, as Debian's)
+_COMPARE = {"=": operator.eq, "<>": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
+            ">=": operator.ge}
 
 
 @dataclass
@@ -94,7 +98,8 @@ class _Builder:
 
     def _compare(self, op: str, a: Expr, b: Expr, nodes: tuple[Any, Any]) -> ColumnElement:
         V.check_comparable(op, a.kind, b.kind, nodes)
-        return a.sql.op(op)(b.sql)
+        left, right = (a.sql.collate("C"), b.sql.collate("C")) if a.kind == "string" else (a.sql, b.sql)
+        return _COMPARE[op](left, right)
 
     def _like(self, args: list) -> ColumnElement:
         x, pattern = self.value(args[0]), self.value(args[1])
@@ -102,13 +107,11 @@ class _Builder:
         if x.kind != "string" or pattern.kind != "string" or text is None:
             raise FilterError(f"LIKE needs a text property and a quoted pattern, e.g. name LIKE 'Seoul%'; got "
                               f"{V.describe(args[0])} LIKE {V.describe(args[1])}")
-        if len(text) > MAX_PATTERN_CHARS:
-            raise FilterError(f"the LIKE pattern has {len(text):,} characters; at most {MAX_PATTERN_CHARS:,} "
-                              f"are allowed (LIKE on {V.describe(args[0])})")
-        if text.endswith("\\") and (len(text) - len(text.rstrip("\\"))) % 2:
-            raise FilterError(f"the LIKE pattern ends with a lone '\\'; write '\\\\' for a backslash "
-                              f"(LIKE on {V.describe(args[0])})")
-        return x.sql.like(pattern.sql)  # PostgreSQL's LIKE: % any run, _ one character, \ escapes
+        try:
+            like_regex(text, nocase=False)  # the embedded store's checks: length, a dangling escape
+        except LikePatternError as exc:
+            raise FilterError(f"{exc} (LIKE on {V.describe(args[0])})") from None
+        return x.sql.collate("C").like(pattern.sql.collate("C"))  # PostgreSQL's LIKE: % any run, _ one character, \ escapes
 
     def _period(self, node: Any) -> tuple[Any, Any]:
         value = self.value(node)
@@ -138,7 +141,7 @@ class _Builder:
         if lit.kind == "number":
             return Expr("number", literal(lit.data, Float))
         if lit.kind == "string":
-            return Expr("string", literal(lit.data, String).collate("C"))
+            return Expr("string", literal(lit.data, String))
         return Expr("null", literal(None))
 
     def _property(self, name: str) -> Expr:
@@ -151,8 +154,6 @@ class _Builder:
         if column.kind == "instant":
             # timestamptz as UTC wall time; a date as its midnight
             return Expr("instant", cast(column.sql, DateTime) if column.is_date else func.timezone("UTC", column.sql))
-        if column.kind == "string":
-            return Expr("string", column.sql.collate("C"))
         if column.kind == "number":
             return Expr("number", cast(column.sql, Float))
         return Expr(column.kind, column.sql)
@@ -162,9 +163,9 @@ class _Builder:
             x = self.value(args[0])
             if x.kind != "string":
                 raise FilterError(f"{op.upper()} takes text, not {V.describe(args[0])}")
-            if op == "casei":
-                return Expr("string", func.lower(x.sql).collate("C"))
-            return Expr("string", func.regexp_replace(func.normalize(x.sql, _NFD), _COMBINING, "", "g").collate("C"))
+            if op == "casei":  # lower() of the ICU root locale: every script, whatever the database's locale
+                return Expr("string", func.lower(x.sql.collate(_UNICODE)))
+            return Expr("string", func.regexp_replace(func.normalize(x.sql, _NFD), _COMBINING, "", "g"))
         if op in ARITHMETIC:
             a, b = self.value(args[0]), self.value(args[1])
             if a.kind != "number" or b.kind != "number":
