@@ -2,21 +2,37 @@
 
 Clients name a catalog raster layer (``?name=flood_depth``); the path dependency maps that
 name to its COG under ``<build>/cog``. No file path or URL from the client ever reaches
-GDAL, so the tiler cannot be pointed at other files or at remote servers.
+GDAL, so the tiler cannot be pointed at other files or at remote servers. Every route checks
+its parameters against the limits in ``raster_limits`` first, and reads through
+``raster_reader.LimitedReader``, so no request can ask for an image larger than those limits.
+Error messages name the layer, never the COG's path on the server.
 """
 # No "from __future__ import annotations": FastAPI resolves the dependency's annotations at runtime.
+import asyncio
+import re
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import Depends, FastAPI, HTTPException, Query
 from rio_tiler.colormap import cmap as default_cmap
-from starlette.types import ASGIApp, Receive, Scope, Send
+from rio_tiler.errors import PointOutsideBounds
+from rio_tiler.models import ImageData
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from titiler.core.dependencies import create_colormap_dependency
-from titiler.core.errors import DEFAULT_STATUS_CODES, add_exception_handlers
+from titiler.core.errors import DEFAULT_STATUS_CODES
 from titiler.core.factory import ColorMapFactory, TilerFactory
+from titiler.core.utils import render_image
 
+from api.bodies import BodyError, read_limited
+from api.params import BadParameter
+from api.raster_limits import MAX_BODY_BYTES, MAX_CONCURRENT, RasterLimitError, check_request
+from api.raster_reader import LimitedReader
 from pipelines.catalog import Catalog
-from pipelines.rasters import cog_path, raster_layers
+from pipelines.rasters import COG_DIR, cog_path, raster_layers
 
 PREFIX = "/cog"
 CACHE_CONTROL = "public, max-age=300"
@@ -65,6 +81,23 @@ def cog_dependency(catalog: Catalog):
     return dataset
 
 
+def render(image: ImageData, rescale: list | None = None, color_formula: str | None = None,
+           **kwargs) -> tuple[bytes, str]:
+    """titiler's renderer; a colour formula the image cannot take is the client's error (a 400).
+    Rescaling comes first, as in titiler."""
+    if color_formula:
+        if rescale:
+            image.rescale(rescale)
+            rescale = None
+        try:
+            image.apply_color_formula(color_formula)
+        except (IndexError, ValueError):
+            raise RasterLimitError(f"color_formula {color_formula!r} cannot apply to this image ({image.count} "
+                                   f"band(s) of {image.array.dtype}); it works on 8-bit red, green and blue bands "
+                                   "(rescale=min,max makes 8-bit bands of other data)") from None
+    return render_image(image, rescale=rescale, **kwargs)
+
+
 class _CacheControl:
     """Successful GETs may be cached a few minutes; a rebuild replaces the COG atomically."""
 
@@ -86,20 +119,92 @@ class _CacheControl:
         await self.app(scope, receive, send_with_cache)
 
 
+class _Slots:
+    """At most MAX_CONCURRENT raster requests are computed at once (two cores, and each may hold
+    a few hundred MB); the others wait here, holding nothing but their connection."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.slots = asyncio.Semaphore(MAX_CONCURRENT)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async with self.slots:
+            await self.app(scope, receive, send)
+
+
+class _BodyLimit:
+    """POST bodies (GeoJSON for /feature and /statistics) are refused past MAX_BODY_BYTES, before
+    FastAPI reads them whole into memory."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+
+        async def chunks() -> AsyncIterator[bytes]:
+            more = True
+            while more:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # the client went away
+                yield message.get("body", b"")
+                more = message.get("more_body", False)
+
+        declared = dict(scope["headers"]).get(b"content-length", b"").decode("latin-1")
+        try:
+            body = await read_limited(chunks(), MAX_BODY_BYTES, "send fewer or simpler features", declared)
+        except BodyError as exc:
+            await JSONResponse({"detail": str(exc)}, status_code=exc.status)(scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+def _error_handlers(app: FastAPI, catalog: Catalog) -> None:
+    """titiler's exception-to-status map, plus ours, with server paths taken out of every message:
+    a COG's path becomes its layer name, another path in the project becomes relative to it."""
+    cog = re.compile(re.escape(str(catalog.build_path / COG_DIR)) + r"/\.?([\w-]+?)(\.[0-9a-f]{32}\.tmp)?\.tif")
+    root = str(catalog.root).rstrip("/") + "/"
+    codes = {**DEFAULT_STATUS_CODES, BadParameter: 400, PointOutsideBounds: 404}
+
+    def handler(status: int) -> Callable[[Request, Exception], JSONResponse]:
+        def answer(request: Request, exc: Exception) -> JSONResponse:
+            detail = cog.sub(lambda m: f"raster layer '{m.group(1)}'", str(exc)).replace(root, "")
+            return JSONResponse({"detail": detail}, status_code=status)
+        return answer
+
+    for exc_class, status in codes.items():
+        app.add_exception_handler(exc_class, handler(status))
+
+
 def raster_app(catalog: Catalog) -> ASGIApp:
     """The titiler app to mount at PREFIX."""
     cmaps = colormaps()
     tiler = TilerFactory(
+        reader=LimitedReader,
+        render_func=render,
         path_dependency=cog_dependency(catalog),
         colormap_dependency=create_colormap_dependency(cmaps),
         router_prefix=PREFIX.strip("/"),
         add_viewer=False,
     )
     app = FastAPI(title="citytwin rasters", openapi_url="/api", docs_url="/api.html")
-    app.include_router(tiler.router, tags=["Raster layers"])
+    limits = [Depends(check_request)]
+    app.include_router(tiler.router, tags=["Raster layers"], dependencies=limits)
     app.include_router(ColorMapFactory(supported_colormaps=cmaps, router_prefix=PREFIX.strip("/")).router,
-                       tags=["Colormaps"])
-    add_exception_handlers(app, DEFAULT_STATUS_CODES)
+                       tags=["Colormaps"], dependencies=limits)
+    _error_handlers(app, catalog)
 
     @app.get("/layers", tags=["Raster layers"], summary="The raster layers this server publishes")
     def layers() -> dict:
@@ -107,4 +212,4 @@ def raster_app(catalog: Catalog) -> ASGIApp:
         return {"layers": [{"name": n, "title": catalog.layers[n].title or n}
                            for n in sorted(raster_layers(catalog)) if cog_path(catalog, n).is_file()]}
 
-    return _CacheControl(app)
+    return _CacheControl(_BodyLimit(_Slots(app)))
