@@ -29,6 +29,10 @@ SIMPLIFIED = SkipReason(f"footprint over {MAX_VERTICES:,} vertices", "building",
                         outcome="simplified")
 TOO_COMPLEX = SkipReason(f"footprint over {MAX_VERTICES:,} vertices even when simplified", "building",
                          "or invalid once simplified")
+SURFACE_SIMPLIFIED = SkipReason(f"surface over {MAX_VERTICES:,} vertices", "surface",
+                                "simplified in its plane to fit", outcome="simplified")
+SURFACE_TOO_COMPLEX = SkipReason(f"surface over {MAX_VERTICES:,} vertices even when simplified", "surface",
+                                 "or invalid once simplified")
 
 
 def flat_at(lod: int) -> SkipReason:
@@ -239,8 +243,10 @@ def models_to_tileset(paths: list[Path], out: Path, *, crs: str | None = None, l
 
     def maker(items: np.ndarray, lv: int, frame: LocalFrame):
         chosen = [resolved[lv][i] for i in items]
-        mesh, degenerate = surfaces_mesh(chosen, frame)
-        skipped = {flat_at(lv): degenerate} if degenerate else {}
+        mesh, counts = surfaces_mesh(chosen, frame)
+        found = ((flat_at(lv), counts.degenerate), (SURFACE_SIMPLIFIED, counts.simplified),
+                 (SURFACE_TOO_COMPLEX, counts.too_complex))
+        skipped = {reason: n for reason, n in found if n}
         props = {
             "id": ("STRING", [b.id for b in chosen]),
             "name": ("STRING", [b.attributes.get("name") for b in chosen]),

@@ -96,8 +96,8 @@ def tileset_ids(tileset: Path) -> list[str]:
     return ids
 
 
-def huge_distances(tileset: Path) -> np.ndarray:
-    """Horizontal distance (m, EPSG:5186) of every vertex of the 'huge' building from the circle's centre."""
+def huge_vertices(tileset: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Horizontal distance (m, EPSG:5186) from the circle's centre and height of every vertex of 'huge'."""
     for _, path, m in iter_content(tileset):
         gltf, blob = split_glb(path.read_bytes())
         ids = property_strings(gltf, blob, "id")
@@ -105,9 +105,9 @@ def huge_distances(tileset: Path) -> np.ndarray:
             mesh = mesh_local_enu(gltf, blob)
             pts = mesh["positions"][mesh["feature_ids"] == ids.index("huge")]
             ecef = pts @ m[:3, :3].T + m[:3, 3]
-            lon, lat, _ = ECEF_TO_LL.transform(ecef[:, 0], ecef[:, 1], ecef[:, 2])
+            lon, lat, h = ECEF_TO_LL.transform(ecef[:, 0], ecef[:, 1], ecef[:, 2])
             x, y = TO_M.transform(lon, lat)
-            return np.hypot(x - CENTRE[0], y - CENTRE[1])
+            return np.hypot(x - CENTRE[0], y - CENTRE[1]), h
     raise AssertionError("building 'huge' is in no tile")
 
 
@@ -115,9 +115,10 @@ def check_outputs(project: Path) -> None:
     tileset = project / "build" / "3dtiles" / "bld"
     ids = tileset_ids(tileset)
     assert sorted(ids) == sorted(["huge"] + [f"b{i}" for i in range(SMALL)])  # each building once
-    d = huge_distances(tileset)
+    d, h = huge_vertices(tileset)
     # simplified, not distorted: its vertices are vertices of the circle, and far fewer
     assert len(d) < 4 * 5000 and np.all(np.abs(d - RADIUS) < 0.05), (len(d), d.min(), d.max())
+    assert set(np.round(h, 2)) == {0.0, 20.0}  # walls from the ground, a flat roof at the height
     leftovers = [p for p in (project / "build").rglob("*") if ".partial-" in p.name]
     assert leftovers == []
 
@@ -210,3 +211,38 @@ def test_a_build_killed_in_the_3d_step_leaves_nothing_after_the_next(project: Pa
     assert res.returncode == 0, res.stderr[-2000:]
     assert not scratch.exists()
     check_outputs(project)
+
+
+def write_cityjson_with_huge_roof(path: Path) -> None:
+    """Two LOD2 buildings in EPSG:5186: 'huge', one flat roof at 20 m that is the circle, and 'small'."""
+    t = np.linspace(0, 2 * np.pi, VERTICES, endpoint=False)
+    x0, y0 = CENTRE
+    roof = np.column_stack([RADIUS * np.cos(t), RADIUS * np.sin(t), np.full(VERTICES, 20.0)])
+    square = np.array([[300, 0, 10.0], [310, 0, 10.0], [310, 10, 10.0], [300, 10, 10.0]])
+    scale = 1e-5  # fine enough that no two of the circle's points (0.6 mm apart) coincide
+    ints = np.round(np.vstack([roof, square]) / scale).astype(np.int64).tolist()
+    surface = lambda first, n: {"type": "MultiSurface", "lod": "2",  # noqa: E731
+                                "boundaries": [[list(range(first, first + n))]]}
+    path.write_text(json.dumps({
+        "type": "CityJSON", "version": "1.1",
+        "transform": {"scale": [scale] * 3, "translate": [x0, y0, 0.0]},
+        "metadata": {"referenceSystem": "https://www.opengis.net/def/crs/EPSG/0/5186"},
+        "CityObjects": {
+            "huge": {"type": "Building", "attributes": {"measuredHeight": 20.0}, "geometry": [surface(0, VERTICES)]},
+            "small": {"type": "Building", "attributes": {"measuredHeight": 10.0},
+                      "geometry": [surface(VERTICES, 4)]}},
+        "vertices": ints}))
+
+
+def test_export_3dtiles_bounds_a_city_model_surface(tmp_path: Path):
+    src = tmp_path / "huge.city.json"
+    write_cityjson_with_huge_roof(src)
+    out = tmp_path / "model3d"
+    res = citytwin("export-3dtiles", src, "--out", out, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "1 surface simplified: surface over 5,000 vertices (simplified in its plane to fit)" in res.stdout
+    assert sorted(tileset_ids(out)) == ["huge", "small"]
+    d, h = huge_vertices(out)
+    assert len(d) <= 5000 and np.all(np.abs(d - RADIUS) < 0.05), (len(d), d.min(), d.max())
+    assert np.allclose(h, 20.0, atol=0.01)  # put back on the roof's plane
+    assert modes(out) == {("dir", "0o755"), ("file", "0o644")}

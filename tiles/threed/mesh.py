@@ -15,6 +15,7 @@ import shapely
 
 from geo.city3d import Building3D
 from geo.ecef import ecef_to_enu, to_ecef
+from geo.vertex_budget import MAX_VERTICES, limit_vertices
 from tiles.threed.glb import TileMesh
 
 
@@ -114,8 +115,27 @@ def _newell(pts: np.ndarray) -> np.ndarray:
     ])
 
 
-def surfaces_mesh(buildings: list[Building3D], frame: LocalFrame) -> tuple[TileMesh, int]:
-    """Triangulate every surface of every building; returns the mesh and the surfaces skipped as degenerate."""
+@dataclass
+class SurfaceCounts:
+    degenerate: int = 0  # skipped: no area to triangulate
+    simplified: int = 0  # over the vertex budget, simplified in their plane
+    too_complex: int = 0  # skipped: over the budget even when simplified
+
+
+def _fit_in_plane(uv: np.ndarray, ends: np.ndarray) -> list[np.ndarray] | None:
+    """The rings of a surface (plane coordinates) brought under the vertex budget, or None."""
+    rings = np.split(uv, ends[:-1])
+    fitted = limit_vertices(np.array([shapely.Polygon(rings[0], rings[1:])], dtype=object)).geoms[0]
+    if fitted is None or fitted.geom_type != "Polygon":
+        return None
+    return [np.asarray(r.coords)[:-1] for r in (fitted.exterior, *fitted.interiors)]
+
+
+def surfaces_mesh(buildings: list[Building3D], frame: LocalFrame) -> tuple[TileMesh, SurfaceCounts]:
+    """Triangulate every surface of every building; returns the mesh and what was skipped or simplified.
+
+    A surface over the vertex budget is simplified in its own plane (earcut time grows with
+    the square of a ring's size), and placed back on that plane."""
     # transform all vertices at once per CRS, then slice them back per ring
     flat, owners = [], []
     for b_i, b in enumerate(buildings):
@@ -126,8 +146,10 @@ def surfaces_mesh(buildings: list[Building3D], frame: LocalFrame) -> tuple[TileM
                     ring = ring[:-1]
                 flat.append(ring)
                 owners.append((b_i, s_i, len(ring)))
+    counts = SurfaceCounts()
     if not flat:
-        return TileMesh(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0, np.int64), np.zeros(0, np.uint32), 0), 0
+        return (TileMesh(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0, np.int64), np.zeros(0, np.uint32), 0),
+                counts)
     crs_of = np.array([buildings[b].crs for b, _, _ in owners])
     sizes = np.array([n for _, _, n in owners])
     allpts = np.vstack(flat)
@@ -139,7 +161,7 @@ def surfaces_mesh(buildings: list[Building3D], frame: LocalFrame) -> tuple[TileM
     ring_start = np.concatenate([[0], np.cumsum(sizes)])
 
     positions, normals, fids, indices = [], [], [], []
-    offset, skipped, r = 0, 0, 0
+    offset, r = 0, 0
     while r < len(owners):
         b_i, s_i, _ = owners[r]
         rings = []
@@ -149,7 +171,7 @@ def surfaces_mesh(buildings: list[Building3D], frame: LocalFrame) -> tuple[TileM
         normal = _newell(rings[0])
         norm = np.linalg.norm(normal)
         if norm < 1e-9 or len(rings[0]) < 3:
-            skipped += 1
+            counts.degenerate += 1
             continue
         normal = normal / norm
         # project onto the surface's plane for earcut
@@ -159,9 +181,19 @@ def surfaces_mesh(buildings: list[Building3D], frame: LocalFrame) -> tuple[TileM
         v = np.cross(normal, u)
         pts = np.vstack(rings)
         ends = np.cumsum([len(x) for x in rings])
-        tris = _earcut(np.column_stack([pts @ u, pts @ v]), ends)
+        uv = np.column_stack([pts @ u, pts @ v])
+        if len(pts) > MAX_VERTICES:
+            fitted = _fit_in_plane(uv, ends)
+            if fitted is None:
+                counts.too_complex += 1
+                continue
+            counts.simplified += 1
+            depth = float(np.mean(pts @ normal))
+            uv, ends = np.vstack(fitted), np.cumsum([len(x) for x in fitted])
+            pts = uv[:, :1] * u + uv[:, 1:] * v + depth * normal
+        tris = _earcut(uv, ends)
         if len(tris) == 0:
-            skipped += 1
+            counts.degenerate += 1
             continue
         tris = _facing(tris, pts, normal)
         positions.append(pts)
@@ -171,6 +203,6 @@ def surfaces_mesh(buildings: list[Building3D], frame: LocalFrame) -> tuple[TileM
         offset += len(pts)
     if not positions:
         return TileMesh(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0, np.int64), np.zeros(0, np.uint32),
-                        len(buildings)), skipped
+                        len(buildings)), counts
     return TileMesh(np.vstack(positions), np.vstack(normals), np.concatenate(fids).astype(np.int64),
-                    np.concatenate(indices).astype(np.uint32), len(buildings)), skipped
+                    np.concatenate(indices).astype(np.uint32), len(buildings)), counts
