@@ -2,7 +2,10 @@
 
 - POST /live/{layer}/items   a GeoJSON Feature or FeatureCollection (X-API-Key required);
   each item needs properties.timestamp and properties.expires (ISO 8601 with an offset).
-  201 ``{"layer", "stored", "ids", "purged"}``; 400 names the bad item; 401 without a key.
+  201 ``{"layer", "stored", "ids", "purged", "privacy"}``; 400 names the bad item; 401 without a key.
+  Personal data in properties is screened before storing: RRNs, mobile numbers and e-mails
+  masked, person-name properties masked, properties named like identifiers dropped;
+  ``privacy`` says which properties and how many values (``masked``, ``dropped``), never the values.
 - GET  /live/{layer}/items[?bbox=minlon,minlat,maxlon,maxlat&limit=N]  unexpired items.
 - GET  /live/{layer}/tiles/{z}/{x}/{y}  an MVT encoded on the fly (204 when empty), ETag/304.
 
@@ -30,7 +33,7 @@ from api.params import BadParameter, integer
 from geo.errors import CatalogError, LayerNameError
 from geo.names import check_layer_name
 from pipelines.catalog import Catalog
-from pipelines.live import LiveItemError, LiveLayer, parse_items
+from pipelines.live import LiveItemError, LiveLayer, parse_items, screened
 from tiles.live_mvt import MAX_ZOOM, encode_tile, tile_bounds_lonlat
 
 MAX_AGE_S = 15  # upper bound of Cache-Control max-age on live reads
@@ -143,10 +146,11 @@ def live_routes(catalog: Catalog) -> list[BaseRoute]:
         except LiveItemError as exc:
             return refuse(400, str(exc))
         result = await run_in_threadpool(layer.put, items, who)
+        privacy = screened(items).as_dict()
         live.audit.write(who=who, action=action, layer=name, status=201, stored=result.stored,
-                         ids=result.ids[:50], purged=result.purged)
-        return JSONResponse({"layer": name, "stored": result.stored, "ids": result.ids, "purged": result.purged},
-                            status_code=201)
+                         ids=result.ids[:50], purged=result.purged, privacy=privacy)
+        return JSONResponse({"layer": name, "stored": result.stored, "ids": result.ids, "purged": result.purged,
+                             "privacy": privacy}, status_code=201)
 
     async def get_items(request: Request) -> Response:
         layer = await _layer(request.path_params["layer"])

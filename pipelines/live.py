@@ -7,7 +7,8 @@ file holds the whole current state of its items). Items live in a small SQLite d
 
 Every item carries ``properties.timestamp`` and ``properties.expires``, ISO 8601 with a UTC
 offset; an item without an expiry, or expiring at or before its timestamp, is refused with
-a message naming the item. Reads filter out expired items; writes purge them.
+a message naming the item. Reads filter out expired items; writes purge them. Properties are
+screened for personal data before an item is accepted (pipelines.steps.privacy.screen_properties).
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from shapely.geometry import mapping, shape
 from geo.errors import CatalogError, SourceError
 from geo.names import check_layer_name
 from pipelines.catalog import Catalog
+from pipelines.steps.privacy import PropertyScreen, screen_properties
 
 LIVE_DIR = "live"
 MAX_ITEMS_PER_WRITE = 10_000
@@ -68,6 +70,15 @@ class LiveItem:
     properties: dict[str, Any]
     timestamp: datetime
     expires: datetime
+    screened: PropertyScreen  # what was masked or dropped from its properties before it was accepted
+
+
+def screened(items: list[LiveItem]) -> PropertyScreen:
+    """What screening did to all of ``items`` (property names and counts, never values)."""
+    total = PropertyScreen()
+    for it in items:
+        total.merge(it.screened)
+    return total
 
 
 @dataclass(frozen=True)
@@ -148,7 +159,8 @@ def _parse_feature(feature: Any, n: int) -> LiveItem:
                             f"{tuple(round(v, 3) for v in geom.bounds)}")
     if not geom.is_valid:
         geom = shapely.make_valid(geom)
-    return LiveItem(fid, geom, props, ts, exp)
+    # personal data never reaches the store: RRNs, mobiles and e-mails masked, identifier properties dropped
+    return LiveItem(fid, geom, props, ts, exp, screen_properties(props, skip=("timestamp", "expires")))
 
 
 def parse_items(payload: Any) -> list[LiveItem]:
@@ -295,7 +307,7 @@ class LiveLayer:
                 con.execute("ROLLBACK")
                 raise
         return {"file": str(self.watched), "stored": len(items), "ids": [it.id for it in items][:50],
-                "purged": purged}
+                "purged": purged, "privacy": screened(items).as_dict()}
 
     # -- reads ----------------------------------------------------------------------------
     def features(self, bbox: tuple[float, float, float, float] | None = None, limit: int | None = None,

@@ -34,6 +34,7 @@ import re
 import secrets
 import unicodedata
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING
@@ -362,6 +363,76 @@ class _Replacer:
         return None
 
 
+def replace_found(text: str, found: list[Finding], token: Callable[[str, str], str | None]) -> str:
+    """``text`` (NFKC-normalised: the positions of ``found`` index that form) with each match
+    replaced by ``token(kind, match)``."""
+    text = normalise(text)
+    parts, pos = [], 0
+    for f in found:
+        parts += [text[pos:f.start], token(f.kind, text[f.start:f.end]) or ""]
+        pos = f.end
+    parts.append(text[pos:])
+    return "".join(parts)
+
+
+def _mask_token(kind: str, _match: str) -> str:
+    return f"[{kind}]"
+
+
+@dataclass
+class PropertyScreen:
+    """What screening did to free-form properties: property names and counts, never values."""
+
+    masked: dict[str, Counter] = field(default_factory=dict)  # property path -> detector -> values masked
+    dropped: dict[str, str] = field(default_factory=dict)  # property path -> why it was dropped
+
+    def merge(self, other: PropertyScreen) -> None:
+        for path, kinds in other.masked.items():
+            self.masked.setdefault(path, Counter()).update(kinds)
+        self.dropped.update(other.dropped)
+
+    def as_dict(self) -> dict:
+        return {"masked": {p: dict(k) for p, k in self.masked.items()}, "dropped": dict(self.dropped)}
+
+
+def screen_properties(props: dict, skip: tuple[str, ...] = ()) -> PropertyScreen:
+    """Mask RRNs, mobile numbers and e-mails in the values of ``props`` (nested ones too), mask
+    person-name properties and drop properties whose name marks an identifier or holds
+    personal data; in place. ``skip`` names top-level properties left as they are.
+
+    For free-form items (live layers), which have no columns to judge by their content. Walks
+    without recursion: nesting may be deep.
+    """
+    screen = PropertyScreen()
+    stack: list[tuple[dict | list, str | int, str]] = [(props, k, str(k)) for k in props if k not in skip]
+    while stack:
+        box, key, path = stack.pop()
+        value = box[key]
+        if isinstance(box, dict):
+            named = find_personal(str(key))
+            what = identifier_name(str(key))
+            if what or named:
+                del box[key]
+                shown = path[:len(path) - len(str(key))] + replace_found(str(key), named, _mask_token)
+                screen.dropped[shown] = f"its name marks {what}" if what else "its name holds " + " and ".join(
+                    _KIND_WORDS[k] for k in sorted({f.kind for f in named}))
+                continue
+            if box is props and key in PERSON_NAME_COLUMNS and _present(value):
+                box[key] = "[name]"
+                screen.masked.setdefault(path, Counter())["name"] += 1
+                continue
+        if isinstance(value, dict):
+            stack += [(value, k, f"{path}.{k}") for k in value]
+        elif isinstance(value, list):
+            stack += [(value, i, f"{path}[]") for i in range(len(value))]
+        elif isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**5):
+            found = find_personal(str(value))
+            if found:
+                box[key] = replace_found(str(value), found, _mask_token)
+                screen.masked.setdefault(path, Counter()).update(f.kind for f in found)
+    return screen
+
+
 def scrub(table: pd.DataFrame, policy: PrivacyPolicy, layer: str, *, ids: pd.Series,
           keep: tuple[str, ...] = ()) -> tuple[pd.DataFrame, PrivacyAudit]:
     """Apply ``policy`` to the attribute table (no geometry); ``keep`` columns are ours and always published.
@@ -408,16 +479,7 @@ def scrub(table: pd.DataFrame, policy: PrivacyPolicy, layer: str, *, ids: pd.Ser
             found = find_personal(str(values[i]), policy.detect)
             if not found:
                 continue
-            text = normalise(str(values[i]))  # the positions index the normalised text
-            if policy.action == "drop":
-                new[i] = None
-            else:
-                parts, pos = [], 0
-                for f in found:
-                    parts += [text[pos:f.start], rep.token(f.kind, text[f.start:f.end])]
-                    pos = f.end
-                parts.append(text[pos:])
-                new[i] = "".join(parts)
+            new[i] = None if policy.action == "drop" else replace_found(str(values[i]), found, rep.token)
             for f in found:
                 counts[col][f.kind] += 1
                 if f.kind == "rrn" and not f.verified:
