@@ -13,6 +13,7 @@ import re
 import shutil
 import sqlite3
 import subprocess
+import sys
 import unicodedata
 from collections import defaultdict
 from pathlib import Path
@@ -65,7 +66,8 @@ def _cases() -> list[dict]:
 
 
 def _citytwin(project: Path, database_url: str | None, *args: str) -> None:
-    r = subprocess.run([str(CITYTWIN), *args], cwd=REPO, env=_env(database_url), capture_output=True, text=True,
+    exe = [str(CITYTWIN)] if CITYTWIN.exists() else [sys.executable, "-m", "pipelines.cli"]
+    r = subprocess.run([*exe, *args], cwd=REPO, env=_env(database_url), capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, f"citytwin {' '.join(args)}:\n{r.stdout}\n{r.stderr}"
 
