@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,7 +22,8 @@ import yaml
 from owslib.ogcapi.records import Records
 from pyproj import Transformer
 
-from api_server import CITY_HALL, REPO, serve
+from api_server import CITY_HALL, CITYTWIN, REPO, make_project, serve
+from test_live import write_live_project
 
 GEOJSON = "application/geo+json"
 GEOVOLUMES = "http://www.opengis.net/def/rel/ogc/1.0/3d-geovolumes"
@@ -266,3 +269,36 @@ def test_bad_search_parameters_are_400(base, params, needle):
 def test_unknown_record_is_404(base):
     resp = httpx.get(f"{base}{ITEMS}/no_such_layer", timeout=30)
     assert resp.status_code == 404 and resp.json()["type"] == "NotFound"
+
+
+# -- live layers, and the reserved id --------------------------------------------------------------
+def test_live_layers_are_records_without_extent_with_their_tile_template(tmp_path):
+    project = write_live_project(tmp_path / "live")
+    live = {n for n, c in yaml.safe_load((project / "citytwin.yaml").read_text())["layers"].items()
+            if c["kind"] == "live"}
+    with serve(project) as url:
+        assert ids(url, type="live") == live
+        lon, lat = CITY_HALL
+        assert not live & ids(url, bbox=f"{lon - 1},{lat - 1},{lon + 1},{lat + 1}")
+        for name in live:
+            record = httpx.get(f"{url}{ITEMS}/{name}", timeout=30).json()
+            assert record["geometry"] is None and record["time"] is None
+            assert href(record, "alternate") == f"{url}/live/{name}/items"
+            (template,) = record["linkTemplates"]
+            assert template["uriTemplate"] == f"{url}/live/{name}/tiles/{{z}}/{{x}}/{{y}}"
+            assert httpx.get(href(record, "items"), timeout=30).status_code == 200
+
+
+def test_a_layer_named_catalog_is_refused_at_serve(tmp_path):
+    project = tmp_path / "city"
+    make_project(project)
+    text = (project / "citytwin.yaml").read_text(encoding="utf-8")
+    (project / "citytwin.yaml").write_text(text.replace("  landmarks:\n", "  catalog:\n"), encoding="utf-8")
+    exe = [str(CITYTWIN)] if CITYTWIN.exists() else [sys.executable, "-m", "pipelines.cli"]
+    proc = subprocess.run([*exe, "serve", "--project", str(project), "--port", "1"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: layer name 'catalog'") and "reserved for the OGC API Records catalog" in line
+    assert "rename the layer" in line and "citytwin.yaml" in line
