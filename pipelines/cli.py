@@ -274,7 +274,8 @@ def privacy_scan(target: str, detect: tuple[str, ...]) -> None:
     TARGET is one of:
       build/citytwin.gpkg            every value of every layer
       build/tiles/pois.pmtiles       every tile decoded, every feature property
-      build/                         every .gpkg and .pmtiles under the folder
+      build/live/incidents.sqlite    every stored item of a live layer
+      build/                         every .gpkg, .pmtiles and live/*.sqlite under the folder
       http://127.0.0.1:8000          a running server: every collection's items (paged
                                      GeoJSON) and its vector tiles
     Detectors: resident registration numbers (pattern, date and check digit; any date

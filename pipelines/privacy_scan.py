@@ -3,6 +3,8 @@
 Targets:
     *.gpkg          every text (and number) value of every layer, plus layer and field names
     *.pmtiles       every tile of the archive, decoded (MVT), every feature property; and the metadata
+    live/*.sqlite   a live layer's item store: every stored item's id and properties (expired
+                    ones too, until a write purges them)
     http(s)://...   an OGC API Features server: /collections, then every collection's items
                     paged through as GeoJSON (every property and id), and its vector tiles at the
                     deepest zoom whose tiles over the collection's extent stay under a cap
@@ -132,6 +134,36 @@ def scan_geopackage(path: Path, detect: tuple[str, ...] = DETECTORS) -> ScanRepo
                     continue
                 _check(report, f"{path.name}/{layer}/{fid}", str(col), v, detect)
         report.items["features"] += len(df)
+    return report
+
+
+# --- a live layer's item store --------------------------------------------------------------
+
+def scan_live(path: Path, detect: tuple[str, ...] = DETECTORS) -> ScanReport:
+    """The items of a live layer (pipelines.live), read from its SQLite file without writing to it."""
+    import sqlite3
+
+    report = ScanReport(target=str(path))
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            rows = con.execute("SELECT id, properties FROM items").fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        raise SourceError(f"{path}: not a live layer's item store ({exc})") from None
+    report.items["live items"] += len(rows)
+    for fid, props in rows:
+        where = f"{path.name}/{fid}"
+        _check(report, where, "id", fid, detect)
+        try:
+            values = json.loads(props)
+        except ValueError:
+            report.notes.append(f"{where}: properties are not JSON; not scanned")
+            continue
+        for k, v in (values if isinstance(values, dict) else {}).items():
+            _check_property(report, where, path.name, str(k), v, detect)
+    _column_hits(report)
     return report
 
 
@@ -318,9 +350,10 @@ def scan(target: str, detect: Iterable[str] = DETECTORS) -> ScanReport:
         raise SourceError(f"{path}: no such file or folder; give a .gpkg, a .pmtiles, a folder or an http(s) URL")
     if path.is_dir():
         report = ScanReport(target=str(path))
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".gpkg", ".pmtiles") and p.is_file())
+        files = sorted(p for p in path.rglob("*") if p.is_file() and (
+            p.suffix.lower() in (".gpkg", ".pmtiles") or _is_live_store(p)))
         if not files:
-            raise SourceError(f"{path}: no .gpkg or .pmtiles files in this folder")
+            raise SourceError(f"{path}: no .gpkg, .pmtiles or live/*.sqlite files in this folder")
         for sub in _scan_files(files, detect):
             report.values += sub.values
             report.items.update(sub.items)
@@ -338,5 +371,15 @@ def _scan_files(files: list[Path], detect: tuple[str, ...]) -> Iterator[ScanRepo
             yield scan_geopackage(p, detect)
         elif suffix == ".pmtiles":
             yield scan_pmtiles(p, detect)
+        elif suffix == ".sqlite":
+            yield scan_live(p, detect)
         else:
-            raise SourceError(f"{p}: cannot scan {suffix or 'this file'}; give a .gpkg, a .pmtiles or an http(s) URL")
+            raise SourceError(f"{p}: cannot scan {suffix or 'this file'}; give a .gpkg, a .pmtiles, a live layer's "
+                              ".sqlite or an http(s) URL")
+
+
+def _is_live_store(path: Path) -> bool:
+    """A live layer's item store: <build>/live/<layer>.sqlite."""
+    from pipelines.live import LIVE_DIR
+
+    return path.suffix.lower() == ".sqlite" and path.parent.name == LIVE_DIR

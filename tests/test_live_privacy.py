@@ -93,3 +93,18 @@ def test_privacy_scan_finds_a_leak_in_a_live_layer(base, project):
     assert code == 3, out
     assert f"mobile: {base}/collections/incidents/items/old-1 field 'note': 01" in out, out
     assert MOBILE not in out
+
+
+def test_privacy_scan_of_the_build_folder_reads_live_stores(base, project):
+    """After the planted leak above: the folder scan and the store itself find it; nothing is written."""
+    store = project / "build" / "live" / "incidents.sqlite"
+    before = store.read_bytes()
+    for target in (store, project / "build"):
+        code, out = scan(str(target))
+        assert code == 3, out
+        assert "mobile: incidents.sqlite/old-1 field 'note': 01" in out and MOBILE not in out, out
+        assert "incidents.sqlite/p-1" not in out, out  # screened when posted
+    assert store.read_bytes() == before
+    (project / "build" / "live" / "broken.sqlite").write_bytes(b"not a database at all, just text" * 40)
+    code, out = scan(str(project / "build" / "live" / "broken.sqlite"))
+    assert code == 2 and out.strip().splitlines()[-1].startswith("error: ") and "not a live layer's item store" in out
