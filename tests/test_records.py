@@ -23,6 +23,7 @@ from owslib.ogcapi.records import Records
 from pyproj import Transformer
 
 from api_server import CITY_HALL, CITYTWIN, REPO, make_project, serve
+from postgis_server import free_port
 from test_live import write_live_project
 
 GEOJSON = "application/geo+json"
@@ -295,7 +296,7 @@ def test_a_layer_named_catalog_is_refused_at_serve(tmp_path):
     text = (project / "citytwin.yaml").read_text(encoding="utf-8")
     (project / "citytwin.yaml").write_text(text.replace("  landmarks:\n", "  catalog:\n"), encoding="utf-8")
     exe = [str(CITYTWIN)] if CITYTWIN.exists() else [sys.executable, "-m", "pipelines.cli"]
-    proc = subprocess.run([*exe, "serve", "--project", str(project), "--port", "1"], cwd=REPO,
+    proc = subprocess.run([*exe, "serve", "--project", str(project), "--port", str(free_port())], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
