@@ -10,9 +10,11 @@ import json
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 
+from api.html_pages import wants_html
 from api.openapi_components import localise
+from api.swagger_page import swagger_page
 from api.tiles_openapi import tiles_paths
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -112,9 +114,11 @@ def service_paths() -> Contribution:
 
 
 def openapi_route(pygeoapi_openapi: Handler, contributions: list[Contribution]) -> Handler:
-    """pygeoapi's /openapi with ``contributions`` merged into its JSON (HTML left as is)."""
+    """pygeoapi's /openapi with ``contributions`` merged into its JSON; as HTML, Swagger UI served from here."""
 
     async def openapi(request: Request) -> Response:
+        if wants_html(request):
+            return HTMLResponse(swagger_page())
         resp = await pygeoapi_openapi(request)
         ctype = resp.headers.get("content-type", "")
         if resp.status_code != 200 or "json" not in ctype:
