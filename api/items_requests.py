@@ -165,6 +165,7 @@ def collection_fields(config: dict, store: Store) -> dict[str, CollectionFields]
         for provider in resource.get("providers", []):
             if provider.get("type") != "feature" or "table" not in provider:
                 continue
-            source = store if provider["name"] == "PostgreSQL" else GeoPackageStore(Path(provider["data"]))
+            # a database provider's data is its connection (a dict), the embedded one's a file
+            source = store if isinstance(provider["data"], dict) else GeoPackageStore(Path(provider["data"]))
             out[name] = CollectionFields(source.info(provider["table"]).fields, bool(provider.get("time_field")))
     return out

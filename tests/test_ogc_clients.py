@@ -307,3 +307,25 @@ def test_openapi_describes_tile_metadata_as_served(base: str) -> None:
     missing = httpx.get(f"{base}/collections/gu/tiles/Foo")
     schema = doc["paths"]["/collections/{collectionId}/tiles/{tileMatrixSetId}"]["get"]["responses"]["404"]
     jsonschema.validate(missing.json(), schema["content"]["application/json"]["schema"])
+
+
+# -- the same details on PostGIS (pygeoapi's PostgreSQL provider and the fast path) -------------------
+@pytest.mark.postgis
+def test_postgis_items_details(tmp_path, pg_db_url) -> None:
+    from api_server import make_project
+
+    layers = make_project(tmp_path, database_url=pg_db_url)
+    with serve(tmp_path, database_url=pg_db_url) as url, httpx.Client(base_url=url, timeout=60) as c:
+        for params in ({"f": "json"}, {"f": "json", "skipGeometry": "false"}):  # fast path, then pygeoapi
+            resp = c.get("/collections/buildings/items", params=params, headers={"Accept": "application/geo+json"})
+            assert resp.status_code == 200
+            assert resp.headers["content-type"].split(";")[0] == "application/geo+json"
+        one = c.get("/collections/buildings/items/bld-0001?f=json")
+        assert one.headers["content-type"].split(";")[0] == "application/geo+json"
+        huge = c.get("/collections/buildings/items", params={"height": "99999999999999999999999"})
+        assert huge.status_code == 400 and "height" in huge.json()["description"]
+        assert c.post("/collections/buildings/items").status_code == 400
+        anytime = c.get("/collections/buildings/items", params={"datetime": "../..", "limit": 1})
+        assert anytime.status_code == 200 and anytime.json()["numberMatched"] == len(layers["buildings"])
+        typo = c.get("/collections/buildings/items", params={"bbox_crs": CRS84})
+        assert typo.status_code == 400 and "'bbox_crs'" in typo.json()["description"]
