@@ -303,3 +303,16 @@ def test_a_layer_named_catalog_is_refused_at_serve(tmp_path):
     line = proc.stderr.strip().splitlines()[-1]
     assert line.startswith("error: layer name 'catalog'") and "reserved for the OGC API Records catalog" in line
     assert "rename the layer" in line and "citytwin.yaml" in line
+
+
+def test_postgis_project_has_the_same_catalog(tmp_path, pg_db_url):
+    layers = make_project(tmp_path, database_url=pg_db_url)
+    with serve(tmp_path, database_url=pg_db_url) as url:
+        assert ids(url, type="dataset") == set(layers)
+        for name, gdf in layers.items():
+            record = httpx.get(f"{url}{ITEMS}/{name}", timeout=30).json()
+            ring = record["geometry"]["coordinates"][0]
+            got = (min(p[0] for p in ring), min(p[1] for p in ring), max(p[0] for p in ring), max(p[1] for p in ring))
+            assert got == pytest.approx(tuple(gdf.total_bounds), abs=1e-6)
+            items = httpx.get(href(record, "items"), params={"limit": 1000}, timeout=60).json()
+            assert len(items["features"]) == len(gdf)
