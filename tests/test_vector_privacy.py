@@ -115,3 +115,21 @@ def test_an_id_field_of_personal_data_is_refused(tmp_path: Path):
         "numbers); name another id_field or none (ids are then made from the features)")
     assert not (project / "build" / "citytwin.gpkg").exists() or "shops" not in [
         n for n, _ in pyogrio.list_layers(project / "build" / "citytwin.gpkg")]
+
+
+def test_the_screen_lets_through_every_value_a_detector_would_catch():
+    """The array screen in front of the detectors may pass too much, never too little."""
+    import random
+
+    from pipelines.steps.privacy import candidates, find_personal
+
+    rng = random.Random(14)
+    parts = ["010", "011", "+82", "82", "1", "0", "-", "－", " ", "\u3000", ".", "@", "a", "주민번호", ": ",
+             "７", "9", "12", "1234", "5678", "700313", "1234567", "*", "\n", "서울 ", "x.kr", "٣", "\x00"]
+    values = ["".join(rng.choice(parts) for _ in range(rng.randint(1, 9))) for _ in range(20_000)]
+    values += [RRN, LABELLED.replace("-", ""), f"주민등록증 {RRN[:8]}******", "0101234５６７８", "a@b.co", 7003131234567]
+    present, maybe = candidates(values)
+    caught = [i for i, v in enumerate(values) if find_personal(str(v))]
+    assert len(caught) > 300
+    assert set(caught) <= set(maybe.tolist())
+    assert set(present.tolist()) == {i for i, v in enumerate(values) if str(v).strip()}

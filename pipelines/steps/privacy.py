@@ -222,21 +222,18 @@ def candidates(values: pd.Series | list) -> Hints:
     return np.concatenate(present), np.concatenate(maybe)
 
 
-#: white space as str.strip() sees it, once NFKC has turned the other spaces into U+0020
-_SPACES = np.array([9, 10, 11, 12, 13, 28, 29, 30, 31, 32, 0x85, 0x1680, 0x2028, 0x2029], dtype=np.uint32)
-
-
 def _screen(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Which of ``texts`` are not blank, and which hold an '@' or a digit run of a length in
     ``_RUN_LENGTHS`` after NFKC."""
     joined = "\x00".join(texts)
-    if joined.count("\x00") != len(texts) - 1:  # a value holds NUL itself: it separates nothing here
-        joined = "\x00".join(t.replace("\x00", " ") for t in texts)
+    if joined.count("\x00") != len(texts) - 1:  # a value holds NUL itself: another control character there
+        joined = "\x00".join(t.replace("\x00", "\x01") for t in texts)
     codes = np.frombuffer(unicodedata.normalize("NFKC", joined).encode("utf-32-le"), dtype=np.uint32)
     row = np.cumsum(codes == 0)
     digit = (codes >= 48) & (codes <= 57)
-    wide = np.unique(codes[codes > 127])
-    other = wide[[unicodedata.category(chr(c)) == "Nd" for c in wide.tolist()]]  # digits of other scripts
+    # digits of other scripts (Hangul syllables, most of a Korean text, are none)
+    wide = np.unique(codes[(codes > 127) & ((codes < 0xAC00) | (codes > 0xD7A3))])
+    other = wide[[unicodedata.category(chr(c)) == "Nd" for c in wide.tolist()]]
     if len(other):
         digit |= np.isin(codes, other)
     edges = np.diff(np.concatenate(([0], digit.astype(np.int8), [0])))
@@ -245,7 +242,10 @@ def _screen(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     hit[row[starts[np.isin(ends - starts, _RUN_LENGTHS)]]] = True
     hit[row[codes == ord("@")]] = True
     filled = np.zeros(len(texts), dtype=bool)
-    filled[row[(codes != 0) & ~np.isin(codes, _SPACES)]] = True
+    # white space as str.strip() sees it, once NFKC has turned the other spaces into U+0020
+    space = (((codes >= 9) & (codes <= 13)) | ((codes >= 28) & (codes <= 32)) | (codes == 0x85)
+             | (codes == 0x1680) | (codes == 0x2028) | (codes == 0x2029))
+    filled[row[(codes != 0) & ~space]] = True
     return filled, hit & filled
 
 
@@ -255,7 +255,7 @@ def column_tally(values: pd.Series | list, detect: tuple[str, ...] = DETECTORS, 
     tally = ColumnTally(detect)
     present, maybe = hints if hints is not None else candidates(values)
     tally.values = len(present)
-    values = list(values)
+    values = values.to_numpy(dtype=object) if isinstance(values, pd.Series) else values
     for i in maybe:
         kind = _whole_value_kind(str(values[i]), detect)
         if kind:
@@ -486,7 +486,7 @@ def scrub(table: pd.DataFrame, policy: PrivacyPolicy, layer: str, *, ids: pd.Ser
                     audit.rrn_unverified += 1
                 if not where[col][f.kind] or where[col][f.kind][-1] != id_list[i]:
                     where[col][f.kind].append(id_list[i])
-        if any(a is not b for a, b in zip(new, values)):  # untouched columns keep their dtype
+        if counts.get(col):  # untouched columns keep their dtype
             out[col] = pd.Series(new, index=out.index, dtype="object")
     audit.counts = {c: dict(v) for c, v in counts.items()}
     audit.records = {c: {k: list(r) for k, r in v.items()} for c, v in where.items()}
