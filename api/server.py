@@ -51,6 +51,10 @@ class NoDelayHttpTools(HttpToolsProtocol):
 # Measured on the AR benchmark: httptools parses faster than h11, and the stock asyncio loop
 # kept p99 latency lower than uvloop at 16 connections.
 _UVICORN = {"http": NoDelayHttpTools, "loop": "asyncio", "log_level": "warning", "access_log": False}
+# uvicorn kills a worker that does not answer its supervisor's ping within this time; at its
+# default of 5 s, workers still building their app on a busy machine were killed and
+# restarted over and over, and the server never answered.
+WORKER_HEALTHCHECK_S = 120
 
 
 def settle_heap() -> None:
@@ -82,4 +86,5 @@ def run(project: Path, host: str = "127.0.0.1", port: int = 8000, workers: int =
         uvicorn.run(app, host=host, port=port, **_UVICORN)
         return
     os.environ.update({_PROJECT_ENV: str(Path(project).resolve()), _HOST_ENV: host, _PORT_ENV: str(port)})
-    uvicorn.run("api.server:app_from_env", factory=True, workers=workers, host=host, port=port, **_UVICORN)
+    uvicorn.run("api.server:app_from_env", factory=True, workers=workers, host=host, port=port,
+                timeout_worker_healthcheck=WORKER_HEALTHCHECK_S, **_UVICORN)
