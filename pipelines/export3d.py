@@ -173,8 +173,9 @@ def _read_lods(path: Path, crs: str | None, lods: tuple[int, ...], report: ReadR
     raise SourceError(f"{path}: not a CityGML (.gml) or CityJSON (.json) file; for footprints use layer:NAME")
 
 
-def _extrude_lod0(b: Building3D) -> Building3D | None:
-    """A footprint with a measured height becomes an LOD1 block in its own CRS."""
+def _extrude_lod0(b: Building3D, rr: ReadReport) -> Building3D | None:
+    """A footprint with a measured height becomes an LOD1 block in its own CRS; a footprint
+    over the vertex budget is simplified first (each of its edges becomes a wall surface)."""
     height = b.attributes.get("height")
     ground = [s for s in b.surfaces if s.kind == "ground"] or b.surfaces
     if not height or not ground:
@@ -184,6 +185,12 @@ def _extrude_lod0(b: Building3D) -> Building3D | None:
         ext = np.asarray(s.rings[0], dtype=np.float64)
         if np.array_equal(ext[0], ext[-1]):
             ext = ext[:-1]
+        if len(ext) > MAX_VERTICES:
+            ext = _fit_ring(ext)
+            reason = SIMPLIFIED if ext is not None else TOO_COMPLEX
+            rr.skipped[reason] = rr.skipped.get(reason, 0) + 1
+            if ext is None:
+                continue
         top = ext.copy()
         top[:, 2] += float(height)
         surfaces.append(Surface([top[::-1]] if _z_normal(top) < 0 else [top], "roof"))
@@ -191,7 +198,13 @@ def _extrude_lod0(b: Building3D) -> Building3D | None:
         nxt = np.roll(ring, -1, axis=0)
         for a, c in zip(ring, nxt):
             surfaces.append(Surface([np.array([a, c, c + [0, 0, height], a + [0, 0, height]])], "wall"))
-    return Building3D(b.id, 1, surfaces, b.crs, b.attributes)
+    return Building3D(b.id, 1, surfaces, b.crs, b.attributes) if surfaces else None
+
+
+def _fit_ring(ring: np.ndarray) -> np.ndarray | None:
+    """An open x, y, z ring brought under the vertex budget (a subset of its points), or None."""
+    fitted = limit_vertices(np.array([shapely.Polygon(ring)], dtype=object)).geoms[0]
+    return None if fitted is None else shapely.get_coordinates(fitted.exterior, include_z=True)[:-1]
 
 
 def _z_normal(ring: np.ndarray) -> float:
@@ -217,7 +230,7 @@ def models_to_tileset(paths: list[Path], out: Path, *, crs: str | None = None, l
             if 0 in lods:
                 lod0 = lods.pop(0)
                 if 1 not in lods:
-                    extruded = _extrude_lod0(lod0)
+                    extruded = _extrude_lod0(lod0, rr)
                     if extruded is not None:
                         lods[1] = extruded
             if not lods:

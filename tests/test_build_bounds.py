@@ -213,15 +213,16 @@ def test_a_build_killed_in_the_3d_step_leaves_nothing_after_the_next(project: Pa
     check_outputs(project)
 
 
-def write_cityjson_with_huge_roof(path: Path) -> None:
-    """Two LOD2 buildings in EPSG:5186: 'huge', one flat roof at 20 m that is the circle, and 'small'."""
+def write_cityjson_with_huge_ring(path: Path, lod: str) -> None:
+    """Two buildings in EPSG:5186: 'huge', whose one surface is the circle (LOD2: a flat roof at
+    20 m; LOD0: a footprint at 0 m, 20 m high), and 'small'."""
     t = np.linspace(0, 2 * np.pi, VERTICES, endpoint=False)
     x0, y0 = CENTRE
-    roof = np.column_stack([RADIUS * np.cos(t), RADIUS * np.sin(t), np.full(VERTICES, 20.0)])
+    roof = np.column_stack([RADIUS * np.cos(t), RADIUS * np.sin(t), np.full(VERTICES, 20.0 if lod == "2" else 0.0)])
     square = np.array([[300, 0, 10.0], [310, 0, 10.0], [310, 10, 10.0], [300, 10, 10.0]])
     scale = 1e-5  # fine enough that no two of the circle's points (0.6 mm apart) coincide
     ints = np.round(np.vstack([roof, square]) / scale).astype(np.int64).tolist()
-    surface = lambda first, n: {"type": "MultiSurface", "lod": "2",  # noqa: E731
+    surface = lambda first, n: {"type": "MultiSurface", "lod": lod,  # noqa: E731
                                 "boundaries": [[list(range(first, first + n))]]}
     path.write_text(json.dumps({
         "type": "CityJSON", "version": "1.1",
@@ -234,15 +235,19 @@ def write_cityjson_with_huge_roof(path: Path) -> None:
         "vertices": ints}))
 
 
-def test_export_3dtiles_bounds_a_city_model_surface(tmp_path: Path):
+@pytest.mark.parametrize("lod,said,heights", [
+    ("2", "1 surface simplified: surface over 5,000 vertices (simplified in its plane to fit)", {20.0}),
+    ("0", "1 building simplified: footprint over 5,000 vertices", {0.0, 20.0}),  # extruded to LOD1
+])
+def test_export_3dtiles_bounds_a_city_model_ring(tmp_path: Path, lod: str, said: str, heights: set[float]):
     src = tmp_path / "huge.city.json"
-    write_cityjson_with_huge_roof(src)
+    write_cityjson_with_huge_ring(src, lod)
     out = tmp_path / "model3d"
     res = citytwin("export-3dtiles", src, "--out", out, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
-    assert "1 surface simplified: surface over 5,000 vertices (simplified in its plane to fit)" in res.stdout
+    assert said in res.stdout, res.stdout
     assert sorted(tileset_ids(out)) == ["huge", "small"]
     d, h = huge_vertices(out)
-    assert len(d) <= 5000 and np.all(np.abs(d - RADIUS) < 0.05), (len(d), d.min(), d.max())
-    assert np.allclose(h, 20.0, atol=0.01)  # put back on the roof's plane
+    assert len(d) <= 4 * 5000 and np.all(np.abs(d - RADIUS) < 0.05), (len(d), d.min(), d.max())
+    assert set(np.round(h, 2)) == heights  # on the roof's plane, or walls from the ground up
     assert modes(out) == {("dir", "0o755"), ("file", "0o644")}
