@@ -11,35 +11,22 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
-import pytest
 import shapely
 from click.testing import CliRunner
 
-from api_server import CITY_HALL, serve
+from api_server import CITY_HALL
 from pipelines.catalog import load_catalog
 from pipelines.cli import main
 from pipelines.live import LiveItem, LiveLayer
 from pipelines.steps.privacy import PropertyScreen
-from test_live import audit, collection, get_items, item, post, write_live_project
+from test_live import audit, base, collection, get_items, item, post, project  # noqa: F401 (fixtures)
 from test_privacy import make_rrn
 
 RRN = make_rrn("700313", "123456")
 LABELLED = make_rrn("851224", "234567")
 MOBILE, OTHER_MOBILE, EMAIL = "010-1234-5678", "010 9876 5432", "reporter@example.kr"
 SECRETS = [RRN, RRN.replace("-", ""), LABELLED, MOBILE, OTHER_MOBILE, EMAIL, "김철수", "０１０－２２２２－３３３３"]
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    return write_live_project(tmp_path_factory.mktemp("live_privacy"))
-
-
-@pytest.fixture(scope="module")
-def base(project: Path) -> str:
-    with serve(project) as url:
-        yield url
 
 
 def leaky_item(fid: str) -> dict:
