@@ -78,7 +78,10 @@ def ingest(path: Path, layer: str, kind: str | None, crs: str | None, accept_sou
     height (from a height field, else floors x storey height). The store is replaced
     atomically: a failure leaves the previously published layer untouched. The options
     given are written into the layer's entry in citytwin.yaml, so 'citytwin build'
-    publishes it the same way.
+    publishes it the same way. Attributes are scrubbed like geotag records: columns named
+    or filled like personal identifiers are not published, RRNs, mobile numbers and
+    e-mails in text are masked (the entry's privacy: settings apply); the audit goes to
+    build/audit/LAYER.ingest.json.
 
     \b
     A GTFS feed (.zip with stops.txt, routes.txt, trips.txt, stop_times.txt) becomes
