@@ -96,8 +96,8 @@ def _path(name: str, desc: str, schema: dict) -> dict:
 
 PARAMETERS: dict[str, dict] = {
     "featureId": _path("featureId", "Id of a feature", _STR),
-    "tileMatrixSetId": _path("tileMatrixSetId", "Tile matrix set (WebMercatorQuad)", _STR),
-    "tileMatrix": _path("tileMatrix", "Zoom level", _STR),
+    "tileMatrixSetId": _path("tileMatrixSetId", "Tile matrix set", {"type": "string", "enum": ["WebMercatorQuad"]}),
+    "tileMatrix": _path("tileMatrix", "Zoom level", {"type": "string", "pattern": "^[0-9]{1,2}$"}),
     "tileRow": _path("tileRow", "Tile row", {"type": "integer", "minimum": 0}),
     "tileCol": _path("tileCol", "Tile column", {"type": "integer", "minimum": 0}),
     "sortby": {"name": "sortby", "in": "query", "required": False, "style": "form", "explode": False,

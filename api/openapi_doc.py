@@ -22,6 +22,11 @@ Handler = Callable[[Request], Awaitable[Response]]
 Contribution = tuple[dict, dict, list[dict]]
 
 _NUM = {"type": "number"}
+_LON = {"type": "number", "minimum": -180, "maximum": 180}
+_LAT = {"type": "number", "minimum": -90, "maximum": 90}
+# an address as /geocode reads it: not blank, at most 200 characters (geocode_routes.MAX_QUERY_CHARS)
+_ADDRESS = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"}
+_ADDRESSES = {"type": "array", "minItems": 1, "maxItems": 1000, "items": _ADDRESS}
 _PROBLEM = {"description": "Bad parameter: the message names it and says what is allowed",
             "content": {"application/json": {"schema": {"type": "object", "properties": {
                 "type": {"type": "string"}, "code": {"type": "string"}, "description": {"type": "string"}}}}}}
@@ -51,26 +56,25 @@ def service_paths() -> Contribution:
         "/transit/nearest": {"get": {
             "summary": "Nearest transit stops, with geodesic distance, bearing and serving routes",
             "tags": ["Transit"], "operationId": "transitNearest",
-            "parameters": [query("lon", "Longitude (WGS84)", _NUM, True), query("lat", "Latitude (WGS84)", _NUM, True),
-                           query("radius", "Search radius in metres", _NUM),
-                           query("limit", "Most stops", {"type": "integer"}),
+            "parameters": [query("lon", "Longitude (WGS84)", _LON, True), query("lat", "Latitude (WGS84)", _LAT, True),
+                           query("radius", "Search radius in metres", {**_NUM, "minimum": 0, "exclusiveMinimum": True}),
+                           query("limit", "Most stops", {"type": "integer", "minimum": 1}),
                            query("feed", "Only this GTFS feed (layer prefix)", {"type": "string"})],
             "responses": {"200": json_ok("Stops, nearest first"), "400": _PROBLEM}}},
         "/geocode": {
             "get": {"summary": "One Korean address (road-name or lot-number) to a point, with tier and score",
                     "tags": ["Geocoding"], "operationId": "geocode",
-                    "parameters": [query("q", "The address", {"type": "string"}, True)],
+                    "parameters": [query("q", "The address", _ADDRESS, True)],
                     "responses": {"200": json_ok("The match (or why there is none)"), "400": _PROBLEM}},
             "post": {"summary": "Up to 1000 addresses at once", "tags": ["Geocoding"], "operationId": "geocodeMany",
                      "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                         "oneOf": [{"type": "array", "items": {"type": "string"}},
-                                   {"type": "object", "properties": {"q": {"type": "array",
-                                                                           "items": {"type": "string"}}}}]}}}},
+                         "oneOf": [_ADDRESSES, {"type": "object", "required": ["q"], "properties": {"q": _ADDRESSES},
+                                                 "additionalProperties": False}]}}}},
                      "responses": {"200": json_ok("One result per address, in order"), "400": _PROBLEM}}},
         "/reverse": {"get": {
             "summary": "Administrative areas holding a point, and the nearest address",
             "tags": ["Geocoding"], "operationId": "reverseGeocode",
-            "parameters": [query("lon", "Longitude (WGS84)", _NUM, True), query("lat", "Latitude (WGS84)", _NUM, True)],
+            "parameters": [query("lon", "Longitude (WGS84)", _LON, True), query("lat", "Latitude (WGS84)", _LAT, True)],
             "responses": {"200": json_ok("Areas and nearest address"), "400": _PROBLEM}}},
         "/live/{layer}/items": {
             "get": {"summary": "Unexpired items of a live layer (short cache)", "tags": ["Live"],

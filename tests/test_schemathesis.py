@@ -23,7 +23,7 @@ from api_server import REPO, serve
 
 KEY_ID, KEY = "fuzz", "schemathesis-key-27182"
 MIN_CASES = 5_000
-EXAMPLES_PER_OPERATION = 45  # with the coverage and stateful phases, ~6,000 cases for ~80 operations
+EXAMPLES_PER_OPERATION = 40  # with the coverage and stateful phases, ~6,000 cases for ~80 operations
 ST = REPO / ".venv" / "bin" / "st"
 
 
@@ -57,6 +57,16 @@ def test_openapi_is_self_contained(base: str) -> None:
     assert body["required"] == ["conformsTo"]
 
 
+def _st_run(base: str, report_path: Path, *args: str) -> tuple[dict, str]:
+    """``st run`` over ``base``/openapi with ``args``; its JSON report and its output."""
+    proc = subprocess.run(
+        [str(ST), "run", f"{base}/openapi?f=json", "--workers", "1", "--header", f"X-API-Key: {KEY}",
+         "--request-timeout", "60", "--report", "json", "--report-json-path", str(report_path),
+         "--output-truncate", "false", *args],
+        capture_output=True, text=True, timeout=1500, cwd=report_path.parent)
+    return json.loads(report_path.read_text()), proc.stdout + proc.stderr
+
+
 def _failures(report: dict, log: str) -> str:
     lines = [f"{f['code']} {f['title']}: {', '.join(f['operations'])}" for f in report["failures"]]
     lines += [f"error: {e}" for e in report["errors"]]
@@ -64,17 +74,21 @@ def _failures(report: dict, log: str) -> str:
 
 
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(base: str, tmp_path: Path) -> None:
-    report_path = tmp_path / "report.json"
-    proc = subprocess.run(
-        [str(ST), "run", f"{base}/openapi?f=json",
-         "--checks", "not_a_server_error,response_schema_conformance",
-         "--max-examples", str(EXAMPLES_PER_OPERATION), "--seed", "20261202", "--workers", "1",
-         "--header", f"X-API-Key: {KEY}", "--request-timeout", "60",
-         "--report", "json", "--report-json-path", str(report_path), "--output-truncate", "false"],
-        capture_output=True, text=True, timeout=1500, cwd=tmp_path)
-    report = json.loads(report_path.read_text())
-    log = proc.stdout + proc.stderr
+    report, log = _st_run(base, tmp_path / "report.json",
+                          "--checks", "not_a_server_error,response_schema_conformance",
+                          "--max-examples", str(EXAMPLES_PER_OPERATION), "--seed", "20261202")
     assert report["complete"], log[-5_000:]
     assert report["errors"] == [] and report["failures"] == [], _failures(report, log)
     assert report["test_cases"]["generated"] >= MIN_CASES, report["test_cases"]
-    assert proc.returncode == 0, log[-5_000:]
+    assert report["exit_code"] == 0, log[-5_000:]
+
+
+def test_geocoding_and_transit_accept_every_request_their_schema_allows(base: str, tmp_path: Path) -> None:
+    """The schema states these routes' limits (non-blank addresses of at most 200 characters,
+    1-1000 of them, lon/lat in range): a request it allows is answered, not refused with a 400."""
+    report, log = _st_run(base, tmp_path / "report.json", "--mode", "positive",
+                          "--include-path-regex", "^/(geocode|reverse|transit/nearest)$",
+                          "--checks", "positive_data_acceptance,not_a_server_error,response_schema_conformance",
+                          "--max-examples", "60", "--seed", "7")
+    assert report["failures"] == [] and report["errors"] == [], _failures(report, log)
+    assert report["test_cases"]["generated"] >= 100, report["test_cases"]
