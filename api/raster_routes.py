@@ -120,16 +120,33 @@ class _CacheControl:
 
 
 class _Slots:
-    """At most MAX_CONCURRENT raster requests are computed at once (two cores, and each may hold
-    a few hundred MB); the others wait here, holding nothing but their connection."""
+    """At most MAX_CONCURRENT raster requests are computed at once (each may hold a few hundred
+    MB); the others wait here, holding nothing but their connection."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self.slots = asyncio.Semaphore(MAX_CONCURRENT)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async with self.slots:
-            await self.app(scope, receive, send)
+        await self.slots.acquire()
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                self.slots.release()
+
+        async def send_then_release(message: Message) -> None:
+            # The answer is computed once it starts: a client slow to read it holds no slot.
+            if message["type"] == "http.response.start":
+                release()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_then_release)
+        finally:
+            release()
 
 
 class _BodyLimit:
@@ -174,7 +191,7 @@ class _BodyLimit:
 def _error_handlers(app: FastAPI, catalog: Catalog) -> None:
     """titiler's exception-to-status map, plus ours, with server paths taken out of every message:
     a COG's path becomes its layer name, another path in the project becomes relative to it."""
-    cog = re.compile(re.escape(str(catalog.build_path / COG_DIR)) + r"/\.?([\w-]+?)(\.[0-9a-f]{32}\.tmp)?\.tif")
+    cog = re.compile("'?" + re.escape(str(catalog.build_path / COG_DIR)) + r"/\.?([\w-]+?)(\.[0-9a-f]{32}\.tmp)?\.tif'?")
     root = str(catalog.root).rstrip("/") + "/"
     codes = {**DEFAULT_STATUS_CODES, BadParameter: 400, PointOutsideBounds: 404}
 
