@@ -38,6 +38,9 @@ class PlacedModel:
 LANDMARK_ERROR_M = 100.0
 # glTF component type -> the integer that a normalized value of 1.0 is stored as
 _NORMALIZED_MAX = {5120: 127.0, 5121: 255.0, 5122: 32767.0, 5123: 65535.0}
+# Node instances visited per model: a real scene has thousands; nodes sharing their children
+# (allowed by no exporter, but parseable) could multiply them past 2**60.
+_MAX_NODE_VISITS = 100_000
 
 
 def _node_matrix(node: dict) -> np.ndarray:
@@ -54,24 +57,53 @@ def _node_matrix(node: dict) -> np.ndarray:
     return out
 
 
+def _glb_json(path: Path) -> dict:
+    """The JSON chunk of a GLB, read alone (the binary chunk may be hundreds of MB)."""
+    with path.open("rb") as f:
+        head = f.read(20)
+        if len(head) < 20 or head[:4] != b"glTF" or struct.unpack_from("<I", head, 4)[0] != 2:
+            raise SourceError(f"{path}: not a binary glTF 2.0 (GLB) file; export the model as .glb")
+        length, kind = struct.unpack_from("<I4s", head, 12)
+        if kind != b"JSON":
+            raise SourceError(f"{path}: the GLB has no JSON chunk first; re-export it")
+        if length > path.stat().st_size - 20:
+            raise SourceError(f"{path}: the GLB's JSON chunk claims {length:,} bytes, more than the file holds; "
+                              "re-export it")
+        raw = f.read(length)
+    try:
+        gltf = json.loads(raw)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
+        raise SourceError(f"{path}: the GLB's JSON chunk is not valid JSON ({exc}); re-export it") from None
+    if not isinstance(gltf, dict):
+        raise SourceError(f"{path}: the GLB's JSON chunk is not a glTF object; re-export it")
+    return gltf
+
+
 def _glb_extent(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Min/max, in the glTF scene's (y-up) metres, of every mesh the default scene draws."""
-    data = path.read_bytes()
-    if len(data) < 20 or data[:4] != b"glTF" or struct.unpack_from("<I", data, 4)[0] != 2:
-        raise SourceError(f"{path}: not a binary glTF 2.0 (GLB) file; export the model as .glb")
-    length, kind = struct.unpack_from("<I4s", data, 12)
-    if kind != b"JSON":
-        raise SourceError(f"{path}: the GLB has no JSON chunk first; re-export it")
-    gltf = json.loads(data[20:20 + length])
+    gltf = _glb_json(path)
+    try:
+        return _scene_extent(gltf, path)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise SourceError(f"{path}: the glTF JSON is malformed ({type(exc).__name__}: {exc}); "
+                          "re-export the model") from None
+
+
+def _scene_extent(gltf: dict, path: Path) -> tuple[np.ndarray, np.ndarray]:
     nodes = gltf.get("nodes", [])
     scenes = gltf.get("scenes", [])
     roots = scenes[gltf.get("scene", 0)].get("nodes", []) if scenes else range(len(nodes))
     corners = []
     stack = [(i, np.eye(4), 0) for i in roots]
+    visits = 0
     while stack:
         i, parent, depth = stack.pop()
+        visits += 1
         if depth > 64 or not 0 <= i < len(nodes):
             raise SourceError(f"{path}: the node hierarchy is broken (bad index or a cycle); re-export it")
+        if visits > _MAX_NODE_VISITS:
+            raise SourceError(f"{path}: the scene draws over {_MAX_NODE_VISITS:,} node instances (nodes share "
+                              "their children); re-export it with each node under one parent")
         node = nodes[i]
         world = parent @ _node_matrix(node)
         stack += [(c, world, depth + 1) for c in node.get("children", [])]
