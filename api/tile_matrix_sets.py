@@ -1,7 +1,6 @@
-"""Tile matrix sets: only WebMercatorQuad, the one our tiles use, in a shape every client reads.
+"""Tile matrix sets: the two our tiles use (WebMercatorQuad, WorldCRS84Quad), in a shape every client reads.
 
-pygeoapi lists WorldCRS84Quad too, though no collection is tiled in it, and answers an unknown
-id with a 400. Here the list holds WebMercatorQuad alone and anything else is a JSON 404.
+pygeoapi answers an unknown id with a 400; here it is a JSON 404.
 
 The definition is the OGC TMS 2.0 document pygeoapi serves plus the TMS 1.0 members
 (``type``, ``identifier``, ``supportedCRS``, ``boundingBox``, ``tileMatrix``) of the same
@@ -19,25 +18,27 @@ from starlette.responses import JSONResponse, Response
 from api.errors import error
 
 Handler = Callable[[Request], Awaitable[Response]]
-OFFERED = "WebMercatorQuad"
+OFFERED = ("WebMercatorQuad", "WorldCRS84Quad")
 HALF_WORLD_M = 20037508.342789244  # half the equator of the WGS 84 sphere used by EPSG:3857
 
 
 def not_offered(tms: str) -> JSONResponse:
-    return error(404, "NotFound", f"tile matrix set {tms[:80]!r} is not offered; tiles here are in {OFFERED} only "
-                                  f"(see /TileMatrixSets)")
+    return error(404, "NotFound", f"tile matrix set {tms[:80]!r} is not offered; tiles here are in "
+                                  f"{' and '.join(OFFERED)} only (see /TileMatrixSets)")
 
 
 def with_tms1(doc: dict) -> dict:
     """``doc`` (TMS 2.0) with the TMS 1.0 description of the same grid added."""
     crs = doc.get("crs")
+    lower, upper = (([-180.0, -90.0], [180.0, 90.0]) if "CRS84" in str(crs)
+                    else ([-HALF_WORLD_M, -HALF_WORLD_M], [HALF_WORLD_M, HALF_WORLD_M]))
     out = dict(doc)
     out.update({
         "type": "TileMatrixSetType",
         "identifier": doc.get("id"),
         "supportedCRS": crs,
-        "boundingBox": {"type": "BoundingBoxType", "crs": crs, "lowerCorner": [-HALF_WORLD_M, -HALF_WORLD_M],
-                        "upperCorner": [HALF_WORLD_M, HALF_WORLD_M]},
+        "boundingBox": {"type": "BoundingBoxType", "crs": crs, "lowerCorner": lower,
+                        "upperCorner": upper},
         "tileMatrix": [{"type": "TileMatrixType", "identifier": m["id"], "scaleDenominator": m["scaleDenominator"],
                         "topLeftCorner": m["pointOfOrigin"], "tileWidth": m["tileWidth"],
                         "tileHeight": m["tileHeight"], "matrixWidth": m["matrixWidth"],
@@ -49,7 +50,7 @@ def with_tms1(doc: dict) -> dict:
 def tile_matrix_set_route(pygeoapi_tms: Handler) -> Handler:
     async def tile_matrix_set(request: Request) -> Response:
         tms = request.path_params["tileMatrixSetId"]
-        if tms != OFFERED:
+        if tms not in OFFERED:
             return not_offered(tms)
         resp = await pygeoapi_tms(request)
         if resp.status_code != 200 or not resp.headers.get("content-type", "").startswith("application/json"):
@@ -66,7 +67,7 @@ def tile_matrix_sets_route(pygeoapi_list: Handler) -> Handler:
         if resp.status_code != 200 or not resp.headers.get("content-type", "").startswith("application/json"):
             return resp
         doc = json.loads(resp.body)
-        doc["tileMatrixSets"] = [t for t in doc.get("tileMatrixSets", []) if t.get("id") == OFFERED]
+        doc["tileMatrixSets"] = [t for t in doc.get("tileMatrixSets", []) if t.get("id") in OFFERED]
         return JSONResponse(doc)
 
     return tile_matrix_sets

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from api.crs84_routes import Crs84Tiles
 from api.errors import error
 from api.providers.tiles import MVT_MIMETYPE, TILE_MATRIX_SET, TileRangeError, check_tile_address
 from api.tile_matrix_sets import not_offered, tile_matrix_set_route, tile_matrix_sets_route
@@ -32,7 +33,7 @@ from api.tile_sources import TileRegistry
 from geo.errors import CitytwinError, LayerNameError
 from geo.names import check_layer_name
 from pipelines.build import THREE_D_ONLY
-from tiles.source import TileSource
+from tiles.source import TileSetInfo, TileSource
 
 _INT = re.compile(r"^[0-9]{1,9}$")
 _FORMATS = (None, "", "mvt", "pbf")
@@ -98,12 +99,15 @@ class TileRoutes:
         base = f"/collections/{{collection}}/tiles/{TILE_MATRIX_SET}"
         get = ["GET", "HEAD"]
         tileset = self._guarded(pygeoapi.get_collection_tiles_metadata)
+        crs84 = Crs84Tiles(self)
         return [
             Route(f"{base}/tilejson.json", self.tilejson, methods=get),
             Route("/tilejson/{collection}.json", self.tilejson, methods=get),
             Route(f"{base}/{{z}}/{{y}}/{{x}}", self.tile, methods=get),
+            *crs84.routes(),
             Route("/collections/{collection}/tiles/{tms}/{z}/{y}/{x}", self._other_tms_tile, methods=get),
-            Route("/collections/{collection_id}/tiles", self._guarded(pygeoapi.get_collection_tiles), methods=get),
+            Route("/collections/{collection_id}/tiles", self._guarded(crs84.listing(pygeoapi.get_collection_tiles)),
+                  methods=get),
             Route("/collections/{collection_id}/tiles/{tileMatrixSetId}", tileset, methods=get),
             Route("/collections/{collection_id}/tiles/{tileMatrixSetId}/metadata", tileset, methods=get),
             Route("/TileMatrixSets", tile_matrix_sets_route(pygeoapi.get_tilematrix_sets), methods=get),
@@ -167,6 +171,12 @@ class TileRoutes:
         return JSONResponse(doc, headers={"Cache-Control": "public, max-age=60"})
 
     async def tile(self, request: Request) -> Response:
+        return await self.serve_tile(request, TILE_MATRIX_SET, check_tile_address, _web_mercator_tile)
+
+    async def serve_tile(self, request: Request, grid: str, check: Callable[[TileSetInfo, int, int, int], None],
+                         make: Callable[[TileRegistry, TileSource, TileSetInfo, int, int, int], bytes | None]) -> Response:
+        """One tile of ``grid``: ``check`` refuses an address outside it (TileRangeError), ``make`` gives
+        its MVT bytes."""
         p = request.path_params
         fmt = request.query_params.get("f")
         if fmt not in _FORMATS:
@@ -181,22 +191,22 @@ class TileRoutes:
             return src
         try:
             info = await run_in_threadpool(src.info)
-            check_tile_address(info, z, x, y)
+            check(info, z, x, y)
         except TileRangeError as exc:
             return error(404, "NotFound", str(exc))
         except CitytwinError as exc:
             return error(503, "ServiceUnavailable", str(exc))
 
-        etag = '"' + hashlib.sha1(f"{info.layer}|{info.etag_seed}|{z}/{x}/{y}".encode()).hexdigest()[:20] + '"'
+        key = f"{info.layer}|{info.etag_seed}|{grid}|{z}/{x}/{y}"
+        etag = '"' + hashlib.sha1(key.encode()).hexdigest()[:20] + '"'
         headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL, "Vary": "Accept-Encoding"}
         inm = request.headers.get("if-none-match")
         if inm and (inm.strip() == "*" or etag in [t.strip().removeprefix("W/") for t in inm.split(",")]):
             return Response(status_code=304, headers=headers)
-
         packed = self.cache.get(etag)
         if packed is None:
             try:
-                raw = await run_in_threadpool(src.tile, z, x, y)
+                raw = await run_in_threadpool(make, self.registry, src, info, z, x, y)
             except CitytwinError as exc:
                 return error(503, "ServiceUnavailable", str(exc))
             packed = gzip.compress(raw, compresslevel=6, mtime=0) if raw else b""
@@ -209,3 +219,7 @@ class TileRoutes:
         else:
             body = gzip.decompress(packed)
         return Response(body, media_type=MVT_MIMETYPE, headers=headers)
+
+
+def _web_mercator_tile(registry: TileRegistry, src: TileSource, info: TileSetInfo, z: int, x: int, y: int) -> bytes | None:
+    return src.tile(z, x, y)

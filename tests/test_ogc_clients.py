@@ -225,13 +225,17 @@ def test_tile_matrix_set_definition_reads_as_tms_1_and_2(base: str) -> None:
     for old, new in zip(doc["tileMatrix"], doc["tileMatrices"]):
         assert old["topLeftCorner"] == new["pointOfOrigin"] and old["matrixWidth"] == new["matrixWidth"]
     listed = httpx.get(f"{base}/TileMatrixSets?f=json").json()["tileMatrixSets"]
-    assert [t["id"] for t in listed] == ["WebMercatorQuad"]
+    assert sorted(t["id"] for t in listed) == ["WebMercatorQuad", "WorldCRS84Quad"]
+    crs84 = httpx.get(f"{base}/TileMatrixSets/WorldCRS84Quad").json()
+    assert crs84["boundingBox"]["lowerCorner"] == [-180, -90] and crs84["tileMatrix"][0]["topLeftCorner"] == [-180, 90]
 
 
-@pytest.mark.parametrize("path", ["/tiles/WorldCRS84Quad", "/tiles/Foo", "/TileMatrixSets/WorldCRS84Quad",
-                                  "/TileMatrixSets/Foo", "/collections/gu/tiles/WorldCRS84Quad",
-                                  "/collections/gu/tiles/WorldCRS84Quad/metadata",
-                                  "/collections/gu/tiles/WorldCRS84Quad/1/1/1?f=mvt",
+@pytest.mark.parametrize("path", ["/tiles/WorldCRS84Quad", "/tiles/Foo", "/TileMatrixSets/WorldMercatorWGS84Quad",
+                                  "/TileMatrixSets/Foo", "/collections/gu/tiles/Foo",
+                                  "/collections/gu/tiles/EuropeanETRS89_LAEAQuad/metadata",
+                                  "/collections/gu/tiles/Foo/1/1/1?f=mvt",
+                                  "/collections/gu/tiles/WorldCRS84Quad/1/1/1?f=mvt",  # a level the layer lacks
+                                  "/collections/gu/tiles/WebMercatorQuad/3/1/1?f=mvt",
                                   "/collections/nope/tiles", "/collections/landmark_models/tiles"])
 def test_tiles_that_do_not_exist_are_json_404s(base: str, path: str) -> None:
     resp = httpx.get(f"{base}{path}")
@@ -329,3 +333,36 @@ def test_postgis_items_details(tmp_path, pg_db_url) -> None:
         assert anytime.status_code == 200 and anytime.json()["numberMatched"] == len(layers["buildings"])
         typo = c.get("/collections/buildings/items", params={"bbox_crs": CRS84})
         assert typo.status_code == 400 and "'bbox_crs'" in typo.json()["description"]
+
+
+# -- WorldCRS84Quad: the tile set GDAL's OGCAPI driver opens ------------------------------------------
+def test_crs84_tileset_limits(base: str) -> None:
+    listed = httpx.get(f"{base}/collections/gu/tiles?f=json").json()["tilesets"]
+    assert {t["tileMatrixSetURI"].rsplit("/", 1)[1] for t in listed} == {"WebMercatorQuad", "WorldCRS84Quad"}
+    tilejson = httpx.get(f"{base}/collections/gu/tiles/WebMercatorQuad/tilejson.json").json()
+    doc = httpx.get(f"{base}/collections/gu/tiles/WorldCRS84Quad?f=json").json()
+    assert doc["crs"] == CRS84
+    w, s, e, n = tilejson["bounds"]
+    levels = [int(lim["tileMatrix"]) for lim in doc["tileMatrixSetLimits"]]
+    # a level-L tile spans 180/2^L degrees, as a Web Mercator tile at zoom L+1 spans 360/2^(L+1)
+    assert levels == list(range(tilejson["minzoom"] - 1, tilejson["maxzoom"]))
+    for lim in doc["tileMatrixSetLimits"]:
+        size = 180 / 2 ** int(lim["tileMatrix"])
+        assert (lim["minTileCol"], lim["maxTileCol"]) == (int((w + 180) // size), int((e + 180) // size))
+        assert (lim["minTileRow"], lim["maxTileRow"]) == (int((90 - n) // size), int((90 - s) // size))
+
+
+def test_wheel_gdal_ogcapi_opens_every_tiled_collection_as_tiles(base: str, built_sample_city: Path) -> None:
+    gpkg = built_sample_city / "build" / "citytwin.gpkg"
+    for name in ("gu", "dong", "streets", "landmarks", "buildings"):
+        tilejson = httpx.get(f"{base}/collections/{name}/tiles/WebMercatorQuad/tilejson.json").json()
+        layers = [str(n) for n, _ in pyogrio.list_layers(f"OGCAPI:{base}/collections/{name}")]
+        levels = range(tilejson["minzoom"] - 1, tilejson["maxzoom"])
+        assert layers == [f"Zoom level {level}" for level in levels], name
+        # every feature of the store is in the tiles of the first level, where it lies (lon/lat)
+        df = pyogrio.read_dataframe(f"OGCAPI:{base}/collections/{name}", layer=layers[0])
+        src = pyogrio.read_dataframe(gpkg, layer=name)
+        assert set(df["id"]) == set(src["id"]), name
+        one = src.iloc[0]
+        got = df[df["id"] == one["id"]].geometry.union_all()
+        assert got.distance(one.geometry) < 1e-4, name  # within the tile grid's rounding (~10 m at this level)

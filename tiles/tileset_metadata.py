@@ -7,6 +7,7 @@ no tile link in what it writes.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from tiles.source import TileSetInfo
 
@@ -38,26 +39,42 @@ def tile_matrix_limits(bounds: tuple[float, float, float, float], minzoom: int, 
     return out
 
 
-def tileset_metadata(info: TileSetInfo, title: str, description: str, tiles_url: str, tms_url: str,
+@dataclass(frozen=True)
+class Grid:
+    """A tile matrix set as a tile set names it: id, URI, CRS, and the levels that hold the layer."""
+
+    id: str
+    uri: str
+    crs: str
+    limits: list[dict]
+
+
+def web_mercator_grid(info: TileSetInfo) -> Grid:
+    return Grid(WEB_MERCATOR_QUAD, WEB_MERCATOR_QUAD_URI, WEB_MERCATOR_CRS,
+                tile_matrix_limits(info.bounds, info.minzoom, info.maxzoom))
+
+
+def tileset_metadata(info: TileSetInfo, grid: Grid, title: str, description: str, tiles_url: str, tms_url: str,
                      tilejson_url: str, mvt_type: str) -> dict:
     """The tile set's metadata; ``tiles_url`` holds {tileMatrix}, {tileRow} and {tileCol}."""
     west, south, east, north = (float(b) for b in info.bounds)
+    levels = [lim["tileMatrix"] for lim in grid.limits]
     doc = {
         "title": title,
         "dataType": "vector",
-        "crs": WEB_MERCATOR_CRS,
-        "tileMatrixSetURI": WEB_MERCATOR_QUAD_URI,
+        "crs": grid.crs,
+        "tileMatrixSetURI": grid.uri,
         "mediaTypes": [mvt_type],
-        "tileMatrixSetLimits": tile_matrix_limits(info.bounds, info.minzoom, info.maxzoom),
+        "tileMatrixSetLimits": grid.limits,
         "boundingBox": {"lowerLeft": [west, south], "upperRight": [east, north], "crs": CRS84},
-        "layers": [{"id": v["id"], "dataType": "vector", "minTileMatrix": str(info.minzoom),
-                    "maxTileMatrix": str(info.maxzoom), "propertiesSchema": _properties(v)}
+        "layers": [{"id": v["id"], "dataType": "vector", "minTileMatrix": levels[0],
+                    "maxTileMatrix": levels[-1], "propertiesSchema": _properties(v)}
                    for v in info.vector_layers],
         "links": [
             {"href": tms_url, "rel": "http://www.opengis.net/def/rel/ogc/1.0/tiling-scheme",
-             "type": "application/json", "title": f"{WEB_MERCATOR_QUAD} tile matrix set definition"},
+             "type": "application/json", "title": f"{grid.id} tile matrix set definition"},
             {"href": tiles_url, "rel": "item", "type": mvt_type, "templated": True,
-             "title": f"{WEB_MERCATOR_QUAD} vector tiles"},
+             "title": f"{grid.id} vector tiles"},
             {"href": tilejson_url, "rel": "describedby", "type": "application/json", "title": "TileJSON"},
         ],
     }

@@ -17,7 +17,7 @@ from pygeoapi.util import url_join
 
 from api.tile_sources import registry_for
 from tiles.source import TileSetInfo, TileSource
-from tiles.tileset_metadata import tileset_metadata
+from tiles.tileset_metadata import tileset_metadata, web_mercator_grid
 
 TILE_MATRIX_SET = "WebMercatorQuad"
 MVT_MIMETYPE = "application/vnd.mapbox-vector-tile"
@@ -98,8 +98,9 @@ class CitytwinTileProvider(BaseMVTProvider):
     def get_default_metadata(self, dataset, server_url, layer, tileset, title, description, keywords, **kwargs) -> dict:
         if tileset != TILE_MATRIX_SET:
             raise ProviderTilesetIdNotFoundError(user_msg=f"tile matrix set {tileset!r} is not offered; use {TILE_MATRIX_SET}")
+        info = self._source().info()
         return tileset_metadata(
-            self._source().info(), title or dataset, description or "",
+            info, web_mercator_grid(info), title or dataset, description or "",
             tiles_url=self._tile_url(server_url, dataset, tileset),
             tms_url=url_join(server_url, f"TileMatrixSets/{TILE_MATRIX_SET}"),
             tilejson_url=url_join(server_url, f"collections/{dataset}/tiles/{tileset}/tilejson.json"),
