@@ -424,10 +424,12 @@ def _param(name: str, desc: str, schema: dict, required: bool = False) -> dict:
 _ERROR = {"description": "Bad parameter: the message names it and says what is allowed",
           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ArError"}}}}
 _LANG = _param("lang", "Language of labels and instructions (ko, en, ja, zh); missing text falls back to en, "
-                       "then ko", {"type": "string", "default": "en"})
+                       "then ko", {"type": "string", "default": "en",
+                                   "pattern": "^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$"})
 _TERRAIN = _param("terrain", "Ground model: 'none' (ground at 0, as the 3D Tiles are placed) or 'dem' (a DEM "
                              "raster layer; the default when one exists)", {"type": "string", "enum": list(GROUND_MODES)})
 _NUM = {"type": "number"}
+_FOV = {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 179}
 
 
 def ar_openapi_paths() -> tuple[dict, dict, list[dict]]:
@@ -487,17 +489,17 @@ def ar_openapi_paths() -> tuple[dict, dict, list[dict]]:
             "parameters": [
                 _param("lon", "Device longitude (WGS84)", {"type": "number", "minimum": -180, "maximum": 180}, True),
                 _param("lat", "Device latitude (WGS84)", {"type": "number", "minimum": -90, "maximum": 90}, True),
-                _param("alt", "Device ellipsoidal height in metres; default 1.6 m above the ground model", _NUM),
+                _param("alt", "Device ellipsoidal height in metres; default 1.6 m above the ground model",
+                       {"type": "number", "minimum": -1000, "maximum": 100_000}),
                 _param("heading", "Degrees clockwise from true north", {"type": "number", "default": 0}),
                 _param("pitch", "Degrees above the horizon", {"type": "number", "default": 0, "minimum": -90,
                                                                 "maximum": 90}),
-                _param("fov", "Horizontal field of view, degrees",
-                       {"type": "number", "default": DEFAULT_FOV, "minimum": 0, "exclusiveMinimum": True,
-                        "maximum": 179}),
-                _param("vfov", "Vertical field of view, degrees (default: fov)", _NUM),
+                _param("fov", "Horizontal field of view, degrees", {**_FOV, "default": DEFAULT_FOV}),
+                _param("vfov", "Vertical field of view, degrees (default: fov)", _FOV),
                 _param("radius", f"Far distance in metres (capped to {MAX_RADIUS_M:g}, see radius_capped_to)",
                        {"type": "number", "default": DEFAULT_RADIUS_M, "minimum": 0, "exclusiveMinimum": True}),
-                _param("limit", "Most items", {"type": "integer", "default": DEFAULT_LIMIT, "maximum": MAX_LIMIT}),
+                _param("limit", "Most items", {"type": "integer", "default": DEFAULT_LIMIT, "minimum": 1,
+                                               "maximum": MAX_LIMIT}),
                 _LANG, _TERRAIN],
             "responses": {"200": ok("ArView", "Visible POIs, nearest first"), "400": _ERROR}}},
         "/ar/anchors": {"get": {
@@ -507,7 +509,7 @@ def ar_openapi_paths() -> tuple[dict, dict, list[dict]]:
                 _param("bbox", f"minlon,minlat,maxlon,maxlat (WGS84, at most {MAX_BBOX_DEG} degrees a side)",
                        {"type": "string"}, True),
                 _param("types", "Comma-separated subset of poi, entrance, transit_stop", {"type": "string"}),
-                _param("limit", "Most anchors", {"type": "integer", "default": DEFAULT_ANCHORS,
+                _param("limit", "Most anchors", {"type": "integer", "default": DEFAULT_ANCHORS, "minimum": 1,
                                                  "maximum": MAX_ANCHORS}),
                 _LANG, _TERRAIN],
             "responses": {"200": ok("ArAnchors", "Anchors in the bbox"), "400": _ERROR}}},
