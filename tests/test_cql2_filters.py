@@ -56,7 +56,8 @@ def _check(base: str, buildings) -> None:
             ({"filter": "height > 1", "filter-lang": "ecql"}, "filter-lang 'ecql' is not supported"),
             ({"filter": "{\"op\": \"=\""}, "filter: the cql2-text filter does not parse"),
             ({"filter": "{\"op\": \"=\"", "filter-lang": "cql2-json"}, "the cql2-json filter is not JSON"),
-            ({"filter": "T_AFTER(name, DATE('2022-01-01'))"}, "property 'name' is a string"),
+            ({"filter": "T_AFTER(name, DATE('2022-01-01'))"},
+             "temporal functions compare dates, timestamps and intervals; property 'name' is text"),
             ({"filter": "frobnicate(height) = 1"}, "unknown CQL2 operator or function 'frobnicate'"),
         ]:
             r = c.get(ITEMS, params=params)

@@ -5,6 +5,7 @@ instant at its midnight. Booleans are 1.0/0.0 so they share the numeric null (Na
 """
 from __future__ import annotations
 
+import operator
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ from shapely.geometry import shape
 
 from api.cql2.parse import FilterError
 
+# comparison operators, for numpy arrays and SQLAlchemy expressions alike
+COMPARE: dict[str, Callable[[Any, Any], Any]] = {"=": operator.eq, "<>": operator.ne, "<": operator.lt,
+                                                 "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 MIN_INSTANT = np.datetime64("0001-01-01T00:00:00", "us")
 MAX_INSTANT = np.datetime64("9999-12-31T23:59:59", "us")
 _ORDERED = {"string", "number", "instant"}
@@ -122,6 +126,16 @@ def check_comparable(op: str, a: str, b: str, nodes: tuple[Any, Any]) -> None:
         raise FilterError(f"geometries are compared with spatial functions (S_EQUALS, S_INTERSECTS), not {op}")
     if a not in _ORDERED and op not in ("=", "<>"):
         raise FilterError(f"{a} values can only be compared with = and <>, not {op}")
+
+
+def constant_text(node: Any) -> str | None:
+    """The text of a literal, or of CASEI/ACCENTI over one; None for anything else."""
+    if isinstance(node, str):
+        return node
+    if isinstance(node, dict) and node.get("op") in ("casei", "accenti") and node.get("args"):
+        inner = constant_text(node["args"][0])
+        return FOLD[node["op"]](inner) if inner is not None else None
+    return None
 
 
 def accent_fold(text: str) -> str:

@@ -15,6 +15,7 @@ EVAL_SECONDS, checked between nodes and between blocks of rows.
 """
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,8 +25,8 @@ import numpy as np
 import shapely
 
 from api.cql2 import values as V
-from api.cql2.parse import ARITHMETIC, COMPARISON, SPATIAL, TEMPORAL, Filter, FilterError
-from api.providers.like_pattern import LikePatternError, like_regex
+from api.cql2.parse import Filter, FilterError
+from api.cql2.walk import Walker
 
 __all__ = ["EVAL_SECONDS", "FilterError", "FilterTimeout", "RowSet", "evaluate"]
 
@@ -34,8 +35,6 @@ _SPATIAL: dict[str, Callable] = {
     "s_within": shapely.within, "s_touches": shapely.touches, "s_crosses": shapely.crosses,
     "s_overlaps": shapely.overlaps, "s_equals": shapely.equals,
 }
-_COMPARE: dict[str, Callable] = {"=": np.equal, "<>": np.not_equal, "<": np.less, "<=": np.less_equal,
-                                 ">": np.greater, ">=": np.greater_equal}
 EVAL_SECONDS = 10.0  # evaluation time a filter may take over the candidate rows
 LIKE_BLOCK = 10_000  # rows matched between two looks at the clock
 
@@ -115,184 +114,102 @@ class RowSet:
 
 def evaluate(filter_: Filter, rows: RowSet) -> np.ndarray:
     """Boolean mask of the rows the filter keeps."""
-    return _Evaluator(rows, time.monotonic() + EVAL_SECONDS).truth(filter_.tree).true
+    return _Rows(rows, time.monotonic() + EVAL_SECONDS).truth(filter_.tree).true
 
 
-class _Evaluator:
+class _Rows(Walker[Truth, Val]):
     def __init__(self, rows: RowSet, deadline: float):
         self.rows = rows
         self.n = rows.n
         self.deadline = deadline
 
-    def clock(self) -> None:
+    def tick(self) -> None:
         if time.monotonic() > self.deadline:
             raise FilterTimeout(f"the filter took longer than {EVAL_SECONDS:g} s")
 
-    def all(self, value: bool) -> Truth:
-        return Truth(np.full(self.n, value), np.ones(self.n, dtype=bool))
+    def _rows(self, mask: np.ndarray | bool) -> np.ndarray:
+        return np.broadcast_to(mask, self.n).copy()
 
     # -- predicates ------------------------------------------------------------------------
-    def truth(self, node: Any) -> Truth:
-        self.clock()
-        if isinstance(node, bool):
-            return self.all(node)
-        if not isinstance(node, dict) or "op" not in node:
-            value = self.value(node)
-            if value.kind != "boolean":
-                raise FilterError(f"a filter must be true or false; {V.describe(node)} is a {value.kind}")
-            return self._boolean(value)
-        op, args = node["op"], node.get("args", [])
-        if op in ("and", "or"):
-            parts = [self.truth(a) for a in args]
-            result = parts[0]
-            for p in parts[1:]:
-                result = result & p if op == "and" else result | p
-            return result
-        if op == "not":
-            return ~self.truth(args[0])
-        if op in COMPARISON:
-            return self._compare(op, self.value(args[0]), self.value(args[1]), (args[0], args[1]))
-        if op == "like":
-            return self._like(args)
-        if op == "between":
-            x = self.value(args[0])
-            return (self._compare(">=", x, self.value(args[1]), (args[0], args[1]))
-                    & self._compare("<=", x, self.value(args[2]), (args[0], args[2])))
-        if op == "in":
-            return self._in(args)
-        if op == "isNull":
-            value = self.value(args[0])
-            known = np.broadcast_to(value.known, self.n)
-            return Truth(~known, np.ones(self.n, dtype=bool))
-        if op in SPATIAL:
-            return self._spatial(op, args)
-        if op in TEMPORAL:
-            return self._temporal(op, args)
-        return self._boolean(self.value(node))
+    def constant(self, value: bool) -> Truth:
+        return Truth(np.full(self.n, value), np.ones(self.n, dtype=bool))
 
-    def _boolean(self, value: Val) -> Truth:
-        if value.kind != "boolean":
-            raise FilterError(f"a filter must be true or false, not a {value.kind}")
-        known = np.broadcast_to(value.known, self.n).copy()
-        data = np.broadcast_to(np.asarray(value.data, dtype=float), self.n)
-        return Truth(known & (data == 1.0), known)
-
-    def _compare(self, op: str, a: Val, b: Val, nodes: tuple[Any, Any]) -> Truth:
-        V.check_comparable(op, a.kind, b.kind, nodes)
-        known = np.broadcast_to(a.known & b.known, self.n).copy()
-        true = np.zeros(self.n, dtype=bool)
-        if known.any():
-            true[known] = _COMPARE[op](a.at(known), b.at(known))
-        return Truth(true, known)
-
-    def _in(self, args: list) -> Truth:
-        x = self.value(args[0])
-        if not isinstance(args[1], list):
-            raise FilterError("IN needs a list of values, e.g. name IN ('Seoul', 'Busan')")
-        result = self.all(False)
-        for item in args[1]:
-            result = result | self._compare("=", x, self.value(item), (args[0], item))
+    def combine(self, op: str, parts: list[Truth]) -> Truth:
+        result = parts[0]
+        for p in parts[1:]:
+            result = result & p if op == "and" else result | p
         return result
 
-    def _like(self, args: list) -> Truth:
-        x, pattern = self.value(args[0]), self.value(args[1])
-        if x.kind != "string" or pattern.kind != "string" or isinstance(pattern.data, np.ndarray):
-            raise FilterError(f"LIKE needs a text property and a quoted pattern, e.g. name LIKE 'Seoul%'; got "
-                              f"{V.describe(args[0])} LIKE {V.describe(args[1])}")
-        if not pattern.known:  # LIKE NULL is unknown everywhere
-            return Truth(np.zeros(self.n, dtype=bool), np.zeros(self.n, dtype=bool))
-        try:
-            regex = like_regex(pattern.data, nocase=False)
-        except LikePatternError as exc:
-            raise FilterError(f"{exc} (LIKE on {V.describe(args[0])})") from None
-        known = np.broadcast_to(x.known, self.n).copy()
+    def negate(self, part: Truth) -> Truth:
+        return ~part
+
+    def compare(self, op: str, a: Val, b: Val) -> Truth:
+        return self._where(a, b, V.COMPARE[op])
+
+    def spatial(self, op: str, a: Val, b: Val) -> Truth:
+        return self._where(a, b, _SPATIAL[op])
+
+    def _where(self, a: Val, b: Val, test: Callable) -> Truth:
+        """``test`` over the rows where both sides are known."""
+        known = self._rows(a.known & b.known)
+        true = np.zeros(self.n, dtype=bool)
+        if known.any():
+            true[known] = test(a.at(known), b.at(known))
+        return Truth(true, known)
+
+    def like(self, x: Val, pattern: Val, regex: re.Pattern[str]) -> Truth:
+        known = self._rows(x.known)
         texts = np.broadcast_to(np.asarray(x.data, dtype=object), self.n)
         true = np.zeros(self.n, dtype=bool)
         for start in range(0, self.n, LIKE_BLOCK):
-            self.clock()
+            self.tick()
             stop = min(start + LIKE_BLOCK, self.n)
             true[start:stop] = [k and regex.fullmatch(t) is not None
                                 for t, k in zip(texts[start:stop], known[start:stop])]
         return Truth(true, known)
 
-    def _spatial(self, op: str, args: list) -> Truth:
-        a, b = self.value(args[0]), self.value(args[1])
-        if a.kind != "geometry" or b.kind != "geometry":
-            raise FilterError(f"{op.upper()} compares two geometries, e.g. S_INTERSECTS(geometry, "
-                              f"POINT(126.97 37.56)); got {V.describe(args[0])} and {V.describe(args[1])}")
-        known = np.broadcast_to(a.known & b.known, self.n).copy()
-        true = np.zeros(self.n, dtype=bool)
-        if known.any():
-            true[known] = _SPATIAL[op](a.at(known), b.at(known))
-        return Truth(true, known)
+    def is_null(self, x: Val) -> Truth:
+        return Truth(~self._rows(x.known), np.ones(self.n, dtype=bool))
 
-    def _temporal(self, op: str, args: list) -> Truth:
-        (a0, a1), ka = self._period(args[0])
-        (b0, b1), kb = self._period(args[1])
-        known = np.broadcast_to(ka & kb, self.n).copy()
+    def temporal(self, op: str, a: Val, b: Val) -> Truth:
+        (a0, a1), (b0, b1) = _ends(a), _ends(b)
+        known = self._rows(a.known & b.known)
         true = np.zeros(self.n, dtype=bool)
         if known.any():
             pick = [v[known] if isinstance(v, np.ndarray) else v for v in (a0, a1, b0, b1)]
             true[known] = np.asarray(V.allen(op, *pick), dtype=bool)
         return Truth(true, known)
 
-    def _period(self, node: Any) -> tuple[tuple[Any, Any], np.ndarray | bool]:
-        value = self.value(node)
-        if value.kind == "instant":
-            return (value.data, value.data), value.known
-        if value.kind == "interval":
-            return value.data, value.known
-        raise FilterError(f"temporal functions compare dates, timestamps and intervals; "
-                          f"{V.describe(node)} is a {value.kind}")
+    def boolean(self, x: Val) -> Truth:
+        known = self._rows(x.known)
+        return Truth(known & (np.broadcast_to(np.asarray(x.data, dtype=float), self.n) == 1.0), known)
 
     # -- values ----------------------------------------------------------------------------
-    def value(self, node: Any) -> Val:
-        if isinstance(node, dict):
-            if "property" in node:
-                return self.rows.column(str(node["property"]))
-            if "op" in node:
-                return self._operation(node["op"], node.get("args", []))
-            if "interval" in node:
-                return self._interval(node["interval"])
-        literal = V.literal(node)
-        return Val(literal.kind, literal.data, literal.data is not None)
-
-    def _operation(self, op: str, args: list) -> Val:
-        if op in ("casei", "accenti"):
-            x = self.value(args[0])
-            if x.kind != "string":
-                raise FilterError(f"{op.upper()} takes text, not {V.describe(args[0])}")
-            fold = V.FOLD[op]
-            if isinstance(x.data, np.ndarray):
-                return Val("string", np.array([fold(t) if t is not None else None for t in x.data],
-                                              dtype=object), x.known)
-            return Val("string", fold(x.data) if x.data is not None else None, x.known)
-        if op in ARITHMETIC:
-            a, b = self.value(args[0]), self.value(args[1])
-            if a.kind != "number" or b.kind != "number":
-                raise FilterError(f"arithmetic ({op}) needs numbers; got {V.describe(args[0])} and "
-                                  f"{V.describe(args[1])}")
-            data, nonzero = V.arithmetic(op, np.asarray(a.data, dtype=float), np.asarray(b.data, dtype=float))
-            known = a.known & b.known & nonzero
-            if np.ndim(data) == 0:
-                return Val("number", float(data), bool(known))
-            return Val("number", np.broadcast_to(data, self.n), np.broadcast_to(known, self.n))
-        truth = self.truth({"op": op, "args": args})
+    def as_value(self, truth: Truth) -> Val:
         return Val("boolean", truth.true.astype(float), truth.known)
 
-    def _interval(self, bounds: list) -> Val:
-        if not isinstance(bounds, list) or len(bounds) != 2:
-            raise FilterError("INTERVAL takes two bounds, e.g. INTERVAL('2022-01-01', '..')")
-        ends, known = [], np.ones(self.n, dtype=bool)
-        for bound, open_end in zip(bounds, (V.MIN_INSTANT, V.MAX_INSTANT)):
-            if bound == "..":
-                ends.append(open_end)
-                continue
-            value = self.value(bound) if isinstance(bound, dict) else V.literal({"timestamp": bound})
-            if isinstance(value, V.Literal):
-                value = Val(value.kind, value.data, True)
-            if value.kind != "instant":
-                raise FilterError(f"an INTERVAL bound must be a date or timestamp, not {V.describe(bound)}")
-            ends.append(value.data)
-            known = known & value.known
-        return Val("interval", tuple(ends), known)
+    def property(self, name: str) -> Val:
+        return self.rows.column(name)
+
+    def literal(self, lit: V.Literal) -> Val:
+        return Val(lit.kind, lit.data, lit.data is not None)
+
+    def fold(self, op: str, x: Val) -> Val:
+        fold = V.FOLD[op]
+        if isinstance(x.data, np.ndarray):
+            return Val("string", np.array([fold(t) if t is not None else None for t in x.data], dtype=object), x.known)
+        return Val("string", fold(x.data) if x.data is not None else None, x.known)
+
+    def arithmetic(self, op: str, a: Val, b: Val) -> Val:
+        data, defined = V.arithmetic(op, np.asarray(a.data, dtype=float), np.asarray(b.data, dtype=float))
+        known = a.known & b.known & defined
+        if np.ndim(data) == 0:
+            return Val("number", float(data), bool(known))
+        return Val("number", np.broadcast_to(data, self.n), np.broadcast_to(known, self.n))
+
+    def interval(self, start: Val, end: Val) -> Val:
+        return Val("interval", (start.data, end.data), start.known & end.known)
+
+
+def _ends(x: Val) -> tuple[Any, Any]:
+    return (x.data, x.data) if x.kind == "instant" else x.data
