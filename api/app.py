@@ -94,7 +94,6 @@ def create_app(project: Path, host: str = "127.0.0.1", port: int = 8000) -> ASGI
               conformance_route(records.conformance(threed.conformance_route(pygeoapi_app.conformance))),
               methods=["GET", "HEAD"]),
         *tiles.routes(pygeoapi_app),
-        *records.routes(),  # before /collections/{collection_id}
         *threed.routes(records.listed(pygeoapi_app.collections)),
         *transit_routes(catalog, store),
         *geocode_routes(catalog, store),  # /geocode, /reverse from the project's gazetteer
@@ -113,6 +112,7 @@ def create_app(project: Path, host: str = "127.0.0.1", port: int = 8000) -> ASGI
         limits = generated.config["server"]["limits"]
         app = FastItems(app, store, url, limits["default_items"], limits["max_items"])
     app = ItemsRequests(app, collection_fields(generated.config, store))  # Features Part 1 parameters, geo+json
+    app = records.in_front(app)  # /collections/catalog: Records parameters, not the Features checks
     app = protect_processes(app, catalog)  # API key + audit log for process execution and job deletion
     app = CQL2CompatMiddleware(app)  # CQL2 parsed by api.cql2 (see install_cql2 above), errors as 400s
     app = CQLSizeLimit(app)  # an oversized filter is refused before it is parsed

@@ -5,7 +5,8 @@
 - GET /collections/catalog/items: GeoJSON records, searched as ``api.records_search`` says.
 - GET /collections/catalog/items/{id}: one record.
 
-The records come from ``api.records`` at start. Answers are JSON only.
+The records come from ``api.records`` at start. Answers are JSON only. The routes sit in front
+of the items checks for Features collections (``in_front``).
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from urllib.parse import parse_qsl, urlencode
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, Router
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import error
 from api.params import BadParameter
@@ -66,6 +68,18 @@ class RecordsRoutes:
                       {"rel": "items", "type": GEOJSON, "title": "The records", "href": f"{base}/items"},
                       {"rel": "root", "type": "application/json", "title": "Landing page", "href": f"{self.url}/"}],
         }
+
+    def in_front(self, app: ASGIApp) -> ASGIApp:
+        """``app`` with the catalog's paths answered first, before the Features checks of items
+        requests: the catalog takes the Records parameters, where an empty value is no filter."""
+        own = Router(routes=self.routes(), default=app)
+        prefix = f"/collections/{CATALOG_ID}"
+
+        async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
+            path = scope.get("path", "") if scope["type"] == "http" else ""
+            await (own if path == prefix or path.startswith(prefix + "/") else app)(scope, receive, send)
+
+        return dispatch
 
     def routes(self) -> list[Route]:
         get = ["GET", "HEAD"]

@@ -251,6 +251,12 @@ def test_ids_and_paging(base, layers, styles):
     assert sorted(seen) == sorted(everyone) and pages == math.ceil(len(everyone) / 3)
 
 
+def test_empty_parameters_are_no_filter(base, layers, styles):
+    empty = {"q": "", "bbox": "", "type": "", "datetime": "", "ids": "", "externalIds": ""}
+    assert search(base, **empty)["features"] == search(base)["features"]
+    assert ids(base, **empty) == all_ids(layers, styles)
+
+
 @pytest.mark.parametrize("params,needle", [
     ({"bbox_crs": "x"}, "unknown query parameter 'bbox_crs'"),
     ({"bbox": "1,2,3"}, "parameter 'bbox' must be 4 numbers"),
