@@ -252,6 +252,10 @@ class ProcessAuthMiddleware:
         if not (execute or job or listing):
             await self.app(scope, receive, send)
             return
+        if job and method == "DELETE" and job.group(2):  # whoever asks: results go with their job
+            await _answer(send, 405, error_body("MethodNotAllowed", "job results go with their job: DELETE /jobs/{id}"),
+                          [(b"allow", b"GET, HEAD")])
+            return
         presented = api_key_of(scope)
         key_id = self.keys.identify(presented)
         if key_id is None:
@@ -264,7 +268,7 @@ class ProcessAuthMiddleware:
         if listing:
             await self._list(scope, key_id, send)
         elif job:
-            await self._job(scope, receive, send, key_id, job.group(1), job.group(2))
+            await self._job(scope, receive, send, key_id, job.group(1))
         else:
             await self._execute(scope, receive, send, key_id, execute.group(1))
 
@@ -315,8 +319,7 @@ class ProcessAuthMiddleware:
             self.audit.write(who=key_id, action=action, process=process, inputs=inputs, prefer=prefer,
                              status=status.get("code"), location=status.get("location"))
 
-    async def _job(self, scope: Scope, receive: Receive, send: Send, key_id: str, job_id: str,
-                   results: str | None) -> None:
+    async def _job(self, scope: Scope, receive: Receive, send: Send, key_id: str, job_id: str) -> None:
         """A job's status or results through pygeoapi, or its deletion, for the job's owner only."""
         found = await run_in_threadpool(self.jobs.owned, job_id, key_id)
         unknown = error_body("NoSuchJob", f"no job {job_id[:80]!r} started with this API key")
@@ -328,8 +331,6 @@ class ProcessAuthMiddleware:
             return
         if found is None:
             status, body = 404, unknown
-        elif results:
-            status, body = 405, error_body("MethodNotAllowed", "job results go with their job: DELETE /jobs/{id}")
         else:
             # pygeoapi 0.21's own DELETE handler deletes the job, then fails with a 500 on its header-less response
             await run_in_threadpool(self.jobs.dismiss, job_id)

@@ -112,3 +112,13 @@ def test_callback_urls_are_refused_before_a_job_exists(base, silent_subscriber):
             assert body["type"] == "InvalidParameterValue"
             assert "'subscriber' (callback URLs) is not offered" in body["description"]
     assert job_count() == before
+
+
+def test_deleting_job_results_is_405_with_or_without_a_key(base):
+    job = execute(base, {"inputs": INPUTS}).headers["location"].rstrip("/").rsplit("/", 1)[1]
+    for headers in ({}, {"X-API-Key": KEY}):
+        resp = httpx.delete(f"{base}/jobs/{job}/results", headers=headers, timeout=30)
+        assert resp.status_code == 405, resp.text
+        assert resp.headers["allow"] == "GET, HEAD"
+        assert resp.json()["type"] == "MethodNotAllowed"
+    assert httpx.get(f"{base}/jobs/{job}", headers={"X-API-Key": KEY}, timeout=30).status_code == 200
