@@ -9,7 +9,6 @@ applies the same side limits once the dataset is open.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Iterable
 

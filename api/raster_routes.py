@@ -5,20 +5,22 @@ name to its COG under ``<build>/cog``. No file path or URL from the client ever 
 GDAL, so the tiler cannot be pointed at other files or at remote servers. Every route checks
 its parameters against the limits in ``raster_limits`` first, and reads through
 ``raster_reader.LimitedReader``, so no request can ask for an image larger than those limits.
-Error messages name the layer, never the COG's path on the server.
+Errors are ``{type, code, description}`` like on our other routes, and name the layer, never
+the COG's path on the server.
 """
 # No "from __future__ import annotations": FastAPI resolves the dependency's annotations at runtime.
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi.exceptions import RequestValidationError
 from rio_tiler.colormap import cmap as default_cmap
 from rio_tiler.errors import PointOutsideBounds
 from rio_tiler.models import ImageData
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,6 +30,7 @@ from titiler.core.factory import ColorMapFactory, TilerFactory
 from titiler.core.utils import render_image
 
 from api.bodies import BodyError, read_limited
+from api.errors import error
 from api.params import BadParameter
 from api.raster_limits import MAX_BODY_BYTES, MAX_CONCURRENT, RasterLimitError, check_request
 from api.raster_reader import LimitedReader
@@ -174,7 +177,7 @@ class _BodyLimit:
         try:
             body = await read_limited(chunks(), MAX_BODY_BYTES, "send fewer or simpler features", declared)
         except BodyError as exc:
-            await JSONResponse({"detail": str(exc)}, status_code=exc.status)(scope, receive, send)
+            await error(exc.status, _CODES[exc.status], str(exc))(scope, receive, send)
             return
         replayed = False
 
@@ -188,21 +191,26 @@ class _BodyLimit:
         await self.app(scope, replay, send)
 
 
+_CODES = {400: "InvalidParameterValue", 404: "NotFound", 413: "PayloadTooLarge", 422: "InvalidParameterValue"}
+
+
 def _error_handlers(app: FastAPI, catalog: Catalog) -> None:
-    """titiler's exception-to-status map, plus ours, with server paths taken out of every message:
-    a COG's path becomes its layer name, another path in the project becomes relative to it."""
-    cog = re.compile("'?" + re.escape(str(catalog.build_path / COG_DIR)) + r"/\.?([\w-]+?)(\.[0-9a-f]{32}\.tmp)?\.tif'?")
-    root = str(catalog.root).rstrip("/") + "/"
-    codes = {**DEFAULT_STATUS_CODES, BadParameter: 400, PointOutsideBounds: 404}
+    """titiler's exception-to-status map plus ours, every answer in the shape of our other routes
+    ({type, code, description}); a COG's path in a message becomes its layer name."""
+    cog_dir = re.escape(str(catalog.build_path / COG_DIR))
+    cog = re.compile(f"'?{cog_dir}" + r"/\.?([\w-]+?)(\.[0-9a-f]{32}\.tmp)?\.tif'?")
 
-    def handler(status: int) -> Callable[[Request, Exception], JSONResponse]:
-        def answer(request: Request, exc: Exception) -> JSONResponse:
-            detail = cog.sub(lambda m: f"raster layer '{m.group(1)}'", str(exc)).replace(root, "")
-            return JSONResponse({"detail": detail}, status_code=status)
-        return answer
+    def answer(status: int, message: str) -> JSONResponse:
+        message = cog.sub(lambda m: f"raster layer '{m.group(1)}'", message)
+        return error(status, _CODES.get(status, "ServerError"), message)
 
-    for exc_class, status in codes.items():
-        app.add_exception_handler(exc_class, handler(status))
+    def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return answer(422, "; ".join(f"parameter '{e['loc'][-1]}': {e['msg']}" for e in exc.errors()))
+
+    for exc_class, status in {**DEFAULT_STATUS_CODES, BadParameter: 400, PointOutsideBounds: 404}.items():
+        app.add_exception_handler(exc_class, lambda request, exc, status=status: answer(status, str(exc)))
+    app.add_exception_handler(StarletteHTTPException, lambda request, exc: answer(exc.status_code, str(exc.detail)))
+    app.add_exception_handler(RequestValidationError, invalid)
 
 
 def raster_app(catalog: Catalog) -> ASGIApp:

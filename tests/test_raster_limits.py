@@ -106,14 +106,18 @@ def _cell_lonlat(row: int, col: int) -> tuple[float, float]:
 
 def _detail(resp: httpx.Response) -> str:
     assert resp.headers["content-type"].startswith("application/json"), resp.text[:300]
-    return resp.json()["detail"]
+    body = resp.json()
+    assert body["code"] == {400: "InvalidParameterValue", 404: "NotFound", 413: "PayloadTooLarge"}.get(
+        resp.status_code, "ServerError")
+    return body["description"]
 
 
 # -- every parameter that scales work or memory has a cap ----------------------------------------
 TILE = "/cog/tiles/WebMercatorQuad/14/13970/6344.png"
 P20 = [str(p) for p in range(0, 100, 5)]
 OVER = [
-    ("/cog/preview.png", {"width": 15000, "height": 15000, "max_size": 0}, "parameter 'width' must be at most 2048, got 15000"),
+    ("/cog/preview.png", {"width": 15000, "height": 15000, "max_size": 0},
+     "parameter 'width' must be at most 2048, got 15000"),
     ("/cog/preview.png", {"max_size": 0}, "parameter 'max_size' must be at least 1, got 0"),
     ("/cog/preview/4000x100.png", {}, "parameter 'width' must be at most 2048, got 4000"),
     ("/cog/preview.png", {"width": 2048, "height": 2048}, "at most 2048 px a side and 2,097,152 px in all"),
@@ -126,7 +130,8 @@ OVER = [
     ("/cog/tiles/WebMercatorQuad/100000/1/1.png", {}, "parameter 'z' must be at most 30, got 100000"),
     ("/cog/tiles/WebMercatorQuad", {"maxzoom": 100000}, "parameter 'maxzoom' must be at most 30, got 100000"),
     ("/cog/WebMercatorQuad/tilejson.json", {"minzoom": 99}, "parameter 'minzoom' must be at most 30, got 99"),
-    ("/cog/statistics", {"histogram_bins": 100000000}, "parameter 'histogram_bins' must be at most 1000, got 100000000"),
+    ("/cog/statistics", {"histogram_bins": 100000000},
+     "parameter 'histogram_bins' must be at most 1000, got 100000000"),
     ("/cog/statistics", {"histogram_bins": ",".join(map(str, range(2000)))}, "at most 1001 values are allowed"),
     ("/cog/statistics", {"histogram_bins": "5,3,1"}, "as bin edges must increase"),
     ("/cog/statistics", {"p": [str(i) for i in range(30)]}, "parameter 'p' is given 30 times; at most 20"),
@@ -135,7 +140,8 @@ OVER = [
     ("/cog/statistics", {"categorical": "true"}, "categorical statistics need the categories to count"),
     ("/cog/statistics", {"bidx": ["1"] * 5}, "parameter 'bidx' is given 5 times; at most 4"),
     ("/cog/statistics", {"expression": "b1-" * 12000 + "b1"}, "the query string is"),
-    ("/cog/statistics", {"expression": "b1-" * 100 + "b1"}, "parameter 'expression' is 302 characters long; at most 256"),
+    ("/cog/statistics", {"expression": "b1-" * 100 + "b1"},
+     "parameter 'expression' is 302 characters long; at most 256"),
     ("/cog/statistics", {"expression": "(" * 20 + "b1" + ")" * 20}, "nests parentheses 20 deep; at most 16"),
     ("/cog/statistics", {"expression": ";".join(["b1"] * 5)}, "has 5 ';'-separated bands; at most 4"),
     ("/cog/preview.png", {"rescale": ["0,1"] * 5}, "parameter 'rescale' is given 5 times; at most 4"),
@@ -148,8 +154,10 @@ OVER = [
      "parameter 'algorithm_params' nests deeper than 4 levels"),
     ("/cog/preview.png", {"color_formula": "gamma r 1.1 " * 20}, "parameter 'color_formula' is over 128 characters"),
     ("/cog/preview.png", {"color_formula": "saturation 1.5"}, "cannot apply to this image (1 band(s) of float32)"),
-    ("/cog/preview.png", {"dst_crs": "+proj=longlat +nadgrids=/etc/passwd"}, "parameter 'dst_crs' must name a CRS by code"),
-    ("/cog/colorMaps/viridis", {"f": "png", "width": 30000, "height": 30000}, "parameter 'width' must be at most 2048, got 30000"),
+    ("/cog/preview.png", {"dst_crs": "+proj=longlat +nadgrids=/etc/passwd"},
+     "parameter 'dst_crs' must name a CRS by code"),
+    ("/cog/colorMaps/viridis", {"f": "png", "width": 30000, "height": 30000},
+     "parameter 'width' must be at most 2048, got 30000"),
     ("/cog/statistics", {"bidx": 2}, "raster layer 'dem' has no band 2: it has 1 band(s)"),
     ("/cog/statistics", {"expression": "b1+b7"}, "raster layer 'dem' has no band 7"),
 ]
