@@ -2,8 +2,8 @@
 stay within 512 MB of server memory, impossible points are 400s, and errors never show a path.
 
 The project holds a 2000 x 2000 px DEM (5 m cells, EPSG:5186, larger than any image the
-server may return), a 5-band raster, a 3-band one, and a layer whose COG stops being a TIFF
-once the server runs. The
+server may return), a 5-band raster, a 3-band one, a layer whose COG stops being a TIFF
+once the server runs, and one never built. The
 server's memory is read from /proc (VmHWM: the peak resident size of the process).
 """
 from __future__ import annotations
@@ -43,6 +43,9 @@ RASTERS = """\
   broken:
     kind: raster
     source: data/broken.tif
+  unbuilt:
+    kind: raster
+    source: data/unbuilt.tif
 """
 MB = 1024 * 1024
 
@@ -259,6 +262,7 @@ def test_errors_never_show_server_paths(server, project):
         httpx.get(f"{base}/cog/point/126.97,37.6", params={"name": "broken"}, timeout=30),
         httpx.get(f"{base}/cog/statistics", params={"name": "../../etc/passwd"}, timeout=30),
         httpx.get(f"{base}/cog/point/126.97,37.6", params={"name": "dem", "bidx": 9}, timeout=30),
+        httpx.get(f"{base}/cog/tiles/WebMercatorQuad/14/13970/6344.png", params={"name": "unbuilt"}, timeout=30),
     ]
     for resp in answers:
         assert resp.status_code >= 400
@@ -266,6 +270,7 @@ def test_errors_never_show_server_paths(server, project):
     broken = _detail(answers[0])
     assert answers[0].status_code == 500
     assert broken == "raster layer 'broken' not recognized as being in a supported file format."
+    assert answers[-1].status_code == 404 and "raster layer 'unbuilt' has no COG yet" in _detail(answers[-1])
 
 
 # -- memory --------------------------------------------------------------------------------------
