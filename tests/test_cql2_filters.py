@@ -59,6 +59,10 @@ def _check(base: str, buildings) -> None:
             ({"filter": "T_AFTER(name, DATE('2022-01-01'))"},
              "temporal functions compare dates, timestamps and intervals; property 'name' is text"),
             ({"filter": "frobnicate(height) = 1"}, "unknown CQL2 operator or function 'frobnicate'"),
+            ({"filter": json.dumps({"op": "=", "args": [{"property": "name"}]}), "filter-lang": "cql2-json"},
+             "= takes 2 arguments, got 1"),
+            ({"filter": json.dumps({"op": "between", "args": [{"property": "height"}, 1]}),
+              "filter-lang": "cql2-json"}, "BETWEEN takes 3 arguments, got 2"),
         ]:
             r = c.get(ITEMS, params=params)
             assert r.status_code == 400, (params, r.text)

@@ -33,6 +33,9 @@ TEMPORAL = {"t_after", "t_before", "t_contains", "t_disjoint", "t_during", "t_eq
             "t_finishes", "t_intersects", "t_meets", "t_metBy", "t_overlappedBy", "t_overlaps",
             "t_startedBy", "t_starts"}
 KNOWN = LOGICAL | COMPARISON | ADVANCED | ARITHMETIC | FUNCTIONS | SPATIAL | TEMPORAL
+# how many arguments each operator takes (and/or: one or more)
+ARITY = {**{op: 2 for op in COMPARISON | ARITHMETIC | SPATIAL | TEMPORAL | {"like", "in"}},
+         **{op: 1 for op in FUNCTIONS | {"not", "isNull"}}, "between": 3}
 _STACK_LOCK = threading.Lock()
 
 
@@ -117,6 +120,14 @@ def _checked(tree: Any) -> Filter:
     return Filter(tree)
 
 
+def _check_arity(op: str, args: Any) -> None:
+    count = len(args) if isinstance(args, list) else 1
+    want = ARITY.get(op)
+    if (count < 1) if want is None else (count != want):
+        raise FilterError(f"{op.upper()} takes {want or 'one or more'} argument{'s' if want != 1 else ''}, "
+                          f"got {count}")
+
+
 def _check_tree(tree: Any) -> None:
     """Size, depth and operator names, walked without recursion."""
     count, stack = 0, [(tree, 1)]
@@ -136,6 +147,7 @@ def _check_tree(tree: Any) -> None:
                     raise FilterError(f"unknown CQL2 operator or function {str(op)[:40]!r}; the supported ones "
                                       "are listed under /conformance")
                 args = node.get("args", [])
+                _check_arity(op, args)
                 stack.extend((a, depth + 1) for a in (args if isinstance(args, list) else [args]))
             elif "interval" in node and isinstance(node["interval"], list):
                 stack.extend((a, depth + 1) for a in node["interval"])
