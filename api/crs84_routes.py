@@ -14,7 +14,7 @@ from starlette.routing import Route
 from api.providers.tiles import MVT_MIMETYPE, TileRangeError
 from api.tile_sources import TileRegistry
 from tiles.crs84_tiles import (WORLD_CRS84_QUAD, WORLD_CRS84_QUAD_URI, crs84_levels, crs84_limits, encode,
-                               in_grid, read_bounds)
+                               TileTooFull, in_grid, read_bounds)
 from tiles.source import TileSetInfo, TileSource
 from tiles.tileset_metadata import CRS84, Grid, tileset_metadata
 
@@ -37,7 +37,10 @@ def _check(info: TileSetInfo, level: int, col: int, row: int) -> None:
 def _make(registry: TileRegistry, src: TileSource, info: TileSetInfo, level: int, col: int, row: int) -> bytes:
     gdf = registry.store.read(info.layer, bbox=read_bounds(level, row, col))
     name = info.vector_layers[0]["id"] if info.vector_layers else info.layer
-    return encode(name, gdf, level, row, col)
+    try:
+        return encode(name, gdf, level, row, col)
+    except TileTooFull as exc:
+        raise TileRangeError(str(exc)) from None
 
 
 def grid(info: TileSetInfo) -> Grid:

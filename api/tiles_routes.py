@@ -207,6 +207,8 @@ class TileRoutes:
         if packed is None:
             try:
                 raw = await run_in_threadpool(make, self.registry, src, info, z, x, y)
+            except TileRangeError as exc:
+                return error(404, "NotFound", str(exc))
             except CitytwinError as exc:
                 return error(503, "ServiceUnavailable", str(exc))
             packed = gzip.compress(raw, compresslevel=6, mtime=0) if raw else b""

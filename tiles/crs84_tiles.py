@@ -20,6 +20,13 @@ EXTENT = 4096
 BUFFER_PX = 64
 WORLD_CRS84_QUAD = "WorldCRS84Quad"
 WORLD_CRS84_QUAD_URI = "http://www.opengis.net/def/tilematrixset/OGC/1.0/WorldCRS84Quad"
+#: A tile made on request encodes at most this many features (pure-Python MVT encoding runs at
+#: some 10,000 features a second); a fuller tile is refused, pointing at the next level.
+MAX_TILE_FEATURES = 20_000
+
+
+class TileTooFull(ValueError):
+    """More features reach a tile than one request may encode; the message names the next level."""
 
 
 def crs84_levels(minzoom: int, maxzoom: int) -> range:
@@ -57,8 +64,13 @@ def read_bounds(level: int, row: int, col: int) -> tuple[float, float, float, fl
     return west - pad, south - pad, east + pad, north + pad
 
 
-def encode(layer: str, gdf: gpd.GeoDataFrame, level: int, row: int, col: int) -> bytes:
+def encode(layer: str, gdf: gpd.GeoDataFrame, level: int, row: int, col: int,
+           max_features: int = MAX_TILE_FEATURES) -> bytes:
     """MVT bytes of ``gdf`` (lon/lat) in the tile, as layer ``layer``; b'' when nothing reaches it."""
+    if len(gdf) > max_features:
+        raise TileTooFull(f"tile {level}/{row}/{col} of layer '{layer}' holds {len(gdf):,} features, over the "
+                          f"{max_features:,} a tile made on request may hold; read level {level + 1}, or the "
+                          f"WebMercatorQuad tiles")
     west, south, east, north = tile_bounds(level, row, col)
     clipped = shapely.clip_by_rect(gdf.geometry.values, *read_bounds(level, row, col))
     columns = [c for c in gdf.columns if c != gdf.geometry.name]
