@@ -20,6 +20,7 @@ import json
 import shutil
 import threading
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -309,6 +310,17 @@ def write_bad_file(kind: str, folder: Path) -> tuple[Path, list[str]]:
     elif kind == "not a zip as GTFS":
         path = folder / "feed.zip"
         path.write_bytes(b"PK\x03\x04 this is not really a zip")
+    elif kind == "GTFS zip bomb":
+        path = folder / "bomb.zip"
+        row = b"S9,Repeated stop name padded to a long line,37.5665,126.9780,0,\n" * 10_000
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+            for name, text in feed_files().items():
+                if name != "stops.txt":
+                    zf.writestr(name, text)
+            with zf.open("stops.txt", "w") as out:  # 40 MB that deflate packs several hundred-fold
+                out.write(b"stop_id,stop_name,stop_lat,stop_lon,location_type,parent_station\n")
+                for _ in range(40_000_000 // len(row)):
+                    out.write(row)
     elif kind == "CityGML with an external entity":
         path = folder / "xxe.gml"
         path.write_text('<?xml version="1.0"?><!DOCTYPE c [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
@@ -346,7 +358,7 @@ def write_bad_file(kind: str, folder: Path) -> tuple[Path, list[str]]:
 
 BAD_FILES = [
     "random bytes as GeoJSON", "truncated GeoJSON", "empty GeoJSON", "longitude 500", "garbage .prj",
-    "Bessel .prj without datum shift", "not a zip as GTFS", "CityGML with an external entity",
+    "Bessel .prj without datum shift", "not a zip as GTFS", "GTFS zip bomb", "CityGML with an external entity",
     "CityGML billion laughs", "CityJSON nested 100000 deep", "binary records for geotag", "not a raster",
     "layer name with a path",
 ]
