@@ -32,6 +32,9 @@ _PROBLEM = {"description": "Bad parameter: the message names it and says what is
                 "type": {"type": "string"}, "code": {"type": "string"}, "description": {"type": "string"}}}}}}
 
 
+_NO_LIVE_LAYER = {**_PROBLEM, "description": "No such live layer"}
+
+
 def query(name: str, desc: str, schema: dict, required: bool = False) -> dict:
     return {"name": name, "in": "query", "required": required, "description": desc, "schema": schema}
 
@@ -60,7 +63,8 @@ def service_paths() -> Contribution:
                            query("radius", "Search radius in metres", {**_NUM, "minimum": 0, "exclusiveMinimum": True}),
                            query("limit", "Most stops", {"type": "integer", "minimum": 1}),
                            query("feed", "Only this GTFS feed (layer prefix)", {"type": "string"})],
-            "responses": {"200": json_ok("Stops, nearest first"), "400": _PROBLEM}}},
+            "responses": {"200": json_ok("Stops, nearest first"), "400": _PROBLEM,
+                          "404": {**_PROBLEM, "description": "The project publishes no transit stops"}}}},
         "/geocode": {
             "get": {"summary": "One Korean address (road-name or lot-number) to a point, with tier and score",
                     "tags": ["Geocoding"], "operationId": "geocode",
@@ -81,7 +85,7 @@ def service_paths() -> Contribution:
                     "operationId": "liveItems",
                     "parameters": [layer, query("bbox", "minlon,minlat,maxlon,maxlat", {"type": "string"}),
                                    query("limit", "Most items", {"type": "integer"})],
-                    "responses": {"200": geojson, "400": _PROBLEM, "404": {"description": "No such live layer"}}},
+                    "responses": {"200": geojson, "400": _PROBLEM, "404": _NO_LIVE_LAYER}},
             "post": {"summary": "Add or replace items (each with properties.timestamp and properties.expires)",
                      "tags": ["Live"], "operationId": "livePost",
                      "parameters": [layer, {"name": "X-API-Key", "in": "header", "required": True,
@@ -90,12 +94,15 @@ def service_paths() -> Contribution:
                      "requestBody": {"required": True, "content": {"application/geo+json": {},
                                                                     "application/json": {}}},
                      "responses": {"201": json_ok("Stored ids"), "400": _PROBLEM,
-                                   "401": {"description": "Missing or unknown X-API-Key"}}}},
+                                   "401": {**_PROBLEM, "description": "Missing or unknown X-API-Key"},
+                                   "404": _NO_LIVE_LAYER,
+                                   "413": {**_PROBLEM, "description": "Body over 1 MB: send fewer items"}}}},
         "/live/{layer}/tiles/{z}/{x}/{y}": {"get": {
             "summary": "A vector tile of a live layer, encoded on the fly", "tags": ["Live"],
             "operationId": "liveTile", "parameters": [layer, z, x, y],
             "responses": {"200": mvt, "204": {"description": "No item in the tile"},
-                          "304": {"description": "Unchanged"}}}},
+                          "304": {"description": "Unchanged"}, "400": _PROBLEM,
+                          "404": {**_PROBLEM, "description": "No such live layer, or a tile outside the grid"}}}},
         "/collections/{collection}/tiles/WebMercatorQuad/tilejson.json": {"get": {
             "summary": "TileJSON 3.0 of a collection's vector tiles", "tags": ["Tiles"],
             "operationId": "tileJson", "parameters": [collection],
@@ -169,7 +176,10 @@ def records_paths() -> Contribution:
             "operationId": "searchRecords",
             "parameters": [
                 query("q", "Comma-separated terms; any of them in title, description or keywords", csv),
-                query("bbox", "minlon,minlat,maxlon,maxlat (CRS84): records whose extent touches it", csv),
+                {**query("bbox", "minlon,minlat,maxlon,maxlat (CRS84): records whose extent touches it",
+                         {"type": "array", "minItems": 4, "maxItems": 4,
+                          "items": {"type": "number", "minimum": -180, "maximum": 180}}),
+                 "style": "form", "explode": False},
                 query("type", "Comma-separated record types (dataset, style) or layer kinds (buildings, raster, ...)",
                       csv),
                 query("datetime", "Instant or interval (RFC 3339, '..' for an open end) holding the build time", csv),
