@@ -4,6 +4,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import shapely
 from pygeoapi.util import get_crs_from_uri
 from pyproj import CRS, Transformer
@@ -45,8 +46,6 @@ def _moved(node: Any, tr: Transformer) -> Any:
     return {k: _moved(v, tr) for k, v in node.items()}
 
 
-def _xy(tr: Transformer, coords):
-    import numpy as np
-
+def _xy(tr: Transformer, coords: np.ndarray) -> np.ndarray:
     x, y = tr.transform(coords[:, 0], coords[:, 1])
     return np.column_stack([x, y])
