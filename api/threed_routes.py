@@ -36,6 +36,7 @@ from starlette.routing import Route
 
 from api.byte_ranges import Unsatisfiable, byte_range
 from api.errors import error
+from api.file_etags import etag_for, etag_matches
 from api.html_pages import collection_html, wants_html
 from api.tiles_routes import accepts_gzip
 from geo.errors import LayerNameError
@@ -91,18 +92,6 @@ def safe_relative(path: str) -> PurePosixPath:
     if rel.suffix.lower() not in MEDIA_TYPES:
         raise BadPath(f"not a 3D Tiles file type (allowed: {', '.join(sorted(MEDIA_TYPES))})")
     return rel
-
-
-def etag_for(st: os.stat_result) -> str:
-    return f'"{st.st_size:x}-{st.st_mtime_ns:x}-{st.st_ino:x}"'
-
-
-def etag_matches(header: str | None, etag: str) -> bool:
-    if not header:
-        return False
-    if header.strip() == "*":
-        return True
-    return etag in [t.strip().removeprefix("W/") for t in header.split(",")]
 
 
 def region_bbox(region: list[float]) -> list[float]:

@@ -1,4 +1,4 @@
-"""The fast tile path: MVT bytes with ETag, 304, gzip and a small LRU cache, plus TileJSON.
+"""The fast tile path: MVT bytes with ETag, 304, gzip and the bounded warm cache, plus TileJSON.
 
 Routes (mounted before pygeoapi, so they answer first):
 - GET /collections/{id}/tiles/WebMercatorQuad/{z}/{y}/{x}[?f=mvt]  (OGC order:
@@ -8,15 +8,14 @@ Routes (mounted before pygeoapi, so they answer first):
 Status codes: 200 with the tile; 204 for an empty tile inside the layer's range (MapLibre
 treats it as an empty tile); 304 when If-None-Match matches; 400 for a malformed address
 or format; 404 for an unknown collection, a layer without tiles, or an address outside
-the grid or the layer's zoom range. Errors are JSON ``{"code", "description"}``.
+the grid or the layer's zoom range; 503 with Retry-After while the database is down.
+Errors are JSON ``{"code", "description"}``. GET /stats gives the tile cache's counters.
 """
 from __future__ import annotations
 
 import gzip
 import hashlib
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from types import ModuleType
 
@@ -26,11 +25,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from api.crs84_routes import Crs84Tiles
-from api.errors import error
+from api.errors import error, unavailable
+from api.pmtiles_routes import PMTilesArchive
 from api.providers.tiles import MVT_MIMETYPE, TILE_MATRIX_SET, TileRangeError, check_tile_address
+from api.tile_cache import TileCache
 from api.tile_matrix_sets import not_offered, tile_matrix_set_route, tile_matrix_sets_route
 from api.tile_sources import TileRegistry
-from geo.errors import CitytwinError, LayerNameError
+from geo.errors import CitytwinError, LayerNameError, StoreUnavailableError
 from geo.names import check_layer_name
 from pipelines.build import THREE_D_ONLY
 from tiles.source import TileSetInfo, TileSource
@@ -55,43 +56,13 @@ def accepts_gzip(header: str | None) -> bool:
     return False
 
 
-class CompressedTileCache:
-    """LRU of gzip-compressed tiles keyed by ETag, bounded in bytes. b'' marks an empty tile."""
-
-    def __init__(self, max_bytes: int = 64 * 1024 * 1024):
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[str, bytes] = OrderedDict()
-        self._size = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> bytes | None:
-        with self._lock:
-            data = self._items.get(key)
-            if data is not None:
-                self._items.move_to_end(key)
-            return data
-
-    def put(self, key: str, data: bytes) -> None:
-        if len(data) > self.max_bytes // 8:
-            return  # one huge tile must not flush the whole cache
-        with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self._size -= len(old)
-            self._items[key] = data
-            self._size += len(data)
-            while self._size > self.max_bytes and self._items:
-                _, dropped = self._items.popitem(last=False)
-                self._size -= len(dropped)
-
-
 class TileRoutes:
     """Starlette routes for tiles and TileJSON of the catalog's layers."""
 
-    def __init__(self, registry: TileRegistry, public_url: str | None = None, cache: CompressedTileCache | None = None):
+    def __init__(self, registry: TileRegistry, public_url: str | None = None, cache: TileCache | None = None):
         self.registry = registry
         self.public_url = public_url.rstrip("/") if public_url else None
-        self.cache = cache or CompressedTileCache()
+        self.cache = cache or TileCache(int(registry.catalog.server.tile_cache_mb * 1_000_000))
 
     def routes(self, pygeoapi: ModuleType) -> list[Route]:
         """Our tile routes, and guards in front of pygeoapi's tile metadata routes (which answer an
@@ -104,6 +75,7 @@ class TileRoutes:
             Route(f"{base}/tilejson.json", self.tilejson, methods=get),
             Route("/tilejson/{collection}.json", self.tilejson, methods=get),
             Route(f"{base}/{{z}}/{{y}}/{{x}}", self.tile, methods=get),
+            *PMTilesArchive(self.registry).routes(),
             *crs84.routes(),
             Route("/collections/{collection}/tiles/{tms}/{z}/{y}/{x}", self._other_tms_tile, methods=get),
             Route("/collections/{collection_id}/tiles", self._guarded(crs84.listing(pygeoapi.get_collection_tiles)),
@@ -114,6 +86,7 @@ class TileRoutes:
             Route("/TileMatrixSets/{tileMatrixSetId}", tile_matrix_set_route(pygeoapi.get_tilematrix_set), methods=get),
             Route("/tiles", self._no_dataset_tiles, methods=get),
             Route("/tiles/{rest:path}", self._no_dataset_tiles, methods=get),
+            Route("/stats", self.stats, methods=get),
         ]
 
     def _guarded(self, pygeoapi_handler: Callable[[Request], Awaitable[Response]]):
@@ -145,7 +118,10 @@ class TileRoutes:
             return error(404, "NotFound", f"collection {name!r} does not exist (known: {known})")
         if name not in self.registry.catalog.layers:
             return error(404, "NotFound", f"collection {name!r} does not exist (known: {known})")
-        src = await run_in_threadpool(self.registry.source, name)
+        try:
+            src = await run_in_threadpool(self.registry.source, name)
+        except StoreUnavailableError as exc:
+            return unavailable(exc)
         if src is None:
             kind = self.registry.catalog.layers[name].kind
             if kind in THREE_D_ONLY or kind == "raster":
@@ -164,11 +140,18 @@ class TileRoutes:
         src = await self._source(name)
         if isinstance(src, Response):
             return src
-        info = await run_in_threadpool(src.info)
+        try:
+            info = await run_in_threadpool(src.info)
+        except StoreUnavailableError as exc:
+            return unavailable(exc)
         cfg = self.registry.catalog.layers[name]
         url = f"{self._base(request)}/collections/{name}/tiles/{TILE_MATRIX_SET}/{{z}}/{{y}}/{{x}}"
         doc = tilejson(info, url, name=cfg.title or name, description=cfg.description or "", attribution="")
         return JSONResponse(doc, headers={"Cache-Control": "public, max-age=60"})
+
+    async def stats(self, request: Request) -> Response:
+        """The warm tile cache's counters since start (this process)."""
+        return JSONResponse({"tile_cache": self.cache.stats()}, headers={"Cache-Control": "no-store"})
 
     async def tile(self, request: Request) -> Response:
         return await self.serve_tile(request, TILE_MATRIX_SET, check_tile_address, _web_mercator_tile)
@@ -194,6 +177,8 @@ class TileRoutes:
             check(info, z, x, y)
         except TileRangeError as exc:
             return error(404, "NotFound", str(exc))
+        except StoreUnavailableError as exc:
+            return unavailable(exc)
         except CitytwinError as exc:
             return error(503, "ServiceUnavailable", str(exc))
 
@@ -203,16 +188,18 @@ class TileRoutes:
         inm = request.headers.get("if-none-match")
         if inm and (inm.strip() == "*" or etag in [t.strip().removeprefix("W/") for t in inm.split(",")]):
             return Response(status_code=304, headers=headers)
-        packed = self.cache.get(etag)
+        packed = self.cache.get(info.layer, info.etag_seed, etag)
         if packed is None:
             try:
                 raw = await run_in_threadpool(make, self.registry, src, info, z, x, y)
             except TileRangeError as exc:
                 return error(404, "NotFound", str(exc))
+            except StoreUnavailableError as exc:
+                return unavailable(exc)
             except CitytwinError as exc:
                 return error(503, "ServiceUnavailable", str(exc))
             packed = gzip.compress(raw, compresslevel=6, mtime=0) if raw else b""
-            self.cache.put(etag, packed)
+            self.cache.put(info.layer, info.etag_seed, etag, packed)
         if not packed:
             return Response(status_code=204, headers=headers)
         if accepts_gzip(request.headers.get("accept-encoding")):

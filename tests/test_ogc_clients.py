@@ -370,3 +370,21 @@ def test_wheel_gdal_ogcapi_opens_every_tiled_collection_as_tiles(base: str, buil
         one = src.iloc[0]
         got = df[df["id"] == one["id"]].geometry.union_all()
         assert got.distance(one.geometry) < 1e-4, name  # within the tile grid's rounding (~10 m at this level)
+
+
+def test_pmtiles_archive_is_readable_by_range(base: str, built_sample_city: Path) -> None:
+    data = (built_sample_city / "build" / "tiles" / "gu.pmtiles").read_bytes()
+    url = f"{base}/collections/gu/tiles/WebMercatorQuad/archive.pmtiles"
+    whole = httpx.get(url)
+    assert whole.status_code == 200 and whole.content == data
+    assert whole.headers["accept-ranges"] == "bytes"
+    header = httpx.get(url, headers={"Range": "bytes=0-126"})  # the PMTiles v3 header
+    assert header.status_code == 206 and header.content == data[:127] and header.content[:7] == b"PMTiles"
+    assert header.headers["content-range"] == f"bytes 0-126/{len(data)}"
+    middle = httpx.get(url, headers={"Range": f"bytes=127-{len(data) + 50}"})  # an end past the file is cut
+    assert middle.status_code == 206 and middle.content == data[127:]
+    past = httpx.get(url, headers={"Range": f"bytes={len(data)}-{len(data) + 9}"})
+    assert past.status_code == 416 and past.headers["content-type"].split(";")[0] == "application/json"
+    assert httpx.get(url, headers={"If-None-Match": whole.headers["etag"]}).status_code == 304
+    gone = httpx.get(f"{base}/collections/landmark_models/tiles/WebMercatorQuad/archive.pmtiles")
+    assert gone.status_code == 404 and gone.headers["content-type"].split(";")[0] == "application/json"
