@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -112,6 +113,17 @@ def test_owslib_records_client_lists_and_searches_the_catalog(base, layers, styl
     assert {f["id"] for f in everything["features"]} == all_ids(layers, styles)
     found = client.collection_items("catalog", q="footprints", bbox=list(CITY_HALL) * 2)
     assert [f["id"] for f in found["features"]] == ["buildings"]
+
+
+@pytest.mark.skipif(shutil.which("ogrinfo") is None, reason="Debian's gdal-bin is not installed (make system-deps)")
+def test_gdal_reads_the_catalog_as_a_collection_without_errors(base, layers, styles):
+    count = len(all_ids(layers, styles))
+    for args in ([f"OAPIF:{base}"], ["-oo", "API=ITEMS", f"OGCAPI:{base}/collections/catalog"]):
+        proc = subprocess.run(["ogrinfo", "-ro", "-so", *args, "catalog"], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert not [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith(("ERROR", "FAILURE"))]
+        assert f"Feature Count: {count}\n" in proc.stdout, args
+    assert len(pyogrio.read_dataframe(f"OAPIF:{base}", layer="catalog")) == count
 
 
 def test_conformance_landing_and_openapi_announce_the_catalog(base):
