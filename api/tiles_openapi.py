@@ -55,6 +55,16 @@ def tiles_paths() -> tuple[dict, dict, list[dict]]:
         "/collections/{collectionId}/tiles/{tileMatrixSetId}": tileset,
         "/collections/{collectionId}/tiles/{tileMatrixSetId}/metadata": {
             "get": dict(tileset["get"], operationId="collectionTileSetMetadata")},
+        "/collections/{collectionId}/tiles/WebMercatorQuad/archive.pmtiles": {"get": {
+            "summary": "All of a collection's vector tiles as one PMTiles archive, readable by range",
+            "tags": ["Tiles"], "operationId": "collectionPMTiles",
+            "parameters": [collection, {"name": "Range", "in": "header", "required": False,
+                                        "description": "One byte range, e.g. bytes=0-126", "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "The archive", "content": {"application/vnd.pmtiles": {}}},
+                          "206": {"description": "The range asked for", "content": {"application/vnd.pmtiles": {}}},
+                          "304": {"description": "Unchanged"},
+                          "404": _json("No such collection, or no archive (PostGIS serves tiles per request)", _ERROR),
+                          "416": _json("The range starts past the end of the archive", _ERROR)}}},
         "/TileMatrixSets": {"get": {"summary": "The tile matrix sets offered", "tags": ["Tiles"],
                                     "operationId": "tileMatrixSets", "parameters": [fmt],
                                     "responses": {"200": _json("List of tile matrix sets", TILE_MATRIX_SETS)}}},

@@ -374,7 +374,10 @@ def test_wheel_gdal_ogcapi_opens_every_tiled_collection_as_tiles(base: str, buil
 
 def test_pmtiles_archive_is_readable_by_range(base: str, built_sample_city: Path) -> None:
     data = (built_sample_city / "build" / "tiles" / "gu.pmtiles").read_bytes()
-    url = f"{base}/collections/gu/tiles/WebMercatorQuad/archive.pmtiles"
+    meta = httpx.get(f"{base}/collections/gu/tiles/WebMercatorQuad?f=json").json()
+    (url,) = [lk["href"] for lk in meta["links"] if lk["type"] == "application/vnd.pmtiles"]
+    assert url == f"{base}/collections/gu/tiles/WebMercatorQuad/archive.pmtiles"
+    assert "/collections/{collectionId}/tiles/WebMercatorQuad/archive.pmtiles" in httpx.get(f"{base}/openapi?f=json").json()["paths"]
     whole = httpx.get(url)
     assert whole.status_code == 200 and whole.content == data
     assert whole.headers["accept-ranges"] == "bytes"

@@ -99,12 +99,17 @@ class CitytwinTileProvider(BaseMVTProvider):
         if tileset != TILE_MATRIX_SET:
             raise ProviderTilesetIdNotFoundError(user_msg=f"tile matrix set {tileset!r} is not offered; use {TILE_MATRIX_SET}")
         info = self._source().info()
-        return tileset_metadata(
+        doc = tileset_metadata(
             info, web_mercator_grid(info), title or dataset, description or "",
             tiles_url=self._tile_url(server_url, dataset, tileset),
             tms_url=url_join(server_url, f"TileMatrixSets/{TILE_MATRIX_SET}"),
             tilejson_url=url_join(server_url, f"collections/{dataset}/tiles/{tileset}/tilejson.json"),
             mvt_type=MVT_MIMETYPE)
+        if registry_for(self.project).store.kind != "postgis":  # built archives (api/pmtiles_routes.py)
+            doc["links"].append({"href": url_join(server_url, f"collections/{dataset}/tiles/{tileset}/archive.pmtiles"),
+                                 "rel": "alternate", "type": "application/vnd.pmtiles",
+                                 "title": "All tiles as one PMTiles archive (read it by range)"})
+        return doc
 
     def get_vendor_metadata(self, dataset, server_url, layer, tileset, title, description, keywords, **kwargs) -> dict:
         from tiles.tilejson import tilejson
