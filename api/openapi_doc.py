@@ -213,11 +213,15 @@ def jobs_paths() -> Contribution:
             "responses": {"200": json_ok("Job list"), "400": _PROBLEM, "401": denied["401"]}}},
         "/jobs/{jobId}": {
             "get": {"summary": "Status of a job (statusInfo)", "tags": ["jobs"], "operationId": "getJob",
-                    "parameters": [key, job, fmt], "responses": {"200": json_ok("statusInfo"), **denied}},
+                    "parameters": [key, job, fmt],
+                    "responses": {"200": json_ok("statusInfo"), "400": _PROBLEM, **denied}},
             "delete": {"summary": "Dismiss a job and its results", "tags": ["jobs"], "operationId": "deleteJob",
                        "parameters": [key, job], "responses": {"200": json_ok("statusInfo, dismissed"), **denied}}},
         "/jobs/{jobId}/results": {"get": {
             "summary": "Results of a finished job", "tags": ["jobs"], "operationId": "getJobResults",
-            "parameters": [key, job, fmt], "responses": {"200": json_ok("The results"), **denied}}},
+            "parameters": [key, job, fmt],
+            "responses": {"200": json_ok("The results"),
+                          "400": {**_PROBLEM, "description": "A format not offered, or the job failed"},
+                          **denied}}},
     }
     return paths, {}, []
