@@ -29,7 +29,7 @@ from api.openapi_doc import jobs_paths, openapi_route, records_paths, service_pa
 from api.live_routes import live_routes
 from api.ar_routes import ArRoutes, ar_openapi_paths
 from api.auth import protect_processes
-from api.pygeoapi_config import base_url, generate
+from api.pygeoapi_config import STATEMENT_TIMEOUT_MS, base_url, generate
 from api.raster_routes import PREFIX as COG_PREFIX, raster_app
 from api.records_routes import catalog_routes
 from api.static_routes import static_routes
@@ -74,7 +74,7 @@ def _import_pygeoapi(config_path: Path) -> ModuleType:
 def create_app(project: Path, host: str = "127.0.0.1", port: int = 8000) -> ASGIApp:
     """Build the app for ``project`` (a folder holding citytwin.yaml with a built store)."""
     catalog = load_catalog(project)
-    store = project_store(catalog)
+    store = project_store(catalog, statement_timeout_ms=STATEMENT_TIMEOUT_MS)  # no read holds a connection long
     check_store_built(catalog, store)
 
     registry = TileRegistry(catalog, store)

@@ -9,6 +9,8 @@ import re
 
 from starlette.responses import JSONResponse
 
+from geo.errors import StoreUnavailableError
+
 # An absolute path of two or more parts, not inside a URL or a relative path.
 _ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])/(?:[^\s'\"/,;()]+/)+([^\s'\"/,;()]+)")
 
@@ -24,3 +26,8 @@ def error_body(code: str, description: str) -> dict[str, str]:
 
 def error(status: int, code: str, description: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(error_body(code, description), status_code=status, headers=headers)
+
+
+def unavailable(exc: StoreUnavailableError) -> JSONResponse:
+    """503 with Retry-After for a database that is down or too slow: the client may try again."""
+    return error(503, "ServiceUnavailable", str(exc), headers={"Retry-After": str(exc.retry_after_s)})

@@ -5,7 +5,8 @@ and Python dicts before serialising them again. For plain GeoJSON pages (no filt
 CRS, no sorting, no property selection) PostGIS can write the whole feature array itself,
 so this middleware answers those with one SQL statement from the shared psycopg pool and
 passes every other request, unchanged, to pygeoapi. The response has the same features,
-counts and paging links as pygeoapi's.
+counts and paging links as pygeoapi's. While the database is down it answers 503 with
+Retry-After.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from psycopg import sql
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.errors import unavailable
+from geo.errors import StoreUnavailableError
 from geo.names import LAYER_NAME_RE
 
 ITEMS_PATH = re.compile(r"^/collections/([^/]+)/items$")
@@ -75,16 +78,17 @@ class FastItems:
             return None  # pygeoapi answers malformed parameters with its own 400
         if len(bbox) != 4 or not all(math.isfinite(v) for v in bbox) or not 1 <= limit or offset < 0:
             return None
-        if match.group(1) not in self._published():
-            return None
         x0, y0, x1, y1 = bbox
         return {"layer": match.group(1), "params": params, "x0": x0, "y0": y0, "x1": x1, "y1": y1,
                 "limit": min(limit, self.max_limit), "offset": offset}
 
-    def _page(self, plan: dict) -> bytes:
+    def _page(self, plan: dict) -> bytes | None:
+        """The page, or None for a layer not in the store (pygeoapi answers that)."""
+        if plan["layer"] not in self._published():
+            return None
         query = _QUERY.format(table=self.store.table(plan["layer"]))
-        with self.store.pool.connection() as conn:
-            matched, returned, features = conn.execute(query, plan, prepare=True).fetchone()
+        matched, returned, features = self.store.access.run(
+            lambda conn: conn.execute(query, plan, prepare=True).fetchone())
         return self._document(plan, matched, returned, features)
 
     def _document(self, plan: dict, matched: int, returned: int, features: str) -> bytes:
@@ -113,7 +117,14 @@ class FastItems:
         if plan is None:
             await self.app(scope, receive, send)
             return
-        body = await run_in_threadpool(self._page, plan)
+        try:
+            body = await run_in_threadpool(self._page, plan)
+        except StoreUnavailableError as exc:
+            await unavailable(exc)(scope, receive, send)
+            return
+        if body is None:
+            await self.app(scope, receive, send)
+            return
         await send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-type", b"application/geo+json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import click
 import uvicorn
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from api.app import create_app
 from api.errors import error_body
 from api.pygeoapi_config import base_url
+from api.tile_cache import summary as tile_cache_summary
 from pipelines.catalog import load_catalog
 
 _PROJECT_ENV = "CITYTWIN_SERVE_PROJECT"
@@ -65,9 +67,29 @@ def settle_heap() -> None:
     gc.freeze()
 
 
+def report_at_shutdown(app: ASGIApp) -> ASGIApp:
+    """``app`` that writes the tile cache's counters to the log when the server shuts down."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+
+        async def watched() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown" and (line := tile_cache_summary()):
+                click.echo(f"[pid {os.getpid()}] {line}", err=True)
+            return message
+
+        await app(scope, watched, send)
+
+    return wrapped
+
+
 def app_from_env():
     """uvicorn factory for worker processes: each builds its own app for the same project."""
-    app = create_app(Path(os.environ[_PROJECT_ENV]), host=os.environ[_HOST_ENV], port=int(os.environ[_PORT_ENV]))
+    app = report_at_shutdown(create_app(Path(os.environ[_PROJECT_ENV]), host=os.environ[_HOST_ENV],
+                                        port=int(os.environ[_PORT_ENV])))
     settle_heap()
     return app
 
@@ -78,7 +100,7 @@ def run(project: Path, host: str = "127.0.0.1", port: int = 8000, workers: int =
     The app is stateless over the store, so ``workers`` > 1 runs that many processes on one
     port (uvicorn's supervisor), which is how serving scales on one machine.
     """
-    app = create_app(project, host=host, port=port)  # fails early, in this process, if nothing is built
+    app = report_at_shutdown(create_app(project, host=host, port=port))  # fails early, in this process, if nothing is built
     url = base_url(load_catalog(project), host, port)
     click.echo(f"serving {url} (viewer at /viewer/) with {workers} process{'es' if workers > 1 else ''}")
     if workers <= 1:

@@ -58,7 +58,7 @@ class TileRegistry:
             from tiles.postgis_source import PostGISTileSource
 
             return PostGISTileSource(self.store.pool, layer, cfg.minzoom, cfg.maxzoom, cfg.fields,
-                                     schema=self.store.schema)
+                                     schema=self.store.schema, access=self.store.access)
         from tiles.pmtiles_source import PMTilesSource
 
         return PMTilesSource(pmtiles_path(self.catalog, layer))

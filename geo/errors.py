@@ -28,5 +28,11 @@ class StoreError(CitytwinError):
     """The store cannot be opened or written."""
 
 
+class StoreUnavailableError(StoreError):
+    """The database is down or did not answer in time; the same request may succeed later."""
+
+    retry_after_s = 2
+
+
 class LayerNameError(CitytwinError):
     """A layer name that would be unsafe as a table, file or URL name."""

@@ -150,6 +150,8 @@ class ServerConfig(_Strict):
     description: str = "3D city platform: OGC API Features, Tiles and 3D Tiles"
     url: str | None = Field(None, description="public base URL; defaults to http://localhost:PORT")
     language: str = "en-US"
+    tile_cache_mb: float = Field(256.0, gt=0, le=1_000_000, description="bound of the server's warm tile cache "
+                                 "in megabytes (10^6 bytes), per server process")
 
 
 class Catalog(_Strict):

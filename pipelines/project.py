@@ -21,8 +21,8 @@ def init_project(directory: Path) -> Path:
     return path
 
 
-def project_store(catalog: Catalog) -> Store:
-    return open_store(catalog.build_path)
+def project_store(catalog: Catalog, *, statement_timeout_ms: int | None = None) -> Store:
+    return open_store(catalog.build_path, statement_timeout_ms=statement_timeout_ms)
 
 
 def relative_to_project(path: Path, root: Path) -> str:

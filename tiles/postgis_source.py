@@ -4,7 +4,8 @@ The table is the layer name, its geometry column ``geometry`` (EPSG:4326, GiST i
 and its text ``id``. Rows are found with ``geometry && <tile envelope in 4326>``, which
 the GiST index answers; only those rows are transformed to Web Mercator and clipped.
 Identifiers go through psycopg.sql.Identifier; z/x/y are bound parameters of a
-statement psycopg prepares on each pooled connection.
+statement psycopg prepares on each pooled connection. Every read goes through a PoolAccess,
+so a database outage is a StoreUnavailableError (the server answers 503), never a hang.
 
 A tile over MAX_TILE_BYTES (uncompressed) is made again from the largest features only
 (by area, then length; ties by id), with the count cut in proportion until it fits: the
@@ -21,6 +22,7 @@ from psycopg_pool import ConnectionPool
 from geo.errors import StoreError
 from geo.names import check_layer_name
 from pipelines.store.base import GEOMETRY_COLUMN, ID_COLUMN
+from pipelines.store.pg_access import PoolAccess
 from tiles.source import MAX_TILE_BYTES, TileSetInfo
 
 log = logging.getLogger(__name__)
@@ -40,8 +42,11 @@ class PostGISTileSource:
     """Dynamic vector tiles of one PostGIS store layer."""
 
     def __init__(self, pool: ConnectionPool, layer: str, minzoom: int, maxzoom: int,
-                 fields: list[str] | None = None, *, schema: str = "public", max_tile_bytes: int = MAX_TILE_BYTES):
+                 fields: list[str] | None = None, *, schema: str = "public", max_tile_bytes: int = MAX_TILE_BYTES,
+                 access: PoolAccess | None = None):
+        """``access`` is the store's shared PoolAccess over ``pool`` (one is made when not given)."""
         self.pool = pool
+        self.access = access or PoolAccess(pool, "the store")
         self.layer = check_layer_name(layer)
         self.schema = check_layer_name(schema)
         if not 0 <= minzoom <= maxzoom <= 24:
@@ -71,8 +76,8 @@ class PostGISTileSource:
     def _columns(self) -> list[tuple[str, str]]:
         q = ("SELECT a.attname, format_type(a.atttypid, NULL) FROM pg_attribute a "
              "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum")
-        with self.pool.connection() as conn:
-            return [(r[0], r[1]) for r in conn.execute(q, [self._table.as_string(conn)]).fetchall()]
+        return self.access.run(
+            lambda conn: [(r[0], r[1]) for r in conn.execute(q, [self._table.as_string(conn)]).fetchall()])
 
     def _tile_query(self, fields: list[str], *, thinned: bool) -> sql.Composed:
         """The tile and how many features it holds. ``thinned`` keeps only the %(keep)s largest
@@ -107,18 +112,22 @@ class PostGISTileSource:
             "z": z, "x": x, "y": y, "margin": BUFFER / EXTENT, "layer": self.layer,
             "tol": tile_m / EXTENT / 4 if z < _SIMPLIFY_BELOW_ZOOM else 0.0,
         }
-        with self.pool.connection() as conn:
-            data, count = self._run(conn, self._query, params)
-            full, rounds = count, 0
-            while len(data) > self.max_tile_bytes and count > 1 and rounds < _MAX_THINNING_ROUNDS:
-                # keep a share of the features in proportion to the overshoot, a little under
-                params["keep"] = max(1, min(count - 1, int(count * self.max_tile_bytes / len(data) * 0.9)))
-                data, count = self._run(conn, self._thinned_query, params)
-                rounds += 1
+        data, count, full, rounds = self.access.run(lambda conn: self._fitted(conn, params))
         if rounds:
             log.info("tile %s/%d/%d/%d: kept the %d largest of %d features to stay under %d kB (%d kB)",
                      self.layer, z, x, y, count, full, self.max_tile_bytes // 1000, len(data) // 1000)
         return data or None
+
+    def _fitted(self, conn, params: dict) -> tuple[bytes, int, int, int]:
+        """The tile under ``max_tile_bytes``, its feature count, the full count and the rounds taken."""
+        data, count = self._run(conn, self._query, params)
+        full, rounds = count, 0
+        while len(data) > self.max_tile_bytes and count > 1 and rounds < _MAX_THINNING_ROUNDS:
+            # keep a share of the features in proportion to the overshoot, a little under
+            params["keep"] = max(1, min(count - 1, int(count * self.max_tile_bytes / len(data) * 0.9)))
+            data, count = self._run(conn, self._thinned_query, params)
+            rounds += 1
+        return data, count, full, rounds
 
     @staticmethod
     def _run(conn, query: sql.Composed, params: dict) -> tuple[bytes, int]:
@@ -127,8 +136,7 @@ class PostGISTileSource:
 
     def _version(self) -> int:
         q = sql.SQL("SELECT version FROM {} WHERE name = %s").format(sql.Identifier(self.schema, META_TABLE))
-        with self.pool.connection() as conn:
-            row = conn.execute(q, [self.layer]).fetchone()
+        row = self.access.run(lambda conn: conn.execute(q, [self.layer]).fetchone())
         if row is None:
             raise StoreError(f"layer {self.layer!r} is not in the store; ingest it first")
         return int(row[0])
@@ -139,8 +147,7 @@ class PostGISTileSource:
                 return self._bounds_cache[1]
         q = sql.SQL("SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
                     "(SELECT ST_Extent({}) AS e FROM {}) s").format(sql.Identifier(GEOMETRY_COLUMN), self._table)
-        with self.pool.connection() as conn:
-            row = conn.execute(q).fetchone()
+        row = self.access.run(lambda conn: conn.execute(q).fetchone())
         bounds = (-180.0, -85.0511287798066, 180.0, 85.0511287798066) if row[0] is None else \
             tuple(float(v) for v in row)
         with self._lock:

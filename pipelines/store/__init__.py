@@ -10,13 +10,15 @@ DATABASE_URL_ENV = "CITYTWIN_DATABASE_URL"
 GPKG_NAME = "citytwin.gpkg"
 
 
-def open_store(build_path: Path, database_url: str | None = None) -> Store:
-    """The project's store: PostGIS at ``database_url`` (or $CITYTWIN_DATABASE_URL), else the GeoPackage."""
+def open_store(build_path: Path, database_url: str | None = None, *,
+               statement_timeout_ms: int | None = None) -> Store:
+    """The project's store: PostGIS at ``database_url`` (or $CITYTWIN_DATABASE_URL), else the GeoPackage.
+    ``statement_timeout_ms`` bounds each PostGIS statement (the server's reads)."""
     url = database_url or os.environ.get(DATABASE_URL_ENV)
     if url:
         from pipelines.store.postgis import PostGISStore
 
-        return PostGISStore(url)
+        return PostGISStore(url, statement_timeout_ms=statement_timeout_ms)
     from pipelines.store.gpkg import GeoPackageStore
 
     return GeoPackageStore(Path(build_path) / GPKG_NAME)

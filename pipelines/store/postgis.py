@@ -34,11 +34,16 @@ from psycopg_pool import ConnectionPool
 from geo.errors import StoreError
 from geo.names import check_layer_name
 from pipelines.store.base import GEOMETRY_COLUMN, ID_COLUMN, STORE_CRS, LayerInfo, check_publishable
+from pipelines.store.pg_access import PoolAccess
 
 META_TABLE = "citytwin_layers"
 STAGE_PREFIX = "_stage_"
 PG_IDENT_MAX = 63  # bytes; PostgreSQL silently truncates longer identifiers
 CONNECT_TIMEOUT_S = 10
+# The pool gives up re-creating a lost connection after this long, so that the next request
+# tries afresh at once: its own backoff (1, 2, 4 ... s) would keep a restarted database
+# unused for up to half the outage.
+RECONNECT_TIMEOUT_S = 3.0
 _REGCLASS = "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text))"  # params: schema, table
 
 # pandas dtype kind -> column type. Anything else is stored as text. Date-times without a zone
@@ -70,12 +75,17 @@ def describe_url(url: str) -> str:
 class PostGISStore:
     kind = "postgis"
 
-    def __init__(self, url: str, *, schema: str = "public", max_connections: int = 8):
+    def __init__(self, url: str, *, schema: str = "public", max_connections: int = 8,
+                 statement_timeout_ms: int | None = None):
+        """``statement_timeout_ms`` bounds every statement on the pool's connections (the server
+        sets it; a publish, whose COPY and index may take long, does not)."""
         self.url = url
         self.schema = check_layer_name(schema)  # same rules keep it a safe identifier
         self.where = describe_url(url)
         self._max_connections = max_connections
+        self._statement_timeout_ms = statement_timeout_ms
         self._pool: ConnectionPool | None = None
+        self._access: PoolAccess | None = None
         self._pool_lock = threading.Lock()
         self._meta_ready = False
 
@@ -89,12 +99,15 @@ class PostGISStore:
         with self._pool_lock:
             if self._pool is None:
                 self._probe()
+                # JIT compiles the tile and bbox queries (high cost estimates) on every run,
+                # which costs more than the short queries themselves
+                options = "-c jit=off"
+                if self._statement_timeout_ms:
+                    options += f" -c statement_timeout={int(self._statement_timeout_ms)}"
                 pool = ConnectionPool(
                     self.url, min_size=1, max_size=self._max_connections, open=False,
-                    name="citytwin",
-                    # JIT compiles the tile and bbox queries (high cost estimates) on every run,
-                    # which costs more than the short queries themselves
-                    kwargs={"connect_timeout": CONNECT_TIMEOUT_S, "options": "-c jit=off"},
+                    name="citytwin", reconnect_timeout=RECONNECT_TIMEOUT_S,
+                    kwargs={"connect_timeout": CONNECT_TIMEOUT_S, "options": options},
                 )
                 try:
                     pool.open(wait=True, timeout=CONNECT_TIMEOUT_S * 2)
@@ -103,6 +116,16 @@ class PostGISStore:
                     raise self._unreachable(exc) from None
                 self._pool = pool
             return self._pool
+
+    @property
+    def access(self) -> PoolAccess:
+        """Reads on the pool that turn an outage into StoreUnavailableError (one per store, so
+        every route shares what it knows of the database's state)."""
+        pool = self.pool
+        with self._pool_lock:
+            if self._access is None or self._access.pool is not pool:
+                self._access = PoolAccess(pool, self.where)
+            return self._access
 
     def _probe(self) -> None:
         """Connect once directly: gives the server's own reason when it fails, and checks PostGIS."""
@@ -220,13 +243,16 @@ class PostGISStore:
         return self._exists(conn, META_TABLE)
 
     def layers(self) -> list[str]:
-        with self.pool.connection() as conn:
-            if not self._meta_exists(conn):
-                return []
-            # Only layers whose table is still there (someone may have dropped one by hand).
-            q = sql.SQL("SELECT name FROM {} WHERE to_regclass(format('%%I.%%I', %s::text, name)) "
-                        "IS NOT NULL ORDER BY name").format(sql.Identifier(self.schema, META_TABLE))
-            return [r[0] for r in conn.execute(q, [self.schema]).fetchall()]
+        """Published layer names; StoreUnavailableError while the database is down."""
+        return self.access.run(self._layers)
+
+    def _layers(self, conn: psycopg.Connection) -> list[str]:
+        if not self._meta_exists(conn):
+            return []
+        # Only layers whose table is still there (someone may have dropped one by hand).
+        q = sql.SQL("SELECT name FROM {} WHERE to_regclass(format('%%I.%%I', %s::text, name)) "
+                    "IS NOT NULL ORDER BY name").format(sql.Identifier(self.schema, META_TABLE))
+        return [r[0] for r in conn.execute(q, [self.schema]).fetchall()]
 
     def _meta_row(self, conn: psycopg.Connection, name: str) -> tuple[str, int]:
         check_layer_name(name)
