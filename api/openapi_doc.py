@@ -47,6 +47,12 @@ def json_ok(desc: str) -> dict:
     return {"description": desc, "content": {"application/json": {"schema": {"type": "object"}}}}
 
 
+def _threed_file(desc: str) -> dict:
+    """A 3D Tiles file as threed_routes serves it: tileset JSON, GLB, or another tile format."""
+    return {"description": desc, "content": {m: {} for m in (
+        "application/3dtiles+json", "model/gltf-binary", "application/octet-stream")}}
+
+
 def service_paths() -> Contribution:
     """Transit, geocoding, live layers, TileJSON and 3D Tiles."""
     collection = path_param("collection", "Collection (layer) id")
@@ -111,10 +117,10 @@ def service_paths() -> Contribution:
             "summary": "A file of a collection's 3D Tiles (tileset.json, GLB or b3dm content)",
             "tags": ["3D Tiles"], "operationId": "threeDTiles",
             "parameters": [collection, path_param("path", "tileset.json or a content path it names")],
-            "responses": {"200": {"description": "The file", "content": {"application/json": {},
-                                                                        "model/gltf-binary": {}}},
+            "responses": {"200": _threed_file("The file"), "206": _threed_file("The byte range asked for"),
                           "304": {"description": "Unchanged"}, "400": _PROBLEM,
-                          "404": {"description": "No such file or no 3D Tiles"}}}},
+                          "404": {**_PROBLEM, "description": "No such file or no 3D Tiles"},
+                          "416": {**_PROBLEM, "description": "The range lies past the end of the file"}}}},
     }
     tags = [{"name": "Transit", "description": "GTFS stops near a point"},
             {"name": "Geocoding", "description": "Korean addresses to points and back"},
