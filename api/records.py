@@ -11,6 +11,7 @@ configuration is, so they describe exactly what this process serves.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -27,6 +28,7 @@ from pipelines.last_ingest import RECORD_DIR
 from pipelines.live import live_path
 from pipelines.rasters import cog_path
 
+log = logging.getLogger("citytwin.records")
 CATALOG_ID = "catalog"
 RECORD_CORE = "http://www.opengis.net/spec/ogcapi-records-1/1.0/req/record-core"
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
@@ -103,12 +105,17 @@ def _unique(words: list[str]) -> list[str]:
 
 
 def _cog_facts(path: Path) -> tuple[list[float] | None, str | None]:
-    """The COG's extent in lon/lat and its CRS as an OGC URI."""
-    with rasterio.open(path) as ds:
-        if ds.crs is None:
-            return None, None
-        bbox = [round(v, 7) for v in transform_bounds(ds.crs, "EPSG:4326", *ds.bounds)]
-        epsg = ds.crs.to_epsg()
+    """The COG's extent in lon/lat and its CRS as an OGC URI; (None, None) when it cannot be read
+    (one damaged file must not keep the server from starting; its /cog routes say what is wrong)."""
+    try:
+        with rasterio.open(path) as ds:
+            if ds.crs is None:
+                return None, None
+            bbox = [round(v, 7) for v in transform_bounds(ds.crs, "EPSG:4326", *ds.bounds)]
+            epsg = ds.crs.to_epsg()
+    except rasterio.errors.RasterioError as exc:
+        log.warning("raster layer %r: its COG cannot be read (%s); its record has no extent", path.stem, exc)
+        return None, None
     return bbox, f"http://www.opengis.net/def/crs/EPSG/0/{epsg}" if epsg else ds.crs.to_wkt()
 
 
