@@ -391,3 +391,27 @@ def test_pmtiles_archive_is_readable_by_range(base: str, built_sample_city: Path
     assert httpx.get(url, headers={"If-None-Match": whole.headers["etag"]}).status_code == 304
     gone = httpx.get(f"{base}/collections/landmark_models/tiles/WebMercatorQuad/archive.pmtiles")
     assert gone.status_code == 404 and gone.headers["content-type"].split(";")[0] == "application/json"
+
+
+# -- a collection that is only 3D Tiles (city_model) ------------------------------------------------
+@pytest.mark.realdata
+def test_city_model_collection_page_is_html(tmp_path) -> None:
+    from api_server import make_project, run_citytwin
+
+    plateau = Path(__file__).resolve().parents[2] / "shared" / "data" / "citygml" / "plateau_yokosuka_52397519_bldg_6697_op.gml"
+    if not plateau.is_file():
+        pytest.skip("the shared CityGML sample is not on this machine")
+    make_project(tmp_path)
+    with open(tmp_path / "citytwin.yaml", "a", encoding="utf-8") as fh:
+        fh.write(f"  plateau:\n    kind: city_model\n    title: Yokosuka <PLATEAU>\n    source: {plateau}\n")
+    run_citytwin("build", "--project", str(tmp_path), "--layer", "plateau")
+    with serve(tmp_path) as url:
+        page = httpx.get(f"{url}/collections/plateau?f=html")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "<h1>Yokosuka &lt;PLATEAU&gt;</h1>" in page.text  # the catalog title, escaped
+        assert f'href="{url}/collections/plateau/3dtiles/tileset.json"' in page.text
+        browser = httpx.get(f"{url}/collections/plateau", headers={"Accept": "text/html"})
+        assert browser.headers["content-type"].startswith("text/html")
+        doc = httpx.get(f"{url}/collections/plateau?f=json")
+        assert doc.headers["content-type"].split(";")[0] == "application/json"
+        assert doc.json()["extent"]["spatial"]["crs"] == CRS84 and len(doc.json()["extent"]["spatial"]["bbox"][0]) == 4
