@@ -25,7 +25,9 @@ from starlette.responses import Response
 def conformance_route(pygeoapi_conformance: Callable[[Request], Awaitable[Response]]):
     import pygeoapi.api as core
 
-    base = list(core.CONFORMANCE_CLASSES)
+    # the filter classes join pygeoapi's own list, so its JSON and HTML answers both carry them
+    base = [*core.CONFORMANCE_CLASSES, *(c for c in FILTER_CLASSES if c not in core.CONFORMANCE_CLASSES)]
+    core.CONFORMANCE_CLASSES[:] = base
     lock = asyncio.Lock()
 
     async def conformance(request: Request) -> Response:
@@ -41,7 +43,6 @@ def conformance_route(pygeoapi_conformance: Callable[[Request], Awaitable[Respon
             return resp
         doc = json.loads(resp.body.decode(resp.charset or "utf-8"))
         doc["conformsTo"] = [c for c in doc.get("conformsTo", []) if not c.startswith(NOT_IMPLEMENTED)]
-        doc["conformsTo"] += [c for c in FILTER_CLASSES if c not in doc["conformsTo"]]
         headers = {k: v for k, v in resp.headers.items() if k.lower() not in ("content-length", "content-encoding")}
         return Response(json.dumps(doc, ensure_ascii=False), status_code=200, headers=headers)
 

@@ -113,10 +113,12 @@ def _run_tables(base: str) -> None:
                 else:
                     failures.append(f"{case['class']} {how}: {case['text'][:120]} -> {got}, want {case['count']}")
         conformance = c.get("/conformance", params={"f": "json"}).json()["conformsTo"]
+        conformance_page = c.get("/conformance", params={"f": "html"}).text
         queryables = c.get(f"/collections/{LAYERS[1]}/queryables", params={"f": "json"}).json()["properties"]
     print("\n".join(f"{cls:32} {how:15} {ok}/{n}" for (cls, how), (ok, n) in sorted(tally.items())))
     assert not failures, f"{len(failures)} failures:\n" + "\n".join(failures[:40])
     assert {CQL2 + c for c in REQUIRED} <= set(conformance)
+    assert all(CQL2 + c in conformance_page for c in REQUIRED)
     assert queryables["boolean"]["type"] == "boolean"
     assert (queryables["start"]["type"], queryables["start"]["format"]) == ("string", "date-time")
     assert queryables["date"]["format"] in ("date", "date-time")
