@@ -1,8 +1,8 @@
 """CQL2 ``LIKE`` patterns as regular expressions that cannot backtrack catastrophically.
 
 CQL2 fixes the pattern characters: ``%`` matches any run of characters, ``_`` exactly one,
-and ``\\`` makes the next character literal. (pygeofilter's parsers label the single-character
-wildcard ``.``, the ECQL habit; a CQL2 pattern's ``.`` is an ordinary character.)
+and ``\\`` makes the next character literal; a ``.`` is an ordinary character. Both stores
+check a pattern here (api.cql2.walk); the embedded store also matches with the regex.
 
 A pattern cut at its ``%`` runs is a list of fixed-length pieces. The naive translation
 ``piece.*piece.*piece`` lets the regex engine retry every split of the text between the
