@@ -10,6 +10,7 @@
 - ``offset`` beyond 2^53 (SQLite cannot bind 1e30: a 500) and a ``bbox`` of NaN or infinities
   (a box that matches nothing: an empty 200) are 400s too.
 - POST .../items without a body is a 400.
+- ``sortby``: an empty value means no sorting; an empty entry (``sortby=name,``) is a 400.
 - GeoJSON answers are labelled ``application/geo+json``.
 """
 from __future__ import annotations
@@ -97,6 +98,8 @@ def query_problem(collection: CollectionFields | None, params: list[tuple[str, s
             why = paging_problem(key, value)
             if why:
                 return why
+        elif key == "sortby" and value and any(e.strip() in ("", "+", "-") for e in value.split(",")):
+            return f"sortby={value[:60]!r}: every entry is a property name, '+name' or '-name'"
         elif fields.get(key) in ("integer", "number") and _INTEGER.match(value.strip()):
             if not INT64[0] <= int(value) <= INT64[1]:
                 return f"property filter {key}={value[:40]}: out of the range of 64-bit integers"
@@ -127,8 +130,11 @@ class ItemsRequests:
             if why:
                 await error(400, "InvalidParameterValue", why)(scope, receive, send)
                 return
-            if collection is not None and not collection.temporal and any(k == "datetime" for k, _ in params):
-                rest = [(k, v) for k, v in params if k != "datetime"]  # every feature matches
+            dropped = {"sortby"} if ("sortby", "") in params else set()  # empty: no sorting
+            if collection is not None and not collection.temporal:
+                dropped.add("datetime")  # every feature matches
+            if any(k in dropped for k, _ in params):
+                rest = [(k, v) for k, v in params if k not in dropped]
                 scope = dict(scope, query_string=urlencode(rest).encode("latin-1"))
         await self.app(scope, receive, _geojson_labelled(send))
 

@@ -87,6 +87,22 @@ def test_items_paging_and_bbox_that_no_store_can_use_are_400(base, params, needl
     still_up(base)
 
 
+@pytest.mark.parametrize("sortby", ["height,", ",height", "-", "+,-height"])
+def test_sortby_with_an_empty_entry_is_400(base, sortby):
+    resp = httpx.get(f"{base}/collections/buildings/items", params={"f": "json", "sortby": sortby}, timeout=30)
+    assert_error(resp, 400, "InvalidParameterValue", "every entry is a property name")
+    still_up(base)
+
+
+def test_empty_sortby_sorts_nothing(base):
+    plain = httpx.get(f"{base}/collections/buildings/items", params={"f": "json", "limit": 20}, timeout=30)
+    empty = httpx.get(f"{base}/collections/buildings/items", params={"f": "json", "limit": 20, "sortby": ""},
+                      timeout=30)
+    assert empty.status_code == 200, empty.text[:300]
+    ids = [f["id"] for f in empty.json()["features"]]
+    assert len(ids) == 20 and ids == [f["id"] for f in plain.json()["features"]]
+
+
 def test_a_url_too_long_for_the_http_parser_gets_a_json_400(base):
     import socket
     from urllib.parse import urlsplit
