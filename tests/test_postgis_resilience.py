@@ -161,6 +161,10 @@ def test_tiles_answer_503_while_the_database_is_down_and_recover_without_restart
         assert client.get(f"{base}/collections/buildings/items?limit=3", timeout=30).status_code == 200
         ar_query = f"{base}/ar/view?lon={CITY_HALL[0]}&lat={CITY_HALL[1]}"
         ar_before = client.get(ar_query, timeout=30)
+        side = 180 / 2 ** 15  # degrees per WorldCRS84Quad tile at level 15
+        crs84 = (f"{base}/collections/buildings/tiles/WorldCRS84Quad/15/{int((90 - CITY_HALL[1]) // side)}/"
+                 f"{int((CITY_HALL[0] + 180) // side)}")
+        assert client.get(crs84, timeout=30).status_code == 200
 
         answers: list[tuple[int, dict, float]] = []
         stop = threading.Event()
@@ -186,6 +190,8 @@ def test_tiles_answer_503_while_the_database_is_down_and_recover_without_restart
             assert items.json()["code"] == "ServiceUnavailable"
             tilejson = client.get(f"{base}{TILES}/tilejson.json", timeout=30)
             assert tilejson.status_code == 503 and int(tilejson.headers["Retry-After"]) > 0
+            made = client.get(crs84, timeout=30)  # made from the store's features per request
+            assert made.status_code == 503 and int(made.headers["Retry-After"]) > 0, made.text
             assert client.get(ar_query, timeout=30).status_code == ar_before.status_code
             time.sleep(3.0)
         finally:
@@ -233,3 +239,36 @@ def test_a_tile_query_blocked_in_the_database_is_cut_by_the_statement_timeout(tm
         assert res.status_code == 503, res.text
         assert "statement_timeout" in res.json()["description"] and int(res.headers["Retry-After"]) > 0
         assert get_tile(client, base, 16, x, y).status_code == 200
+
+
+def test_store_reads_while_the_database_is_down_raise_store_unavailable(cluster):
+    """The store's reads (AR, transit and WorldCRS84Quad tiles use them) fail with the typed
+    error while the database is down, and work again on the same store once it is back."""
+    from geo.errors import StoreUnavailableError
+    from pipelines.store.postgis import PostGISStore
+
+    store = PostGISStore(cluster.url, statement_timeout_ms=30_000)
+    try:
+        store.publish("probe", sample_buildings(20))
+        assert len(store.read("probe")) == 20
+        pg_ctl(cluster, "stop", "-m", "fast")
+        try:
+            for call in (lambda: store.read("probe"), lambda: store.version("probe"), lambda: store.info("probe"),
+                         store.layers):
+                t0 = time.monotonic()
+                with pytest.raises(StoreUnavailableError, match="is not answering"):
+                    call()
+                assert time.monotonic() - t0 < 5.0
+        finally:
+            pg_ctl(cluster, "start")
+        deadline = time.monotonic() + 5.0
+        while True:
+            try:
+                rows = store.read("probe", bbox=(126.9, 37.5, 127.1, 37.7))
+                break
+            except StoreUnavailableError:
+                assert time.monotonic() < deadline, "the store did not recover within 5 s"
+                time.sleep(0.2)
+        assert sorted(rows["id"]) == sorted(sample_buildings(20)["id"])
+    finally:
+        store.close()

@@ -267,8 +267,7 @@ class PostGISStore:
 
     def version(self, name: str) -> int:
         """How many times ``name`` has been published; changes whenever its data changes."""
-        with self.pool.connection() as conn:
-            return int(self._meta_row(conn, name)[1])
+        return int(self.access.run(lambda conn: self._meta_row(conn, name))[1])
 
     def _columns(self, conn: psycopg.Connection, name: str) -> list[tuple[str, str]]:
         """(column, type) of the layer's table, in table order."""
@@ -277,13 +276,7 @@ class PostGISStore:
         return [(r[0], r[1]) for r in conn.execute(q, [self.schema, name]).fetchall()]
 
     def info(self, name: str) -> LayerInfo:
-        with self.pool.connection() as conn:
-            geometry_type, _ = self._meta_row(conn, name)
-            columns = self._columns(conn, name)
-            g = sql.Identifier(GEOMETRY_COLUMN)
-            q = sql.SQL("SELECT n, ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) "
-                        "FROM (SELECT count(*) AS n, ST_Extent({}) AS e FROM {}) AS s").format(g, self.table(name))
-            count, *bounds = conn.execute(q).fetchone()
+        geometry_type, columns, (count, *bounds) = self.access.run(lambda conn: self._summary(conn, name))
         return LayerInfo(
             name=name,
             count=int(count),
@@ -292,26 +285,38 @@ class PostGISStore:
             fields={c: _FIELD_TYPES.get(t, "string") for c, t in columns if c != GEOMETRY_COLUMN},
         )
 
+    def _summary(self, conn: psycopg.Connection, name: str) -> tuple[str, list[tuple[str, str]], tuple]:
+        """Geometry type, columns, and (count, xmin, ymin, xmax, ymax) of the layer."""
+        geometry_type, _ = self._meta_row(conn, name)
+        columns = self._columns(conn, name)
+        q = sql.SQL("SELECT n, ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) "
+                    "FROM (SELECT count(*) AS n, ST_Extent({}) AS e FROM {}) AS s").format(
+            sql.Identifier(GEOMETRY_COLUMN), self.table(name))
+        return geometry_type, columns, conn.execute(q).fetchone()
+
     def read(self, name: str, bbox: Sequence[float] | None = None) -> gpd.GeoDataFrame:
-        """Features of ``name`` (those intersecting the lon/lat ``bbox``, if given); row order is not defined."""
-        with self.pool.connection() as conn:
-            self._meta_row(conn, name)
-            columns = self._columns(conn, name)
-            select = sql.SQL(", ").join(
-                sql.SQL("ST_AsBinary({}) AS {}").format(sql.Identifier(c), sql.Identifier(c))
-                if c == GEOMETRY_COLUMN else sql.Identifier(c)
-                for c, _ in columns
-            )
-            q = sql.SQL("SELECT {} FROM {}").format(select, self.table(name))
-            params: list[float] = []
-            if bbox is not None:
-                params = _check_bbox(bbox)
-                q += sql.SQL(" WHERE ST_Intersects({}, ST_MakeEnvelope(%s, %s, %s, %s, 4326))").format(
-                    sql.Identifier(GEOMETRY_COLUMN))
-            with conn.cursor() as cur:
-                cur.execute(q, params)
-                rows = cur.fetchall()
-        return _to_gdf(columns, rows)
+        """Features of ``name`` (those intersecting the lon/lat ``bbox``, if given); row order is not defined.
+        StoreUnavailableError while the database is down."""
+        return _to_gdf(*self.access.run(lambda conn: self._rows(conn, name, bbox)))
+
+    def _rows(self, conn: psycopg.Connection, name: str,
+              bbox: Sequence[float] | None) -> tuple[list[tuple[str, str]], list[tuple]]:
+        self._meta_row(conn, name)
+        columns = self._columns(conn, name)
+        select = sql.SQL(", ").join(
+            sql.SQL("ST_AsBinary({}) AS {}").format(sql.Identifier(c), sql.Identifier(c))
+            if c == GEOMETRY_COLUMN else sql.Identifier(c)
+            for c, _ in columns
+        )
+        q = sql.SQL("SELECT {} FROM {}").format(select, self.table(name))
+        params: list[float] = []
+        if bbox is not None:
+            params = _check_bbox(bbox)
+            q += sql.SQL(" WHERE ST_Intersects({}, ST_MakeEnvelope(%s, %s, %s, %s, 4326))").format(
+                sql.Identifier(GEOMETRY_COLUMN))
+        with conn.cursor() as cur:
+            cur.execute(q, params)
+            return columns, cur.fetchall()
 
 
 # -- loading -----------------------------------------------------------------
