@@ -109,7 +109,8 @@ def test_landing_page_links_the_viewer(client, base):
 def test_collections_list_layers_with_crs_and_extent(client, project):
     _, layers = project
     cols = {c["id"]: c for c in client.get("/collections", params={"f": "json"}).json()["collections"]}
-    assert set(cols) == {"buildings", "landmarks"}
+    assert set(cols) == {"buildings", "landmarks", "catalog"}  # the layers and the Records catalog
+    assert cols["catalog"]["itemType"] == "record"
     b = cols["buildings"]
     assert EPSG5186 in b["crs"] and CRS84 in b["crs"]
     assert "http://www.opengis.net/def/crs/EPSG/0/3857" in b["crs"]

@@ -221,7 +221,7 @@ def test_collection_has_the_3d_tiles_link_and_3d_bbox(base: str, project, folder
 def test_collections_list_marks_only_layers_with_tilesets(base: str, folder: Path) -> None:
     doc = httpx.get(f"{base}/collections?f=json").json()
     by_id = {c["id"]: c for c in doc["collections"]}
-    assert set(by_id) == {"buildings", "landmarks"}
+    assert set(by_id) == {"buildings", "landmarks", "catalog"}  # the layers and the Records catalog
     assert [lk["href"] for lk in by_id["buildings"]["links"] if lk["rel"] == GEOVOLUMES_REL] == [
         f"{base}/collections/buildings/3dtiles/tileset.json"]
     w, s, lo, e, n, hi = _expected_bbox(folder)
