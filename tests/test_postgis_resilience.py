@@ -207,6 +207,7 @@ def test_tiles_answer_503_while_the_database_is_down_and_recover_without_restart
         assert any(status == 503 for status, _, _ in outage)
         body = get_tile(client, base, *during[0])
         assert body.status_code == 503 and "not answering" in body.json()["description"]
+        assert str(cluster.port) not in body.text and "127.0.0.1" not in body.text  # the database's address stays inside
 
         pg_ctl(cluster, "start")
         restarted = time.monotonic()
@@ -222,6 +223,7 @@ def test_tiles_answer_503_while_the_database_is_down_and_recover_without_restart
         assert client.get(f"{base}/collections/buildings/items?limit=3", timeout=30).status_code == 200
         log = serve_output(project)
     assert "Traceback" not in log, log[-3000:]
+    assert "is not answering" in log and "answers again" in log  # the outage, in the server's log
 
 
 # -- no tile query holds a connection for long ----------------------------------------------

@@ -5,9 +5,12 @@ of waiting the pool's full timeout, and they must succeed again as soon as it is
 after a connection-level failure the pool is marked down and callers wait at most
 ``DOWN_WAIT_S`` for a connection; the first success clears the mark. Connections the server
 closed while idle (a restart) fail on first use: such a read is retried on another one.
+The error's message reaches HTTP clients, so it names neither host nor user; the log says
+when the database stops and starts answering, and why.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +22,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from geo.errors import StoreUnavailableError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 #: How long a caller waits for a connection while the database is known to be down.
 DOWN_WAIT_S = 1.0
@@ -48,37 +52,46 @@ class PoolAccess:
                 with self.pool.connection(timeout=DOWN_WAIT_S if self.down else UP_WAIT_S) as conn:
                     try:
                         result = work(conn)
-                    except psycopg.OperationalError:
+                    except psycopg.OperationalError as exc:
                         if conn.broken:
-                            self._mark_down()  # until a read succeeds, wait only briefly
+                            self._mark_down(_first_line(exc))
                             continue  # the pool replaces it on return; try another
                         raise
             except PoolTimeout:
-                self._mark_down()
-                raise self._unavailable("no connection could be made") from None
+                self._mark_down("no connection could be made")
+                raise _unavailable() from None
             except psycopg.errors.QueryCanceled:
                 raise StoreUnavailableError(
-                    f"the database at {self.where} took longer than its statement_timeout; try again "
+                    "the database took longer than its statement_timeout on this request; try again "
                     "later or ask for a smaller area") from None
             except psycopg.OperationalError as exc:
-                self._mark_down()
-                raise self._unavailable(str(exc).strip().splitlines()[0] if str(exc).strip() else
-                                        type(exc).__name__) from None
+                self._mark_down(_first_line(exc))
+                raise _unavailable() from None
             self._mark_up()
             return result
-        self._mark_down()
-        raise self._unavailable("every pooled connection was lost")
+        raise _unavailable()
 
-    def _mark_down(self) -> None:
+    def _mark_down(self, reason: str) -> None:
+        """Until a read succeeds, callers wait only briefly for a connection."""
         with self._lock:
             if self._down_since is None:
                 self._down_since = time.monotonic()
+                log.warning("PostGIS at %s is not answering (%s); requests get 503 until it is back",
+                            self.where, reason)
 
     def _mark_up(self) -> None:
         if self._down_since is not None:
             with self._lock:
-                self._down_since = None
+                if self._down_since is not None:
+                    log.warning("PostGIS at %s answers again after %.1f s", self.where,
+                                time.monotonic() - self._down_since)
+                    self._down_since = None
 
-    def _unavailable(self, reason: str) -> StoreUnavailableError:
-        return StoreUnavailableError(f"the database at {self.where} is not answering ({reason}); "
-                                     f"retry in {StoreUnavailableError.retry_after_s} s")
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _unavailable() -> StoreUnavailableError:
+    return StoreUnavailableError(f"the database is not answering; retry in {StoreUnavailableError.retry_after_s} s")
