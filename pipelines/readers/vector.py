@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from geo.crs import check_datum_shift, crs_label, parse_crs
 from geo.errors import CRSError, EncodingError, SourceError
+from pipelines.store.base import as_dates
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ def read_vector(path: Path, *, crs: str | None = None, encoding: str | None = No
     if encoding is None:
         _check_mojibake(path, gdf, info.get("encoding"))
     gdf = _source_booleans(gdf, info)
+    gdf = as_dates(gdf, info["fields"], info["dtypes"])
     gdf = gdf.set_crs(src_crs, allow_override=True)
     return VectorSource(path=path, gdf=gdf, crs_origin=origin, encoding=encoding or info.get("encoding"),
                         warnings=warnings)

@@ -12,6 +12,7 @@ from typing import Protocol, runtime_checkable
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 
 from geo.errors import StoreError
 
@@ -96,3 +97,24 @@ def check_publishable(name: str, gdf: gpd.GeoDataFrame) -> None:
                 "(\\0), which the stores cannot keep (GeoPackage would cut the text there); remove it from "
                 "the source, or check the file's encoding; nothing was published"
             )
+
+
+# pyogrio's dtype (read_info) of a DATE field; read_dataframe turns it into a date-time at midnight.
+OGR_DATE_DTYPE = "datetime64[D]"
+
+
+def as_dates(gdf: gpd.GeoDataFrame, fields, dtypes) -> gpd.GeoDataFrame:
+    """DATE fields (by pyogrio's read_info ``fields``/``dtypes``) as ``datetime.date`` values.
+
+    pyogrio reads a date as a date-time at midnight, which the stores would publish as a
+    date-time; date objects keep it a date on both stores (see ``is_date_column``)."""
+    for name, dtype in zip(fields, dtypes):
+        if dtype == OGR_DATE_DTYPE and name in gdf.columns and gdf[name].dtype.kind == "M":
+            col = gdf[name]
+            gdf[name] = pd.Series([None if pd.isna(v) else v.date() for v in col], index=col.index, dtype=object)
+    return gdf
+
+
+def is_date_column(series: pd.Series) -> bool:
+    """A column of ``datetime.date`` values (and missing ones), as ``as_dates`` makes."""
+    return series.dtype == object and pd.api.types.infer_dtype(series, skipna=True) == "date"

@@ -20,7 +20,7 @@ import pyogrio
 
 from geo.errors import StoreError
 from geo.names import check_layer_name
-from pipelines.store.base import STORE_CRS, LayerInfo, check_publishable, field_type
+from pipelines.store.base import STORE_CRS, LayerInfo, as_dates, check_publishable, field_type, is_date_column
 
 
 class GeoPackageStore:
@@ -57,6 +57,8 @@ class GeoPackageStore:
                 pyogrio.write_dataframe(
                     gdf, tmp_path, layer=name, driver="GPKG", promote_to_multi=False,
                     layer_options={"SPATIAL_INDEX": "YES", "FID": "fid"},
+                    # only the arrow writer makes DATE columns (of date32); the other writes text
+                    use_arrow=any(is_date_column(gdf[c]) for c in gdf.columns if c != gdf.geometry.name),
                 )
                 os.replace(tmp_path, self.path)
             except Exception as exc:
@@ -87,6 +89,8 @@ class GeoPackageStore:
     def read(self, name: str, bbox=None) -> gpd.GeoDataFrame:
         self._require(name)
         gdf = pyogrio.read_dataframe(self.path, layer=name, bbox=bbox, fid_as_index=False)
+        meta = pyogrio.read_info(self.path, layer=name)
+        gdf = as_dates(gdf, meta["fields"], meta["dtypes"])
         if gdf.crs is None:
             gdf = gdf.set_crs(STORE_CRS)
         return gdf

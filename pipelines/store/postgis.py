@@ -33,7 +33,7 @@ from psycopg_pool import ConnectionPool
 
 from geo.errors import StoreError
 from geo.names import check_layer_name
-from pipelines.store.base import GEOMETRY_COLUMN, ID_COLUMN, STORE_CRS, LayerInfo, check_publishable
+from pipelines.store.base import GEOMETRY_COLUMN, ID_COLUMN, STORE_CRS, LayerInfo, check_publishable, is_date_column
 from pipelines.store.pg_access import PoolAccess
 
 META_TABLE = "citytwin_layers"
@@ -46,15 +46,15 @@ CONNECT_TIMEOUT_S = 10
 RECONNECT_TIMEOUT_S = 3.0
 _REGCLASS = "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text))"  # params: schema, table
 
-# pandas dtype kind -> column type. Anything else is stored as text. Date-times without a zone
-# are UTC (as the GeoPackage store reads them).
+# pandas dtype kind -> column type. Anything else is stored as text, except a column of dates
+# (is_date_column), which is a date. Date-times without a zone are UTC (as the GeoPackage store reads them).
 _PG_TYPES = {"b": "boolean", "i": "bigint", "u": "bigint", "f": "double precision", "M": "timestamptz"}
 # Column type (as format_type prints it) -> field type name of the API.
 _FIELD_TYPES = {"text": "string", "double precision": "number", "bigint": "integer", "boolean": "boolean",
-                "timestamp with time zone": "string"}
+                "timestamp with time zone": "string", "date": "string"}
 # Empty-result dtypes per column type, so an empty read keeps the layer's schema.
 _EMPTY_DTYPES = {"text": object, "double precision": "float64", "bigint": "int64", "boolean": "bool",
-                 "timestamp with time zone": "datetime64[ns, UTC]"}
+                 "timestamp with time zone": "datetime64[ns, UTC]", "date": object}
 # shapely.get_type_id -> PostGIS/OGR type name (a LinearRing is stored as a LineString).
 _TYPE_NAMES = {0: "Point", 1: "LineString", 2: "LineString", 3: "Polygon", 4: "MultiPoint",
                5: "MultiLineString", 6: "MultiPolygon", 7: "GeometryCollection"}
@@ -353,7 +353,7 @@ class _LoadPlan:
             series = gdf[col]
             if isinstance(series.dtype, gpd.array.GeometryDtype):
                 raise StoreError(f"layer {name!r}: {col!r} is a second geometry column; drop it or make it WKT")
-            pg_type = _PG_TYPES.get(getattr(series.dtype, "kind", "O"), "text")
+            pg_type = "date" if is_date_column(series) else _PG_TYPES.get(getattr(series.dtype, "kind", "O"), "text")
             fields.append((col_name, pg_type, _values(name, col_name, pg_type, series, id_list)))
         geoms = np.asarray(gdf.geometry.values, dtype=object)
         geometry_sql, label = _geometry_declaration(geoms)
@@ -398,6 +398,8 @@ def _values(layer: str, col: str, pg_type: str, series: pd.Series, ids: list[str
     elif pg_type == "timestamptz":
         stamps = series.dt.tz_localize("UTC") if series.dt.tz is None else series.dt.tz_convert("UTC")
         vals = [None if m else v.to_pydatetime() for v, m in zip(stamps.tolist(), missing)]
+    elif pg_type == "date":
+        vals = series.tolist()  # datetime.date values
     else:
         vals = [None if m else _text(layer, col, v, fid) for v, m, fid in zip(series.tolist(), missing, ids)]
     return [None if m else v for v, m in zip(vals, missing)]
