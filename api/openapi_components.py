@@ -105,6 +105,19 @@ PARAMETERS: dict[str, dict] = {
                "schema": {"type": "array", "items": _STR}},
 }
 
+# OGC API Features Part 3 on the items of every feature collection. GDAL (3.6 to 3.12) sends its
+# -where to the server only when this filter-lang enum lists 'cql-text', the draft name of
+# cql2-text that the server also takes (api.cql_compat.TEXT_LANGS)
+FILTER_PARAMETERS: list[dict] = [
+    {"name": "filter", "in": "query", "required": False, "schema": _STR,
+     "description": "CQL2 filter over the queryables (encoding: filter-lang)"},
+    {"name": "filter-lang", "in": "query", "required": False,
+     "description": "Encoding of filter", "schema": {"type": "string", "enum": ["cql2-text", "cql2-json", "cql-text"],
+                                                    "default": "cql2-text"}},
+    {"name": "filter-crs", "in": "query", "required": False, "description": "CRS of the filter's geometries",
+     "schema": {"type": "string", "format": "uri"}},
+]
+
 # the last part of each external reference pygeoapi makes -> the local component standing for it
 _LOCAL: dict[str, tuple[str, str]] = {
     **{f"responses/{n}": ("responses", n) for n in (
@@ -147,6 +160,11 @@ def localise(doc: dict) -> dict:
     components = out.setdefault("components", {})
     for kind, parts in (("schemas", SCHEMAS), ("responses", RESPONSES), ("parameters", PARAMETERS)):
         components.setdefault(kind, {}).update(parts)
+    for path, item in out.get("paths", {}).items():
+        get = item.get("get") if path.startswith("/collections/") and path.endswith("/items") else None
+        if get is not None:
+            params = get.setdefault("parameters", [])
+            params += [p for p in FILTER_PARAMETERS if p["name"] not in {q.get("name") for q in params}]
     # pygeoapi labels these two answers "LandingPage"
     for path, name in (("/conformance", "ConformanceDeclaration"), ("/collections", "Collections")):
         get = out.get("paths", {}).get(path, {}).get("get")
