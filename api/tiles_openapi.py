@@ -48,6 +48,7 @@ def tiles_paths() -> tuple[dict, dict, list[dict]]:
     collection = _param("collectionId", "path", "Collection (layer) id")
     fmt = _param("f", "query", "Response format", ["json", "html"])
     missing = _json("No such collection, collection without tiles, or tile matrix set not offered", _ERROR)
+    bad_format = _json("A format (f) other than json or html", _ERROR)
     tileset = {"get": {"summary": "Tile set metadata of a collection's vector tiles", "tags": ["Tiles"],
                        "operationId": "collectionTileSet", "parameters": [collection, tms, fmt],
                        "responses": {"200": _json("OGC Tile Set Metadata", TILESET), "404": missing}}}
@@ -67,11 +68,12 @@ def tiles_paths() -> tuple[dict, dict, list[dict]]:
                           "416": _json("The range starts past the end of the archive", _ERROR)}}},
         "/TileMatrixSets": {"get": {"summary": "The tile matrix sets offered", "tags": ["Tiles"],
                                     "operationId": "tileMatrixSets", "parameters": [fmt],
-                                    "responses": {"200": _json("List of tile matrix sets", TILE_MATRIX_SETS)}}},
+                                    "responses": {"200": _json("List of tile matrix sets", TILE_MATRIX_SETS),
+                                                  "400": bad_format}}},
         "/TileMatrixSets/{tileMatrixSetId}": {"get": {
             "summary": "A tile matrix set definition (OGC TMS 2.0, with the TMS 1.0 members)", "tags": ["Tiles"],
             "operationId": "tileMatrixSet", "parameters": [tms, fmt],
-            "responses": {"200": _json("Tile matrix set", TILE_MATRIX_SET),
+            "responses": {"200": _json("Tile matrix set", TILE_MATRIX_SET), "400": bad_format,
                           "404": _json("Tile matrix set not offered", _ERROR)}}},
     }
     return paths, {"tiles": TILESETS}, [{"name": "Tiles", "description": "OGC API Tiles: tile sets and tile matrix sets"}]
