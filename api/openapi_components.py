@@ -154,6 +154,13 @@ def _rewrite(node: Any) -> Any:
     return node
 
 
+def _temporal(param: dict) -> bool:
+    """A date or date-time property's own query parameter. GDAL sends a -where term on every
+    property listed on the items operation, and writes a date literal as text ('2024-05-05T'),
+    which CQL2 refuses against a date; unlisted, such a term is evaluated by GDAL itself."""
+    return param.get("in") == "query" and param.get("schema", {}).get("format") in ("date", "date-time")
+
+
 def localise(doc: dict) -> dict:
     """``doc`` with every external reference pointing at a component of its own."""
     out = _rewrite(doc)
@@ -163,8 +170,8 @@ def localise(doc: dict) -> dict:
     for path, item in out.get("paths", {}).items():
         get = item.get("get") if path.startswith("/collections/") and path.endswith("/items") else None
         if get is not None:
-            params = get.setdefault("parameters", [])
-            params += [p for p in FILTER_PARAMETERS if p["name"] not in {q.get("name") for q in params}]
+            params = [p for p in get.get("parameters", []) if not _temporal(p)]
+            get["parameters"] = params + [p for p in FILTER_PARAMETERS if p["name"] not in {q.get("name") for q in params}]
     # pygeoapi labels these two answers "LandingPage"
     for path, name in (("/conformance", "ConformanceDeclaration"), ("/collections", "Collections")):
         get = out.get("paths", {}).get(path, {}).get("get")
