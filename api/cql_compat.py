@@ -4,9 +4,10 @@ pygeoapi 0.21 parses a GET ``filter`` as ECQL (not CQL2 text) and a POST body wi
 pygeofilter's cql2-json reader, and knows only the pre-CQL2 ``filter-lang`` names. This ASGI
 middleware parses a GET ``filter`` (``filter-lang`` cql2-text, the default, or cql2-json) or a
 POST cql2-json body with the ``cql2`` package, off the event loop, and answers a filter that
-does not parse or is too large with a 400 that says why. A good filter goes on to pygeoapi
-as a POST body of canonical cql2-json, which ``install`` makes pygeoapi read back into the
-same api.cql2.parse.Filter that the providers evaluate (api.providers.cql_filter on the
+does not parse or is too large with a 400 that says why. A good GET filter goes on to pygeoapi
+as cql2-text in the query string (a cql2-json one in its text form), so pygeoapi's paging links
+keep it; a POST filter goes on as a body of canonical cql2-json. ``install`` makes pygeoapi read
+both back into the same api.cql2.parse.Filter that the providers evaluate (api.providers.cql_filter on the
 embedded store, api.cql2.to_sql on PostGIS).
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.cql2.crs import in_storage_crs
-from api.cql2.parse import Filter, FilterError, parse_json, parse_text
+from api.cql2.parse import Filter, FilterError, as_text, parse_json, parse_text
 from api.errors import error
 
 ITEMS_PATH = re.compile(r"^/collections/[^/]+/items$")
@@ -60,7 +61,16 @@ class CQL2CompatMiddleware:
             await error(400, "InvalidParameterValue", f"filter: {exc}")(scope, receive, send)
             return
         rest = [(k, v) for k, v in params if k not in ("filter", "filter-lang")]
-        await self._as_post(scope, rest, parsed, receive, send)
+        if lang not in TEXT_LANGS:
+            try:
+                text = await run_in_threadpool(as_text, parsed)
+            except FilterError:  # no text form: pygeoapi gets the body (its paging links lose the filter)
+                await self._as_post(scope, rest, parsed, receive, send)
+                return
+        # Still a GET: pygeoapi reads the text filter with api.cql2 (install) and keeps it in the
+        # self, alternate, next and prev links it builds from the query string.
+        query = urlencode([*rest, ("filter", text)]).encode("latin-1")
+        await self.app(dict(scope, query_string=query), receive, send)
 
     async def _post(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = await _read_body(receive)

@@ -70,6 +70,12 @@ def parse_json(text: str | bytes) -> Filter:
     return _checked(_on_big_stack(_parse, value, "cql2-json"))
 
 
+def as_text(parsed: Filter) -> str:
+    """The filter in cql2-text (the query-string form that paging links carry); FilterError when
+    the cql2 package cannot write it."""
+    return _on_big_stack(lambda tree: cql2.Expr(tree).to_text(), parsed.tree)
+
+
 def _check_length(text: str | bytes) -> None:
     if len(text) > MAX_FILTER_CHARS:
         raise FilterError(f"the filter has {len(text):,} characters; at most {MAX_FILTER_CHARS:,} are accepted: "
