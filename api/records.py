@@ -210,7 +210,7 @@ class RecordMaker:
             "title": cfg.title or name.replace("_", " ").capitalize(),
             "description": cfg.description or f"{cfg.kind} layer '{name}'",
             "keywords": _unique(words), "kind": cfg.kind, "formats": formats, "crs": _unique(crs),
-            "license": "other",  # the catalog names no licence: see each layer's data sources
+            "license": cfg.license or self.src.catalog.server.license,
         }
         updated = None if cfg.kind == "live" else self._updated(name, cog)
         if updated:

@@ -87,6 +87,8 @@ class LayerConfig(_Strict):
     kind: LayerKind = "generic"
     title: str | None = None
     description: str | None = None
+    license: str | None = Field(None, description="licence of the layer's data, an SPDX id (e.g. CC-BY-4.0) or "
+                                "'other'; defaults to server.license")
     source: list[str] = Field(default_factory=list, description="source file(s), relative to the project")
     crs: str | None = Field(None, description="declared source CRS; overrides the file's own")
     accept_source_crs: bool = Field(False, description="publish with the source's own CRS even though it lacks "
@@ -150,6 +152,8 @@ class ServerConfig(_Strict):
     description: str = "3D city platform: OGC API Features, Tiles and 3D Tiles"
     url: str | None = Field(None, description="public base URL; defaults to http://localhost:PORT")
     language: str = "en-US"
+    license: str = Field("other", description="licence of the published data unless a layer names its own: "
+                         "an SPDX id (e.g. CC-BY-4.0, KOGL-1) or 'other'")
     tile_cache_mb: float = Field(256.0, gt=0, le=1_000_000, description="bound of the server's warm tile cache "
                                  "in megabytes (10^6 bytes), per server process")
 

@@ -157,6 +157,15 @@ def test_every_record_has_the_core_properties(base, layers, built_sample_city):
     assert "http://www.opengis.net/def/crs/OGC/1.3/CRS84" in props["crs"]
 
 
+def test_dataset_records_carry_the_catalogs_licence(base, layers, built_sample_city):
+    catalog = yaml.safe_load((built_sample_city / "citytwin.yaml").read_text(encoding="utf-8"))
+    default = catalog["server"]["license"]
+    datasets = [r for r in search(base)["features"] if r["properties"]["type"] == "dataset"]
+    assert {r["id"]: r["properties"]["license"] for r in datasets} == {
+        name: layers[name].get("license", default) for name in (r["id"] for r in datasets)}
+    assert default == "Apache-2.0"
+
+
 # -- a client finds the buildings and follows the links ------------------------------------------
 def test_buildings_found_by_keyword_and_bbox_lead_to_features_tiles_and_3d_tiles(base, layers):
     lon, lat = CITY_HALL
