@@ -177,8 +177,10 @@ class ThreeDRoutes:
         return doc
 
     def link(self, layer: str) -> dict:
+        # the layer's kind tells a viewer whether the tiles are height-coloured blocks or models
         return {"rel": GEOVOLUMES_REL, "type": TILESET_MEDIA_TYPE, "title": "3D Tiles tileset",
-                "href": f"{self.base_url}/collections/{layer}/3dtiles/tileset.json"}
+                "href": f"{self.base_url}/collections/{layer}/3dtiles/tileset.json",
+                "citytwin:kind": self.catalog.layers[layer].kind}
 
     # -- routes --------------------------------------------------------------------
     def routes(self, pygeoapi_collections: Handler) -> list[Route]:

@@ -7,6 +7,7 @@
 const CITY_HALL = { lon: 126.978, lat: 37.5665 };
 const VIEW = { altitude: 800, headingDeg: 0, pitchDeg: -35 };
 const GEOVOLUMES_REL = "http://www.opengis.net/def/rel/ogc/1.0/3d-geovolumes";
+const MODEL_KINDS = ["landmark_models", "city_model"]; // drawn with their own materials, not by height
 const LAYER_ID = /^[a-z][a-z0-9_]{0,62}$/;
 const STYLE_ID = "base";
 const RAMP_LAYER = "buildings-3d";
@@ -43,8 +44,8 @@ async function fetchJSON(url) {
 }
 
 // The collections with 3D Tiles: the one to colour by height (named by ?layer=, else
-// 'buildings', else the first that has features) and the 3D-only ones (placed landmark
-// models, city models: no items link) drawn beside it with their own materials.
+// 'buildings', else the first that has features) and the model layers (placed landmark
+// models, city models: the kind on their GeoVolumes link) drawn beside it with their own materials.
 async function chooseLayers() {
   const asked = new URLSearchParams(window.location.search).get("layer");
   if (asked !== null && !LAYER_ID.test(asked)) {
@@ -53,7 +54,8 @@ async function chooseLayers() {
   const doc = await fetchJSON(serverUrl("collections?f=json"));
   const with3d = doc.collections.filter((c) => (c.links || []).some((l) => l.rel === GEOVOLUMES_REL));
   const ids = with3d.map((c) => c.id);
-  const modelsOnly = with3d.filter((c) => !(c.links || []).some((l) => l.rel === "items")).map((c) => c.id);
+  const kindOf = (c) => c.links.find((l) => l.rel === GEOVOLUMES_REL)["citytwin:kind"];
+  const modelsOnly = with3d.filter((c) => MODEL_KINDS.includes(kindOf(c))).map((c) => c.id);
   let main;
   if (asked !== null) {
     if (!ids.includes(asked)) {
