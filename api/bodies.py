@@ -6,6 +6,8 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from starlette.types import Message, Receive
+
 import numpy as np
 
 MAX_JSON_DEPTH = 64  # a GeoJSON FeatureCollection of MultiPolygons is 8 deep
@@ -70,3 +72,22 @@ def json_kind(value: Any) -> str:
     if isinstance(value, (int, float)):
         return "a number"
     return {str: "a string", list: "an array", dict: "an object"}[type(value)]
+
+
+def replay(first: Message, original: Receive) -> Receive:
+    """A receive channel that gives ``first`` (a message already read), then the real channel's."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return first
+        return await original()
+
+    return receive
+
+
+def body_once(payload: bytes, original: Receive) -> Receive:
+    """Deliver ``payload`` as the whole request body, then defer to the real channel (disconnects)."""
+    return replay({"type": "http.request", "body": payload, "more_body": False}, original)

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlencode
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.bodies import body_once
 from api.cql2.crs import in_storage_crs
 from api.cql2.parse import Filter, FilterError, as_text, parse_json, parse_text
 from api.errors import error
@@ -125,19 +126,3 @@ async def _read_body(receive: Receive) -> bytes:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-def body_once(payload: bytes, original: Receive) -> Receive:
-    """Deliver ``payload`` as the request body, then defer to the real channel (disconnects)."""
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": payload, "more_body": False}
-        return await original()
-
-    return receive
-
-

@@ -12,8 +12,9 @@ from urllib.parse import parse_qsl
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.bodies import body_once
 from api.cql2.parse import MAX_FILTER_CHARS
-from api.cql_compat import ITEMS_PATH, body_once
+from api.cql_compat import ITEMS_PATH
 
 
 class CQLSizeLimit:

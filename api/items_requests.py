@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.bodies import replay
 from api.errors import error
 from api.params import BadParameter, integer
 from pipelines.store import Store
@@ -123,7 +124,7 @@ class ItemsRequests:
                 await error(400, "InvalidParameterValue", "POST .../items needs a body: a CQL2 JSON filter "
                             "(Content-Type application/query-cql-json)")(scope, receive, send)
                 return
-            receive = _replay(first, receive)
+            receive = replay(first, receive)
         elif scope["method"] in ("GET", "HEAD"):
             params = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
             why = query_problem(collection, params, one_item=bool(match.group(2)))
@@ -138,18 +139,6 @@ class ItemsRequests:
                 scope = dict(scope, query_string=urlencode(rest).encode("latin-1"))
         await self.app(scope, receive, _geojson_labelled(send))
 
-
-def _replay(first: Message, original: Receive) -> Receive:
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return first
-        return await original()
-
-    return receive
 
 
 def _geojson_labelled(send: Send) -> Send:
