@@ -8,6 +8,7 @@ store: numpy arrays over candidate rows (api.providers.cql_filter) or SQLAlchemy
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from typing import Any, Generic, TypeVar
 
 from api.cql2 import values as V
@@ -18,26 +19,44 @@ T = TypeVar("T")  # a predicate's result
 X = TypeVar("X")  # a value (with .kind)
 
 
-class Walker(Generic[T, X]):
+class Walker(ABC, Generic[T, X]):
+    """One walk of a checked CQL2 tree; a store subclass says what each node becomes
+    (numpy row masks on the embedded store, SQL expressions on PostGIS)."""
+
     # -- what a store provides -----------------------------------------------------------
     def tick(self) -> None:
         """Called at every predicate (a time limit, say)."""
 
-    def constant(self, value: bool) -> T: raise NotImplementedError
-    def combine(self, op: str, parts: list[T]) -> T: raise NotImplementedError
-    def negate(self, part: T) -> T: raise NotImplementedError
-    def compare(self, op: str, a: X, b: X) -> T: raise NotImplementedError
-    def like(self, x: X, pattern: X, regex: re.Pattern[str]) -> T: raise NotImplementedError
-    def is_null(self, x: X) -> T: raise NotImplementedError
-    def spatial(self, op: str, a: X, b: X) -> T: raise NotImplementedError
-    def temporal(self, op: str, a: X, b: X) -> T: raise NotImplementedError
-    def boolean(self, x: X) -> T: raise NotImplementedError
-    def as_value(self, truth: T) -> X: raise NotImplementedError
-    def property(self, name: str) -> X: raise NotImplementedError
-    def literal(self, lit: V.Literal) -> X: raise NotImplementedError
-    def fold(self, op: str, x: X) -> X: raise NotImplementedError
-    def arithmetic(self, op: str, a: X, b: X) -> X: raise NotImplementedError
-    def interval(self, start: X, end: X) -> X: raise NotImplementedError
+    @abstractmethod
+    def constant(self, value: bool) -> T: ...
+    @abstractmethod
+    def combine(self, op: str, parts: list[T]) -> T: ...
+    @abstractmethod
+    def negate(self, part: T) -> T: ...
+    @abstractmethod
+    def compare(self, op: str, a: X, b: X) -> T: ...
+    @abstractmethod
+    def like(self, x: X, pattern: X, regex: re.Pattern[str]) -> T: ...
+    @abstractmethod
+    def is_null(self, x: X) -> T: ...
+    @abstractmethod
+    def spatial(self, op: str, a: X, b: X) -> T: ...
+    @abstractmethod
+    def temporal(self, op: str, a: X, b: X) -> T: ...
+    @abstractmethod
+    def boolean(self, x: X) -> T: ...
+    @abstractmethod
+    def as_value(self, truth: T) -> X: ...
+    @abstractmethod
+    def property(self, name: str) -> X: ...
+    @abstractmethod
+    def literal(self, lit: V.Literal) -> X: ...
+    @abstractmethod
+    def fold(self, op: str, x: X) -> X: ...
+    @abstractmethod
+    def arithmetic(self, op: str, a: X, b: X) -> X: ...
+    @abstractmethod
+    def interval(self, start: X, end: X) -> X: ...
 
     # -- the walk ------------------------------------------------------------------------
     def truth(self, node: Any) -> T:
