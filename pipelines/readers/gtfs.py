@@ -42,12 +42,14 @@ _COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                   ("stop_code", "stop_name", "location_type", "parent_station", "wheelchair_boarding")),
     "routes.txt": (("route_id", "route_type"),
                    ("agency_id", "route_short_name", "route_long_name", "route_color", "route_text_color")),
-    "trips.txt": (("route_id", "service_id", "trip_id"), ("shape_id", "direction_id")),
-    "stop_times.txt": (("trip_id", "stop_id", "stop_sequence"), ("arrival_time", "departure_time")),
+    "trips.txt": (("route_id", "service_id", "trip_id"), ("shape_id", "direction_id", "trip_headsign")),
+    "stop_times.txt": (("trip_id", "stop_id", "stop_sequence"),
+                       ("arrival_time", "departure_time", "stop_headsign", "pickup_type")),
     "shapes.txt": (("shape_id", "shape_pt_lat", "shape_pt_lon", "shape_pt_sequence"), ()),
     "calendar.txt": (("service_id", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
                       "sunday", "start_date", "end_date"), ()),
     "calendar_dates.txt": (("service_id", "date", "exception_type"), ()),
+    "agency.txt": ((), ("agency_id", "agency_timezone")),
 }
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _TIME = re.compile(r"^(\d{1,3}):([0-5]\d):([0-5]\d)$")
@@ -70,6 +72,7 @@ class GtfsFeed:
     shapes: pd.DataFrame | None = None  # sorted by shape_id, shape_pt_sequence
     calendar: pd.DataFrame | None = None  # start_date/end_date as datetime64, weekday flags as bool
     calendar_dates: pd.DataFrame | None = None  # date as datetime64, exception_type int
+    agency: pd.DataFrame | None = None  # agency_id, agency_timezone as text
     warnings: list[str] = field(default_factory=list)
 
 
@@ -131,6 +134,7 @@ def read_gtfs(path: Path, encoding: str | None = None) -> GtfsFeed:
         calendar=_calendar(tables["calendar.txt"], source) if "calendar.txt" in tables else None,
         calendar_dates=(_calendar_dates(tables["calendar_dates.txt"], source)
                         if "calendar_dates.txt" in tables else None),
+        agency=tables.get("agency.txt"),
     )
     _drop_dangling(feed)
     return feed
