@@ -60,12 +60,13 @@ def _column(values) -> tuple[str, list]:
 # -- footprints from the store -------------------------------------------------------------
 
 def footprints_tileset(project: Path, layer: str, out: Path, *, b3dm_mode: bool = False,
-                       progress: bool = True, runner=None) -> TilesetReport:
+                       progress: bool = True, runner=None, implicit: bool | None = None) -> TilesetReport:
     catalog = load_catalog(project)
     cfg = catalog.layer(layer)
     gdf = project_store(catalog).read(layer)
     return footprints_to_tileset(gdf, out, source=layer, fields=cfg.fields, b3dm_mode=b3dm_mode, progress=progress,
-                                 runner=runner, base_field=cfg.base_field, dem=dem_path(catalog, cfg.dem))
+                                 runner=runner, base_field=cfg.base_field, dem=dem_path(catalog, cfg.dem),
+                                 implicit=implicit)
 
 
 def dem_path(catalog, dem: str | None) -> Path | None:
@@ -82,7 +83,8 @@ def dem_path(catalog, dem: str | None) -> Path | None:
 
 def footprints_to_tileset(gdf: gpd.GeoDataFrame, out: Path, *, source: str, fields: list[str] | None = None,
                           b3dm_mode: bool = False, progress: bool = True, max_per_tile: int = 400,
-                          runner=None, base_field: str | None = None, dem: Path | None = None) -> TilesetReport:
+                          runner=None, base_field: str | None = None, dem: Path | None = None,
+                          implicit: bool | None = None) -> TilesetReport:
     """LOD1 blocks from a buildings layer. The base height comes from ``base_field`` (or a
     column named like base_height/ground), else from the ``dem`` raster under each footprint,
     else 0."""
@@ -138,7 +140,7 @@ def footprints_to_tileset(gdf: gpd.GeoDataFrame, out: Path, *, source: str, fiel
         return mesh, props, {}
 
     return write_tileset(Path(out), lon, lat, {1: lod1}, b3dm_mode=b3dm_mode, progress=progress, report=report,
-                         max_per_tile=max_per_tile, runner=runner)
+                         max_per_tile=max_per_tile, runner=runner, implicit=implicit)
 
 
 def _within_budget(gdf: gpd.GeoDataFrame, source: str, report: TilesetReport) -> tuple[np.ndarray, np.ndarray]:
@@ -214,7 +216,7 @@ def _z_normal(ring: np.ndarray) -> float:
 
 def models_to_tileset(paths: list[Path], out: Path, *, crs: str | None = None, lod: int | None = None,
                       b3dm_mode: bool = False, progress: bool = True, max_per_tile: int = 400,
-                      runner=None) -> tuple[TilesetReport, list[str]]:
+                      runner=None, implicit: bool | None = None) -> tuple[TilesetReport, list[str]]:
     """Tileset of CityGML/CityJSON buildings: LOD1 far refining to LOD2 near where both exist.
 
     LOD0 footprints with a measured height are extruded to LOD1 blocks. A building lacking
@@ -272,7 +274,7 @@ def models_to_tileset(paths: list[Path], out: Path, *, crs: str | None = None, l
         return mesh, props, skipped
 
     write_tileset(Path(out), lon, lat, {lv: maker for lv in levels}, b3dm_mode=b3dm_mode, progress=progress,
-                  report=report, max_per_tile=max_per_tile, runner=runner)
+                  report=report, max_per_tile=max_per_tile, runner=runner, implicit=implicit)
     report.buildings = len(ids)
     return report, messages
 

@@ -74,10 +74,12 @@ class TilesetReport:
     tiles: int = 0
     skipped: dict[SkipReason, int] = field(default_factory=dict)
     bytes: int = 0
+    implicit: bool = False
 
     def summary(self) -> str:
+        tiling = ", implicit tiling" if self.implicit else ""
         return (f"3D Tiles {self.out}: {self.buildings} buildings written in {self.tiles} tiles "
-                f"({self.bytes / 1e6:.1f} MB); {skip_summary(self.skipped)}")
+                f"({self.bytes / 1e6:.1f} MB{tiling}); {skip_summary(self.skipped)}")
 
 
 #: builds the mesh, property columns and skip counts of the given building indices in a local frame
@@ -107,18 +109,23 @@ def _json_default(v):
 
 def write_tileset(out: Path, lon: np.ndarray, lat: np.ndarray, lods: dict[int, MeshMaker], *,
                   max_per_tile: int = 400, b3dm_mode: bool = False, progress: bool = True,
-                  report: TilesetReport | None = None, runner=None) -> TilesetReport:
+                  report: TilesetReport | None = None, runner=None, implicit: bool | None = None) -> TilesetReport:
     """Write the tileset for buildings at ``lon``/``lat``; ``lods`` maps LOD -> mesh maker (1 and/or 2).
 
     Leaves are rendered by ``runner`` (in process by default, or on Dask); this driver alone
-    numbers and writes the content files, then swaps the folder in.
+    numbers and writes the content files, then swaps the folder in. ``implicit`` chooses
+    implicit tiling (None: by the number of buildings, see ``tiles.threed.implicit``).
     """
     from pipelines.runner import InProcessRunner
+    from tiles.threed.implicit import use_implicit, write_implicit
 
     out = Path(out)
     report = report or TilesetReport(out)
     report.out = out
     runner = runner or InProcessRunner()
+    if use_implicit(len(lon), implicit):
+        return write_implicit(out, lon, lat, lods, max_per_tile=max_per_tile, b3dm_mode=b3dm_mode,
+                              progress=progress, report=report, runner=runner)
     root = quadtree(lon, lat, max_per_tile)
     leaves: list[Node] = []
     _collect(root, leaves)
@@ -174,24 +181,38 @@ def render_leaf(leaf: tuple[tuple[float, float, float, float], np.ndarray], lods
                 b3dm_mode: bool) -> list[dict]:
     """One partition: the content of one leaf, per LOD (bytes, region, transform, skip counts)."""
     (w, s, e, n), items = leaf
-    lon0, lat0 = (w + e) / 2, (s + n) / 2
-    origin = to_ecef(np.array([[lon0, lat0, 0.0]]))[0]
-    rot = enu_rotation(lon0, lat0)
-    frame = LocalFrame(origin, rot)
-    transform = enu_to_ecef_matrix(origin, rot).T.ravel().tolist()  # column-major
+    frame = frame_at((w + e) / 2, (s + n) / 2)
+    transform = frame_transform(frame)
     parts = []
     for lod in sorted(lods):
-        mesh, props, skipped = lods[lod](items, lod, frame)
-        if len(mesh.indices) == 0:
-            continue
-        glb = write_glb(mesh, props, batch_id=b3dm_mode)
-        data = b3dm(glb, props, mesh.feature_count) if b3dm_mode else glb
-        llh = ecef_to_lonlath(origin + mesh.positions @ rot)
-        region = [np.radians(llh[:, 0].min()), np.radians(llh[:, 1].min()), np.radians(llh[:, 0].max()),
-                  np.radians(llh[:, 1].max()), float(llh[:, 2].min()), float(llh[:, 2].max())]
-        parts.append({"data": data, "region": [float(v) for v in region], "transform": transform,
-                      "skipped": skipped})
+        part = render_content(items, lod, lods[lod], frame, b3dm_mode)
+        if part is not None:
+            parts.append({**part, "transform": transform})
     return parts
+
+
+def frame_at(lon: float, lat: float) -> LocalFrame:
+    """The local ENU frame at ``lon``/``lat`` on the ellipsoid."""
+    return LocalFrame(to_ecef(np.array([[lon, lat, 0.0]]))[0], enu_rotation(lon, lat))
+
+
+def frame_transform(frame: LocalFrame) -> list[float]:
+    """A 3D Tiles tile transform (column-major) placing ``frame``'s coordinates in ECEF."""
+    return enu_to_ecef_matrix(frame.origin_ecef, frame.rotation).T.ravel().tolist()
+
+
+def render_content(items: np.ndarray, lod: int, maker: MeshMaker, frame: LocalFrame, b3dm_mode: bool) -> dict | None:
+    """The content file of buildings ``items`` at one LOD in ``frame`` (bytes, region, skip counts),
+    or None when they have no triangle."""
+    mesh, props, skipped = maker(items, lod, frame)
+    if len(mesh.indices) == 0:
+        return None
+    glb = write_glb(mesh, props, batch_id=b3dm_mode)
+    data = b3dm(glb, props, mesh.feature_count) if b3dm_mode else glb
+    llh = ecef_to_lonlath(frame.origin_ecef + mesh.positions @ frame.rotation)
+    region = [np.radians(llh[:, 0].min()), np.radians(llh[:, 1].min()), np.radians(llh[:, 0].max()),
+              np.radians(llh[:, 1].max()), float(llh[:, 2].min()), float(llh[:, 2].max())]
+    return {"data": data, "region": [float(v) for v in region], "skipped": skipped}
 
 
 def _chain_json(chain: list[dict], bounds) -> dict:
