@@ -19,6 +19,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
 from api.conformance import conformance_route
+from api.departure_boards import DepartureBoards
 from api.geocode_routes import geocode_routes
 from api.cql_compat import CQL2CompatMiddleware, install as install_cql2
 from api.cql_limits import CQLSizeLimit
@@ -88,6 +89,7 @@ def create_app(project: Path, host: str = "127.0.0.1", port: int = 8000) -> ASGI
     tiles = TileRoutes(registry, public_url=catalog.server.url)
     threed = ThreeDRoutes(catalog, url, frozenset(generated.config["resources"]))
     records = catalog_routes(catalog, store, generated.config["resources"], threed, url)  # OGC API Records
+    boards = DepartureBoards(catalog)  # next departures for /transit/nearest and /ar/view
     routes = [
         Route("/", landing_route(pygeoapi_app.landing_page, url, [records.landing_link()]), methods=["GET", "HEAD"]),
         Route("/conformance",
@@ -95,10 +97,10 @@ def create_app(project: Path, host: str = "127.0.0.1", port: int = 8000) -> ASGI
               methods=["GET", "HEAD"]),
         *tiles.routes(pygeoapi_app),
         *threed.routes(records.listed(pygeoapi_app.collections)),
-        *transit_routes(catalog, store),
+        *transit_routes(catalog, store, boards),
         *geocode_routes(catalog, store),  # /geocode, /reverse from the project's gazetteer
         *live_routes(catalog),  # /live/{layer}/items (POST with API key, GET) and /live/{layer}/tiles
-        *ArRoutes(catalog, store, url).routes(),  # /ar/view, /ar/anchors, /ar/route
+        *ArRoutes(catalog, store, url, boards).routes(),  # /ar/view, /ar/anchors, /ar/route
         Route("/openapi", openapi_route(pygeoapi_app.openapi,
                                         [ar_openapi_paths(), service_paths(), records_paths(), jobs_paths()]),
               methods=["GET", "HEAD"]),

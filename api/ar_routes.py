@@ -3,7 +3,9 @@
 - GET /ar/view?lon=&lat=&alt=&heading=&pitch=&fov=&vfov=&radius=&lang=&limit=&terrain=
   POIs inside the view frustum, nearest first, each with distance, bearing, elevation
   angle, East-North-Up offset (via ECEF), label in the asked language (-> en -> ko), and
-  ``occluded`` from a 2.5D line-of-sight test against the LOD1 buildings.
+  ``occluded`` from a 2.5D line-of-sight test against the LOD1 buildings. Transit stops in the
+  frustum come in ``stops``, each with its next departures per route (``departures=N``, ``at=``:
+  api.departure_boards).
 - GET /ar/anchors?bbox=&types=&lang=&limit=&terrain=  WGS84 anchor points (POIs, building
   entrances, transit stops) with the height of the roof or ground beneath each.
 - GET /ar/route?from=&to=&lang=  a walking polyline on the street layer with turn
@@ -31,6 +33,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from api.ar_index import GROUND_MODES, ArIndex, IndexHolder, ground_function, surface
+from api.ar_stops import stops_in_view
+from api.departure_boards import DepartureBoards, board_parameters, board_query
 from api.errors import error
 from api.params import BadParameter, integer, number
 from geo.ecef import ecef_to_enu, enu_rotation, to_ecef
@@ -118,10 +122,11 @@ def _rounded(values: np.ndarray, nd: int) -> list[float]:
 class ArRoutes:
     """The AR endpoints over one in-memory index (see api.ar_index)."""
 
-    def __init__(self, catalog: Catalog, store: Store, base_url: str):
+    def __init__(self, catalog: Catalog, store: Store, base_url: str, boards: DepartureBoards | None = None):
         self.catalog = catalog
         self.base_url = base_url.rstrip("/")
         self.holder = IndexHolder(catalog, store)
+        self.boards = boards or DepartureBoards(catalog)
         self._tilesets: tuple[float, int, list[dict]] = (-1.0, -1, [])
 
     def routes(self) -> list[BaseRoute]:
@@ -161,7 +166,10 @@ class ArRoutes:
     async def view(self, request: Request) -> Response:
         index = self.holder.get()
         try:
-            doc = self.view_doc(index, request.query_params)
+            if len(index.stops):  # departures may read a timetable or real-time store: off the event loop
+                doc = await run_in_threadpool(self.view_doc, index, request.query_params)
+            else:
+                doc = self.view_doc(index, request.query_params)
         except BadParameter as exc:
             return error(400, "InvalidParameterValue", str(exc))
         return Response(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
@@ -184,6 +192,7 @@ class ArRoutes:
         radius = number(q, "radius", DEFAULT_RADIUS_M, 0, None, lo_open=True)
         limit = integer(q, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         lang = language(q)
+        bq = board_query(q)
         doc: dict = {}
         if radius > MAX_RADIUS_M:
             doc["radius_capped_to"] = MAX_RADIUS_M
@@ -237,6 +246,9 @@ class ArRoutes:
                 "occluded_by": ({"layer": str(index.building_layer[b]), "id": str(index.building_id[b])}
                                 if b >= 0 else None),
             })
+        board = self.boards.request()
+        stops = stops_in_view(index, ground, frustum, (lon, lat, alt), limit, board, bq)
+        notes += board.notes
         tilesets = self.tilesets(index)
         doc = {
             "type": "ar-view",
@@ -253,6 +265,7 @@ class ArRoutes:
                           "count": int(len(index.building_id))},
             "count": len(items),
             "items": items,
+            "stops": stops,
             "notes": notes,
         }
         return doc
@@ -461,6 +474,10 @@ def ar_openapi_paths() -> tuple[dict, dict, list[dict]]:
                              "layer": {"type": "string"}, "kind": {"type": "string"}, "href": {"type": "string"}}}},
             "count": {"type": "integer"},
             "items": {"type": "array", "items": {"$ref": "#/components/schemas/ArViewItem"}},
+            "stops": {"type": "array", "description": "transit stops in the frustum with their next departures",
+                      "items": {"type": "object", "properties": {
+                          "feed": {"type": "string"}, "id": {"type": "string"}, "distance_m": _NUM,
+                          "departures": {"type": "array", "items": {"type": "object"}}}}},
             "notes": {"type": "array", "items": {"type": "string"}}}},
         "ArAnchors": {"type": "object", "properties": {
             "bbox": {"type": "array", "items": _NUM}, "terrain": {"type": "object"},
@@ -498,9 +515,9 @@ def ar_openapi_paths() -> tuple[dict, dict, list[dict]]:
                 _param("vfov", "Vertical field of view, degrees (default: fov)", _FOV),
                 _param("radius", f"Far distance in metres (capped to {MAX_RADIUS_M:g}, see radius_capped_to)",
                        {"type": "number", "default": DEFAULT_RADIUS_M, "minimum": 0, "exclusiveMinimum": True}),
-                _param("limit", "Most items", {"type": "integer", "default": DEFAULT_LIMIT, "minimum": 1,
-                                               "maximum": MAX_LIMIT}),
-                _LANG, _TERRAIN],
+                _param("limit", "Most items (and most stops)", {"type": "integer", "default": DEFAULT_LIMIT,
+                                                                "minimum": 1, "maximum": MAX_LIMIT}),
+                _LANG, _TERRAIN, *board_parameters()],
             "responses": {"200": ok("ArView", "Visible POIs, nearest first"), "400": _ERROR}}},
         "/ar/anchors": {"get": {
             "summary": "Anchor points (POIs, building entrances, transit stops) with roof or ground height",

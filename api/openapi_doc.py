@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from api.departure_boards import board_parameters
 from api.html_pages import wants_html
 from api.openapi_components import localise
 from api.swagger_page import swagger_page
@@ -68,7 +69,8 @@ def service_paths() -> Contribution:
             "parameters": [query("lon", "Longitude (WGS84)", _LON, True), query("lat", "Latitude (WGS84)", _LAT, True),
                            query("radius", "Search radius in metres", {**_NUM, "minimum": 0, "exclusiveMinimum": True}),
                            query("limit", "Most stops", {"type": "integer", "minimum": 1}),
-                           query("feed", "Only this GTFS feed (layer prefix)", {"type": "string"})],
+                           query("feed", "Only this GTFS feed (layer prefix)", {"type": "string"}),
+                           *board_parameters()],
             "responses": {"200": json_ok("Stops, nearest first"), "400": _PROBLEM,
                           "404": {**_PROBLEM, "description": "The project publishes no transit stops"}}}},
         "/geocode": {

@@ -9,8 +9,11 @@ surely contains the search circle, then measures geodesic distances (WGS84 ellip
 pyproj.Geod) to those few candidates only.
 
 Answer: ``{"items": [{feed, stop_id, name, lon, lat, distance_m, bearing_deg, routes:
-[{route_id, short_name, color}]}], "count", "radius_m", "limit", "notes"}``, nearest
-first (ties by feed and stop_id). Bad parameters are 400 ``{"type", "code", "description"}``.
+[{route_id, short_name, color}], departures: [...]}], "count", "radius_m", "limit", "notes"}``,
+nearest first (ties by feed and stop_id). ``departures=N`` (default 3, at most 10, 0 for none)
+gives each stop's next N departures per route after ``at`` (default now), with the real-time
+estimate and delay where a TripUpdate covers the trip (api.departure_boards).
+Bad parameters are 400 ``{"type", "code", "description"}``.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from api.departure_boards import BoardQuery, DepartureBoards, board_query
 from api.errors import error
 from api.params import BadParameter, integer, number
 from geo.errors import CitytwinError
@@ -41,6 +45,14 @@ MAX_LIMIT = 100
 _GEOD = Geod(ellps="WGS84")
 # Metres per degree of latitude is at least this anywhere on the ellipsoid (at the equator).
 _MIN_M_PER_DEG_LAT = 110_574.0
+
+
+def degrees_around(lat: float, radius_m: float) -> tuple[float, float]:
+    """Half sides (dlon, dlat) of a lon/lat box that surely holds a circle of ``radius_m`` around a
+    point at ``lat``: degrees of longitude shrink with cos(latitude)."""
+    dlat = radius_m / _MIN_M_PER_DEG_LAT * 1.01
+    lat_edge = min(89.999, abs(lat) + dlat)
+    return min(180.0, dlat / max(math.cos(math.radians(lat_edge)), 1e-6)), dlat
 
 
 @dataclass(frozen=True)
@@ -108,10 +120,7 @@ class StopIndex:
                    tree=shapely.STRtree(points))
 
     def within(self, q: Query) -> list[dict]:
-        # A lon/lat box around the circle; degrees of longitude shrink with cos(latitude).
-        dlat = q.radius_m / _MIN_M_PER_DEG_LAT * 1.01
-        lat_edge = min(89.999, abs(q.lat) + dlat)
-        dlon = min(180.0, dlat / max(math.cos(math.radians(lat_edge)), 1e-6))
+        dlon, dlat = degrees_around(q.lat, q.radius_m)
         box = shapely.box(q.lon - dlon, q.lat - dlat, q.lon + dlon, q.lat + dlat)
         idx = self.tree.query(box)
         if len(idx) == 0:
@@ -176,8 +185,15 @@ class TransitIndex:
         return items[: q.limit]
 
 
-def transit_routes(catalog: Catalog, store: Store) -> list[BaseRoute]:
+def transit_routes(catalog: Catalog, store: Store, boards: DepartureBoards) -> list[BaseRoute]:
     index = TransitIndex(catalog, store)
+
+    def answer(q: Query, bq: BoardQuery) -> tuple[list[dict], list[str]]:
+        items = index.nearest(q)
+        board = boards.request()
+        for item in items:
+            item["departures"] = board.departures(item["feed"], item["stop_id"], bq)
+        return items, [*q.notes, *board.notes]
 
     async def nearest(request: Request) -> Response:
         try:
@@ -186,12 +202,12 @@ def transit_routes(catalog: Catalog, store: Store) -> list[BaseRoute]:
                 return error(404, "NotFound", "this project publishes no transit stops; ingest a GTFS feed with "
                                                "'citytwin ingest feed.zip --layer NAME' and build")
             q = parse_query(request.query_params, sorted(feeds))
-            items = await run_in_threadpool(index.nearest, q)
+            items, notes = await run_in_threadpool(answer, q, board_query(request.query_params))
         except BadParameter as exc:
             return error(400, "InvalidParameterValue", str(exc))
         except CitytwinError as exc:
             return error(503, "StoreError", str(exc))
         return JSONResponse({"items": items, "count": len(items), "radius_m": q.radius_m, "limit": q.limit,
-                             "notes": list(q.notes)}, headers={"Cache-Control": "no-cache"})
+                             "notes": notes}, headers={"Cache-Control": "no-cache"})
 
     return [Route("/transit/nearest", nearest, methods=["GET", "HEAD"])]
