@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from geo.crs import DatumShiftError
-from geo.errors import CRSError
+from geo.errors import CatalogError, CRSError
 from pipelines.catalog import CATALOG_FILE, Catalog, edit_catalog, load_catalog
 from pipelines.ingest import given_zooms, ingest_layer, write_fitted_zooms
 from pipelines.project import project_store
@@ -21,9 +21,14 @@ TILES3D_DIR = "3dtiles"
 
 
 def build_project(project: Path, layers: list[str] | None = None, ingest: bool = True,
-                  progress: bool = True, workers: int | None = None, scheduler: str | None = None) -> Iterator[str]:
+                  progress: bool = True, workers: int | None = None, scheduler: str | None = None,
+                  implicit: bool | None = None) -> Iterator[str]:
     """Build every (or the given) catalog layer. With ``workers`` > 1 or a ``scheduler`` address,
-    tile partitions (PMTiles zooms, 3D Tiles leaves) run on Dask; ingest stays in this process."""
+    tile partitions (PMTiles zooms, 3D Tiles leaves) run on Dask; ingest stays in this process.
+    ``implicit`` (3D Tiles with implicit tiling or not) is written into the entries of the
+    3D layers built, so later builds keep it."""
+    if implicit is not None:
+        yield from _store_implicit(project, layers, implicit)
     runner = make_runner(workers, scheduler)
     try:
         yield from _build(project, layers, ingest, progress, runner)
@@ -32,6 +37,17 @@ def build_project(project: Path, layers: list[str] | None = None, ingest: bool =
 
 
 THREE_D_ONLY = ("city_model", "landmark_models")  # 3D Tiles straight from their files, no store layer
+IMPLICIT_KINDS = ("buildings", "city_model")  # the kinds whose tilesets may use implicit tiling
+
+
+def _store_implicit(project: Path, layers: list[str] | None, implicit: bool) -> list[str]:
+    catalog = load_catalog(project)
+    names = [n for n in layers or catalog.layers if catalog.layer(n).kind in IMPLICIT_KINDS]
+    if not names:
+        raise CatalogError(f"--{'' if implicit else 'no-'}implicit: no layer of kind {' or '.join(IMPLICIT_KINDS)} "
+                           f"to build in {catalog.root / CATALOG_FILE}; name one with --layer")
+    with edit_catalog(project) as edit:
+        return [f"layer '{name}': {change}" for name in names for change in edit.set_layer(name, {"implicit": implicit})]
 
 
 def _build_3d_only(catalog, name: str, progress: bool, runner) -> str:
@@ -42,7 +58,7 @@ def _build_3d_only(catalog, name: str, progress: bool, runner) -> str:
         from pipelines.export3d import models_to_tileset
 
         report, messages = models_to_tileset(catalog.source_paths(name), out, crs=cfg.crs, lod=cfg.lod,
-                                             progress=progress, runner=runner)
+                                             progress=progress, runner=runner, implicit=cfg.implicit)
         return "\n".join([report.summary(), *(f"  {m}" for m in messages)])
     from tiles.threed.landmarks import PlacedModel, write_landmark_tileset
 
@@ -117,4 +133,5 @@ def _build(project: Path, layers: list[str] | None, ingest: bool, progress: bool
 
             yield footprints_to_tileset(store.read(name), catalog.build_path / TILES3D_DIR / name, source=name,
                                         fields=cfg.fields, progress=progress, runner=runner,
-                                        base_field=cfg.base_field, dem=dem_path(catalog, cfg.dem)).summary()
+                                        base_field=cfg.base_field, dem=dem_path(catalog, cfg.dem),
+                                        implicit=cfg.implicit).summary()

@@ -106,6 +106,8 @@ class LayerConfig(_Strict):
     base_field: str | None = Field(None, description="buildings: ground height attribute (m) for 3D Tiles")
     dem: str | None = Field(None, description="buildings: raster layer whose COG gives the ground height")
     lod: int | None = Field(None, ge=1, le=2, description="city_model: only this LOD (default LOD1 far, LOD2 near)")
+    implicit: bool | None = Field(None, description="buildings, city_model: 3D Tiles with implicit tiling (subtree "
+                                  "files) or an explicit tree; default: implicit from 50,000 buildings")
     models: list[LandmarkModel] | None = Field(None, description="landmark_models: the models to place")
     records: RecordsConfig | None = None
     privacy: PrivacyConfig | None = None

@@ -114,8 +114,12 @@ def ingest(path: Path, layer: str, kind: str | None, crs: str | None, accept_sou
               help="Run tile partitions on a local Dask cluster of N worker processes.")
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
               help="Run tile partitions on an existing Dask cluster (workers must see the project folder).")
+@click.option("--implicit/--no-implicit", default=None,
+              help="3D Tiles with implicit tiling (subtree files), or an explicit tree, for the buildings and "
+                   "city_model layers built; written into their catalog entries so later builds keep it. "
+                   "Default: the entry's choice, else implicit from 50,000 buildings.")
 def build(project: Path, layers: tuple[str, ...], skip_ingest: bool, workers: int | None,
-          scheduler: str | None) -> None:
+          scheduler: str | None, implicit: bool | None) -> None:
     """Ingest every catalog layer that has a source, then write PMTiles, TileJSON and 3D Tiles.
 
     Partitions (one per zoom level of a PMTiles archive, one per leaf of a 3D Tiles tree) are
@@ -125,7 +129,7 @@ def build(project: Path, layers: tuple[str, ...], skip_ingest: bool, workers: in
     from pipelines.build import build_project
 
     for line in build_project(project, layers=list(layers) or None, ingest=not skip_ingest,
-                              workers=workers, scheduler=scheduler):
+                              workers=workers, scheduler=scheduler, implicit=implicit):
         click.echo(line)
 
 
@@ -150,10 +154,13 @@ def serve(project: Path, host: str, port: int, workers: int) -> None:
 @click.option("--lod", type=click.IntRange(1, 2), default=None,
               help="Only this LOD. Default: LOD1 far away refining to LOD2 near, where both exist.")
 @click.option("--b3dm", is_flag=True, help="Write 3D Tiles 1.0 b3dm content for older clients.")
+@click.option("--implicit/--no-implicit", default=None,
+              help="Implicit tiling (subtree files) or an explicit tree. Default: a layer's catalog entry, "
+                   "else implicit from 50,000 buildings.")
 @click.option("--project", default=".", type=click.Path(file_okay=False, path_type=Path), show_default=True,
               help="Project holding the store, for layer:NAME sources.")
 def export_3dtiles(sources: tuple[str, ...], out: Path, crs: str | None, lod: int | None, b3dm: bool,
-                   project: Path) -> None:
+                   implicit: bool | None, project: Path) -> None:
     """Write an OGC 3D Tiles tileset from SOURCES.
 
     \b
@@ -174,9 +181,9 @@ def export_3dtiles(sources: tuple[str, ...], out: Path, crs: str | None, lod: in
     if len(layers) > 1:
         raise click.UsageError("give one layer:NAME per tileset")
     if layers:
-        report = footprints_tileset(project, layers[0], out, b3dm_mode=b3dm)
+        report = footprints_tileset(project, layers[0], out, b3dm_mode=b3dm, implicit=implicit)
     else:
-        report, messages = models_to_tileset(files, out, crs=crs, lod=lod, b3dm_mode=b3dm)
+        report, messages = models_to_tileset(files, out, crs=crs, lod=lod, b3dm_mode=b3dm, implicit=implicit)
         for m in messages:
             click.echo(m, err=True)  # each example already says what was skipped and why
     click.echo(report.summary())

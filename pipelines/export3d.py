@@ -66,7 +66,7 @@ def footprints_tileset(project: Path, layer: str, out: Path, *, b3dm_mode: bool 
     gdf = project_store(catalog).read(layer)
     return footprints_to_tileset(gdf, out, source=layer, fields=cfg.fields, b3dm_mode=b3dm_mode, progress=progress,
                                  runner=runner, base_field=cfg.base_field, dem=dem_path(catalog, cfg.dem),
-                                 implicit=implicit)
+                                 implicit=cfg.implicit if implicit is None else implicit)
 
 
 def dem_path(catalog, dem: str | None) -> Path | None:
