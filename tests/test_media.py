@@ -1,4 +1,5 @@
-"""Photo and video positions: EXIF GPS from a JPEG made here, ©xyz and ISO6709 keys in MP4/MOV built byte by byte."""
+"""Photo and video positions: EXIF GPS from a JPEG made here, ©xyz and ISO6709 keys in MP4/MOV built byte by
+byte, and videos made by ffmpeg (tests/data/media, how in its README)."""
 from __future__ import annotations
 
 import struct
@@ -6,9 +7,13 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from PIL import Image
 
+from pipelines.cli import main
+from pipelines.project import init_project
 from pipelines.readers.media import parse_iso6709, read_media, scan_media
+from pipelines.store.gpkg import GeoPackageStore
 
 
 def _dms(value: float) -> tuple[Fraction, Fraction, Fraction]:
@@ -86,6 +91,41 @@ def test_mov_quicktime_location_key(tmp_path):
     assert (m.lat, m.lon, m.altitude_m) == (37.5512, 126.9882, 243.0)
 
 
+FFMPEG_MEDIA = Path(__file__).parent / "data" / "media"
+LOCI_STEP = 1 / 65536  # 'loci' keeps degrees in 16.16 fixed point; ©xyz and ISO6709 keys keep the text given
+
+
+@pytest.mark.parametrize("name, lat, lon, alt, created, step", [
+    ("gyeongbokgung.mp4", 37.5796, 126.9770, 38.5, "2018-05-04T03:25:30Z", LOCI_STEP),
+    ("santiago.mp4", -33.4489, -70.6693, 520.0, "2019-12-31T23:59:59Z", LOCI_STEP),
+    ("busan.mov", 35.1796, 129.0756, None, "2020-02-29T12:00:00Z", 1e-12),
+    ("namsan_tower.mov", 37.5512, 126.9882, 243.0, "2021-10-09T14:05:00Z", 1e-12),
+])
+def test_videos_made_by_ffmpeg(name, lat, lon, alt, created, step):
+    # the values below are the ones given to ffmpeg's -metadata location / creation_time
+    m = read_media(FFMPEG_MEDIA / name)
+    assert m.problem is None and m.media_type == "video"
+    assert m.lat == pytest.approx(lat, abs=step) and m.lon == pytest.approx(lon, abs=step)
+    assert m.altitude_m == (None if alt is None else pytest.approx(alt, abs=step))
+    assert m.taken_at == created
+
+
+def test_photos_command_publishes_the_ffmpeg_videos_with_their_time(tmp_path):
+    project = tmp_path / "p"
+    init_project(project)
+    res = CliRunner().invoke(main, ["photos", str(FFMPEG_MEDIA), "--layer", "clips", "--project", str(project)])
+    assert res.exit_code == 0, res.output
+    store = GeoPackageStore(project / "build" / "citytwin.gpkg")
+    try:
+        clips = store.read("clips").sort_values("file")
+    finally:
+        store.close()
+    assert clips.file.tolist() == ["busan.mov", "gyeongbokgung.mp4", "namsan_tower.mov", "santiago.mp4"]
+    assert clips.taken_at.tolist() == ["2020-02-29T12:00:00Z", "2018-05-04T03:25:30Z", "2021-10-09T14:05:00Z",
+                                       "2019-12-31T23:59:59Z"]
+    assert clips.geometry.y.tolist() == pytest.approx([35.1796, 37.5796, 37.5512, -33.4489], abs=LOCI_STEP)
+
+
 def test_iso6709_forms():
     assert parse_iso6709("+37.5665+126.9780/") == (37.5665, 126.978, None)
     lat, lon, _ = parse_iso6709("+3733.99+12658.68/")  # degrees and minutes
@@ -107,6 +147,6 @@ def test_files_without_position_are_reported(tmp_path):
     assert sorted(found) == ["broken.jpg", "cut.mp4", "nogps.jpg", "noloc.mp4", "ok.jpg"]
     assert found["ok.jpg"].located
     assert found["nogps.jpg"].problem == "no EXIF GPS tags"
-    assert found["noloc.mp4"].problem == "no location atom (©xyz or ISO6709 key)"
+    assert found["noloc.mp4"].problem == "no location atom (©xyz, ISO6709 key or loci)"
     assert "not a readable JPEG" in found["broken.jpg"].problem
     assert "no moov box" in found["cut.mp4"].problem

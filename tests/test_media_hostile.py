@@ -43,11 +43,40 @@ def test_readers_report_disguised_gif_and_absurd_key_sizes(tmp_path):
     ilst = box(b"ilst", box(struct.pack(">I", 1), box(b"data", b"\x00\x00")))
     moov = box(b"moov", box(b"meta", box(b"hdlr", bytes(25)) + keys + ilst))
     (tmp_path / "short.mov").write_bytes(box(b"ftyp", b"qt  \x00\x00\x00\x00qt  ") + moov + bytes(64))
-    assert read_media(tmp_path / "short.mov").problem == "no location atom (©xyz or ISO6709 key)"
+    assert read_media(tmp_path / "short.mov").problem == "no location atom (©xyz, ISO6709 key or loci)"
     # a keys box cut short inside the moov
     cut = box(b"moov", box(b"meta", struct.pack(">I4s", 20, b"keys") + struct.pack(">II", 0, 5) + b"\x00\x00\x00"))
     (tmp_path / "cut.mp4").write_bytes(box(b"ftyp", b"isom\x00\x00\x02\x00isomiso2mp41") + cut)
     assert not read_media(tmp_path / "cut.mp4").located
+
+
+def _mp4_with(path: Path, *boxes: bytes) -> Path:
+    path.write_bytes(box(b"ftyp", b"isom\x00\x00\x02\x00isomiso2mp41") + box(b"moov", b"".join(boxes)))
+    return path
+
+
+def _loci(name: bytes, coords: bytes, tail: bytes = b"earth\x00\x00") -> bytes:
+    """udta > loci: version/flags, language, ``name`` (with its terminator), role 0, ``coords``, ``tail``."""
+    return box(b"udta", box(b"loci", bytes(4) + b"\x15\xc7" + name + b"\x00" + coords + tail))
+
+
+def test_loci_and_mvhd_that_lie_are_reported(tmp_path):
+    lon, lat = round(126.97 * 65536), round(37.57 * 65536)
+    fixed = struct.pack(">iii", lon, lat, 0)
+    endless = _mp4_with(tmp_path / "endless.mp4", _loci(b"x" * 5000, fixed))  # no NUL in what is read
+    assert read_media(endless).problem == "3GPP loci box: its name has no end"
+    cut = _mp4_with(tmp_path / "cut.mp4", _loci(b"\x00", fixed[:6], tail=b""))
+    assert read_media(cut).problem == "3GPP loci box is cut short before its coordinates"
+    north = struct.pack(">iii", lon, round(91.5 * 65536), 0)
+    assert read_media(_mp4_with(tmp_path / "n.mp4", _loci(b"\x00", north))).problem == \
+        f"3GPP loci position out of range (91.5, {lon / 65536})"
+    utf16 = _mp4_with(tmp_path / "u.mp4", _loci("\ufeff경복궁".encode("utf-16-be") + b"\x00\x00", fixed))
+    m = read_media(utf16)
+    assert (m.lat, m.lon, m.problem) == (lat / 65536, lon / 65536, None)
+    # a version-1 mvhd whose 64-bit creation time is past any calendar: no time, the position still read
+    mvhd = box(b"mvhd", b"\x01" + bytes(3) + b"\xff" * 16 + bytes(92))
+    m = read_media(_mp4_with(tmp_path / "far.mp4", mvhd, _loci(b"\x00", fixed)))
+    assert m.taken_at is None and m.located and m.problem is None
 
 
 def test_photos_run_reports_hostile_files_and_publishes_the_others(tmp_path):

@@ -3,8 +3,10 @@
 JPEG: GPS latitude/longitude, altitude, GPSImgDirection (the compass direction the
 camera faced), DateTimeOriginal and the GPS UTC time, read through Pillow.
 MP4/MOV: the atoms are walked here with plain seeks (a video's media data is never
-read): ``moov/udta/©xyz`` (an ISO 6709 string such as "+37.5665+126.9780+012.3/") and
-QuickTime's ``moov/meta`` keys ``com.apple.quicktime.location.ISO6709``.
+read): ``moov/udta/©xyz`` (an ISO 6709 string such as "+37.5665+126.9780+012.3/"),
+QuickTime's ``moov/meta`` keys ``com.apple.quicktime.location.ISO6709``, and the 3GPP
+``loci`` box (16.16 fixed-point degrees; what ffmpeg writes into an .mp4). The recording
+time is the ``mvhd`` creation time, which the format keeps in UTC.
 
 A file without a position is reported with the reason, never silently dropped.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import BinaryIO
 
@@ -23,9 +25,12 @@ MEDIA_SUFFIXES = JPEG_SUFFIXES | VIDEO_SUFFIXES
 _GPS_IFD = 0x8825
 _EXIF_IFD = 0x8769
 _XYZ = b"\xa9xyz"
+_LOCI = b"loci"
+_EPOCH_1904 = datetime(1904, 1, 1, tzinfo=timezone.utc)  # MP4/QuickTime times count seconds from here
 _CONTAINERS = {b"moov", b"udta", b"meta", b"trak", b"mdia", b"minf", b"ilst"}
 _MAX_KEY = 1024  # a metadata key is a short reverse-DNS name; a larger size is corrupt
 _MAX_BOXES = 100_000  # boxes visited per file: a real moov holds hundreds, a crafted one millions
+Point = tuple[float, float, float | None]  # lat, lon, altitude in metres
 
 
 @dataclass
@@ -37,7 +42,7 @@ class MediaPosition:
     altitude_m: float | None = None
     direction_deg: float | None = None  # GPSImgDirection, 0-360
     direction_ref: str | None = None  # 'T' true north, 'M' magnetic
-    taken_at: str | None = None  # DateTimeOriginal as written (camera local time), ISO form
+    taken_at: str | None = None  # photo: DateTimeOriginal as written (camera local time); video: UTC, ends in Z
     gps_time_utc: str | None = None
     problem: str | None = None  # why there is no position
 
@@ -232,24 +237,70 @@ def _read_keys_location(walk: _Walk, meta_start: int, meta_end: int) -> str | No
     return None
 
 
-def _find_location(walk: _Walk, start: int, end: int, depth: int = 0) -> str | None:
+def _skip_string(data: bytes, pos: int) -> int:
+    """Offset just past a 3GPP string at ``pos``: UTF-8 ending in NUL, or UTF-16 (BOM first) ending in NUL NUL."""
+    if data[pos:pos + 2] in (b"\xfe\xff", b"\xff\xfe"):
+        for i in range(pos + 2, len(data) - 1, 2):
+            if data[i:i + 2] == b"\x00\x00":
+                return i + 2
+        raise ValueError("3GPP loci box: its name has no end")
+    end = data.find(b"\x00", pos)
+    if end < 0:
+        raise ValueError("3GPP loci box: its name has no end")
+    return end + 1
+
+
+def _read_loci(f: BinaryIO, start: int, end: int) -> Point:
+    """3GPP 'loci': version/flags, language, name, role, then longitude, latitude, altitude as 16.16 fixed point."""
+    f.seek(start)
+    data = f.read(min(end - start, 4096))
+    pos = _skip_string(data, 6) + 1  # past version/flags (4), language (2), the name, and the role byte
+    if pos + 12 > len(data):
+        raise ValueError("3GPP loci box is cut short before its coordinates")
+    lon, lat, alt = (v / 65536.0 for v in struct.unpack(">iii", data[pos:pos + 12]))
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise ValueError(f"3GPP loci position out of range ({lat}, {lon})")
+    return lat, lon, alt
+
+
+def _find_location(walk: _Walk, start: int, end: int, depth: int = 0) -> Point | None:
+    """The first position below ``start``; ValueError when the atom holding it is malformed."""
     if depth > 6:
         return None
     for kind, s, e in _boxes(walk, start, end):
         if kind == _XYZ:
             text = _read_xyz(walk.f, s, e)
             if text:
-                return text
+                return parse_iso6709(text)
+        elif kind == _LOCI:
+            return _read_loci(walk.f, s, e)
         elif kind == b"meta":
             ms = _meta_start(walk.f, s, e)
-            text = _read_keys_location(walk, ms, e) or _find_location(walk, ms, e, depth + 1)
-            if text:
-                return text
+            text = _read_keys_location(walk, ms, e)
+            point = parse_iso6709(text) if text else _find_location(walk, ms, e, depth + 1)
+            if point:
+                return point
         elif kind in _CONTAINERS:
-            text = _find_location(walk, s, e, depth + 1)
-            if text:
-                return text
+            point = _find_location(walk, s, e, depth + 1)
+            if point:
+                return point
     return None
+
+
+def _creation_time(walk: _Walk, moov_start: int, moov_end: int) -> str | None:
+    """The movie header's creation time (UTC) in ISO form; None when unset (0) or absent."""
+    mvhd = next(((s, e) for kind, s, e in _boxes(walk, moov_start, moov_end) if kind == b"mvhd"), None)
+    if mvhd is None or mvhd[1] - mvhd[0] < 12:
+        return None
+    walk.f.seek(mvhd[0])
+    head = walk.f.read(12)
+    seconds = struct.unpack(">Q", head[4:12])[0] if head[0] == 1 else struct.unpack(">I", head[4:8])[0]
+    if seconds == 0:
+        return None
+    try:
+        return (_EPOCH_1904 + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except OverflowError:  # a 64-bit time past the year 9999 is corrupt, not a date
+        return None
 
 
 def read_video(path: Path) -> MediaPosition:
@@ -266,17 +317,18 @@ def read_video(path: Path) -> MediaPosition:
             out.problem = "no moov box (truncated or not a finished recording)"
             return out
         try:
-            text = _find_location(walk, *moov)
+            out.taken_at = _creation_time(walk, *moov)
+            point = _find_location(walk, *moov)
         except struct.error:  # a box cut short inside the moov
             out.problem = "corrupt moov box (a metadata box is cut short)"
             return out
-    if text is None:
-        out.problem = "no location atom (©xyz or ISO6709 key)"
+        except ValueError as exc:
+            out.problem = str(exc)
+            return out
+    if point is None:
+        out.problem = "no location atom (©xyz, ISO6709 key or loci)"
         return out
-    try:
-        out.lat, out.lon, out.altitude_m = parse_iso6709(text)
-    except ValueError as exc:
-        out.problem = str(exc)
+    out.lat, out.lon, out.altitude_m = point
     return out
 
 
