@@ -153,14 +153,16 @@ def serve(project: Path, host: str, port: int, workers: int) -> None:
 @click.option("--crs", default=None, help="CRS of CityGML/CityJSON files that lack an srsName / referenceSystem.")
 @click.option("--lod", type=click.IntRange(1, 2), default=None,
               help="Only this LOD. Default: LOD1 far away refining to LOD2 near, where both exist.")
-@click.option("--b3dm", is_flag=True, help="Write 3D Tiles 1.0 b3dm content for older clients.")
+@click.option("--b3dm", is_flag=True, help="Write 3D Tiles 1.0 b3dm content for older clients (never compressed).")
+@click.option("--meshopt/--no-meshopt", default=True, show_default=True,
+              help="Compress meshes with EXT_meshopt_compression (CesiumJS 1.76+, three.js, deck.gl decode it).")
 @click.option("--implicit/--no-implicit", default=None,
               help="Implicit tiling (subtree files) or an explicit tree. Default: a layer's catalog entry, "
                    "else implicit from 50,000 buildings.")
 @click.option("--project", default=".", type=click.Path(file_okay=False, path_type=Path), show_default=True,
               help="Project holding the store, for layer:NAME sources.")
 def export_3dtiles(sources: tuple[str, ...], out: Path, crs: str | None, lod: int | None, b3dm: bool,
-                   implicit: bool | None, project: Path) -> None:
+                   meshopt: bool, implicit: bool | None, project: Path) -> None:
     """Write an OGC 3D Tiles tileset from SOURCES.
 
     \b
@@ -170,7 +172,8 @@ def export_3dtiles(sources: tuple[str, ...], out: Path, crs: str | None, lod: in
       layer:NAME          a buildings layer in the project's store, extruded to LOD1 blocks
 
     Content is GLB with EXT_mesh_features and EXT_structural_metadata (id, name, height,
-    storeys, usage, source), quantized for mobile clients.
+    storeys, usage, source), quantized and compressed with EXT_meshopt_compression for mobile
+    clients (--no-meshopt leaves the meshes uncompressed).
     """
     from pipelines.export3d import footprints_tileset, models_to_tileset
 
@@ -181,9 +184,10 @@ def export_3dtiles(sources: tuple[str, ...], out: Path, crs: str | None, lod: in
     if len(layers) > 1:
         raise click.UsageError("give one layer:NAME per tileset")
     if layers:
-        report = footprints_tileset(project, layers[0], out, b3dm_mode=b3dm, implicit=implicit)
+        report = footprints_tileset(project, layers[0], out, b3dm_mode=b3dm, compress=meshopt, implicit=implicit)
     else:
-        report, messages = models_to_tileset(files, out, crs=crs, lod=lod, b3dm_mode=b3dm, implicit=implicit)
+        report, messages = models_to_tileset(files, out, crs=crs, lod=lod, b3dm_mode=b3dm, compress=meshopt,
+                                             implicit=implicit)
         for m in messages:
             click.echo(m, err=True)  # each example already says what was skipped and why
     click.echo(report.summary())

@@ -60,13 +60,14 @@ def _column(values) -> tuple[str, list]:
 # -- footprints from the store -------------------------------------------------------------
 
 def footprints_tileset(project: Path, layer: str, out: Path, *, b3dm_mode: bool = False,
-                       progress: bool = True, runner=None, implicit: bool | None = None) -> TilesetReport:
+                       progress: bool = True, runner=None, implicit: bool | None = None,
+                       compress: bool = True) -> TilesetReport:
     catalog = load_catalog(project)
     cfg = catalog.layer(layer)
     gdf = project_store(catalog).read(layer)
     return footprints_to_tileset(gdf, out, source=layer, fields=cfg.fields, b3dm_mode=b3dm_mode, progress=progress,
                                  runner=runner, base_field=cfg.base_field, dem=dem_path(catalog, cfg.dem),
-                                 implicit=cfg.implicit if implicit is None else implicit)
+                                 implicit=cfg.implicit if implicit is None else implicit, compress=compress)
 
 
 def dem_path(catalog, dem: str | None) -> Path | None:
@@ -84,10 +85,10 @@ def dem_path(catalog, dem: str | None) -> Path | None:
 def footprints_to_tileset(gdf: gpd.GeoDataFrame, out: Path, *, source: str, fields: list[str] | None = None,
                           b3dm_mode: bool = False, progress: bool = True, max_per_tile: int = 400,
                           runner=None, base_field: str | None = None, dem: Path | None = None,
-                          implicit: bool | None = None) -> TilesetReport:
+                          implicit: bool | None = None, compress: bool = True) -> TilesetReport:
     """LOD1 blocks from a buildings layer. The base height comes from ``base_field`` (or a
     column named like base_height/ground), else from the ``dem`` raster under each footprint,
-    else 0."""
+    else 0. ``compress``: EXT_meshopt_compression on the meshes."""
     report = TilesetReport(Path(out))
     if "height" not in gdf.columns:
         raise SourceError(f"layer '{source}' has no 'height' column; ingest it with --kind buildings")
@@ -140,7 +141,7 @@ def footprints_to_tileset(gdf: gpd.GeoDataFrame, out: Path, *, source: str, fiel
         return mesh, props, {}
 
     return write_tileset(Path(out), lon, lat, {1: lod1}, b3dm_mode=b3dm_mode, progress=progress, report=report,
-                         max_per_tile=max_per_tile, runner=runner, implicit=implicit)
+                         max_per_tile=max_per_tile, runner=runner, implicit=implicit, compress=compress)
 
 
 def _within_budget(gdf: gpd.GeoDataFrame, source: str, report: TilesetReport) -> tuple[np.ndarray, np.ndarray]:
@@ -216,7 +217,8 @@ def _z_normal(ring: np.ndarray) -> float:
 
 def models_to_tileset(paths: list[Path], out: Path, *, crs: str | None = None, lod: int | None = None,
                       b3dm_mode: bool = False, progress: bool = True, max_per_tile: int = 400,
-                      runner=None, implicit: bool | None = None) -> tuple[TilesetReport, list[str]]:
+                      runner=None, implicit: bool | None = None,
+                      compress: bool = True) -> tuple[TilesetReport, list[str]]:
     """Tileset of CityGML/CityJSON buildings: LOD1 far refining to LOD2 near where both exist.
 
     LOD0 footprints with a measured height are extruded to LOD1 blocks. A building lacking
@@ -274,7 +276,8 @@ def models_to_tileset(paths: list[Path], out: Path, *, crs: str | None = None, l
         return mesh, props, skipped
 
     write_tileset(Path(out), lon, lat, {lv: maker for lv in levels}, b3dm_mode=b3dm_mode, progress=progress,
-                  report=report, max_per_tile=max_per_tile, runner=runner, implicit=implicit)
+                  report=report, max_per_tile=max_per_tile, runner=runner, implicit=implicit,
+                  compress=compress)
     report.buildings = len(ids)
     return report, messages
 

@@ -5,6 +5,7 @@ import json
 import struct
 from pathlib import Path
 
+import meshopt
 import numpy as np
 
 COMPONENT = {5120: np.int8, 5121: np.uint8, 5122: np.int16, 5123: np.uint16, 5125: np.uint32, 5126: np.float32}
@@ -30,13 +31,31 @@ def read_b3dm(data: bytes) -> tuple[dict, dict, bytes]:
     return feature, batch, data[28 + ftj + ftb + btj + btb:]
 
 
+def view_bytes(gltf: dict, blob: bytes, index: int) -> tuple[bytes, int]:
+    """The bytes a buffer view reads from, and where in them it starts: EXT_meshopt_compression
+    views are decoded (by meshoptimizer's own decoder) from the bytes in the GLB's buffer."""
+    view = gltf["bufferViews"][index]
+    ext = view.get("extensions", {}).get("EXT_meshopt_compression")
+    if ext is None:
+        assert view["buffer"] == 0
+        return blob, view.get("byteOffset", 0)
+    assert gltf["buffers"][view["buffer"]]["extensions"]["EXT_meshopt_compression"]["fallback"] is True
+    assert ext["buffer"] == 0 and "uri" not in gltf["buffers"][view["buffer"]]
+    data = blob[ext.get("byteOffset", 0):ext.get("byteOffset", 0) + ext["byteLength"]]
+    rows = meshopt.decode_gltf_buffer(data, ext["count"], ext["byteStride"], ext["mode"], ext.get("filter"))
+    decoded = np.ascontiguousarray(rows).tobytes()
+    assert len(decoded) == view["byteLength"] == ext["count"] * ext["byteStride"]
+    return decoded, 0
+
+
 def accessor(gltf: dict, blob: bytes, index: int) -> np.ndarray:
     acc = gltf["accessors"][index]
     view = gltf["bufferViews"][acc["bufferView"]]
     dtype = np.dtype(COMPONENT[acc["componentType"]])
     width = WIDTH[acc["type"]]
     stride = view.get("byteStride", dtype.itemsize * width)
-    start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
+    blob, start = view_bytes(gltf, blob, acc["bufferView"])
+    start += acc.get("byteOffset", 0)
     rows = np.ndarray((acc["count"], width), dtype=dtype, buffer=blob, offset=start, strides=(stride, dtype.itemsize))
     out = rows.astype(np.float64)
     if acc.get("normalized"):

@@ -118,14 +118,16 @@ def _chain(cells: list[Cell], codes: np.ndarray, order: np.ndarray, depth: int, 
         cells += [Cell(level + i, cx, cy, lod, order[ca:cb]) for cx, cy, ca, cb in parts]
 
 
-def render_cell(cell: tuple[np.ndarray, int], lods: dict[int, MeshMaker], b3dm_mode: bool, frame) -> dict | None:
+def render_cell(cell: tuple[np.ndarray, int], lods: dict[int, MeshMaker], b3dm_mode: bool, frame,
+                compress: bool = True) -> dict | None:
     """One partition: the content of one cell in the tileset's frame."""
     items, lod = cell
-    return render_content(items, lod, lods[lod], frame, b3dm_mode)
+    return render_content(items, lod, lods[lod], frame, b3dm_mode, compress)
 
 
 def write_implicit(out: Path, lon: np.ndarray, lat: np.ndarray, lods: dict[int, MeshMaker], *, max_per_tile: int,
-                   b3dm_mode: bool, progress: bool, report: TilesetReport, runner) -> TilesetReport:
+                   b3dm_mode: bool, progress: bool, report: TilesetReport, runner,
+                   compress: bool = True) -> TilesetReport:
     """Write an implicit tileset into a scratch folder and swap it in at ``out``."""
     pad = 1e-9
     bounds = (float(lon.min()) - pad, float(lat.min()) - pad, float(lon.max()) + pad, float(lat.max()) + pad)
@@ -141,7 +143,8 @@ def write_implicit(out: Path, lon: np.ndarray, lat: np.ndarray, lods: dict[int, 
             for start in range(0, len(cells), RENDER_BATCH):
                 batch = cells[start:start + RENDER_BATCH]
                 rendered = runner.map(render_cell, [(c.items, c.lod) for c in batch],
-                                      shared={"lods": lods, "b3dm_mode": b3dm_mode, "frame": frame})
+                                      shared={"lods": lods, "b3dm_mode": b3dm_mode, "frame": frame,
+                                              "compress": compress})
                 for cell, part in zip(batch, rendered):
                     if part is None:
                         continue

@@ -109,7 +109,8 @@ def _json_default(v):
 
 def write_tileset(out: Path, lon: np.ndarray, lat: np.ndarray, lods: dict[int, MeshMaker], *,
                   max_per_tile: int = 400, b3dm_mode: bool = False, progress: bool = True,
-                  report: TilesetReport | None = None, runner=None, implicit: bool | None = None) -> TilesetReport:
+                  report: TilesetReport | None = None, runner=None, implicit: bool | None = None,
+                  compress: bool = True) -> TilesetReport:
     """Write the tileset for buildings at ``lon``/``lat``; ``lods`` maps LOD -> mesh maker (1 and/or 2).
 
     Leaves are rendered by ``runner`` (in process by default, or on Dask); this driver alone
@@ -125,7 +126,7 @@ def write_tileset(out: Path, lon: np.ndarray, lat: np.ndarray, lods: dict[int, M
     runner = runner or InProcessRunner()
     if use_implicit(len(lon), implicit):
         return write_implicit(out, lon, lat, lods, max_per_tile=max_per_tile, b3dm_mode=b3dm_mode,
-                              progress=progress, report=report, runner=runner)
+                              progress=progress, report=report, runner=runner, compress=compress)
     root = quadtree(lon, lat, max_per_tile)
     leaves: list[Node] = []
     _collect(root, leaves)
@@ -136,7 +137,7 @@ def write_tileset(out: Path, lon: np.ndarray, lat: np.ndarray, lods: dict[int, M
         ext = "b3dm" if b3dm_mode else "glb"
         with tqdm(total=len(leaves), desc=f"3D tiles {out.name}", unit="tile", disable=not progress) as bar:
             rendered = runner.map(render_leaf, [(leaf.bounds, leaf.items) for leaf in leaves],
-                                  shared={"lods": lods, "b3dm_mode": b3dm_mode},
+                                  shared={"lods": lods, "b3dm_mode": b3dm_mode, "compress": compress},
                                   progress=lambda done, total: bar.update(done - bar.n))
         counter = 0
         tiles: dict[int, dict] = {}
@@ -178,14 +179,14 @@ def _collect(node: Node, leaves: list[Node]) -> None:
 
 
 def render_leaf(leaf: tuple[tuple[float, float, float, float], np.ndarray], lods: dict[int, MeshMaker],
-                b3dm_mode: bool) -> list[dict]:
+                b3dm_mode: bool, compress: bool = True) -> list[dict]:
     """One partition: the content of one leaf, per LOD (bytes, region, transform, skip counts)."""
     (w, s, e, n), items = leaf
     frame = frame_at((w + e) / 2, (s + n) / 2)
     transform = frame_transform(frame)
     parts = []
     for lod in sorted(lods):
-        part = render_content(items, lod, lods[lod], frame, b3dm_mode)
+        part = render_content(items, lod, lods[lod], frame, b3dm_mode, compress)
         if part is not None:
             parts.append({**part, "transform": transform})
     return parts
@@ -201,13 +202,14 @@ def frame_transform(frame: LocalFrame) -> list[float]:
     return enu_to_ecef_matrix(frame.origin_ecef, frame.rotation).T.ravel().tolist()
 
 
-def render_content(items: np.ndarray, lod: int, maker: MeshMaker, frame: LocalFrame, b3dm_mode: bool) -> dict | None:
+def render_content(items: np.ndarray, lod: int, maker: MeshMaker, frame: LocalFrame, b3dm_mode: bool,
+                   compress: bool = True) -> dict | None:
     """The content file of buildings ``items`` at one LOD in ``frame`` (bytes, region, skip counts),
     or None when they have no triangle."""
     mesh, props, skipped = maker(items, lod, frame)
     if len(mesh.indices) == 0:
         return None
-    glb = write_glb(mesh, props, batch_id=b3dm_mode)
+    glb = write_glb(mesh, props, batch_id=b3dm_mode, compress=compress and not b3dm_mode)  # b3dm: older clients
     data = b3dm(glb, props, mesh.feature_count) if b3dm_mode else glb
     llh = ecef_to_lonlath(frame.origin_ecef + mesh.positions @ frame.rotation)
     region = [np.radians(llh[:, 0].min()), np.radians(llh[:, 1].min()), np.radians(llh[:, 0].max()),
