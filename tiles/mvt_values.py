@@ -1,0 +1,103 @@
+"""MVT attributes: each distinct value encoded once per build, each tile's value table per batch.
+
+A layer's values are factorised column by column once; every distinct (column, value) gets
+a global id and its ``Layer.values`` message bytes. A tile lists the values its features use,
+in the order they first appear (features go largest first), so the table of any leading
+run of a tile's features is that run's exact table: the size budget relies on it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pipelines.store.base import field_type
+from tiles.mvt_bytes import interleave, varint_len, varints, zigzag
+
+_VALUES_FIELD = 0x22  # Layer.values, length-delimited
+_STRING, _DOUBLE, _SINT, _BOOL = 0x0A, 0x19, 0x30, 0x38  # Value fields with their wire types
+
+
+@dataclass(frozen=True)
+class ValueTable:
+    codes: np.ndarray  # (features, columns) global value id, -1 where the value is null
+    data: np.ndarray  # uint8: every value's Layer.values field (tag, length, Value message)
+    starts: np.ndarray
+    lengths: np.ndarray
+
+
+def value_table(attrs: pd.DataFrame) -> ValueTable:
+    codes = np.full((len(attrs), len(attrs.columns)), -1, dtype=np.int64)
+    pieces: list[tuple[np.ndarray, np.ndarray]] = []
+    offset = 0
+    for j, name in enumerate(attrs.columns):
+        col = attrs[name]
+        kind = field_type(col.dtype)
+        if kind == "string":  # text, and anything else (dates) as its text
+            col = col.astype("string")
+        c, uniques = pd.factorize(col, use_na_sentinel=True)
+        c = np.asarray(c, dtype=np.int64)
+        codes[:, j] = np.where(c >= 0, c + offset, -1)
+        offset += len(uniques)
+        pieces.append(_messages(np.asarray(uniques), kind))
+    data = np.concatenate([d for d, _ in pieces]) if pieces else np.empty(0, dtype=np.uint8)
+    lengths = np.concatenate([n for _, n in pieces]) if pieces else np.empty(0, dtype=np.int64)
+    return ValueTable(codes, data, np.cumsum(lengths) - lengths, lengths)
+
+
+def _messages(values: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """(bytes, length each) of Layer.values fields for the distinct values of one column."""
+    n = len(values)
+    if kind == "number":
+        body = (np.full(n, _DOUBLE, np.uint8), np.ones(n, np.int64)), \
+               (values.astype("<f8").view(np.uint8), np.full(n, 8, np.int64))
+    elif kind == "integer":
+        body = (np.full(n, _SINT, np.uint8), np.ones(n, np.int64)), varints(zigzag(values.astype(np.int64)))
+    elif kind == "boolean":
+        body = (np.full(n, _BOOL, np.uint8), np.ones(n, np.int64)), \
+               (values.astype(np.uint8), np.ones(n, np.int64))
+    else:
+        encoded = [str(v).encode("utf-8") for v in values]
+        text_len = np.fromiter(map(len, encoded), dtype=np.int64, count=n)
+        text = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        body = (np.full(n, _STRING, np.uint8), np.ones(n, np.int64)), varints(text_len), (text, text_len)
+    value, value_len = interleave(list(body))
+    return interleave([(np.full(n, _VALUES_FIELD, np.uint8), np.ones(n, np.int64)), varints(value_len),
+                       (value, value_len)])
+
+
+@dataclass(frozen=True)
+class TileTags:
+    """Tags of a batch of (feature, tile) pairs and the value tables of their tiles."""
+    tag_ints: np.ndarray  # uint64 key/value index pairs, pair after pair
+    tag_bytes: np.ndarray  # varint bytes of the tags per pair
+    values: np.ndarray  # global value ids, tile after tile, each tile's in first-use order
+    values_per_tile: np.ndarray
+    first_use_bytes: np.ndarray  # per pair: bytes of the values it adds to its tile's table
+    ints_per_pair: np.ndarray
+
+
+def tile_tags(table: ValueTable, feat: np.ndarray, tile: np.ndarray, n_tiles: int) -> TileTags:
+    """Pairs ``(feat[i], tile[i])`` sorted by tile, each tile's features in drawing priority."""
+    codes = table.codes[feat]
+    has = codes >= 0
+    pair_idx, col_idx = np.nonzero(has)  # row-major: pair after pair, column order inside
+    gid = codes[has]
+    n_values = max(len(table.lengths), 1)
+    key = tile[pair_idx].astype(np.int64) * n_values + gid
+    uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    by_use = np.argsort(first, kind="stable")  # tiles in order, values by first use inside each
+    u_tile = uniq[by_use] // n_values
+    rank = np.empty(len(uniq), dtype=np.int64)
+    rank[by_use] = np.arange(len(uniq)) - np.searchsorted(u_tile, u_tile, side="left")
+    ints = np.empty(2 * len(gid), dtype=np.uint64)
+    ints[0::2] = col_idx
+    ints[1::2] = rank[inverse]
+    ints_per_pair = 2 * np.bincount(pair_idx, minlength=len(feat))
+    tag_bytes = np.bincount(np.repeat(np.arange(len(feat)), ints_per_pair), weights=varint_len(ints),
+                            minlength=len(feat)).astype(np.int64)
+    new_bytes = np.bincount(pair_idx[first], weights=table.lengths[uniq % n_values],
+                            minlength=len(feat)).astype(np.int64)
+    return TileTags(ints, tag_bytes, uniq[by_use] % n_values, np.bincount(u_tile, minlength=n_tiles), new_bytes,
+                    ints_per_pair)

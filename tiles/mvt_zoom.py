@@ -1,0 +1,191 @@
+"""Every tile of one zoom level, encoded as MVT by our own engine.
+
+(feature, tile) pairs are made from bounding boxes and sorted by tile, then by drawing
+priority (largest first, then input order, so output is deterministic). Pairs are
+encoded in batches of whole tiles, twice:
+
+1. sizes only: each pair's exact feature-message bytes plus the value-table bytes it adds
+   to its tile. A tile's running total is then its exact size for that many features, so a
+   feature past the budget in any of its tiles is left out of the zoom (the smallest go);
+2. bytes: the kept pairs become feature messages, each tile a Layer, each gzip-compressed.
+
+Leaving features out only shrinks the tiles they were in, so no tile ends over the limit
+and nothing is encoded twice to find out.
+"""
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+
+import numpy as np
+
+from tiles.mvt_bytes import interleave, ragged_take, varint_len, varints
+from tiles.mvt_geometry import BUFFER, EXTENT, HALF_WORLD, EncodedGeometry, encode_pairs, tile_size
+from tiles.mvt_values import ValueTable, tile_tags
+
+BATCH_PAIRS = 100_000  # pairs encoded at once: bounds the byte-level index arrays (~100 B/pair each)
+_GZIP_LEVEL = 6
+
+
+@dataclass(frozen=True)
+class ZoomTiles:
+    tiles: list[tuple[int, int, int, bytes, int]]  # (z, x, y, gzip MVT, uncompressed bytes)
+    features_written: int  # distinct features with geometry in some written tile
+    dropped_for_size: int  # features left out by the tile budget
+
+
+@dataclass(frozen=True)
+class LayerFrame:
+    """The bytes every tile of a layer shares: name, keys, extent, version."""
+    head: bytes
+    tail: bytes
+
+    @classmethod
+    def of(cls, layer: str, keys: list[str]) -> LayerFrame:
+        name = layer.encode("utf-8")
+        key_fields = b"".join(b"\x1a" + _varint(len(k.encode("utf-8"))) + k.encode("utf-8") for k in keys)
+        return cls(b"\x0a" + _varint(len(name)) + name, key_fields + b"\x28" + _varint(EXTENT) + b"\x78\x02")
+
+    def overhead(self, max_tile_bytes: int) -> int:
+        return 1 + len(_varint(max_tile_bytes)) + len(self.head) + len(self.tail)
+
+
+def _varint(v: int) -> bytes:
+    out = bytearray()
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def tile_ranges(bounds: np.ndarray, z: int, buffer_units: float) -> tuple[np.ndarray, ...]:
+    """Inclusive tile index ranges (x0, y0, x1, y1) touched by each Mercator bbox."""
+    size = tile_size(z)
+    pad = buffer_units * size / EXTENT
+    last = (1 << z) - 1
+    x0 = np.floor((bounds[:, 0] - pad + HALF_WORLD) / size)
+    x1 = np.floor((bounds[:, 2] + pad + HALF_WORLD) / size)
+    y0 = np.floor((HALF_WORLD - bounds[:, 3] - pad) / size)
+    y1 = np.floor((HALF_WORLD - bounds[:, 1] + pad) / size)
+    return tuple(np.clip(a, 0, last).astype(np.int64) for a in (x0, y0, x1, y1))
+
+
+def expand_to_tiles(bounds: np.ndarray, z: int) -> tuple[np.ndarray, np.ndarray]:
+    """(feature index, tile key) pairs, one per tile each feature's buffered bbox touches."""
+    x0, y0, x1, y1 = tile_ranges(bounds, z, BUFFER)
+    w = x1 - x0 + 1
+    counts = w * (y1 - y0 + 1)
+    feat = np.repeat(np.arange(len(bounds)), counts)
+    j = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    return feat, ((x0[feat] + j % w[feat]) << z) | (y0[feat] + j // w[feat])
+
+
+def encode_zoom(geoms: np.ndarray, family: np.ndarray, area: np.ndarray, bounds: np.ndarray, table: ValueTable,
+                frame: LayerFrame, z: int, max_tile_bytes: int) -> ZoomTiles:
+    """Tiles of zoom ``z`` for Mercator ``geoms`` (already simplified for the zoom)."""
+    drawable = np.flatnonzero(family > 0)
+    feat, key = expand_to_tiles(bounds[drawable], z)
+    feat = drawable[feat]
+    order = np.lexsort((feat, -area[feat], key))
+    feat, key = feat[order], key[order]
+    batches = [_sizes(geoms, family, table, feat[s], key[s], z) for s in _batches(key)]
+    budget = max_tile_bytes - frame.overhead(max_tile_bytes)
+    over = np.zeros(len(geoms), dtype=bool)
+    for b in batches:
+        over[b.feat[b.running > budget]] = True
+    tiles: list[tuple[int, int, int, bytes, int]] = []
+    written = np.zeros(len(geoms), dtype=bool)
+    for b in batches:
+        keep = ~over[b.feat]
+        written[b.feat[keep]] = True
+        tiles.extend(_assemble(b, keep, family, table, frame, z))
+    drawn = np.zeros(len(geoms), dtype=bool)
+    for b in batches:
+        drawn[b.feat] = True
+    return ZoomTiles(tiles, int(written.sum()), int((over & drawn).sum()))
+
+
+def _batches(key: np.ndarray) -> list[slice]:
+    """Runs of whole tiles of about BATCH_PAIRS pairs (one busy tile may be a batch alone)."""
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    cuts, last = [0], 0
+    for s in starts[1:]:
+        if s - last >= BATCH_PAIRS:
+            cuts.append(int(s))
+            last = s
+    cuts.append(len(key))
+    return [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+
+
+@dataclass(frozen=True)
+class _Batch:
+    feat: np.ndarray  # pairs with geometry left in their tile, tile by tile
+    key: np.ndarray
+    geometry: EncodedGeometry
+    running: np.ndarray  # the tile's exact size (less its frame) up to and including this pair
+
+
+def _feature_lengths(tag_bytes: np.ndarray, geom_bytes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(Tile.Layer.features field length, Feature message length) per pair."""
+    body = 1 + varint_len(tag_bytes) + tag_bytes + 2 + 1 + varint_len(geom_bytes) + geom_bytes
+    return 1 + varint_len(body) + body, body
+
+
+def _tile_index(key: np.ndarray) -> np.ndarray:
+    return np.cumsum(np.r_[False, key[1:] != key[:-1]]) if len(key) else np.empty(0, dtype=np.int64)
+
+
+def _sizes(geoms, family, table: ValueTable, feat, key, z: int) -> _Batch:
+    tx, ty = key >> z, key & ((1 << z) - 1)
+    geometry = encode_pairs(geoms[feat], family[feat], tx, ty, z)
+    has = geometry.lengths > 0
+    starts = np.cumsum(geometry.lengths) - geometry.lengths
+    geometry = EncodedGeometry(ragged_take(geometry.data, starts[has], geometry.lengths[has]), geometry.lengths[has])
+    feat, key = feat[has], key[has]
+    tile = _tile_index(key)
+    tags = tile_tags(table, feat, tile, int(tile[-1]) + 1 if len(tile) else 0)
+    cost = _feature_lengths(tags.tag_bytes, geometry.lengths)[0] + tags.first_use_bytes
+    total = np.cumsum(cost)
+    tile_start = np.flatnonzero(np.r_[True, tile[1:] != tile[:-1]]) if len(tile) else np.empty(0, dtype=np.int64)
+    before = (total - cost)[tile_start]
+    return _Batch(feat, key, geometry, total - before[tile])
+
+
+def _assemble(b: _Batch, keep: np.ndarray, family, table: ValueTable, frame: LayerFrame, z: int) -> list:
+    if not keep.any():
+        return []
+    g_start = np.cumsum(b.geometry.lengths) - b.geometry.lengths
+    geom_len = b.geometry.lengths[keep]
+    geom = ragged_take(b.geometry.data, g_start[keep], geom_len)
+    feat, key = b.feat[keep], b.key[keep]
+    tile = _tile_index(key)
+    n_tiles = int(tile[-1]) + 1
+    tags = tile_tags(table, feat, tile, n_tiles)
+    tag_data, tag_int_len = varints(tags.tag_ints)
+    body_len = _feature_lengths(tags.tag_bytes, geom_len)[1]
+    n = len(feat)
+    one = np.ones(n, dtype=np.int64)
+    type_field = np.empty(2 * n, dtype=np.uint8)
+    type_field[0::2], type_field[1::2] = 0x18, family[feat]
+    features, per_pair = interleave([
+        (np.full(n, 0x12, np.uint8), one), varints(body_len),  # Layer.features
+        (np.full(n, 0x12, np.uint8), one), varints(tags.tag_bytes), (tag_data, tags.tag_bytes),  # Feature.tags
+        (type_field, 2 * one),  # Feature.type
+        (np.full(n, 0x22, np.uint8), one), varints(geom_len), (geom, geom_len),  # Feature.geometry
+    ])
+    values = ragged_take(table.data, table.starts[tags.values], table.lengths[tags.values])
+    value_tile = np.repeat(np.arange(n_tiles), tags.values_per_tile)
+    value_bytes = np.bincount(value_tile, weights=table.lengths[tags.values], minlength=n_tiles).astype(np.int64)
+    feature_bytes = np.bincount(tile, weights=per_pair, minlength=n_tiles).astype(np.int64)
+    f_end, v_end = np.cumsum(feature_bytes), np.cumsum(value_bytes)
+    tile_keys = key[np.flatnonzero(np.r_[True, key[1:] != key[:-1]])]
+    out = []
+    for i in range(n_tiles):
+        layer = b"".join((frame.head, features[f_end[i] - feature_bytes[i]:f_end[i]].tobytes(),
+                          values[v_end[i] - value_bytes[i]:v_end[i]].tobytes()))
+        # name, features, values, then keys, extent, version: protobuf fields may come in any order
+        raw = b"\x1a" + _varint(len(layer) + len(frame.tail)) + layer + frame.tail
+        k = int(tile_keys[i])
+        out.append((z, k >> z, k & ((1 << z) - 1), gzip.compress(raw, compresslevel=_GZIP_LEVEL, mtime=0), len(raw)))
+    return out
