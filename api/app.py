@@ -23,7 +23,7 @@ from api.departure_boards import DepartureBoards
 from api.geocode_routes import geocode_routes
 from api.cql_compat import CQL2CompatMiddleware, install as install_cql2
 from api.cql_limits import CQLSizeLimit
-from api.features_fast import FastItems
+from api.features_fast import FastItems, fast_collections
 from api.items_requests import ItemsRequests, collection_fields
 from api.landing import landing_route
 from api.openapi_doc import jobs_paths, openapi_route, records_paths, service_paths
@@ -110,9 +110,10 @@ def create_app(project: Path, host: str = "127.0.0.1", port: int = 8000) -> ASGI
         Mount("/", app=pygeoapi_app.APP),
     ]
     app: ASGIApp = Starlette(routes=routes)
-    if store.kind == "postgis":  # plain bbox/limit/offset GeoJSON pages straight from PostGIS
+    if store.kind == "postgis":  # GeoJSON items pages (bbox, sortby, properties, filter, crs) straight from PostGIS
         limits = generated.config["server"]["limits"]
-        app = FastItems(app, store, url, limits["default_items"], limits["max_items"])
+        app = FastItems(app, store, url, limits["default_items"], limits["max_items"],
+                        fast_collections(generated.config["resources"]))
     app = ItemsRequests(app, collection_fields(generated.config, store))  # Features Part 1 parameters, geo+json
     app = records.in_front(app)  # /collections/catalog: Records parameters, not the Features checks
     app = protect_processes(app, catalog)  # API key + audit log for process execution and job deletion
