@@ -22,13 +22,14 @@ TILES3D_DIR = "3dtiles"
 
 def build_project(project: Path, layers: list[str] | None = None, ingest: bool = True,
                   progress: bool = True, workers: int | None = None, scheduler: str | None = None,
-                  implicit: bool | None = None) -> Iterator[str]:
+                  implicit: bool | None = None, meshopt: bool | None = None) -> Iterator[str]:
     """Build every (or the given) catalog layer. With ``workers`` > 1 or a ``scheduler`` address,
     tile partitions (PMTiles zooms, 3D Tiles leaves) run on Dask; ingest stays in this process.
     ``implicit`` (3D Tiles with implicit tiling or not) is written into the entries of the
-    3D layers built, so later builds keep it."""
-    if implicit is not None:
-        yield from _store_implicit(project, layers, implicit)
+    3D layers built, so later builds keep it; so is ``meshopt`` (EXT_meshopt_compression or not)."""
+    for key, value in (("implicit", implicit), ("meshopt", meshopt)):
+        if value is not None:
+            yield from _store_3d_choice(project, layers, key, value)
     runner = make_runner(workers, scheduler)
     try:
         yield from _build(project, layers, ingest, progress, runner)
@@ -40,14 +41,15 @@ THREE_D_ONLY = ("city_model", "landmark_models")  # 3D Tiles straight from their
 IMPLICIT_KINDS = ("buildings", "city_model")  # the kinds whose tilesets may use implicit tiling
 
 
-def _store_implicit(project: Path, layers: list[str] | None, implicit: bool) -> list[str]:
+def _store_3d_choice(project: Path, layers: list[str] | None, key: str, value: bool) -> list[str]:
+    """A --KEY/--no-KEY choice of the command line written into the entries of the 3D layers built."""
     catalog = load_catalog(project)
     names = [n for n in layers or catalog.layers if catalog.layer(n).kind in IMPLICIT_KINDS]
     if not names:
-        raise CatalogError(f"--{'' if implicit else 'no-'}implicit: no layer of kind {' or '.join(IMPLICIT_KINDS)} "
+        raise CatalogError(f"--{'' if value else 'no-'}{key}: no layer of kind {' or '.join(IMPLICIT_KINDS)} "
                            f"to build in {catalog.root / CATALOG_FILE}; name one with --layer")
     with edit_catalog(project) as edit:
-        return [f"layer '{name}': {change}" for name in names for change in edit.set_layer(name, {"implicit": implicit})]
+        return [f"layer '{name}': {change}" for name in names for change in edit.set_layer(name, {key: value})]
 
 
 def _build_3d_only(catalog, name: str, progress: bool, runner) -> str:
@@ -58,7 +60,8 @@ def _build_3d_only(catalog, name: str, progress: bool, runner) -> str:
         from pipelines.export3d import models_to_tileset
 
         report, messages = models_to_tileset(catalog.source_paths(name), out, crs=cfg.crs, lod=cfg.lod,
-                                             progress=progress, runner=runner, implicit=cfg.implicit)
+                                             progress=progress, runner=runner, implicit=cfg.implicit,
+                                             compress=cfg.meshopt)
         return "\n".join([report.summary(), *(f"  {m}" for m in messages)])
     from tiles.threed.landmarks import PlacedModel, write_landmark_tileset
 
@@ -134,4 +137,4 @@ def _build(project: Path, layers: list[str] | None, ingest: bool, progress: bool
             yield footprints_to_tileset(store.read(name), catalog.build_path / TILES3D_DIR / name, source=name,
                                         fields=cfg.fields, progress=progress, runner=runner,
                                         base_field=cfg.base_field, dem=dem_path(catalog, cfg.dem),
-                                        implicit=cfg.implicit).summary()
+                                        implicit=cfg.implicit, compress=cfg.meshopt).summary()

@@ -154,6 +154,8 @@ class ServerConfig(_Strict):
     description: str = "3D city platform: OGC API Features, Tiles and 3D Tiles"
     url: str | None = Field(None, description="public base URL; defaults to http://localhost:PORT")
     language: str = "en-US"
+    meshopt: bool = Field(True, description="buildings, city_model: 3D Tiles meshes compressed with "
+                          "EXT_meshopt_compression (false: plain quantized meshes, for clients without a decoder)")
     license: str = Field("other", description="licence of the published data unless a layer names its own: "
                          "an SPDX id (e.g. CC-BY-4.0, KOGL-1) or 'other'")
     tile_cache_mb: float = Field(256.0, gt=0, le=1_000_000, description="bound of the server's warm tile cache "

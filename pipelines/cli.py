@@ -118,8 +118,12 @@ def ingest(path: Path, layer: str, kind: str | None, crs: str | None, accept_sou
               help="3D Tiles with implicit tiling (subtree files), or an explicit tree, for the buildings and "
                    "city_model layers built; written into their catalog entries so later builds keep it. "
                    "Default: the entry's choice, else implicit from 50,000 buildings.")
+@click.option("--meshopt/--no-meshopt", default=None,
+              help="3D Tiles meshes compressed with EXT_meshopt_compression, or not, for the buildings and "
+                   "city_model layers built; written into their catalog entries so later builds keep it. "
+                   "Default: the entry's choice, else compressed.")
 def build(project: Path, layers: tuple[str, ...], skip_ingest: bool, workers: int | None,
-          scheduler: str | None, implicit: bool | None) -> None:
+          scheduler: str | None, implicit: bool | None, meshopt: bool | None) -> None:
     """Ingest every catalog layer that has a source, then write PMTiles, TileJSON and 3D Tiles.
 
     Partitions (one per zoom level of a PMTiles archive, one per leaf of a 3D Tiles tree) are
@@ -129,7 +133,7 @@ def build(project: Path, layers: tuple[str, ...], skip_ingest: bool, workers: in
     from pipelines.build import build_project
 
     for line in build_project(project, layers=list(layers) or None, ingest=not skip_ingest,
-                              workers=workers, scheduler=scheduler, implicit=implicit):
+                              workers=workers, scheduler=scheduler, implicit=implicit, meshopt=meshopt):
         click.echo(line)
 
 
@@ -154,15 +158,16 @@ def serve(project: Path, host: str, port: int, workers: int) -> None:
 @click.option("--lod", type=click.IntRange(1, 2), default=None,
               help="Only this LOD. Default: LOD1 far away refining to LOD2 near, where both exist.")
 @click.option("--b3dm", is_flag=True, help="Write 3D Tiles 1.0 b3dm content for older clients (never compressed).")
-@click.option("--meshopt/--no-meshopt", default=True, show_default=True,
-              help="Compress meshes with EXT_meshopt_compression (CesiumJS 1.76+, three.js, deck.gl decode it).")
+@click.option("--meshopt/--no-meshopt", default=None,
+              help="Compress meshes with EXT_meshopt_compression (CesiumJS, three.js and deck.gl decode it). "
+                   "Default: a layer's catalog entry, else compressed.")
 @click.option("--implicit/--no-implicit", default=None,
               help="Implicit tiling (subtree files) or an explicit tree. Default: a layer's catalog entry, "
                    "else implicit from 50,000 buildings.")
 @click.option("--project", default=".", type=click.Path(file_okay=False, path_type=Path), show_default=True,
               help="Project holding the store, for layer:NAME sources.")
 def export_3dtiles(sources: tuple[str, ...], out: Path, crs: str | None, lod: int | None, b3dm: bool,
-                   meshopt: bool, implicit: bool | None, project: Path) -> None:
+                   meshopt: bool | None, implicit: bool | None, project: Path) -> None:
     """Write an OGC 3D Tiles tileset from SOURCES.
 
     \b
@@ -186,8 +191,8 @@ def export_3dtiles(sources: tuple[str, ...], out: Path, crs: str | None, lod: in
     if layers:
         report = footprints_tileset(project, layers[0], out, b3dm_mode=b3dm, compress=meshopt, implicit=implicit)
     else:
-        report, messages = models_to_tileset(files, out, crs=crs, lod=lod, b3dm_mode=b3dm, compress=meshopt,
-                                             implicit=implicit)
+        report, messages = models_to_tileset(files, out, crs=crs, lod=lod, b3dm_mode=b3dm,
+                                             compress=meshopt is not False, implicit=implicit)
         for m in messages:
             click.echo(m, err=True)  # each example already says what was skipped and why
     click.echo(report.summary())

@@ -61,13 +61,14 @@ def _column(values) -> tuple[str, list]:
 
 def footprints_tileset(project: Path, layer: str, out: Path, *, b3dm_mode: bool = False,
                        progress: bool = True, runner=None, implicit: bool | None = None,
-                       compress: bool = True) -> TilesetReport:
+                       compress: bool | None = None) -> TilesetReport:
     catalog = load_catalog(project)
     cfg = catalog.layer(layer)
     gdf = project_store(catalog).read(layer)
     return footprints_to_tileset(gdf, out, source=layer, fields=cfg.fields, b3dm_mode=b3dm_mode, progress=progress,
                                  runner=runner, base_field=cfg.base_field, dem=dem_path(catalog, cfg.dem),
-                                 implicit=cfg.implicit if implicit is None else implicit, compress=compress)
+                                 implicit=cfg.implicit if implicit is None else implicit,
+                                 compress=cfg.meshopt if compress is None else compress)
 
 
 def dem_path(catalog, dem: str | None) -> Path | None:
