@@ -108,6 +108,8 @@ class LayerConfig(_Strict):
     lod: int | None = Field(None, ge=1, le=2, description="city_model: only this LOD (default LOD1 far, LOD2 near)")
     implicit: bool | None = Field(None, description="buildings, city_model: 3D Tiles with implicit tiling (subtree "
                                   "files) or an explicit tree; default: implicit from 50,000 buildings")
+    meshopt: bool = Field(True, description="buildings, city_model: 3D Tiles meshes compressed with "
+                          "EXT_meshopt_compression (false: plain quantized meshes, for clients without a decoder)")
     models: list[LandmarkModel] | None = Field(None, description="landmark_models: the models to place")
     records: RecordsConfig | None = None
     privacy: PrivacyConfig | None = None
@@ -154,8 +156,6 @@ class ServerConfig(_Strict):
     description: str = "3D city platform: OGC API Features, Tiles and 3D Tiles"
     url: str | None = Field(None, description="public base URL; defaults to http://localhost:PORT")
     language: str = "en-US"
-    meshopt: bool = Field(True, description="buildings, city_model: 3D Tiles meshes compressed with "
-                          "EXT_meshopt_compression (false: plain quantized meshes, for clients without a decoder)")
     license: str = Field("other", description="licence of the published data unless a layer names its own: "
                          "an SPDX id (e.g. CC-BY-4.0, KOGL-1) or 'other'")
     tile_cache_mb: float = Field(256.0, gt=0, le=1_000_000, description="bound of the server's warm tile cache "
