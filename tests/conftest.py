@@ -3,6 +3,7 @@
 Sections (add new fixtures under the matching heading, or start a new one):
   * generic helpers  - free_port
   * PostGIS          - postgis_url (session), pg_db_url (one fresh database per test)
+  * real data        - the realdata marker: ../shared/data absent skips, or fails when CI is set
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from psycopg import sql
 
 from postgis_server import ClusterError, ThrowawayCluster, with_dbname
 from postgis_server import free_port as _free_port
+from shared_data import pytest_runtest_setup  # noqa: F401 - the realdata marker's check, see shared_data.py
 
 # ---------------------------------------------------------------------------
 # Generic helpers

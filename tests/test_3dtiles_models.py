@@ -14,16 +14,10 @@ from validators import gltf_validate
 
 from pipelines.cli import main
 from pipelines.export3d import models_to_tileset
+from shared_data import SHARED_DATA as SHARED
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 PLATEAU = SHARED / "citygml" / "plateau_yokosuka_52397519_bldg_6697_op.gml"
 pytestmark = pytest.mark.realdata
-
-
-@pytest.fixture(autouse=True)
-def _need_data():
-    if not SHARED.exists():
-        pytest.skip(f"real data folder {SHARED} is absent (fresh clone without shared data)")
 
 
 def tile_ids(out: Path) -> dict[str, list[str]]:

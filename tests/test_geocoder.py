@@ -15,8 +15,9 @@ from shapely.geometry import Point, Polygon, box
 from geo.admin_codes import detect_reference_fields
 from geo.errors import SourceError
 from geo.geocoder import AddressLayer, AreaLayer, Geocoder
+from shared_data import SHARED_DATA
 
-SEOUL = Path(__file__).resolve().parents[2] / "shared" / "data" / "seoul"
+SEOUL = SHARED_DATA / "seoul"
 GEOD = Geod(ellps="WGS84")
 
 # A U-shaped gu: its centroid falls in the notch, outside the polygon.
@@ -118,8 +119,6 @@ def test_reference_fields_detected_and_overridden():
 
 @pytest.fixture(scope="module")
 def seoul():
-    if not SEOUL.is_dir():
-        pytest.skip(f"real data folder {SEOUL} is absent (fresh clone without shared data)")
     gu = gpd.read_file(SEOUL / "seoul_municipalities_geo.json")
     legal = gpd.read_file(SEOUL / "seoul_neighborhoods_geo_simple.json")
     admin = gpd.read_file(SEOUL / "seoul_submunicipalities_geo_simple.json")
@@ -128,7 +127,7 @@ def seoul():
     return gu, legal, admin, pois, geocoder
 
 
-@pytest.mark.realdata
+@pytest.mark.realdata("seoul")
 def test_real_boundaries_are_recognised_without_configuration(seoul):
     gu, legal, admin, _, g = seoul
     levels = Counter(a.level for a in g.areas)
@@ -137,7 +136,7 @@ def test_real_boundaries_are_recognised_without_configuration(seoul):
     assert {a.name_en for a in g.areas if a.level == "sigungu"} == set(gu.SIG_ENG_NM)
 
 
-@pytest.mark.realdata
+@pytest.mark.realdata("seoul")
 def test_real_kto_tiers_and_disagreements(seoul):
     gu, legal, _, pois, g = seoul
     results = g.geocode_many(pois.address)

@@ -17,9 +17,10 @@ from pipelines.cli import main
 from pipelines.project import init_project
 from pipelines.readers.records import read_records
 from pipelines.store.gpkg import GeoPackageStore
+from shared_data import SHARED_DATA
 from test_media import write_jpeg, write_mp4_xyz
 
-SEOUL = Path(__file__).resolve().parents[2] / "shared" / "data" / "seoul"
+SEOUL = SHARED_DATA / "seoul"
 
 
 def run(*args: str):
@@ -34,10 +35,8 @@ def read_layer(project: Path, name: str) -> gpd.GeoDataFrame:
         store.close()
 
 
-@pytest.mark.realdata
+@pytest.mark.realdata("seoul")
 def test_kto_csv_geotagged_against_real_boundaries(tmp_path):
-    if not SEOUL.is_dir():
-        pytest.skip(f"real data folder {SEOUL} is absent (fresh clone without shared data)")
     project = tmp_path / "seoul"
     init_project(project)
     for layer, f in (("gu", "seoul_municipalities_geo.json"), ("legal_dong", "seoul_neighborhoods_geo_simple.json"),

@@ -18,13 +18,14 @@ from click.testing import CliRunner
 
 from pipelines.cli import main
 from pipelines.project import init_project
+from shared_data import SHARED_DATA
 
-SEOUL = Path(__file__).resolve().parents[2] / "shared" / "data" / "seoul"
+SEOUL = SHARED_DATA / "seoul"
 KTO = SEOUL / "kto_tourism_pois_a.csv"
 # an address that names a place finer than the gu: a road + number, a lot, or a dong/ga word (also in "(...)")
 FINER_THAN_GU = re.compile(r"[가-힣0-9]+(?:로|길)\s*(?:지하\s*)?\d|[가-힣][가-힣0-9]*(?:동|가)(?=[\s),]|$)")
 
-pytestmark = pytest.mark.realdata
+pytestmark = pytest.mark.realdata("seoul")
 
 
 def run(*args):
@@ -33,8 +34,6 @@ def run(*args):
 
 @pytest.fixture(scope="module")
 def geotagged(tmp_path_factory):
-    if not SEOUL.is_dir():
-        pytest.skip(f"real data folder {SEOUL} is absent (fresh clone without shared data)")
     root = tmp_path_factory.mktemp("real")
     project = root / "seoul"
     init_project(project)

@@ -18,8 +18,8 @@ from pyproj import CRS, Geod, Transformer
 from shapely.geometry import LineString, Point, Polygon, box
 
 from pipelines.cli import main
+from shared_data import shared_data
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CITY_HALL = (126.9779, 37.5663)
 # Korean 1985 Modified Central Belt with the published 7-parameter shift to WGS84,
 # written out independently of the EPSG:5174 definition that the code under test uses.
@@ -381,9 +381,7 @@ def test_bad_input_is_one_clear_line_and_store_untouched(published: Path, case: 
 
 @pytest.mark.realdata
 def test_real_seoul_gu_boundaries(project: Path):
-    src = SHARED / "seoul" / "seoul_municipalities_geo.json"
-    if not src.exists():
-        pytest.skip(f"real data folder {SHARED} is absent (fresh clone without shared data)")
+    src = shared_data("seoul", "seoul_municipalities_geo.json")
     code, out = run("ingest", str(src), "--layer", "gu", "--kind", "boundaries", "--project", str(project))
     assert code == 0, out
     got = pyogrio.read_dataframe(store_path(project), layer="gu")

@@ -18,6 +18,7 @@ from owslib.ogcapi.features import Features
 from pyproj import Transformer
 
 from api_server import serve
+from shared_data import shared_data
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 MVT = "application/vnd.mapbox-vector-tile"
@@ -398,9 +399,7 @@ def test_pmtiles_archive_is_readable_by_range(base: str, built_sample_city: Path
 def test_city_model_collection_page_is_html(tmp_path) -> None:
     from api_server import make_project, run_citytwin
 
-    plateau = Path(__file__).resolve().parents[2] / "shared" / "data" / "citygml" / "plateau_yokosuka_52397519_bldg_6697_op.gml"
-    if not plateau.is_file():
-        pytest.skip("the shared CityGML sample is not on this machine")
+    plateau = shared_data("citygml", "plateau_yokosuka_52397519_bldg_6697_op.gml")
     make_project(tmp_path)
     with open(tmp_path / "citytwin.yaml", "a", encoding="utf-8") as fh:
         fh.write(f"  plateau:\n    kind: city_model\n    title: Yokosuka <PLATEAU>\n    source: {plateau}\n")

@@ -19,16 +19,14 @@ from geo.errors import CRSError, SourceError
 from pipelines.readers.city_common import DEGENERATE, NO_LOD, NO_SURFACES, NON_PLANAR
 from pipelines.readers.citygml import UNRESOLVED, read_citygml, read_citygml_lods
 from pipelines.readers.cityjson import ORPHAN_PART, read_cityjson, read_cityjson_lods
+from shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-GML = DATA / "citygml"
-CJ = DATA / "cityjson"
+GML = SHARED_DATA / "citygml"
+CJ = SHARED_DATA / "cityjson"
 PLATEAU = GML / "plateau_yokosuka_52397519_bldg_6697_op.gml"
 OGC2_LOD1 = GML / "ogc_v2_Building_LOD1-EPSG25832.gml"
 OGC2_LOD2 = GML / "ogc_v2_Building_and_garage_LOD2-EPSG25832.gml"
 OGC3_LOD2 = GML / "ogc_v3_Building_LOD2-EPSG25832.gml"
-
-realdata = pytest.mark.skipif(not DATA.is_dir(), reason=f"{DATA} is absent (shared real data not available)")
 
 GML2 = "http://www.opengis.net/gml"
 BLDG2 = "http://www.opengis.net/citygml/building/2.0"
@@ -50,7 +48,6 @@ def _vertices(building) -> np.ndarray:
 # -- real data: PLATEAU -----------------------------------------------------------------------
 
 @pytest.mark.realdata
-@realdata
 def test_plateau_buildings_lonlat_and_heights():
     expected = len(re.findall(r"<bldg:Building ", PLATEAU.read_text(encoding="utf-8-sig")))
     report = ReadReport(PLATEAU.name)
@@ -71,7 +68,6 @@ def test_plateau_buildings_lonlat_and_heights():
 
 
 @pytest.mark.realdata
-@realdata
 def test_plateau_first_footprint_vertex_swapped():
     text = PLATEAU.read_text(encoding="utf-8-sig")
     block = text[text.index("<bldg:lod0FootPrint>"):]
@@ -85,7 +81,6 @@ def test_plateau_first_footprint_vertex_swapped():
 
 
 @pytest.mark.realdata
-@realdata
 def test_plateau_lod2_kinds_and_polygon_count():
     root = ET.parse(PLATEAU).getroot()
     with_lod2 = {}
@@ -105,7 +100,6 @@ def test_plateau_lod2_kinds_and_polygon_count():
 
 
 @pytest.mark.realdata
-@realdata
 def test_plateau_parts_merged_and_generic_attributes():
     root = ET.parse(PLATEAU).getroot()
     parent = next(b for b in root.iter(f"{{{BLDG2}}}Building") if b.find(f".//{{{BLDG2}}}BuildingPart") is not None)
@@ -125,7 +119,6 @@ def test_plateau_parts_merged_and_generic_attributes():
 
 
 @pytest.mark.realdata
-@realdata
 def test_plateau_lod1_and_lod2_in_one_pass():
     found = list(read_citygml_lods(PLATEAU, lods=(1, 2)))
     assert len(found) == 13
@@ -137,7 +130,6 @@ def test_plateau_lod1_and_lod2_in_one_pass():
 # -- real data: OGC 2.0 and 3.0 ---------------------------------------------------------------
 
 @pytest.mark.realdata
-@realdata
 def test_ogc_compound_crs_and_lod1():
     b = next(read_citygml(OGC2_LOD1))
     assert b.crs == "EPSG:25832+5783"
@@ -152,7 +144,6 @@ def test_ogc_compound_crs_and_lod1():
 
 
 @pytest.mark.realdata
-@realdata
 def test_ogc_v2_and_v3_same_building():
     v2 = next(read_citygml(OGC2_LOD2))
     v3 = next(read_citygml(OGC3_LOD2))
@@ -190,7 +181,6 @@ class Building:  # just enough for _vertices
 # -- real data: CityJSON ----------------------------------------------------------------------
 
 @pytest.mark.realdata
-@realdata
 def test_cityjson_delft_counts_and_crs():
     data = json.loads((CJ / "delft.city.json").read_text())
     expected = sum(1 for o in data["CityObjects"].values() if o["type"] == "Building")
@@ -212,7 +202,6 @@ def test_cityjson_delft_counts_and_crs():
 
 
 @pytest.mark.realdata
-@realdata
 def test_cityjson_vertices_after_transform():
     data = json.loads((CJ / "multi_lod.city.json").read_text())
     scale, translate = data["transform"]["scale"], data["transform"]["translate"]
@@ -230,7 +219,6 @@ def test_cityjson_vertices_after_transform():
 
 
 @pytest.mark.realdata
-@realdata
 def test_cityjson_multi_lod_picks_highest_sub_lod():
     data = json.loads((CJ / "multi_lod.city.json").read_text())
     found = list(read_cityjson_lods(CJ / "multi_lod.city.json", crs="EPSG:7415", lods=(1, 2)))
@@ -244,7 +232,6 @@ def test_cityjson_multi_lod_picks_highest_sub_lod():
 
 
 @pytest.mark.realdata
-@realdata
 def test_cityjson_rotterdam_semantics_and_missing_crs():
     path = CJ / "rotterdam_subset.city.json"
     with pytest.raises(CRSError, match="--crs"):
@@ -264,7 +251,6 @@ def test_cityjson_rotterdam_semantics_and_missing_crs():
 
 
 @pytest.mark.realdata
-@realdata
 def test_cityjsonseq_reads_like_cityjson(tmp_path):
     data = json.loads((CJ / "multi_lod.city.json").read_text())
     header = {"type": "CityJSON", "version": "2.0", "transform": data["transform"],

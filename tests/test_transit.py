@@ -23,10 +23,10 @@ from click.testing import CliRunner
 
 from api_server import serve
 from pipelines.cli import main
+from shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-CALTRAIN = DATA / "gtfs" / "caltrain-2017-07-24.zip"
-realdata = pytest.mark.skipif(not CALTRAIN.is_file(), reason=f"{CALTRAIN} is absent (shared real data not available)")
+CALTRAIN = SHARED_DATA / "gtfs" / "caltrain-2017-07-24.zip"
+realdata = pytest.mark.realdata("gtfs", "caltrain-2017-07-24.zip")
 EARTH_R = 6_371_008.8  # mean Earth radius (IUGG), metres
 CATALOG = "name: transit test\nlayers: {}\n"
 
@@ -98,8 +98,6 @@ def busiest_weekday_trips(zip_path: Path) -> tuple[dt.date, set[str]]:
 # -- the Caltrain project, ingested by the CLI and built ------------------------------
 @pytest.fixture(scope="module")
 def caltrain_project(tmp_path_factory) -> Path:
-    if not CALTRAIN.is_file():
-        pytest.skip(f"{CALTRAIN} is absent (shared real data not available)")
     project = tmp_path_factory.mktemp("caltrain")
     (project / "citytwin.yaml").write_text(CATALOG, encoding="utf-8")
     code, out = run("ingest", str(CALTRAIN), "--layer", "transit", "--project", str(project))
@@ -112,7 +110,6 @@ def caltrain_project(tmp_path_factory) -> Path:
     return project
 
 
-@pytest.mark.realdata
 @realdata
 def test_catalog_entries_name_the_feed(caltrain_project: Path):
     from pipelines.catalog import load_catalog
@@ -125,7 +122,6 @@ def test_catalog_entries_name_the_feed(caltrain_project: Path):
         assert (caltrain_project / "build" / "tiles" / f"{name}.pmtiles").stat().st_size > 0
 
 
-@pytest.mark.realdata
 @realdata
 def test_every_stop_is_published_where_stops_txt_puts_it(caltrain_project: Path):
     rows = table(CALTRAIN, "stops.txt")
@@ -148,7 +144,6 @@ def test_every_stop_is_published_where_stops_txt_puts_it(caltrain_project: Path)
         assert set(filter(None, s["routes"].split(","))) == serving[stop_id], stop_id
 
 
-@pytest.mark.realdata
 @realdata
 def test_every_route_is_drawn_from_its_shapes(caltrain_project: Path):
     rows = table(CALTRAIN, "routes.txt")
@@ -172,7 +167,6 @@ def test_every_route_is_drawn_from_its_shapes(caltrain_project: Path):
         assert parts == {shape_coords[s] for s in shapes_of[r["route_id"]]}, r["route_id"]
 
 
-@pytest.mark.realdata
 @realdata
 def test_departures_per_stop_and_hour_on_the_busiest_weekday(caltrain_project: Path):
     day, trip_ids = busiest_weekday_trips(CALTRAIN)
@@ -240,7 +234,6 @@ QUERIES = [  # lon, lat, radius, limit: near SF, Palo Alto, San Jose, and mid-li
 ]
 
 
-@pytest.mark.realdata
 @realdata
 @pytest.mark.parametrize("lon,lat,radius,limit", QUERIES)
 def test_nearest_matches_haversine(caltrain_server: str, lon: float, lat: float, radius: float, limit: int):
@@ -253,7 +246,6 @@ def test_nearest_matches_haversine(caltrain_server: str, lon: float, lat: float,
     check_against_haversine(body["items"], lon, lat, radius, limit)
 
 
-@pytest.mark.realdata
 @realdata
 def test_nearest_lists_the_routes_with_name_and_colour(caltrain_server: str):
     routes = {r["route_id"]: r for r in table(CALTRAIN, "routes.txt")}
@@ -271,7 +263,6 @@ def test_nearest_lists_the_routes_with_name_and_colour(caltrain_server: str):
             assert x["color"] == "#" + routes[x["route_id"]]["route_color"].upper()
 
 
-@pytest.mark.realdata
 @realdata
 def test_nearest_caps_the_radius_with_a_note(caltrain_server: str):
     body = httpx.get(f"{caltrain_server}/transit/nearest",
@@ -280,7 +271,6 @@ def test_nearest_caps_the_radius_with_a_note(caltrain_server: str):
     check_against_haversine(body["items"], -122.26, 37.52, 5000, 100)
 
 
-@pytest.mark.realdata
 @realdata
 @pytest.mark.parametrize("params,needle", [
     ({"lon": "-122.2", "lat": "91"}, "'lat' must be at most 90"),
@@ -302,7 +292,6 @@ def test_nearest_rejects_bad_parameters(caltrain_server: str, params: dict, need
     assert needle in r.json()["description"] and r.json()["code"] == r.json()["type"] == "InvalidParameterValue"
 
 
-@pytest.mark.realdata
 @realdata
 def test_transit_layers_are_collections_with_tiles_and_the_style_resolves(caltrain_server: str):
     for name, count in (("transit_stops", 64), ("transit_routes", 4)):
@@ -317,9 +306,8 @@ def test_transit_layers_are_collections_with_tiles_and_the_style_resolves(caltra
         assert tj.json()["tiles"]
 
 
+@realdata
 def test_nearest_on_postgis_answers_like_haversine(tmp_path: Path, pg_db_url: str):
-    if not CALTRAIN.is_file():
-        pytest.skip(f"{CALTRAIN} is absent (shared real data not available)")
     from pipelines.store import open_store
     from pipelines.transit import ingest_transit
 
