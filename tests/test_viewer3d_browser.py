@@ -4,7 +4,9 @@ The page must load the buildings tileset (and the placed landmark model beside i
 console error, no failed request and
 nothing asked of any host but this one; the camera must look at City Hall; a click on a
 building must show that building's properties, which must be those of a source building
-under the clicked point. A screenshot goes to tests/artifacts/viewer3d.png.
+under the clicked point. The buildings' content is EXT_meshopt_compression (the build's
+default), so drawing and picking them shows CesiumJS decodes it. A screenshot goes to
+tests/artifacts/viewer3d.png.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from pyproj import Geod
 
 from api_server import serve
 from browser import chromium_page, save_screenshot
+from gltf_read import split_glb
 
 pytestmark = pytest.mark.browser
 
@@ -102,6 +105,9 @@ def test_3d_viewer_shows_and_picks_the_sample_city_offline(server: str, project:
     assert state["loaded"] is True and state["tilesLoaded"] > 0
     assert state["layer"] == "buildings"
     assert any("/collections/buildings/3dtiles/content/" in url for url in record.requests)
+    contents = list((project / "build" / "3dtiles" / "buildings").rglob("*.glb"))
+    assert contents and all("EXT_meshopt_compression" in split_glb(p.read_bytes())[0]["extensionsRequired"]
+                            for p in contents)
     assert list(state["overlays"]) == ["landmark_models"] and state["overlays"]["landmark_models"] >= 1
     assert any("/collections/landmark_models/3dtiles/content/" in url for url in record.requests)
     assert shot.stat().st_size > 10_000
