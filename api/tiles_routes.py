@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import re
 from collections.abc import Awaitable, Callable
 from types import ModuleType
@@ -150,8 +151,8 @@ class TileRoutes:
         return JSONResponse(doc, headers={"Cache-Control": "public, max-age=60"})
 
     async def stats(self, request: Request) -> Response:
-        """The warm tile cache's counters since start (this process)."""
-        return JSONResponse({"tile_cache": self.cache.stats()}, headers={"Cache-Control": "no-store"})
+        """The warm tile cache's counters since start, and the id of the process that has them."""
+        return JSONResponse({"pid": os.getpid(), "tile_cache": self.cache.stats()}, headers={"Cache-Control": "no-store"})
 
     async def tile(self, request: Request) -> Response:
         return await self.serve_tile(request, TILE_MATRIX_SET, check_tile_address, _web_mercator_tile)
