@@ -27,6 +27,55 @@ DATA = REPO / "benchmarks" / ".data"
 WORK = REPO / "benchmarks" / ".work"
 
 
+# One server configuration for every side (ours, tipg, pygeoapi, py3dtiles, the SQL floor): set
+# with ALTER SYSTEM before any data is loaded, read back from pg_settings into the report.
+DB_SETTINGS = {
+    # JIT compiles the short tile and bbox queries (their PostGIS cost estimates are high) on every
+    # run, which costs more than the queries; our own pool turned it off, so it is off for all
+    "jit": "off",
+    "shared_buffers": "1GB",  # the 600k table (~300 MB) and its index stay in PostgreSQL's cache
+    "effective_cache_size": "4GB",
+    "work_mem": "32MB",
+    "random_page_cost": "1.1",  # local SSD
+    "max_connections": "200",  # three servers' pools and the floor's 16 connections at once
+}
+# also shown: what the throw-away cluster is started with (tests/postgis_server.py) and defaults
+DB_SHOWN = (*DB_SETTINGS, "fsync", "synchronous_commit", "full_page_writes", "max_parallel_workers_per_gather",
+            "max_worker_processes")
+
+
+def tune_cluster(cluster: ThrowawayCluster, url: str) -> dict[str, str]:
+    """Apply DB_SETTINGS to ``cluster`` (restarting it) and return the settings it then reports."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        for name, value in DB_SETTINGS.items():
+            conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")  # names and values are our constants
+    res = cluster._run("pg_ctl", "-D", str(cluster.data_dir), "-l", str(cluster.root / "log"), "-w", "-t", "60",
+                       "-m", "fast", "restart")
+    if res.returncode != 0:
+        raise RuntimeError(f"PostgreSQL did not restart with the benchmark settings:\n{res.stderr[-2000:]}")
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute("SELECT name, setting, unit FROM pg_settings WHERE name = ANY(%s)",
+                            (list(DB_SHOWN),)).fetchall()
+    shown = {n: f"{v}{' ' + u if u else ''}" for n, v, u in rows}
+    if shown.get("jit") != "off":
+        raise RuntimeError(f"the benchmark server did not take the settings: {shown}")
+    return {n: shown[n] for n in DB_SHOWN if n in shown}
+
+
+def provenance(repo: Path = REPO) -> dict:
+    """The commit the run measures and whether the tree differed from it (the harness's outputs aside)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=60,
+                              check=True).stdout
+
+    changed = git("status", "--porcelain", "--", ".", ":(exclude)benchmarks/results", ":(exclude)benchmarks/.work",
+                  ":(exclude)benchmarks/.data").splitlines()
+    return {"commit": git("rev-parse", "--short=10", "HEAD").strip(), "dirty": bool(changed),
+            "changed": [ln[3:] for ln in changed[:20]], "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
 def median(xs: list[float]) -> float:
     return float(statistics.median(xs)) if xs else float("nan")
 
@@ -164,4 +213,5 @@ def dump(obj, path: Path) -> None:
 
 
 __all__ = ["ThrowawayCluster", "free_port", "run_timed", "median", "Server", "write_project", "env_with",
-           "PEER_BIN", "PEERS_VENV", "PY", "CITYTWIN", "DATA", "WORK", "REPO", "libpq_conninfo", "dump"]
+           "PEER_BIN", "PEERS_VENV", "PY", "CITYTWIN", "DATA", "WORK", "REPO", "libpq_conninfo", "dump", "DB_SETTINGS",
+           "tune_cluster", "provenance"]

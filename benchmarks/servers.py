@@ -3,9 +3,10 @@
 - ours: ``citytwin serve`` on a project whose store is the benchmark PostGIS;
 - tipg: ``uvicorn tipg.main:app`` from the peers venv, restricted to that table;
 - pygeoapi: a plain pygeoapi (its Starlette app under uvicorn, from our venv) with its own
-  YAML: the PostgreSQL feature provider and the MVT-postgresql tile provider.
+  YAML and the PostgreSQL feature provider, configured as its documentation shows.
 
-Every server is one uvicorn process (one worker), logging at warning level.
+Every server is one uvicorn process (one worker), logging at warning level. PEERS says, for
+the report, how each peer is run and why; the database settings are benchmarks.common's.
 """
 from __future__ import annotations
 
@@ -15,12 +16,28 @@ from urllib.parse import urlsplit
 
 import yaml
 
-import os
-
 from benchmarks.common import CITYTWIN, PEER_BIN, PY, WORK, Server, env_with
 
-# The table's SRID, so the provider's envelope transform yields SRID 4326 (overridable to test).
-STORAGE_CRS_TILES = os.environ.get("BENCH_PYGEOAPI_TILE_CRS", "http://www.opengis.net/def/crs/EPSG/0/4326")
+PEERS = {
+    "tippecanoe (P1)": ("`-Z10 -z16 -l LAYER --drop-smallest-as-needed`, FlatGeobuf input",
+                        "its README's way to keep a polygon layer's tiles under the size limit by leaving out the "
+                        "smallest features, which is the rule ours applies; same zoom range and layer name"),
+    "tipg (P2)": ("`uvicorn tipg.main:app`, one worker; `TIPG_DB_TABLES`/`TIPG_DB_SCHEMAS` name the one table; "
+                  "its default pool and tile settings",
+                  "its documentation's way to publish a chosen table; one process, as ours runs"),
+    "pygeoapi Features (P5)": ("PostgreSQL provider with `data`, `id_field`, `table`, `geom_field`, `storage_crs` "
+                               "CRS84", "the provider's documented connection example; the table is lon/lat"),
+    "pygeoapi MVT-postgresql (P2)": ("not run", "diagnosed, see the P2 section: pygeoapi 0.21.0 (the newest release on "
+                                     "PyPI) passes SRIDs as text ('EPSG:3857'), which selects PostGIS's "
+                                     "ST_Transform(geometry, text) and builds a PROJ transformation for every row; "
+                                     "no configuration option changes that, so a ratio would measure that bug"),
+    "py3dtiles (P3)": ("`py3dtiles export -D CONNINFO -t TABLE -c geom -i id`",
+                       "its documented PostGIS export; it needs 3D geometry, so it reads a pre-extruded table"),
+    "exactextract (exposure)": ("`exact_extract(tif, gpkg, ['max', 'mean'], output='pandas')`, default "
+                                "feature-sequential strategy",
+                                "the documented call for zonal statistics from files; the footprints are in "
+                                "raster order, the case its performance notes give for that strategy"),
+}
 
 
 def ours(project: Path, db_url: str) -> Server:
@@ -58,14 +75,9 @@ def pygeoapi_config(db_url: str, table: str, bounds: tuple[float, float, float, 
             "links": [], "extents": {"spatial": {"bbox": list(bounds), "crs": crs84}},
             "providers": [
                 {"type": "feature", "name": "PostgreSQL", "data": data, "id_field": "id", "table": table,
-                 "geom_field": "geometry", "storage_crs": crs84},
-                {"type": "tile", "name": "MVT-postgresql", "data": data, "id_field": "id", "table": table,
-                 "geom_field": "geometry", "storage_crs": STORAGE_CRS_TILES,
-                 # a dict, not the documented list: pygeoapi 0.21 passes every non-dict option to
-                 # the database driver as a connection argument (a list breaks its cache, a
-                 # string is refused by libpq); the provider only tests `scheme in schemes`
-                 "options": {"zoom": {"min": 10, "max": 16}, "schemes": {"WebMercatorQuad": True}},
-                 "format": {"name": "pbf", "mimetype": "application/vnd.mapbox-vector-tile"}},
+                 "geom_field": "geometry", "storage_crs": crs84,
+                 # the output CRSs P5 asks for (OGC API Features Part 2), as ours offers them
+                 "crs": [crs84, "http://www.opengis.net/def/crs/EPSG/0/5186"]}
             ]}},
     }
 
