@@ -8,6 +8,7 @@ Sections (add new fixtures under the matching heading, or start a new one):
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -126,4 +127,15 @@ def built_sample_city(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("sample") / "city"
     run_citytwin("sample-city", str(directory))
     run_citytwin("build", "--project", str(directory))
+    return directory
+
+
+@pytest.fixture(scope="session")
+def implicit_sample_city(built_sample_city: Path, tmp_path_factory) -> Path:
+    """A copy of the built sample city whose buildings were rebuilt with ``--implicit``, shared read-only."""
+    from api_server import run_citytwin
+
+    directory = tmp_path_factory.mktemp("implicit_sample") / "city"
+    shutil.copytree(built_sample_city, directory, symlinks=True)
+    run_citytwin("build", "--project", str(directory), "--layer", "buildings", "--skip-ingest", "--implicit")
     return directory

@@ -291,11 +291,8 @@ def test_lod1_refines_to_lod2_one_level_down(tmp_path: Path):
 # -- the option in the catalog, the build and the server --------------------------------------
 
 @pytest.fixture(scope="module")
-def implicit_city(built_sample_city: Path, tmp_path_factory) -> Path:
-    project = tmp_path_factory.mktemp("implicit_city") / "city"
-    shutil.copytree(built_sample_city, project, symlinks=True)
-    run_citytwin("build", "--project", str(project), "--layer", "buildings", "--skip-ingest", "--implicit")
-    return project
+def implicit_city(implicit_sample_city: Path) -> Path:
+    return implicit_sample_city
 
 
 def entry(project: Path) -> dict:

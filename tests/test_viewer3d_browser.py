@@ -10,6 +10,7 @@ tests/artifacts/viewer3d.png.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -137,3 +138,26 @@ def test_3d_viewer_shows_and_picks_the_sample_city_offline(server: str, project:
     same = same[same["name"] == selected["name"]] if "name" in selected else same[same["name"].isna()]
     assert len(same) >= 1, f"picked {selected}, but the footprints there are:\n{near.drop(columns='geometry')}"
     assert -0.5 <= hit["h"] <= float(selected["height"]) + 0.5
+
+
+def test_3d_viewer_draws_the_buildings_from_implicit_tiling(implicit_sample_city: Path) -> None:
+    """The sample city's buildings written with implicit tiling: CesiumJS reads the subtree, fetches
+    content by the URI template, draws the buildings and picks one, with no console error."""
+    with serve(implicit_sample_city) as url, chromium_page(VIEWPORT) as (page, record):
+        page.goto(f"{url}/viewer/3d/")
+        page.wait_for_function("window.__viewer3dState && (window.__viewer3dState.loaded"
+                               " || window.__viewer3dState.error !== null)", timeout=LOAD_TIMEOUT_MS)
+        state = page.evaluate("window.__viewer3dState")
+        save_screenshot(page, "viewer3d_implicit.png")
+        hit = page.evaluate(FIND_BUILDING)
+        assert hit is not None, "no building under any probed pixel"
+        page.mouse.click(hit["x"], hit["y"])
+        page.wait_for_selector("#feature:not([hidden])", timeout=LOAD_TIMEOUT_MS)
+        selected = page.evaluate("window.__viewer3dState.selected")
+
+    assert record.problems == []
+    assert state["error"] is None and state["loaded"] is True and state["tilesLoaded"] > 0
+    assert any(u.endswith("/collections/buildings/3dtiles/subtrees/0/0/0.subtree") for u in record.requests)
+    assert any(re.search(r"/collections/buildings/3dtiles/content/\d+/\d+/\d+\.glb$", u) for u in record.requests)
+    assert selected["source"] == "buildings"
+    assert selected["id"] in set(gpd.read_file(implicit_sample_city / "build" / "citytwin.gpkg", layer="buildings")["id"])
