@@ -32,6 +32,7 @@ from api.ar_routes import ArRoutes, ar_openapi_paths
 from api.auth import protect_processes
 from api.pygeoapi_config import STATEMENT_TIMEOUT_MS, base_url, generate
 from api.raster_routes import PREFIX as COG_PREFIX, raster_app
+from api.realtime_routes import realtime_lifespan, realtime_routes
 from api.records_routes import catalog_routes
 from api.static_routes import static_routes
 from api.threed_routes import ThreeDRoutes
@@ -98,6 +99,7 @@ def create_app(project: Path, host: str = "127.0.0.1", port: int = 8000) -> ASGI
         *tiles.routes(pygeoapi_app),
         *threed.routes(records.listed(pygeoapi_app.collections)),
         *transit_routes(catalog, store, boards),
+        *realtime_routes(catalog),  # /transit/realtime: each GTFS-Realtime feed's state
         *geocode_routes(catalog, store),  # /geocode, /reverse from the project's gazetteer
         *live_routes(catalog),  # /live/{layer}/items (POST with API key, GET) and /live/{layer}/tiles
         *ArRoutes(catalog, store, url, boards).routes(),  # /ar/view, /ar/anchors, /ar/route
@@ -109,7 +111,7 @@ def create_app(project: Path, host: str = "127.0.0.1", port: int = 8000) -> ASGI
         Mount(COG_PREFIX, app=raster_app(catalog)),
         Mount("/", app=pygeoapi_app.APP),
     ]
-    app: ASGIApp = Starlette(routes=routes)
+    app: ASGIApp = Starlette(routes=routes, lifespan=realtime_lifespan(catalog))  # polls GTFS-Realtime URLs
     if store.kind == "postgis":  # GeoJSON items pages (bbox, sortby, properties, filter, crs) straight from PostGIS
         limits = generated.config["server"]["limits"]
         app = FastItems(app, store, url, limits["default_items"], limits["max_items"],

@@ -151,6 +151,37 @@ class LayerConfig(_Strict):
         return self
 
 
+class RealtimeConfig(_Strict):
+    """GTFS-Realtime feeds for one ingested GTFS feed (pipelines/gtfs_rt); URLs polled by citytwin serve."""
+
+    vehicle_positions: str | None = Field(None, description="VehiclePositions URL (http or https)")
+    trip_updates: str | None = Field(None, description="TripUpdates URL: real-time departures")
+    alerts: str | None = Field(None, description="Alerts URL")
+    vehicles_layer: str | None = Field(None, description="live layer that shows the vehicles")
+    alerts_layer: str | None = Field(None, description="live layer that shows the alerts")
+    interval_s: float = Field(30.0, ge=1, le=3600, description="how often the feeds are published")
+    max_age_s: float = Field(300.0, ge=10, le=86400, description="a feed whose header timestamp is older is "
+                             "stale and refused; what was loaded expires this long after its timestamp")
+    max_bytes: int = Field(16_000_000, ge=1000, le=200_000_000, description="larger feeds are refused unread")
+    max_entities: int = Field(100_000, ge=1, le=1_000_000)
+    max_unknown_share: float = Field(0.2, ge=0, le=1, description="a feed whose share of entities naming "
+                                     "trips, routes or stops unknown to the static feed is over this is refused")
+
+    @field_validator("vehicle_positions", "trip_updates", "alerts")
+    @classmethod
+    def _http(cls, v):
+        if v is not None and not v.lower().startswith(("http://", "https://")):
+            raise ValueError(f"{v[:80]!r} is not an http(s) URL; load a feed file with 'citytwin realtime'")
+        return v
+
+    @model_validator(mode="after")
+    def _layers_named(self):
+        for url, layer in (("vehicle_positions", "vehicles_layer"), ("alerts", "alerts_layer")):
+            if getattr(self, url) and not getattr(self, layer):
+                raise ValueError(f"{url} needs {layer}: the live layer that shows them")
+        return self
+
+
 class ServerConfig(_Strict):
     title: str = "citytwin"
     description: str = "3D city platform: OGC API Features, Tiles and 3D Tiles"
@@ -172,6 +203,8 @@ class Catalog(_Strict):
     api_keys_file: str | None = Field(None, description="file of 'key_id: key' lines allowed to run processes and "
                                       "post live items, relative to the project; keep it out of version control")
     layers: dict[str, LayerConfig] = Field(default_factory=dict)
+    realtime: dict[str, RealtimeConfig] = Field(default_factory=dict, description="GTFS-Realtime feeds, by the "
+                                                "name the GTFS feed was ingested as (its layers' prefix)")
 
     # Set after loading; not part of the file.
     root: Path = Field(default=Path("."), exclude=True)
@@ -185,6 +218,16 @@ class Catalog(_Strict):
             except CitytwinError as exc:
                 raise ValueError(str(exc)) from None
         return v
+
+    @model_validator(mode="after")
+    def _realtime_layers(self):
+        for feed, rt in self.realtime.items():
+            check_layer_name(feed)
+            for key in ("vehicles_layer", "alerts_layer"):
+                name = getattr(rt, key)
+                if name is not None and (name not in self.layers or self.layers[name].kind != "live"):
+                    raise ValueError(f"realtime.{feed}.{key}: {name!r} must be a layer of kind live in 'layers'")
+        return self
 
     @property
     def build_path(self) -> Path:

@@ -265,6 +265,26 @@ def geotag(records: Path, layer: str | None, out: Path | None, project: Path, en
 
 
 @main.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--feed", required=True, help="The GTFS feed it belongs to: its name under 'realtime:' in citytwin.yaml.")
+@click.option("--type", "kind", required=True, type=click.Choice(["vehicle_positions", "trip_updates", "alerts"]))
+@click.option("--project", default=".", type=click.Path(file_okay=False, path_type=Path), show_default=True)
+def realtime(path: Path, feed: str, kind: str, project: Path) -> None:
+    """Load a GTFS-Realtime feed file (protobuf) into the feed's live layers or departures.
+
+    The same checks as a polled feed: a stale, malformed or foreign feed is refused and
+    what is served stays as it was.
+    """
+    from pipelines.catalog import load_catalog
+    from pipelines.gtfs_rt.decode import read_file
+    from pipelines.gtfs_rt.load import feed_config, load_feed
+
+    catalog = load_catalog(project)
+    data = read_file(path, feed_config(catalog, feed).max_bytes)
+    click.echo(load_feed(catalog, feed, kind, data, str(path)).summary())
+
+
+@main.command()
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.option("--layer", required=True, help="Name of the published pois layer.")
 @click.option("--project", default=".", type=click.Path(file_okay=False, path_type=Path), show_default=True)

@@ -266,6 +266,19 @@ class LiveLayer:
             con.execute("COMMIT")
         return WriteResult(stored=len(rows), ids=[it.id for it in items], purged=purged)
 
+    def replace_origin(self, origin: str, items: list[LiveItem], who: str) -> WriteResult:
+        """Make ``items`` the whole set of items from ``origin`` (a feed's latest state), in one
+        transaction: readers see the old set or the new one, never a mix."""
+        now = time.time()
+        rows = self._rows(items, origin, who, _iso(datetime.fromtimestamp(now, timezone.utc)))
+        with self._lock, self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            con.execute("DELETE FROM items WHERE origin = ?", (origin,))
+            con.executemany(self._INSERT, rows)
+            purged = con.execute("DELETE FROM items WHERE expires_at <= ?", (now,)).rowcount
+            con.execute("COMMIT")
+        return WriteResult(stored=len(rows), ids=[it.id for it in items], purged=purged)
+
     def _file_stamp(self) -> str | None:
         try:
             st = os.stat(self.watched)

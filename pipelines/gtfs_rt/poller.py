@@ -1,0 +1,125 @@
+"""The poller of a project's GTFS-Realtime URLs, run by ``citytwin serve``.
+
+Every server process starts one, but only the process holding an exclusive lock on
+``<build>/live/realtime/poller.lock`` polls; the others wait for the lock, so a feed is
+polled once however many workers serve, and another worker takes over if that one dies.
+What is polled lands in SQLite files every worker reads.
+
+Each URL is polled at its feed's interval, in phase with the feed: once a new feed is seen,
+the next poll comes one interval later (less a margin), then every ``interval / 10`` (at
+least 0.5 s, at most 2 s) until the next feed appears, so a new feed is visible within
+about that gap rather than up to a whole interval later.
+"""
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+from geo.errors import CitytwinError
+from pipelines.catalog import Catalog
+from pipelines.gtfs_rt.decode import FEED_TYPES, FeedRefused, fetch
+from pipelines.gtfs_rt.load import load_feed
+from pipelines.gtfs_rt.store import REALTIME_DIR, RealtimeState
+
+log = logging.getLogger("citytwin.realtime")
+_LOCK_RETRY_S = 5.0
+
+
+@dataclass
+class _Job:
+    feed: str
+    kind: str
+    url: str
+    interval_s: float
+    due: float = 0.0
+    changed_at: float = field(default_factory=time.monotonic)
+    last_error: str | None = None
+
+    @property
+    def retry_s(self) -> float:
+        return min(2.0, max(0.5, self.interval_s / 10))
+
+
+def poll_jobs(catalog: Catalog) -> list[_Job]:
+    return [_Job(feed, kind, url, cfg.interval_s)
+            for feed, cfg in catalog.realtime.items() for kind in FEED_TYPES if (url := getattr(cfg, kind))]
+
+
+class Poller:
+    """Polls ``catalog``'s realtime URLs on a daemon thread while this process holds the lock."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.jobs = poll_jobs(catalog)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gtfs-rt-poller", daemon=True)
+
+    def start(self) -> None:
+        if self.jobs:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        folder = self.catalog.build_path / REALTIME_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / "poller.lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            while not self._stop.is_set():
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # another process polls
+                    self._stop.wait(_LOCK_RETRY_S)
+                    continue
+                log.info("pid %d polls %d GTFS-Realtime URL(s)", os.getpid(), len(self.jobs))
+                with httpx.Client(timeout=httpx.Timeout(10.0), follow_redirects=True,
+                                  headers={"User-Agent": f"citytwin-realtime (pid {os.getpid()})"}) as client:
+                    self._poll_until_stopped(client)
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _poll_until_stopped(self, client: httpx.Client) -> None:
+        while not self._stop.is_set():
+            job = min(self.jobs, key=lambda j: j.due)
+            wait = job.due - time.monotonic()
+            if wait > 0 and self._stop.wait(wait):
+                return
+            self._poll(client, job)
+
+    def _poll(self, client: httpx.Client, job: _Job) -> None:
+        started = time.monotonic()
+        cfg = self.catalog.realtime[job.feed]
+        try:
+            try:
+                data = fetch(client, job.url, cfg.max_bytes)
+            except FeedRefused as exc:  # load_feed records its own refusals; this one never reached it
+                RealtimeState(self.catalog.build_path, job.feed).refused(job.kind, job.url, str(exc))
+                raise
+            report = load_feed(self.catalog, job.feed, job.kind, data, job.url)
+        except CitytwinError as exc:
+            if str(exc) != job.last_error:  # say it once, not every interval
+                log.warning("realtime %s %s refused: %s", job.feed, job.kind, exc)
+            job.last_error, job.due = str(exc), started + job.interval_s
+            return
+        except Exception:  # noqa: BLE001 - the poller must outlive any one bad poll
+            log.exception("realtime %s %s: polling %s failed", job.feed, job.kind, job.url)
+            job.due = started + job.interval_s
+            return
+        if job.last_error is not None:
+            log.warning("realtime %s %s: good again: %s", job.feed, job.kind, report.summary())
+        job.last_error = None
+        if report.unchanged:
+            quiet = started - job.changed_at > 2 * job.interval_s  # not publishing now: poll at its pace
+            job.due = started + (job.interval_s if quiet else job.retry_s)
+        else:
+            job.changed_at = started
+            job.due = started + max(job.retry_s, job.interval_s - 2 * job.retry_s)
