@@ -14,7 +14,10 @@ from exactextract import exact_extract
 if __name__ == "__main__":
     tif, gpkg, out = sys.argv[1:4]
     t0 = time.perf_counter()
-    df = exact_extract(tif, gpkg, ["max", "mean"], include_cols=["bid"], output="pandas")
+    # raster-sequential: its performance notes' choice for many small features over one raster
+    # (twice as fast as the default feature-sequential here)
+    df = exact_extract(tif, gpkg, ["max", "mean"], include_cols=["bid"], output="pandas",
+                       strategy="raster-sequential")
     secs = time.perf_counter() - t0
     df[["bid", "max", "mean"]].to_csv(out, index=False, header=["id", "max", "mean"])
     print(json.dumps({"seconds": secs, "features": len(df)}))

@@ -33,10 +33,11 @@ PEERS = {
                                      "no configuration option changes that, so a ratio would measure that bug"),
     "py3dtiles (P3)": ("`py3dtiles export -D CONNINFO -t TABLE -c geom -i id`",
                        "its documented PostGIS export; it needs 3D geometry, so it reads a pre-extruded table"),
-    "exactextract (exposure)": ("`exact_extract(tif, gpkg, ['max', 'mean'], output='pandas')`, default "
-                                "feature-sequential strategy",
-                                "the documented call for zonal statistics from files; the footprints are in "
-                                "raster order, the case its performance notes give for that strategy"),
+    "exactextract (exposure)": ("`exact_extract(tif, gpkg, ['max', 'mean'], output='pandas', "
+                                "strategy='raster-sequential')` with GDAL's Python bindings",
+                                "the documented call for zonal statistics from files, through GDAL (its first "
+                                "choice of reader); raster-sequential is the strategy its performance notes offer "
+                                "for many features over one raster, and ran twice as fast as the default here"),
 }
 
 
