@@ -287,6 +287,13 @@ def expected_departures(stop: str, at: int, per_route: int, delays: dict[tuple[s
     return out
 
 
+def served_board(departures: list[dict]) -> list:
+    """(trip, scheduled, estimated, delay) of served departures, times as POSIX seconds."""
+    def posix_of(text: str | None) -> int | None:
+        return None if text is None else int(dt.datetime.fromisoformat(text).timestamp())
+    return [(d["trip_id"], posix_of(d["scheduled"]), posix_of(d["estimated"]), d["delay_s"]) for d in departures]
+
+
 def trip_update(msg: rt.FeedMessage, trip: str, start_date: str, seq: int, *, delay: int | None = None,
                 time_: int | None = None) -> None:
     e = msg.entity.add()
@@ -328,13 +335,23 @@ def test_departures_carry_trip_update_estimates_including_after_midnight(base: s
                                                          "departures": 2, "at": at.isoformat()}, timeout=60)
         assert r.status_code == 200, r.text
         item = next(i for i in r.json()["items"] if i["stop_id"] == stop)
-        got = [(d["trip_id"], int(dt.datetime.fromisoformat(d["scheduled"]).timestamp()),
-                int(dt.datetime.fromisoformat(d["estimated"]).timestamp()) if d["estimated"] else None, d["delay_s"])
-               for d in item["departures"]]
+        got = served_board(item["departures"])
         want = expected_departures(stop, int(at.timestamp()), 2, delays)
         assert got == want, (stop, at)
         seen_realtime += sum(1 for g in got if g[2] is not None)
     assert seen_realtime >= 3  # the estimates were there to compare, not only the schedule
+    # /ar/view: stand 150 m south of the station after midnight, look north
+    at = cases[0][1]
+    lon, lat = float(stops["70142"]["stop_lon"]), float(stops["70142"]["stop_lat"]) - 150 / 111_000
+    r = httpx.get(f"{base}/ar/view", params={"lon": lon, "lat": lat, "heading": 0, "fov": 60, "radius": 400,
+                                             "terrain": "none", "departures": 2, "at": at.isoformat()}, timeout=60)
+    assert r.status_code == 200, r.text
+    seen = {s["id"]: s for s in r.json()["stops"]}
+    assert "70142" in seen
+    for stop, s in seen.items():
+        got = served_board(s["departures"])
+        assert got == expected_departures(stop, int(at.timestamp()), 2, delays), stop
+    assert any(d["trip_id"] == late and d["delay_s"] == 240 for d in seen["70142"]["departures"])
 
 
 def test_cli_loads_a_file_and_refuses_bad_ones_with_exit_2(project: Path, tmp_path: Path):
