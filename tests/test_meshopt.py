@@ -160,6 +160,12 @@ def test_export_flag_and_b3dm(tmp_path: Path):
     cli("export-3dtiles", str(PLATEAU), "--out", str(tmp_path / "on"))
     cli("export-3dtiles", str(PLATEAU), "--no-meshopt", "--out", str(tmp_path / "off"))
     assert compressed(tmp_path / "on") == {True} and compressed(tmp_path / "off") == {False}
+    cli("export-3dtiles", str(PLATEAU), "--implicit", "--out", str(tmp_path / "ion"))
+    cli("export-3dtiles", str(PLATEAU), "--implicit", "--no-meshopt", "--out", str(tmp_path / "ioff"))
+    implicit_glbs = {out: [split_glb(p.read_bytes())[0] for p in (tmp_path / out).rglob("*.glb")]
+                     for out in ("ion", "ioff")}
+    assert implicit_glbs["ion"] and all(EXT in g["extensionsRequired"] for g in implicit_glbs["ion"])
+    assert implicit_glbs["ioff"] and not any(EXT in g.get("extensionsUsed", []) for g in implicit_glbs["ioff"])
     cli("export-3dtiles", str(PLATEAU), "--b3dm", "--out", str(tmp_path / "b3dm"))  # older clients: plain
     glbs = [p.read_bytes() for p in (tmp_path / "b3dm").rglob("*.b3dm")]
     assert glbs and not any(EXT.encode() in data for data in glbs)
