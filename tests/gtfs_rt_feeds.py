@@ -16,7 +16,9 @@ from pathlib import Path
 
 from google.transit import gtfs_realtime_pb2 as rt
 
-CALTRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "gtfs" / "caltrain-2017-07-24.zip"
+from shared_data import SHARED_DATA
+
+CALTRAIN = SHARED_DATA / "gtfs" / "caltrain-2017-07-24.zip"  # tests that read it are marked realdata("gtfs", ...)
 
 
 def table(name: str) -> list[dict]:

@@ -16,7 +16,6 @@ import zipfile
 from collections import defaultdict
 from datetime import date, datetime, timedelta, timezone
 from functools import cache
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -27,11 +26,10 @@ from api_server import serve
 from pipelines.cli import main
 from pipelines.departures import StopUpdate, Timetable, next_departures
 from pipelines.readers.gtfs import read_gtfs
+from shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-CALTRAIN = DATA / "gtfs" / "caltrain-2017-07-24.zip"
-pytestmark = [pytest.mark.realdata,
-              pytest.mark.skipif(not CALTRAIN.is_file(), reason=f"{CALTRAIN} is absent (shared data not available)")]
+CALTRAIN = SHARED_DATA / "gtfs" / "caltrain-2017-07-24.zip"
+pytestmark = pytest.mark.realdata("gtfs", "caltrain-2017-07-24.zip")
 TZ = ZoneInfo("America/Los_Angeles")
 DAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 

@@ -25,7 +25,7 @@ from api_server import SERVER_PIDS, serve
 from gtfs_rt_feeds import CALTRAIN, FeedServer, message, table, vehicles_along_shapes
 from pipelines.cli import main
 
-pytestmark = pytest.mark.skipif(not CALTRAIN.is_file(), reason=f"{CALTRAIN} is absent (shared real data)")
+pytestmark = pytest.mark.realdata("gtfs", "caltrain-2017-07-24.zip")
 TZ = ZoneInfo("America/Los_Angeles")
 TMS = morecantile.tms.get("WebMercatorQuad")
 CATALOG = """\

@@ -17,7 +17,7 @@ from pipelines.cli import main
 from pipelines.departures import StopUpdate
 from pipelines.gtfs_rt import realtime_source
 
-pytestmark = pytest.mark.skipif(not CALTRAIN.is_file(), reason=f"{CALTRAIN} is absent (shared real data)")
+pytestmark = pytest.mark.realdata("gtfs", "caltrain-2017-07-24.zip")
 TZ = ZoneInfo("America/Los_Angeles")
 TRIP, CANCELED = "6512099-CT-17JUL-Combo-Weekday-01", "6512079-CT-17JUL-Combo-Weekday-01"
 CATALOG = """\
