@@ -371,3 +371,24 @@ def test_cli_loads_a_file_and_refuses_bad_ones_with_exit_2(project: Path, tmp_pa
     result = CliRunner().invoke(main, ["realtime", str(good), "--feed", "muni", "--type", "alerts",
                                        "--project", str(project)])
     assert result.exit_code == 2 and "no realtime feed 'muni' (known: caltrain)" in result.output
+
+
+def test_two_workers_poll_once_and_both_serve_the_vehicles(tmp_path: Path):
+    """With ``--workers 2`` every request for the feed comes from one process (the poller's
+    User-Agent names its pid), and whichever worker answers shows the same vehicles."""
+    server = FeedServer()
+    try:
+        (tmp_path / "citytwin.yaml").write_text(CATALOG.format(url=server.url), encoding="utf-8")
+        assert run("ingest", str(CALTRAIN), "--layer", "caltrain", "--project", str(tmp_path))[0] == 0
+        assert run("build", "--project", str(tmp_path))[0] == 0
+        server.feeds["/vehicles.pb"], expected = vehicles_along_shapes(int(time.time()), 25)
+        with serve(tmp_path, extra_args=("--workers", "2")) as url:
+            wait_for(lambda: len(vehicles(url)) == 25)
+            polls_before = sum(1 for path, _ in server.agents if path == "/vehicles.pb")
+            wait_for(lambda: sum(1 for path, _ in server.agents if path == "/vehicles.pb") >= polls_before + 5)
+            for _ in range(10):  # new connections: the kernel spreads them over both workers
+                check_vehicles(vehicles(url), expected)
+        pollers = {agent for path, agent in server.agents if path == "/vehicles.pb"}
+        assert len(pollers) == 1 and next(iter(pollers)).startswith("citytwin-realtime (pid "), pollers
+    finally:
+        server.close()
