@@ -30,6 +30,7 @@ from api.openapi_doc import jobs_paths, openapi_route, records_paths, service_pa
 from api.live_routes import live_routes
 from api.ar_routes import ArRoutes, ar_openapi_paths
 from api.auth import protect_processes
+from api.availability_poller import availability_lifespan
 from api.pygeoapi_config import STATEMENT_TIMEOUT_MS, base_url, generate
 from api.raster_routes import PREFIX as COG_PREFIX, raster_app
 from api.realtime_routes import realtime_lifespan, realtime_routes
@@ -111,7 +112,8 @@ def create_app(project: Path, host: str = "127.0.0.1", port: int = 8000) -> ASGI
         Mount(COG_PREFIX, app=raster_app(catalog)),
         Mount("/", app=pygeoapi_app.APP),
     ]
-    app: ASGIApp = Starlette(routes=routes, lifespan=realtime_lifespan(catalog))  # polls GTFS-Realtime URLs
+    # polls GTFS-Realtime URLs and the availability sources (parking, chargers) of live layers
+    app: ASGIApp = Starlette(routes=routes, lifespan=availability_lifespan(catalog, realtime_lifespan(catalog)))
     if store.kind == "postgis":  # GeoJSON items pages (bbox, sortby, properties, filter, crs) straight from PostGIS
         limits = generated.config["server"]["limits"]
         app = FastItems(app, store, url, limits["default_items"], limits["max_items"],

@@ -7,7 +7,8 @@
   frustum come in ``stops``, each with its next departures per route (``departures=N``, ``at=``:
   api.departure_boards).
 - GET /ar/anchors?bbox=&types=&lang=&limit=&terrain=  WGS84 anchor points (POIs, building
-  entrances, transit stops) with the height of the roof or ground beneath each.
+  entrances, transit stops, places with live availability: capacity, free, status, updated)
+  with the height of the roof or ground beneath each.
 - GET /ar/route?from=&to=&lang=  a walking polyline on the street layer with turn
   instructions in ko/en/ja/zh.
 - The OpenAPI paths of these three (merged into /openapi by api.openapi_doc).
@@ -33,6 +34,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from api.ar_index import GROUND_MODES, ArIndex, IndexHolder, ground_function, surface
+from api.ar_places import availability_anchors, availability_layers
 from api.ar_stops import stops_in_view
 from api.departure_boards import DepartureBoards, board_parameters, board_query
 from api.errors import error
@@ -56,7 +58,7 @@ DEFAULT_ANCHORS = 1000
 MAX_BBOX_DEG = 0.1
 MAX_SNAP_M = 1000.0
 WALK_SPEED_MS = 1.3
-ANCHOR_TYPES = ("poi", "entrance", "transit_stop")
+ANCHOR_TYPES = ("poi", "entrance", "transit_stop", "availability")
 HEIGHT_REFERENCE = "ellipsoid"
 TILESET_RECHECK_S = 2.0
 
@@ -127,6 +129,7 @@ class ArRoutes:
         self.base_url = base_url.rstrip("/")
         self.holder = IndexHolder(catalog, store)
         self.boards = boards or DepartureBoards(catalog)
+        self.places = availability_layers(catalog)
         self._tilesets: tuple[float, int, list[dict]] = (-1.0, -1, [])
 
     def routes(self) -> list[BaseRoute]:
@@ -324,6 +327,8 @@ class ArRoutes:
                               "lon": _r(st["lon"].iat[j], 7), "lat": _r(st["lat"].iat[j], 7),
                               "height": _r(ground.stop_h[j], 3),
                               "surface": "rooftop" if ground.stop_roof[j] else "terrain"})
+        if "availability" in types:  # parking and chargers with their live counts
+            items += availability_anchors(self.places, index, mode, (w, s, e, n), limit + 1)
         truncated = len(items) > limit
         if truncated:
             notes.append(f"{len(items)} anchors in the bbox; the first {limit} are returned (raise limit up to "
@@ -520,12 +525,14 @@ def ar_openapi_paths() -> tuple[dict, dict, list[dict]]:
                 _LANG, _TERRAIN, *board_parameters()],
             "responses": {"200": ok("ArView", "Visible POIs, nearest first"), "400": _ERROR}}},
         "/ar/anchors": {"get": {
-            "summary": "Anchor points (POIs, building entrances, transit stops) with roof or ground height",
+            "summary": "Anchor points (POIs, building entrances, transit stops, parking and chargers) with roof or "
+                       "ground height",
             "tags": ["AR"], "operationId": "arAnchors",
             "parameters": [
                 _param("bbox", f"minlon,minlat,maxlon,maxlat (WGS84, at most {MAX_BBOX_DEG} degrees a side)",
                        {"type": "string"}, True),
-                _param("types", "Comma-separated subset of poi, entrance, transit_stop", {"type": "string"}),
+                _param("types", "Comma-separated subset of poi, entrance, transit_stop, availability",
+                       {"type": "string"}),
                 _param("limit", "Most anchors", {"type": "integer", "default": DEFAULT_ANCHORS, "minimum": 1,
                                                  "maximum": MAX_ANCHORS}),
                 _LANG, _TERRAIN],

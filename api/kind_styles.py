@@ -77,6 +77,9 @@ def _parts(kind: str, family: Geometry, colour: str, label: str | None) -> list[
                           "paint": {"line-color": ["to-color", ["get", "route_color"], colour], "line-width": 3}})]
     if kind == "transit" and family == "point":
         return [("circle", _circle("#ffffff", 4, stroke=colour))]
+    if kind == "availability" and family == "point":  # a live layer of parking or chargers
+        return [("circle", _circle(_AVAILABILITY_COLOUR, 7, stroke="#ffffff")),
+                *_label(label, placement="below")]
     if family == "polygon":  # hazard zones, generic areas
         opacity = 0.45 if kind == "hazard_zones" else 0.3
         return [("fill", {"type": "fill", "paint": {"fill-color": colour, "fill-opacity": opacity}}),
@@ -84,6 +87,16 @@ def _parts(kind: str, family: Geometry, colour: str, label: str | None) -> list[
     if family == "line":
         return [("line", _line(colour, 2))]
     return [("circle", _circle(colour, 5, stroke="#ffffff")), *_label(label, placement="below")]
+
+
+# Green while at least a tenth is free, amber below that, red when full, grey when closed or unknown.
+_AVAILABILITY_COLOUR = [
+    "match", ["get", "status"],
+    "available", ["step", ["/", ["to-number", ["get", "free"], 0], ["max", ["to-number", ["get", "capacity"], 1], 1]],
+                  "#e07a1f", 0.1, "#2e933c"],
+    "full", "#d1495b",
+    "#8a8a8a",
+]
 
 
 def _line(colour: str, width: float, dash: bool = False) -> dict:

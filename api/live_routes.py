@@ -6,7 +6,10 @@
   Personal data in properties is screened before storing: RRNs, mobile numbers and e-mails
   masked, person-name properties masked, properties named like identifiers dropped;
   ``privacy`` says which properties and how many values (``masked``, ``dropped``), never the values.
-- GET  /live/{layer}/items[?bbox=minlon,minlat,maxlon,maxlat&limit=N]  unexpired items.
+- GET  /live/{layer}/items[?bbox=minlon,minlat,maxlon,maxlat&limit=N]  unexpired items; a layer
+  polled for availability adds ``poll``, what its last polls did (api.availability_poller).
+- A layer with ``availability`` in the catalog takes places: properties capacity, free, status and
+  updated instead of timestamp and expires (pipelines.availability).
 - GET  /live/{layer}/tiles/{z}/{x}/{y}  an MVT encoded on the fly (204 when empty), ETag/304.
 
 Reads are cacheable for a few seconds only, and never past the first expiry they hold.
@@ -27,11 +30,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from api.auth import AUDIT_FILE, ApiKeys, AuditLog
+from api.availability_poller import poll_status, polled_layers
 from api.bodies import BodyError, parse_json, read_limited
 from api.errors import error
 from api.params import BadParameter, integer
 from geo.errors import CatalogError, LayerNameError
 from geo.names import check_layer_name
+from pipelines.availability import place_payload
 from pipelines.catalog import Catalog
 from pipelines.live import LiveItemError, LiveLayer, parse_items, screened
 from tiles.live_mvt import MAX_ZOOM, encode_tile, tile_bounds_lonlat
@@ -110,6 +115,7 @@ def _layer_status(exc: LayerNameError | CatalogError) -> int:
 
 def live_routes(catalog: Catalog) -> list[BaseRoute]:
     live = LiveLayers(catalog)
+    polled = polled_layers(catalog)
 
     async def _layer(name: str) -> LiveLayer | JSONResponse:
         try:
@@ -140,7 +146,8 @@ def live_routes(catalog: Catalog) -> list[BaseRoute]:
         try:
             body = await read_limited(request.stream(), MAX_BODY, _SMALLER, request.headers.get("content-length"))
             payload = parse_json(body or b"null", _SEND)
-            items = parse_items(payload)
+            places = live.catalog.layers[name].availability  # parking, chargers: counts checked, expiry derived
+            items = parse_items(place_payload(payload, places) if places else payload)
         except BodyError as exc:
             return refuse(exc.status, str(exc))
         except LiveItemError as exc:
@@ -165,6 +172,8 @@ def live_routes(catalog: Catalog) -> list[BaseRoute]:
         features = await run_in_threadpool(layer.features, bbox, limit, now.timestamp())
         body = {"type": "FeatureCollection", "features": features, "numberReturned": len(features),
                 "timeStamp": now.isoformat(timespec="seconds").replace("+00:00", "Z")}
+        if layer.name in polled:  # what the last polls of its source did
+            body["poll"] = await run_in_threadpool(poll_status, catalog, layer.name)
         return JSONResponse(body, media_type="application/geo+json",
                             headers={"Cache-Control": f"public, max-age={max_age(features, now.timestamp())}"})
 

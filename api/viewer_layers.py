@@ -37,7 +37,9 @@ def viewer_layers(catalog: Catalog, store: Store, registry: TileRegistry) -> dic
             layers.append({
                 "id": name, "title": title, "kind": cfg.kind, "geometry": None, "colour": colour, "count": None,
                 "bbox": None, "minzoom": cfg.minzoom, "maxzoom": LIVE_MAX_ZOOM, "visible": True,
-                "tiles": LIVE_TILES.format(name), "style": kind_layers(name, cfg.kind, None, colour, title),
+                "tiles": LIVE_TILES.format(name),
+                "style": (kind_layers(name, "availability", "point", colour, title, label="free") if cfg.availability
+                          else kind_layers(name, cfg.kind, None, colour, title)),
             })
             continue
         if name not in stored or cfg.kind == "raster" or not registry.available(name):

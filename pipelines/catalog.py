@@ -68,6 +68,52 @@ class ReferenceConfig(_Strict):
     address_fields: list[str] = Field(default_factory=list)
 
 
+PlaceStatus = Literal["available", "full", "closed", "out_of_service", "unknown"]
+
+
+class AvailabilityFields(_Strict):
+    """Which column (CSV) or key (JSON) of a polled source holds each value of a place."""
+
+    id: str = "id"
+    lon: str = "lon"
+    lat: str = "lat"
+    capacity: str = "capacity"
+    free: str = "free"
+    status: str | None = Field("status", description="None: derived from free (0 is full)")
+    updated: str = Field("updated", description="ISO 8601 with an offset, or POSIX seconds")
+    name: str | None = "name"
+
+
+class AvailabilityPoll(_Strict):
+    """A JSON or CSV document of every place's current state, fetched by citytwin serve."""
+
+    url: str = Field(description="http(s) URL")
+    format: Literal["json", "csv"] = "json"
+    records: str | None = Field(None, description="json: dotted path to the list of places (e.g. data.lots); "
+                                "default: the document is the list")
+    fields: AvailabilityFields = Field(default_factory=AvailabilityFields)
+    statuses: dict[str, PlaceStatus] = Field(default_factory=dict, description="source status values -> ours, "
+                                             "e.g. {OPEN: available}; ours pass unchanged")
+    interval_s: float = Field(60.0, ge=5, le=86400)
+    timeout_s: float = Field(10.0, gt=0, le=120)
+    max_bytes: int = Field(5_000_000, ge=1000, le=100_000_000, description="a larger answer is refused")
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v):
+        if not v.lower().startswith(("http://", "https://")):
+            raise ValueError(f"{v[:80]!r} is not an http(s) URL; a local file of places is the layer's source "
+                             "(GeoJSON), or post them to /live/<layer>/items")
+        return v
+
+
+class AvailabilityConfig(_Strict):
+    category: Literal["parking", "ev_charging"] = "parking"
+    stale_after_s: float = Field(3600.0, ge=60, le=7 * 86400, description="a place is served this long after "
+                                 "its updated time, then dropped until it is updated again")
+    poll: AvailabilityPoll | None = None
+
+
 class LandmarkModel(_Strict):
     """A glTF/GLB model placed on the map (kind landmark_models)."""
 
@@ -111,6 +157,8 @@ class LayerConfig(_Strict):
     meshopt: bool = Field(True, description="buildings, city_model: 3D Tiles meshes compressed with "
                           "EXT_meshopt_compression (false: plain quantized meshes, for clients without a decoder)")
     models: list[LandmarkModel] | None = Field(None, description="landmark_models: the models to place")
+    availability: AvailabilityConfig | None = Field(None, description="live: the items are places with live "
+                                                    "capacity, free, status and updated (parking, EV chargers)")
     records: RecordsConfig | None = None
     privacy: PrivacyConfig | None = None
     reference: ReferenceConfig | None = None
@@ -148,6 +196,8 @@ class LayerConfig(_Strict):
     def _zooms(self):
         if self.minzoom > self.maxzoom:
             raise ValueError(f"minzoom {self.minzoom} is above maxzoom {self.maxzoom}")
+        if self.availability is not None and self.kind != "live":
+            raise ValueError(f"availability is for layers of kind live (places posted or polled), not {self.kind}")
         return self
 
 

@@ -151,6 +151,18 @@ def serve_output(project: Path) -> str:
     return (project / "serve.log").read_text(errors="replace")
 
 
+def wait_for(check, timeout: float = 60.0):
+    """``check()``'s first truthy answer, asked again until ``timeout`` (a server polling a source)."""
+    end = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > end:
+            raise AssertionError(f"not seen within {timeout} s: {check.__doc__ or 'the check'}; last answer: {got!r}")
+        time.sleep(0.3)
+
+
 def run_citytwin(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """``citytwin ARGS`` on the embedded store; fails the test with its output when it fails."""
     exe = [str(CITYTWIN)] if CITYTWIN.exists() else [sys.executable, "-m", "pipelines.cli"]
