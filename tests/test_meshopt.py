@@ -185,3 +185,28 @@ def test_build_keeps_the_choice_in_the_catalog(tmp_path: Path):
     assert compressed(out) == {False}
     cli("build", "--project", str(tmp_path), "--meshopt")
     assert compressed(out) == {True} and "meshopt: true" in catalog.read_text()
+
+
+def test_tile_over_65535_vertices_uses_32_bit_indices(tmp_path: Path):
+    """A big tile: the TRIANGLES stream decodes to 4-byte indices, still equal and valid."""
+    from tiles.threed.glb import TileMesh, write_glb
+
+    nx, ny = 300, 240  # 72,000 vertices on a wavy sheet, one feature per row
+    x, y = np.meshgrid(np.arange(nx, dtype=float), np.arange(ny, dtype=float))
+    z = np.sin(x / 7) * np.cos(y / 5) * 3
+    positions = np.column_stack([x.ravel(), y.ravel(), z.ravel()])
+    corner = (np.arange(ny - 1)[:, None] * nx + np.arange(nx - 1)[None, :]).ravel()
+    quads = np.column_stack([corner, corner + 1, corner + nx + 1, corner, corner + nx + 1, corner + nx])
+    mesh = TileMesh(positions, np.tile([0.0, 0.0, 1.0], (len(positions), 1)), np.repeat(np.arange(ny), nx),
+                    quads.ravel().astype(np.uint32), ny)
+    props = {"id": ("STRING", [f"row{i}" for i in range(ny)])}
+    packed, plain = write_glb(mesh, props, compress=True), write_glb(mesh, props)
+    ga, ba = split_glb(packed)
+    gb, bb = split_glb(plain)
+    assert_meshopt_layout(ga)
+    index_view = ga["bufferViews"][ga["accessors"][ga["meshes"][0]["primitives"][0]["indices"]]["bufferView"]]
+    assert index_view["extensions"][EXT]["byteStride"] == 4
+    assert_same_mesh((ga, ba), (gb, bb))
+    assert len(packed) < len(plain) / 4
+    (tmp_path / "big.glb").write_bytes(packed)
+    assert gltf_validate([tmp_path / "big.glb"])[0]["numErrors"] == 0
