@@ -28,7 +28,8 @@ class ValueTable:
 
 
 def value_table(attrs: pd.DataFrame) -> ValueTable:
-    codes = np.full((len(attrs), len(attrs.columns)), -1, dtype=np.int64)
+    # int32: distinct values number at most features x columns, far below 2**31 for any layer in memory
+    codes = np.full((len(attrs), len(attrs.columns)), -1, dtype=np.int32)
     pieces: list[tuple[np.ndarray, np.ndarray]] = []
     offset = 0
     for j, name in enumerate(attrs.columns):
@@ -80,7 +81,7 @@ class TileTags:
 
 def tile_tags(table: ValueTable, feat: np.ndarray, tile: np.ndarray, n_tiles: int) -> TileTags:
     """Pairs ``(feat[i], tile[i])`` sorted by tile, each tile's features in drawing priority."""
-    codes = table.codes[feat]
+    codes = table.codes[feat].astype(np.int64)
     has = codes >= 0
     pair_idx, col_idx = np.nonzero(has)  # row-major: pair after pair, column order inside
     gid = codes[has]

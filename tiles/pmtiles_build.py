@@ -39,6 +39,7 @@ from tiles.tilejson import tilejson
 
 SIMPLIFY_PX = 1.0  # simplification tolerance below maxzoom, in tile units
 _MAX_LAT = 85.0511287798066
+_PROJECT_CHUNK = 50_000  # features projected at once
 
 # TileJSON / MBTiles 'vector_layers' field type names
 _MVT_FIELD_TYPES = {"string": "String", "number": "Number", "integer": "Number", "boolean": "Boolean"}
@@ -108,6 +109,35 @@ def _published_columns(gdf: gpd.GeoDataFrame, layer: str, fields: list[str] | No
     return [ID_COLUMN] + [f for f in fields if f != ID_COLUMN]
 
 
+def _prepared(store, layer: str, fields: list[str] | None):
+    """(published attributes, Web Mercator geometries, lon/lat bounds, (simplified, left out)) of the layer.
+
+    Its own function so the store's frame and the lon/lat geometries are freed once
+    projected: a 600k-feature layer holds several hundred MB in each form.
+    """
+    gdf = store.read(layer)
+    columns = _published_columns(gdf, layer, fields)
+    geom = gdf.geometry.values
+    usable = ~(shapely.is_missing(geom) | shapely.is_empty(geom))
+    gdf = gdf.loc[usable, columns + [gdf.geometry.name]].reset_index(drop=True)
+    budget = limit_vertices(gdf.geometry.values)  # a huge ring would be clipped and encoded at every zoom
+    gdf = gdf.set_geometry(gpd.GeoSeries(budget.geoms, crs=gdf.crs, index=gdf.index))
+    gdf = gdf.drop(index=budget.dropped).reset_index(drop=True)
+    if gdf.empty:
+        raise SourceError(f"layer {layer!r} has no features with a geometry; nothing to tile")
+    if gdf.crs is None or gdf.crs.to_epsg() != 4326:
+        raise StoreError(f"layer {layer!r}: the store returned {gdf.crs}, expected EPSG:4326")
+    gdf[ID_COLUMN] = gdf[ID_COLUMN].astype(str)
+    lonlat_bounds = tuple(float(b) for b in gdf.total_bounds)
+    lonlat = gdf.geometry.values
+    merc = np.empty(len(lonlat), dtype=object)
+    for i in range(0, len(lonlat), _PROJECT_CHUNK):  # in chunks: no third full copy of the geometries
+        # Mercator is undefined at the poles; clamp like every web map does.
+        part = shapely.clip_by_rect(np.asarray(lonlat[i:i + _PROJECT_CHUNK]), -180, -_MAX_LAT, 180, _MAX_LAT)
+        merc[i:i + _PROJECT_CHUNK] = np.asarray(gpd.GeoSeries(part, crs=4326).to_crs(3857).values)
+    return gdf[columns], merc, lonlat_bounds, (len(budget.simplified), len(budget.dropped))
+
+
 def _center(bounds: tuple[float, float, float, float], minzoom: int, maxzoom: int) -> tuple[float, float, int]:
     lon = (bounds[0] + bounds[2]) / 2
     lat = (bounds[1] + bounds[3]) / 2
@@ -128,26 +158,12 @@ def build_pmtiles(store, layer: str, out_path: Path, minzoom: int, maxzoom: int,
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
 
-    gdf = store.read(layer)
-    columns = _published_columns(gdf, layer, fields)
-    geom = gdf.geometry.values
-    usable = ~(shapely.is_missing(geom) | shapely.is_empty(geom))
-    gdf = gdf.loc[usable, columns + [gdf.geometry.name]].reset_index(drop=True)
-    budget = limit_vertices(gdf.geometry.values)  # a huge ring would be clipped and encoded at every zoom
-    gdf = gdf.set_geometry(gpd.GeoSeries(budget.geoms, crs=gdf.crs, index=gdf.index))
-    gdf = gdf.drop(index=budget.dropped).reset_index(drop=True)
-    if gdf.empty:
-        raise SourceError(f"layer {layer!r} has no features with a geometry; nothing to tile")
-    if gdf.crs is None or gdf.crs.to_epsg() != 4326:
-        raise StoreError(f"layer {layer!r}: the store returned {gdf.crs}, expected EPSG:4326")
-    gdf[ID_COLUMN] = gdf[ID_COLUMN].astype(str)
-    lonlat_bounds = tuple(float(b) for b in gdf.total_bounds)
-
-    # Mercator is undefined at the poles; clamp like every web map does.
-    clipped = gdf.geometry.clip_by_rect(-180, -_MAX_LAT, 180, _MAX_LAT)
-    merc = gpd.GeoSeries(clipped, crs=4326).to_crs(3857).values
-    attrs = gdf[columns]
-    n = len(gdf)
+    attrs, merc, lonlat_bounds, (simplified, too_complex) = _prepared(store, layer, fields)
+    columns = list(attrs.columns)
+    n = len(attrs)
+    info = _info(layer, minzoom, maxzoom, lonlat_bounds, attrs)
+    table = value_table(attrs)
+    del attrs  # the table holds every value once; the frame's Python objects are the bulk of memory
 
     from pipelines.runner import InProcessRunner
 
@@ -164,7 +180,7 @@ def build_pmtiles(store, layer: str, out_path: Path, minzoom: int, maxzoom: int,
     try:
         # one partition per zoom; the driver merges them into one archive
         results = runner.map(_zoom_partition, zooms, shared={
-            "maxzoom": maxzoom, "merc": merc, "table": value_table(attrs), "frame": LayerFrame.of(layer, columns),
+            "maxzoom": maxzoom, "merc": merc, "table": table, "frame": LayerFrame.of(layer, columns),
             "max_tile_bytes": max_tile_bytes}, progress=(lambda d, t: bar.update(d - bar.n)) if bar else None)
         if bar:
             bar.close()
@@ -177,7 +193,6 @@ def build_pmtiles(store, layer: str, out_path: Path, minzoom: int, maxzoom: int,
                     writer.write_tile(zxy_to_tileid(tz, tx, ty), data)
             if writer.addressed_tiles == 0:
                 raise SourceError(f"layer {layer!r}: no tile could be written at zooms {minzoom}-{maxzoom}")
-            info = _info(layer, minzoom, maxzoom, lonlat_bounds, attrs)
             writer.finalize(_header(minzoom, maxzoom, lonlat_bounds, info.center),
                             _metadata(info, n, reports, max_tile_bytes))
         make_readable(tmp_archive)
@@ -197,7 +212,7 @@ def build_pmtiles(store, layer: str, out_path: Path, minzoom: int, maxzoom: int,
         tiles_written=sum(r.tiles for r in reports),
         largest_tile_bytes=max(r.largest_tile_bytes for r in reports),
         archive_bytes=out_path.stat().st_size, max_tile_bytes=max_tile_bytes, zooms=reports,
-        simplified=len(budget.simplified), too_complex=len(budget.dropped),
+        simplified=simplified, too_complex=too_complex,
     )
 
 
