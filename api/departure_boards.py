@@ -27,6 +27,7 @@ from pipelines.transit import catalog_feed
 
 DEFAULT_PER_ROUTE = 3
 MAX_PER_ROUTE = 10
+AT_YEARS = (1900, 2200)
 log = logging.getLogger(__name__)
 
 
@@ -48,6 +49,8 @@ def board_query(params: Mapping[str, str]) -> BoardQuery:
     if when is None or when.tzinfo is None:
         raise BadParameter(f"parameter 'at' must be an ISO 8601 time with an offset, e.g. "
                            f"2017-07-29T23:55:00-07:00, got {raw[:40]!r}")
+    if not AT_YEARS[0] <= when.year <= AT_YEARS[1]:  # service dates a few days around it must exist
+        raise BadParameter(f"parameter 'at' must be in the years {AT_YEARS[0]} to {AT_YEARS[1]}, got {raw[:40]!r}")
     return BoardQuery(per_route, int(when.timestamp()))
 
 
