@@ -14,6 +14,7 @@ stop_sequence); ``pipelines.gtfs_rt.realtime_source(build_dir, feed)`` gives one
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Protocol
@@ -139,6 +140,7 @@ class Timetable:
         self.trip_route = trips["route_id"].to_numpy(dtype=object)
         self.trip_service = trips["service_id"].map({s: i for i, s in enumerate(services)}).to_numpy(np.int64)
         self.route_name = {r: (n or r) for r, n in names.items()}
+        self.trip_rank = np.argsort(np.argsort(self.trip_id.astype(str), kind="stable"))  # ties go by trip_id
 
         st = feed.stop_times
         last = st["trip_id"].ne(st["trip_id"].shift(-1)).to_numpy()  # rows are sorted by trip, stop_sequence
@@ -168,28 +170,34 @@ class Timetable:
         noon = datetime(day.year, day.month, day.day, 12, tzinfo=self.tz)
         return int(noon.timestamp()) - 12 * 3600
 
-    def scheduled(self, stop_id: str, at: int, horizon_s: int, lookback_s: int) -> list[tuple[int, int, date]]:
-        """(POSIX time, row, service date) of the stop's scheduled departures in [at - lookback, at + horizon]."""
+    def scheduled(self, stop_id: str, at: int, horizon_s: int, lookback_s: int) -> Iterator[tuple[int, int, date]]:
+        """(POSIX time, row, service date) of the stop's scheduled departures in [at - lookback, at + horizon],
+        soonest first (ties by trip_id), ordered in numpy and handed out one by one as the caller reads."""
         span = self.slices.get(stop_id)
         if span is None:
-            return []
+            return
         a, b = span
         dep = self.dep[a:b]
         today = datetime.fromtimestamp(at, self.tz).date()
         back = math.ceil((self.max_s + lookback_s) / _DAY) + 1  # service dates whose times still reach 'at'
-        out: list[tuple[int, int, date]] = []
+        rows, times, days = [], [], []
         for k in range(-back, math.ceil(horizon_s / _DAY) + 1):
             day = today + timedelta(days=k)
             ref = self.day_start(day)
-            lo, hi = np.searchsorted(dep, [at - lookback_s - ref, at + horizon_s - ref], side="left")
+            lo = np.searchsorted(dep, at - lookback_s - ref, side="left")
+            hi = np.searchsorted(dep, at + horizon_s - ref, side="right")
             if lo == hi:
                 continue
-            rows = np.arange(a + lo, a + hi)
-            rows = rows[self.calendar.active(day)[self.trip_service[self.trip[rows]]]]
-            out += [(ref + int(self.dep[r]), int(r), day) for r in rows]
-        out.sort(key=lambda t: (t[0], self.trip_id[self.trip[t[1]]]))
-        return out
-
+            found = np.arange(a + lo, a + hi)
+            found = found[self.calendar.active(day)[self.trip_service[self.trip[found]]]]
+            rows.append(found)
+            times.append(ref + self.dep[found])
+            days.append(np.full(len(found), day.toordinal()))
+        if not rows:
+            return
+        row, when, ordinal = np.concatenate(rows), np.concatenate(times), np.concatenate(days)
+        for i in np.lexsort((self.trip_rank[self.trip[row]], when)):
+            yield int(when[i]), int(row[i]), date.fromordinal(int(ordinal[i]))
 
 def _merge(scheduled: int, update: StopUpdate) -> tuple[int | None, int | None]:
     """(estimated time, delay) from a stop's update: its departure, else arrival, else schedule + delay."""
