@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import shapely
 from google.transit import gtfs_realtime_pb2 as rt
 
 from geo.errors import CatalogError, CitytwinError
@@ -128,8 +129,9 @@ def _publish(catalog: Catalog, feed: str, kind: str, static: StaticFeed, entitie
         return
     if kind == "vehicle_positions":
         delays = realtime_source(catalog.build_path, feed)
-        items = [it for e in entities
-                 if (it := vehicles.vehicle_item(static, e.id, e.vehicle, ts, expires, delays)) is not None]
+        points = shapely.points([(e.vehicle.position.longitude, e.vehicle.position.latitude) for e in entities])
+        items = [it for e, point in zip(entities, points)
+                 if (it := vehicles.vehicle_item(static, e.id, e.vehicle, point, ts, expires, delays)) is not None]
         loaded = len(items)
     else:
         items = [it for e in entities for it in alerts.alert_items(static, e.id, e.alert, ts, expires)]

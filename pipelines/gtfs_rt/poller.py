@@ -6,13 +6,14 @@ polled once however many workers serve, and another worker takes over if that on
 What is polled lands in SQLite files every worker reads.
 
 Each URL is polled at its feed's interval, in phase with the feed: once a new feed is seen,
-the next poll comes one interval later (less a margin), then every ``interval / 10`` (at
-least 0.5 s, at most 2 s) until the next feed appears, so a new feed is visible within
+the next poll comes one interval later (less a margin), then every ``interval / 20`` (at
+least 0.25 s, at most 2 s) until the next feed appears, so a new feed is visible within
 about that gap rather than up to a whole interval later.
 """
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import os
 import threading
@@ -40,10 +41,11 @@ class _Job:
     due: float = 0.0
     changed_at: float = field(default_factory=time.monotonic)
     last_error: str | None = None
+    last_digest: bytes = b""
 
     @property
     def retry_s(self) -> float:
-        return min(2.0, max(0.5, self.interval_s / 10))
+        return min(2.0, max(0.25, self.interval_s / 20))
 
 
 def poll_jobs(catalog: Catalog) -> list[_Job]:
@@ -95,6 +97,11 @@ class Poller:
                 return
             self._poll(client, job)
 
+    @staticmethod
+    def _after_unchanged(job: _Job, started: float) -> float:
+        quiet = started - job.changed_at > 2 * job.interval_s  # not publishing now: poll at its pace
+        return job.interval_s if quiet else job.retry_s
+
     def _poll(self, client: httpx.Client, job: _Job) -> None:
         started = time.monotonic()
         cfg = self.catalog.realtime[job.feed]
@@ -104,7 +111,12 @@ class Poller:
             except FeedRefused as exc:  # load_feed records its own refusals; this one never reached it
                 RealtimeState(self.catalog.build_path, job.feed).refused(job.kind, job.url, str(exc))
                 raise
+            digest = hashlib.blake2b(data, digest_size=16).digest()
+            if digest == job.last_digest and job.last_error is None:  # the same bytes: nothing to decode
+                job.due = started + self._after_unchanged(job, started)
+                return
             report = load_feed(self.catalog, job.feed, job.kind, data, job.url)
+            job.last_digest = digest
         except CitytwinError as exc:
             if str(exc) != job.last_error:  # say it once, not every interval
                 log.warning("realtime %s %s refused: %s", job.feed, job.kind, exc)
@@ -118,8 +130,7 @@ class Poller:
             log.warning("realtime %s %s: good again: %s", job.feed, job.kind, report.summary())
         job.last_error = None
         if report.unchanged:
-            quiet = started - job.changed_at > 2 * job.interval_s  # not publishing now: poll at its pace
-            job.due = started + (job.interval_s if quiet else job.retry_s)
+            job.due = started + self._after_unchanged(job, started)
         else:
             job.changed_at = started
             job.due = started + max(job.retry_s, job.interval_s - 2 * job.retry_s)

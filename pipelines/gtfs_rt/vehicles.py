@@ -29,9 +29,10 @@ def unknown_ids(static: StaticFeed, v: rt.VehiclePosition) -> str | None:
     return None
 
 
-def vehicle_item(static: StaticFeed, entity_id: str, v: rt.VehiclePosition, header_ts: int, expires: datetime,
-                 delays: RealtimeSource | None) -> LiveItem | None:
-    """The live item of one vehicle, or None when it has no position on Earth."""
+def vehicle_item(static: StaticFeed, entity_id: str, v: rt.VehiclePosition, point: shapely.Point, header_ts: int,
+                 expires: datetime, delays: RealtimeSource | None) -> LiveItem | None:
+    """The live item of one vehicle at ``point`` (its position, made in bulk by the caller), or None
+    when it has no position on Earth."""
     lon, lat = v.position.longitude, v.position.latitude
     if not v.HasField("position") or not (-180 <= lon <= 180 and -90 <= lat <= 90) or (lon == 0 and lat == 0):
         return None
@@ -57,7 +58,7 @@ def vehicle_item(static: StaticFeed, entity_id: str, v: rt.VehiclePosition, head
     }
     if stamp >= expires:  # a vehicle timestamp ahead of the header: the item still needs a lifetime
         stamp = datetime.fromtimestamp(header_ts, timezone.utc)
-    return LiveItem(entity_id, shapely.Point(lon, lat), props, stamp, expires, PropertyScreen())
+    return LiveItem(entity_id, point, props, stamp, expires, PropertyScreen())
 
 
 def _delay(static: StaticFeed, v: rt.VehiclePosition, delays: RealtimeSource | None) -> int | None:
