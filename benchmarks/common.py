@@ -56,9 +56,9 @@ def tune_cluster(cluster: ThrowawayCluster, url: str) -> dict[str, str]:
     if res.returncode != 0:
         raise RuntimeError(f"PostgreSQL did not restart with the benchmark settings:\n{res.stderr[-2000:]}")
     with psycopg.connect(url, autocommit=True) as conn:
-        rows = conn.execute("SELECT name, setting, unit FROM pg_settings WHERE name = ANY(%s)",
+        rows = conn.execute("SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s)",
                             (list(DB_SHOWN),)).fetchall()
-    shown = {n: f"{v}{' ' + u if u else ''}" for n, v, u in rows}
+    shown = dict(rows)
     if shown.get("jit") != "off":
         raise RuntimeError(f"the benchmark server did not take the settings: {shown}")
     return {n: shown[n] for n in DB_SHOWN if n in shown}
@@ -73,7 +73,7 @@ def provenance(repo: Path = REPO) -> dict:
     changed = git("status", "--porcelain", "--", ".", ":(exclude)benchmarks/results", ":(exclude)benchmarks/.work",
                   ":(exclude)benchmarks/.data").splitlines()
     return {"commit": git("rev-parse", "--short=10", "HEAD").strip(), "dirty": bool(changed),
-            "changed": [ln[3:] for ln in changed[:20]], "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            "changed": [ln[3:] for ln in changed[:20]], "changed_total": len(changed), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
 def median(xs: list[float]) -> float:

@@ -147,9 +147,15 @@ def _p5(r: dict) -> list[str]:
     ]
     for n, v in s.items():
         lines.append(f"| {n} | {_f(v['rps'])} | {_f(v['p50_ms'])} | {_f(v['p99_ms'])} | {v['errors']} |")
-    lines += ["", f"Ratio ours / pygeoapi (req/s): **{_f(r['ratio_ours_over_pygeoapi'], 2)}**", "",
-              *target_lines(r["targets"]), "",
-              "Sanity (first bbox): " + "; ".join(f"{n}: {v}" for n, v in r["sanity"].items()), ""]
+    lines += ["", f"Ratio ours / pygeoapi (req/s): **{_f(r['ratio_ours_over_pygeoapi'], 2)}**", ""]
+    for kind, k in r.get("sets", {}).items():  # P5 query sets (benchmarks/p5_features.py)
+        lines += [f"Set `{kind}` on `{r['layer']}`: " + "; ".join(
+            f"{n} {_f(v['rps'])} req/s (p50 {_f(v['p50_ms'])} ms, {v['errors']} errors, one request alone "
+            f"{_f(k['check']['median_single_ms'][n])} ms)" for n, v in k["summary"].items())
+            + "; ratios " + ", ".join(f"{n.replace('_', ' ')} **{_f(x, 2)}**" for n, x in k["ratios"].items())
+            + f"; answers compared {k['check']['compared']}, differing {len(k['check']['differ'])}", ""]
+    lines += [*target_lines(r["targets"]), "",
+              "Sanity: " + "; ".join(f"{n}: {v}" for n, v in r["sanity"].items()), ""]
     return lines
 
 
@@ -183,7 +189,9 @@ def _provenance(res: dict, part: str) -> str:
     if not rec:
         return (f"_Measured at commit {res['versions'].get('git_commit', '?')} ({res['started']}); whether the tree "
                 "was dirty was not recorded._")
-    state = "clean tree" if not rec["dirty"] else "DIRTY tree: " + ", ".join(rec["changed"])
+    total = rec.get("changed_total", len(rec["changed"]))
+    more = f" and {total - len(rec['changed'])} more" if total > len(rec["changed"]) else ""
+    state = "clean tree" if not rec["dirty"] else f"DIRTY tree, {total} file(s) differ: " + ", ".join(rec["changed"]) + more
     load = rec.get("loadavg", [])
     return (f"_Measured at commit {rec['commit']} ({state}), started {rec['started']}; load average "
             f"{load[:3]} before, {load[3:]} after._")

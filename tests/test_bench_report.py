@@ -87,7 +87,7 @@ def test_provenance_records_the_commit_and_a_dirty_tree(tmp_path):
     (tmp_path / "new.py").write_text("")
     dirty = provenance(tmp_path)
     assert dirty["dirty"] is True
-    assert sorted(dirty["changed"]) == ["code.py", "new.py"]
+    assert sorted(dirty["changed"]) == ["code.py", "new.py"] and dirty["changed_total"] == 2
 
 
 # --- partial re-runs, merged by the harness ---------------------------------------------------
@@ -126,7 +126,7 @@ def test_partials_are_merged_with_their_commit_and_dirty_state(tmp_path):
     assert latest["parts"]["p5"]["commit"] == "abc1234567" and latest["parts"]["p5"]["dirty"] is True
     assert latest["parts"]["geotag"]["commit"] == "def7654321" and latest["parts"]["geotag"]["dirty"] is False
     text = render_min(latest)
-    assert "Measured at commit abc1234567 (DIRTY tree: x.py)" in text
+    assert "Measured at commit abc1234567 (DIRTY tree, 1 file(s) differ: x.py)" in text
     assert "Measured at commit def7654321 (clean tree)" in text
 
 
