@@ -77,6 +77,16 @@ def _parts(kind: str, family: Geometry, colour: str, label: str | None) -> list[
                           "paint": {"line-color": ["to-color", ["get", "route_color"], colour], "line-width": 3}})]
     if kind == "transit" and family == "point":
         return [("circle", _circle("#ffffff", 4, stroke=colour))]
+    if kind == "vehicles":  # GTFS-Realtime vehicles: their route's colour, its name beside them
+        return [("circle", {"type": "circle", "paint": {
+            "circle-color": ["to-color", ["get", "route_color"], colour], "circle-radius": 6,
+            "circle-stroke-color": "#ffffff", "circle-stroke-width": 2}}),
+            *_label(label, placement="below")]
+    if kind == "alerts" and family == "line":  # GTFS-Realtime alerts on the routes they affect
+        return [("line", {"type": "line", "paint": {"line-color": _ALERT_COLOUR, "line-width": 5,
+                                                    "line-opacity": 0.6, "line-dasharray": [2, 1]}})]
+    if kind == "alerts" and family == "point":  # ... and on the stops
+        return [("circle", _circle(_ALERT_COLOUR, 8, stroke="#ffffff"))]
     if kind == "availability" and family == "point":  # a live layer of parking or chargers
         return [("circle", _circle(_AVAILABILITY_COLOUR, 7, stroke="#ffffff")),
                 *_label(label, placement="below")]
@@ -90,6 +100,7 @@ def _parts(kind: str, family: Geometry, colour: str, label: str | None) -> list[
 
 
 # Green while at least a tenth is free, amber below that, red when full, grey when closed or unknown.
+_ALERT_COLOUR = "#e4572e"  # service alerts stand out from every route colour
 _AVAILABILITY_COLOUR = [
     "match", ["get", "status"],
     "available", ["step", ["/", ["to-number", ["get", "free"], 0], ["max", ["to-number", ["get", "capacity"], 1], 1]],

@@ -29,6 +29,8 @@ LIVE_TILES = "/live/{}/tiles/{{z}}/{{x}}/{{y}}"
 
 def viewer_layers(catalog: Catalog, store: Store, registry: TileRegistry) -> dict:
     stored = set(store.layers())
+    vehicles = {rt.vehicles_layer for rt in catalog.realtime.values()}  # drawn in the transit style
+    alerts = {rt.alerts_layer for rt in catalog.realtime.values()}
     layers = []
     for name, cfg in catalog.layers.items():
         title = cfg.title or name.replace("_", " ").capitalize()
@@ -39,6 +41,8 @@ def viewer_layers(catalog: Catalog, store: Store, registry: TileRegistry) -> dic
                 "bbox": None, "minzoom": cfg.minzoom, "maxzoom": LIVE_MAX_ZOOM, "visible": True,
                 "tiles": LIVE_TILES.format(name),
                 "style": (kind_layers(name, "availability", "point", colour, title, label="free") if cfg.availability
+                          else kind_layers(name, "vehicles", "point", colour, title, label="route_short_name")
+                          if name in vehicles else kind_layers(name, "alerts", None, colour, title) if name in alerts
                           else kind_layers(name, cfg.kind, None, colour, title)),
             })
             continue

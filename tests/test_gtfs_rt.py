@@ -8,6 +8,7 @@ departures with their real-time estimates, computed here with GTFS service-day r
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import time
 from pathlib import Path
@@ -392,3 +393,21 @@ def test_two_workers_poll_once_and_both_serve_the_vehicles(tmp_path: Path):
         assert len(pollers) == 1 and next(iter(pollers)).startswith("citytwin-realtime (pid "), pollers
     finally:
         server.close()
+
+
+def test_the_viewer_draws_vehicles_in_route_colours_and_alerts(base: str, tmp_path: Path):
+    from test_styles import style_errors
+
+    doc = httpx.get(f"{base}/viewer/layers.json", timeout=30).json()
+    entries = {e["id"]: e for e in doc["layers"]}
+    veh, alerts = entries["vehicles"], entries["alerts"]
+    assert veh["tiles"] == "/live/vehicles/tiles/{z}/{x}/{y}"
+    circle = next(layer for layer in veh["style"] if layer["type"] == "circle")
+    assert circle["paint"]["circle-color"][:2] == ["to-color", ["get", "route_color"]]
+    label = next(layer for layer in veh["style"] if layer["type"] == "symbol")
+    assert label["layout"]["text-field"] == ["to-string", ["get", "route_short_name"]]
+    assert {layer["type"] for layer in alerts["style"]} >= {"line", "circle"}
+    sources = {e["id"]: {"type": "vector", "tiles": [f"{base}{e['tiles']}"]} for e in (veh, alerts)}
+    style = tmp_path / "realtime.json"
+    style.write_text(json.dumps({"version": 8, "sources": sources, "layers": veh["style"] + alerts["style"]}))
+    assert style_errors(style) == []
