@@ -18,13 +18,15 @@ import gzip
 from dataclasses import dataclass
 
 import numpy as np
+import shapely
 
 from tiles.mvt_bytes import interleave, ragged_take, varint_len, varints
-from tiles.mvt_geometry import BUFFER, EXTENT, HALF_WORLD, EncodedGeometry, encode_pairs, tile_size
+from tiles.mvt_geometry import BUFFER, EXTENT, HALF_WORLD, EncodedGeometry, encode_pairs, geometry_family, tile_size
 from tiles.mvt_values import ValueTable, tile_tags
 
 BATCH_PAIRS = 100_000  # pairs encoded at once: bounds the byte-level index arrays (~100 B/pair each)
 _GZIP_LEVEL = 6
+_HEAD_SLACK = 1.5  # encode pairs whose guessed running size before them is under this share of the budget
 
 
 @dataclass(frozen=True)
@@ -81,29 +83,27 @@ def expand_to_tiles(bounds: np.ndarray, z: int) -> tuple[np.ndarray, np.ndarray]
     return feat, ((x0[feat] + j % w[feat]) << z) | (y0[feat] + j // w[feat])
 
 
-def encode_zoom(geoms: np.ndarray, family: np.ndarray, area: np.ndarray, bounds: np.ndarray, table: ValueTable,
-                frame: LayerFrame, z: int, max_tile_bytes: int) -> ZoomTiles:
-    """Tiles of zoom ``z`` for Mercator ``geoms`` (already simplified for the zoom)."""
-    drawable = np.flatnonzero(family > 0)
-    feat, key = expand_to_tiles(bounds[drawable], z)
+def encode_zoom(merc: np.ndarray, shape: Shapes, table: ValueTable, frame: LayerFrame, z: int,
+                tolerance: float, max_tile_bytes: int) -> ZoomTiles:
+    """Tiles of zoom ``z`` for Mercator ``merc``, simplified with ``tolerance`` (metres; 0: as they are)."""
+    drawable = np.flatnonzero(shape.family > 0)
+    feat, key = expand_to_tiles(shape.bounds[drawable], z)
     feat = drawable[feat]
-    order = np.lexsort((feat, -area[feat], key))
+    order = np.lexsort((feat, -shape.area[feat], key))
     feat, key = feat[order], key[order]
-    batches = [_sizes(geoms, family, table, feat[s], key[s], z) for s in _batches(key)]
     budget = max_tile_bytes - frame.overhead(max_tile_bytes)
-    over = np.zeros(len(geoms), dtype=bool)
+    batches = [_sizes(merc, shape, table, feat[s], key[s], z, tolerance, budget) for s in _batches(key)]
+    over = np.zeros(len(merc), dtype=bool)
     for b in batches:
         over[b.feat[b.running > budget]] = True
+        over[b.cut] = True
     tiles: list[tuple[int, int, int, bytes, int]] = []
-    written = np.zeros(len(geoms), dtype=bool)
+    written = np.zeros(len(merc), dtype=bool)
     for b in batches:
         keep = ~over[b.feat]
         written[b.feat[keep]] = True
-        tiles.extend(_assemble(b, keep, family, table, frame, z))
-    drawn = np.zeros(len(geoms), dtype=bool)
-    for b in batches:
-        drawn[b.feat] = True
-    return ZoomTiles(tiles, int(written.sum()), int((over & drawn).sum()))
+        tiles.extend(_assemble(b, keep, shape.family, table, frame, z))
+    return ZoomTiles(tiles, int(written.sum()), int(over.sum()))
 
 
 def _batches(key: np.ndarray) -> list[slice]:
@@ -119,11 +119,26 @@ def _batches(key: np.ndarray) -> list[slice]:
 
 
 @dataclass(frozen=True)
+class Shapes:
+    """What the engine needs of each input geometry at every zoom, computed once."""
+    family: np.ndarray  # MVT geometry type, 0 where there is nothing to draw
+    area: np.ndarray  # drawing priority: area, length for lines
+    bounds: np.ndarray  # (n, 4) Mercator bounding boxes
+    coords: np.ndarray  # vertex count, for the first guess at a feature's size
+
+    @classmethod
+    def of(cls, merc: np.ndarray) -> Shapes:
+        return cls(geometry_family(merc), np.maximum(shapely.area(merc), shapely.length(merc)),
+                   shapely.bounds(merc), shapely.get_num_coordinates(merc).astype(np.int64))
+
+
+@dataclass(frozen=True)
 class _Batch:
-    feat: np.ndarray  # pairs with geometry left in their tile, tile by tile
+    feat: np.ndarray  # encoded pairs with geometry left in their tile, tile by tile
     key: np.ndarray
     geometry: EncodedGeometry
     running: np.ndarray  # the tile's exact size (less its frame) up to and including this pair
+    cut: np.ndarray  # features of pairs not encoded: past the budget of their tile
 
 
 def _feature_lengths(tag_bytes: np.ndarray, geom_bytes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -136,9 +151,44 @@ def _tile_index(key: np.ndarray) -> np.ndarray:
     return np.cumsum(np.r_[False, key[1:] != key[:-1]]) if len(key) else np.empty(0, dtype=np.int64)
 
 
-def _sizes(geoms, family, table: ValueTable, feat, key, z: int) -> _Batch:
+def _running(cost: np.ndarray, tile: np.ndarray) -> np.ndarray:
+    """Cumulative ``cost`` within each tile (pairs sorted by tile)."""
+    total = np.cumsum(cost)
+    if not len(tile):
+        return total
+    tile_start = np.flatnonzero(np.r_[True, tile[1:] != tile[:-1]])
+    return total - (total - cost)[tile_start][tile]
+
+
+def _sizes(merc, shape: Shapes, table: ValueTable, feat, key, z: int, tolerance: float, budget: int) -> _Batch:
+    """Exact running sizes of the pairs that can matter; the rest of an over-full tile is cut unseen.
+
+    A tile's features past its budget are left out whatever their size, so only a tile's
+    leading run needs encoding: it is guessed from vertex counts, and a tile whose guessed run
+    came out under the budget (geometry smaller than guessed, or collapsed) is encoded whole.
+    """
+    tile = _tile_index(key)
+    n_tiles = int(tile[-1]) + 1 if len(tile) else 0
+    guess_tags = tile_tags(table, feat, tile, n_tiles)
+    guess = _feature_lengths(guess_tags.tag_bytes, 2 * shape.coords[feat] + 3)[0] + guess_tags.first_use_bytes
+    head = _running(guess, tile) - guess <= _HEAD_SLACK * budget
+    while True:
+        b = _encode_exact(merc, shape.family, table, feat[head], key[head], z, tolerance)
+        reached = np.zeros(n_tiles, dtype=bool)
+        reached[np.searchsorted(key[np.r_[True, key[1:] != key[:-1]]], b.key[b.running > budget])] = True
+        tail = np.zeros(n_tiles, dtype=bool)
+        tail[tile[~head]] = True
+        short = tail & ~reached
+        if not short.any():
+            return _Batch(b.feat, b.key, b.geometry, b.running, np.unique(feat[~head]))
+        head |= short[tile]
+
+
+def _encode_exact(merc, family, table: ValueTable, feat, key, z: int, tolerance: float) -> _Batch:
     tx, ty = key >> z, key & ((1 << z) - 1)
-    geometry = encode_pairs(geoms[feat], family[feat], tx, ty, z)
+    uniq, inverse = np.unique(feat, return_inverse=True)  # simplify each feature once
+    geoms = shapely.simplify(merc[uniq], tolerance, preserve_topology=True) if tolerance else merc[uniq]
+    geometry = encode_pairs(geoms[inverse], family[feat], tx, ty, z)
     has = geometry.lengths > 0
     starts = np.cumsum(geometry.lengths) - geometry.lengths
     geometry = EncodedGeometry(ragged_take(geometry.data, starts[has], geometry.lengths[has]), geometry.lengths[has])
@@ -146,10 +196,7 @@ def _sizes(geoms, family, table: ValueTable, feat, key, z: int) -> _Batch:
     tile = _tile_index(key)
     tags = tile_tags(table, feat, tile, int(tile[-1]) + 1 if len(tile) else 0)
     cost = _feature_lengths(tags.tag_bytes, geometry.lengths)[0] + tags.first_use_bytes
-    total = np.cumsum(cost)
-    tile_start = np.flatnonzero(np.r_[True, tile[1:] != tile[:-1]]) if len(tile) else np.empty(0, dtype=np.int64)
-    before = (total - cost)[tile_start]
-    return _Batch(feat, key, geometry, total - before[tile])
+    return _Batch(feat, key, geometry, _running(cost, tile), np.empty(0, dtype=np.int64))
 
 
 def _assemble(b: _Batch, keep: np.ndarray, family, table: ValueTable, frame: LayerFrame, z: int) -> list:

@@ -31,9 +31,9 @@ from geo.names import check_layer_name
 from geo.vertex_budget import MAX_VERTICES, limit_vertices
 from pipelines.store.base import GEOMETRY_COLUMN, ID_COLUMN, field_type
 from tiles.publish import make_readable, scratch_file
-from tiles.mvt_geometry import EXTENT, geometry_family, tile_size
+from tiles.mvt_geometry import EXTENT, tile_size
 from tiles.mvt_values import ValueTable, value_table
-from tiles.mvt_zoom import LayerFrame, encode_zoom
+from tiles.mvt_zoom import LayerFrame, Shapes, encode_zoom
 from tiles.source import MAX_TILE_BYTES, TileSetInfo
 from tiles.tilejson import tilejson
 
@@ -180,7 +180,8 @@ def build_pmtiles(store, layer: str, out_path: Path, minzoom: int, maxzoom: int,
     try:
         # one partition per zoom; the driver merges them into one archive
         results = runner.map(_zoom_partition, zooms, shared={
-            "maxzoom": maxzoom, "merc": merc, "table": table, "frame": LayerFrame.of(layer, columns),
+            "maxzoom": maxzoom, "merc": merc, "shape": Shapes.of(merc), "table": table,
+            "frame": LayerFrame.of(layer, columns),
             "max_tile_bytes": max_tile_bytes}, progress=(lambda d, t: bar.update(d - bar.n)) if bar else None)
         if bar:
             bar.close()
@@ -216,17 +217,13 @@ def build_pmtiles(store, layer: str, out_path: Path, minzoom: int, maxzoom: int,
     )
 
 
-def _zoom_partition(z: int, *, maxzoom: int, merc: np.ndarray, table: ValueTable, frame: LayerFrame,
-                    max_tile_bytes: int) -> tuple[ZoomReport, list]:
+def _zoom_partition(z: int, *, maxzoom: int, merc: np.ndarray, shape: Shapes, table: ValueTable,
+                    frame: LayerFrame, max_tile_bytes: int) -> tuple[ZoomReport, list]:
     """One zoom level: its report and its (z, x, y, gzip bytes, uncompressed size) tiles."""
     tol = 0.0 if z == maxzoom else SIMPLIFY_PX * tile_size(z) / EXTENT
-    geoms = shapely.simplify(merc, tol, preserve_topology=True) if tol else merc
-    area = np.maximum(shapely.area(geoms), shapely.length(geoms))  # lines: length; points: 0
-    family = geometry_family(geoms)
-    got = encode_zoom(geoms, family, area, shapely.bounds(geoms), table, frame, z, max_tile_bytes)
+    got = encode_zoom(merc, shape, table, frame, z, tol, max_tile_bytes)
     largest = max((t[4] for t in got.tiles), default=0)
-    n = len(merc)
-    return ZoomReport(z, len(got.tiles), largest, n, got.dropped_for_size, got.features_written), got.tiles
+    return ZoomReport(z, len(got.tiles), largest, len(merc), got.dropped_for_size, got.features_written), got.tiles
 
 
 def _info(layer: str, minzoom: int, maxzoom: int, bounds, attrs) -> TileSetInfo:
