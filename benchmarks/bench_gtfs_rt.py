@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import WORK, wait_http  # noqa: E402
+from benchmarks.common import WORK, free_port, wait_http  # noqa: E402
 from benchmarks.loadgen import run_wrk  # noqa: E402
 
 CALTRAIN = REPO.parent / "shared" / "data" / "gtfs" / "caltrain-2017-07-24.zip"
@@ -257,12 +256,6 @@ def main() -> None:
                 proc.kill()
         feed.httpd.shutdown()
         shutil.rmtree(work, ignore_errors=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 if __name__ == "__main__":

@@ -19,19 +19,19 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import shapely
-from shapely.geometry import mapping, shape
+from shapely.geometry import shape
 
 from geo.errors import CatalogError, SourceError
 from geo.names import check_layer_name
 from pipelines.catalog import Catalog
+from pipelines.sqlite_wal import wal_connection
 from pipelines.steps.privacy import PropertyScreen, screen_properties
 
 LIVE_DIR = "live"
@@ -232,22 +232,19 @@ class LiveLayer:
         with self._connect() as con:
             con.executescript(_SCHEMA)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path, timeout=15, isolation_level=None)
-        try:
-            con.execute("PRAGMA journal_mode=WAL")
-            yield con
-        finally:
-            con.close()
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return wal_connection(self.path)
 
     # -- writes ---------------------------------------------------------------------------
     @staticmethod
     def _rows(items: list[LiveItem], origin: str, who: str | None, now: str) -> list[tuple]:
+        # geometries and their bounds in one call each (a feed writes thousands of items at a time)
+        geoms = [it.geometry for it in items]
+        texts, bounds = shapely.to_geojson(geoms), shapely.bounds(geoms).tolist()
         rows = []
-        for it in items:
+        for it, text, box in zip(items, texts, bounds):
             props = {**it.properties, "timestamp": _iso(it.timestamp), "expires": _iso(it.expires)}
-            rows.append((it.id, origin, *it.geometry.bounds, json.dumps(mapping(it.geometry)),
+            rows.append((it.id, origin, *box, text,
                          json.dumps(props, ensure_ascii=False, default=str), _iso(it.timestamp), _iso(it.expires),
                          it.expires.timestamp(), who, now))
         return rows

@@ -163,7 +163,7 @@ def test_broken_feeds_are_reported_and_the_last_good_vehicles_stay(base: str, fe
     check_vehicles(vehicles(base), expected)
     # a feed over max_bytes (2 MB here) is not read past the bound
     feeds.feeds["/vehicles.pb"] = b"\x12" * 3_000_000
-    _wait_refused(base, "vehicle_positions", "3,000,000 bytes, over the feed's max_bytes of 2,000,000")
+    _wait_refused(base, "vehicle_positions", "3,000,000 bytes, over the limit of 2,000,000")
     check_vehicles(vehicles(base), expected)
     # and a good feed after them is taken again
     feeds.feeds["/vehicles.pb"], expected = vehicles_along_shapes(now + 20, 12)
@@ -194,7 +194,7 @@ def test_a_50_mb_feed_is_refused_without_the_memory(base: str, feeds: FeedServer
                            if l.startswith("VmHWM")).split()[1]) * 1024
     before = hwm()
     feeds.feeds["/vehicles.pb"] = path
-    s = _wait_refused(base, "vehicle_positions", "bytes, over the feed's max_bytes of 2,000,000")
+    s = _wait_refused(base, "vehicle_positions", "bytes, over the limit of 2,000,000")
     read = int(re.search(r"over ([\d,]+) bytes", s["error"]).group(1).replace(",", ""))
     assert 2_000_000 < read <= 2_000_000 + (1 << 16)  # one chunk past the bound, not 50 MB
     assert hwm() - before < 10_000_000, (before, hwm())

@@ -1,8 +1,8 @@
 """Reading a GTFS-Realtime feed safely: bounded bytes, a cheap count of entities, then the
 protobuf decode and the header checks.
 
-The byte bound holds before anything is kept in memory (a file's size is looked at first, an
-HTTP body is read in chunks and dropped at the bound). The entity count walks the message's
+The byte bound holds before anything is kept in memory (a file's size is looked at first; an
+HTTP body is read by pipelines.bounded_fetch, which drops it at the bound). The entity count walks the message's
 top-level fields without decoding them, so a feed of too many entities, or one cut short, is
 refused before the protobuf parser builds a single object.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import httpx
 from google.protobuf.message import DecodeError
 from google.transit import gtfs_realtime_pb2 as rt
 
@@ -19,7 +18,6 @@ from geo.errors import SourceError
 
 FEED_TYPES = ("vehicle_positions", "trip_updates", "alerts")
 _ENTITY_FIELD = 2  # FeedMessage.entity
-_CHUNK = 1 << 16
 
 
 class FeedRefused(SourceError):
@@ -39,27 +37,6 @@ def read_file(path: Path, max_bytes: int) -> bytes:
     if len(data) > max_bytes:
         raise FeedRefused(_too_big(str(path), len(data), max_bytes, at_least=True))
     return data
-
-
-def fetch(client: httpx.Client, url: str, max_bytes: int) -> bytes:
-    """The body at ``url``, read no further than ``max_bytes``."""
-    try:
-        with client.stream("GET", url) as resp:
-            if resp.status_code != 200:
-                raise FeedRefused(f"{url}: answered HTTP {resp.status_code}; kept the last good data")
-            declared = resp.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > max_bytes:
-                raise FeedRefused(_too_big(url, int(declared), max_bytes))
-            parts, got = [], 0
-            for chunk in resp.iter_raw(_CHUNK):
-                got += len(chunk)
-                if got > max_bytes:
-                    raise FeedRefused(_too_big(url, got, max_bytes, at_least=True))
-                parts.append(chunk)
-    except httpx.HTTPError as exc:
-        raise FeedRefused(f"{url}: cannot be fetched ({type(exc).__name__}: {str(exc)[:120]}); "
-                          "kept the last good data") from None
-    return b"".join(parts)
 
 
 def _too_big(where: str, size: int, limit: int, at_least: bool = False) -> str:

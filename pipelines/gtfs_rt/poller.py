@@ -1,8 +1,8 @@
 """The poller of a project's GTFS-Realtime URLs, run by ``citytwin serve``.
 
-Every server process starts one, but only the process holding an exclusive lock on
-``<build>/live/realtime/poller.lock`` polls; the others wait for the lock, so a feed is
-polled once however many workers serve, and another worker takes over if that one dies.
+Every server process starts one, but only the process holding the lock on
+``<build>/live/realtime/poller.lock`` polls (pipelines.one_process), so a feed is polled
+once however many workers serve, and another worker takes over if that one dies.
 What is polled lands in SQLite files every worker reads.
 
 Each URL is polled at its feed's interval, in phase with the feed: once a new feed is seen,
@@ -12,7 +12,6 @@ about that gap rather than up to a whole interval later.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 import os
@@ -23,13 +22,15 @@ from dataclasses import dataclass, field
 import httpx
 
 from geo.errors import CitytwinError
+from pipelines.bounded_fetch import FetchError, fetch_bounded
 from pipelines.catalog import Catalog
-from pipelines.gtfs_rt.decode import FEED_TYPES, FeedRefused, fetch
+from pipelines.gtfs_rt.decode import FEED_TYPES
 from pipelines.gtfs_rt.load import load_feed
 from pipelines.gtfs_rt.store import REALTIME_DIR, RealtimeState
+from pipelines.one_process import OneProcessLoop
 
 log = logging.getLogger("citytwin.realtime")
-_LOCK_RETRY_S = 5.0
+FETCH_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -59,43 +60,26 @@ class Poller:
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
         self.jobs = poll_jobs(catalog)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="gtfs-rt-poller", daemon=True)
+        self.loop = OneProcessLoop("gtfs-rt-poller", catalog.build_path / REALTIME_DIR / "poller.lock",
+                                   self._poll_until_stopped)
 
     def start(self) -> None:
         if self.jobs:
-            self._thread.start()
+            self.loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
+        self.loop.stop()
 
-    def _run(self) -> None:
-        folder = self.catalog.build_path / REALTIME_DIR
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / "poller.lock", os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            while not self._stop.is_set():
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:  # another process polls
-                    self._stop.wait(_LOCK_RETRY_S)
-                    continue
-                log.info("pid %d polls %d GTFS-Realtime URL(s)", os.getpid(), len(self.jobs))
-                with httpx.Client(timeout=httpx.Timeout(10.0), follow_redirects=True,
-                                  headers={"User-Agent": f"citytwin-realtime (pid {os.getpid()})"}) as client:
-                    self._poll_until_stopped(client)
-        finally:
-            os.close(fd)  # releases the lock
-
-    def _poll_until_stopped(self, client: httpx.Client) -> None:
-        while not self._stop.is_set():
-            job = min(self.jobs, key=lambda j: j.due)
-            wait = job.due - time.monotonic()
-            if wait > 0 and self._stop.wait(wait):
-                return
-            self._poll(client, job)
+    def _poll_until_stopped(self, stop: threading.Event) -> None:
+        log.info("pid %d polls %d GTFS-Realtime URL(s)", os.getpid(), len(self.jobs))
+        with httpx.Client(follow_redirects=True,
+                          headers={"User-Agent": f"citytwin-realtime (pid {os.getpid()})"}) as client:
+            while not stop.is_set():
+                job = min(self.jobs, key=lambda j: j.due)
+                wait = job.due - time.monotonic()
+                if wait > 0 and stop.wait(wait):
+                    return
+                self._poll(client, job)
 
     @staticmethod
     def _after_unchanged(job: _Job, started: float) -> float:
@@ -107,8 +91,9 @@ class Poller:
         cfg = self.catalog.realtime[job.feed]
         try:
             try:
-                data = fetch(client, job.url, cfg.max_bytes)
-            except FeedRefused as exc:  # load_feed records its own refusals; this one never reached it
+                data = fetch_bounded(client, job.url, cfg.max_bytes, FETCH_TIMEOUT_S,
+                                     f"Raise realtime.{job.feed}.max_bytes in citytwin.yaml if the feed is genuine")
+            except FetchError as exc:  # load_feed records its own refusals; this one never reached it
                 RealtimeState(self.catalog.build_path, job.feed).refused(job.kind, job.url, str(exc))
                 raise
             digest = hashlib.blake2b(data, digest_size=16).digest()

@@ -11,13 +11,14 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import shapely
 
 from geo.errors import CatalogError, SourceError
 from pipelines.catalog import Catalog
+from pipelines.departures import feed_timezone
 from pipelines.readers.gtfs import read_gtfs
 from pipelines.steps.transit_layers import routes_layer
 from pipelines.transit import catalog_feed, layer_names
@@ -93,18 +94,6 @@ def static_feed(catalog: Catalog, name: str) -> StaticFeed:
         return cached[1]
 
 
-def _timezone(feed, source: Path) -> ZoneInfo:
-    agency = getattr(feed, "agency", None)
-    names = [] if agency is None else [z for z in agency.get("agency_timezone", []) if z]
-    if not names:
-        raise SourceError(f"{source}: agency.txt gives no agency_timezone; real-time times cannot be placed")
-    try:
-        return ZoneInfo(names[0])
-    except (ZoneInfoNotFoundError, ValueError):
-        raise SourceError(f"{source}: agency.txt: agency_timezone {names[0][:60]!r} is not a known time zone "
-                          "(e.g. America/Los_Angeles)") from None
-
-
 def _load(name: str, path: Path, encoding: str | None) -> StaticFeed:
     feed = read_gtfs(path, encoding=encoding)
     lines, _ = routes_layer(feed)
@@ -125,4 +114,4 @@ def _load(name: str, path: Path, encoding: str | None) -> StaticFeed:
     s = feed.stops
     stops = {sid: (float(lon), float(lat)) for sid, lon, lat in zip(s["stop_id"], s["stop_lon"], s["stop_lat"])
              if np.isfinite(lon) and np.isfinite(lat)}
-    return StaticFeed(name, _timezone(feed, path), trips, routes, stops)
+    return StaticFeed(name, feed_timezone(feed), trips, routes, stops)

@@ -11,12 +11,12 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from geo.names import check_layer_name
+from pipelines.sqlite_wal import wal_connection
 
 REALTIME_DIR = Path("live") / "realtime"
 _SCHEMA = """
@@ -58,14 +58,8 @@ class RealtimeState:
         with self.connect() as con:
             con.executescript(_SCHEMA)
 
-    @contextmanager
-    def connect(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path, timeout=15, isolation_level=None)
-        try:
-            con.execute("PRAGMA journal_mode=WAL")
-            yield con
-        finally:
-            con.close()
+    def connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return wal_connection(self.path)
 
     def status(self, kind: str) -> FeedStatus:
         with self.connect() as con:
