@@ -33,7 +33,8 @@ FULL = {"p1": [("buildings_10k", 3), ("buildings_100k", 1)], "p2_reps": 3, "p2_c
 QUICK = {"p1": [("buildings_10k", 1)], "p2_reps": 1, "p2_cold_s": 3, "p2_warm_s": 2,
          "p3_peer": ("buildings_10k", 1), "p3_big": None, "p5_reps": 1, "p5_s": 3, "extra_timeout_s": 300,
          "extra_args": {"bench_exposure.py": ["20000", "2000"], "bench_geotag.py": ["20000"],
-                        "bench_ar.py": ["--buildings", "20000", "--duration", "5"]}}
+                        "bench_ar.py": ["--buildings", "20000", "--duration", "5"],
+                        "bench_gtfs_rt.py": ["--phase-s", "10"]}}
 # the generated cities each part reads (a partial re-run ingests only those)
 NEEDS = {"p1": ("buildings_10k", "buildings_100k"), "p2": ("buildings",), "p2_pygeoapi": ("buildings_10k",),
          "p3": ("buildings_10k", "buildings_100k"), "p5": ("buildings",)}
