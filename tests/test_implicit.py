@@ -33,6 +33,7 @@ from validators import gltf_validate
 TO_M = Transformer.from_crs(4326, 5186, always_xy=True)
 TO_LL = Transformer.from_crs(5186, 4326, always_xy=True)
 LLH_TO_ECEF = Transformer.from_crs("EPSG:4979", "EPSG:4978", always_xy=True)
+ECEF_TO_LLH = Transformer.from_crs("EPSG:4978", "EPSG:4979", always_xy=True)
 PLATEAU = Path("/work/shared/data/citygml/plateau_yokosuka_52397519_bldg_6697_op.gml")
 MAX_PER_TILE = 100
 STACKED = 150  # buildings sharing one centre: no split can separate them
@@ -45,8 +46,9 @@ def interleave(x: int, y: int) -> int:
     return sum((((x >> i) & 1) << (2 * i)) | (((y >> i) & 1) << (2 * i + 1)) for i in range(32))
 
 
-def read_subtree(data: bytes, subtree_levels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(tile, content, child subtree) availability of one binary subtree file."""
+def read_subtree(data: bytes, subtree_levels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(tile, content, child subtree) availability of one binary subtree file, and the
+    TILE_BOUNDING_REGION of each available tile from its tile metadata."""
     magic, version, json_len, bin_len = struct.unpack_from("<4sIQQ", data, 0)
     assert magic == b"subt" and version == 1
     assert json_len % 8 == 0 and bin_len % 8 == 0 and len(data) == 24 + json_len + bin_len
@@ -68,25 +70,35 @@ def read_subtree(data: bytes, subtree_levels: int) -> tuple[np.ndarray, np.ndarr
 
     tiles = (4 ** subtree_levels - 1) // 3
     assert len(doc["contentAvailability"]) == 1
-    return (bits(doc["tileAvailability"], tiles), bits(doc["contentAvailability"][0], tiles),
-            bits(doc["childSubtreeAvailability"], 4 ** subtree_levels))
+    tile_bits = bits(doc["tileAvailability"], tiles)
+    table = doc["propertyTables"][doc["tileMetadata"]]
+    assert table["class"] == "tile" and table["count"] == tile_bits.sum()
+    view = doc["bufferViews"][table["properties"]["region"]["values"]]
+    assert view["byteOffset"] % 8 == 0 and view["byteLength"] == table["count"] * 6 * 8
+    regions = np.frombuffer(binary, "<f8", table["count"] * 6, view["byteOffset"]).reshape(-1, 6)
+    return (tile_bits, bits(doc["contentAvailability"][0], tiles),
+            bits(doc["childSubtreeAvailability"], 4 ** subtree_levels), regions)
 
 
-def walk(folder: Path) -> tuple[set, set, set]:
-    """Available tiles, tiles with content and subtree files reached, each as (level, x, y)."""
+def walk(folder: Path) -> tuple[set, set, set, dict]:
+    """Available tiles, tiles with content and subtree files reached, each as (level, x, y), and
+    the region of each available tile."""
     root = json.loads((folder / "tileset.json").read_text())["root"]
     imp = root["implicitTiling"]
     levels, template = imp["subtreeLevels"], imp["subtrees"]["uri"]
     available: set = set()
     content: set = set()
     reached: set = set()
+    regions: dict = {}
     pending = [(0, 0, 0)]
     while pending:
         sl, sx, sy = pending.pop()
         reached.add((sl, sx, sy))
         path = folder / template.format(level=sl, x=sx, y=sy)
         assert path.is_file(), f"child subtree {path} is available but missing"
-        tile_bits, content_bits, child_bits = read_subtree(path.read_bytes(), levels)
+        tile_bits, content_bits, child_bits, tile_regions = read_subtree(path.read_bytes(), levels)
+        # tile metadata rows follow the available tiles in bit order
+        regions_of = dict(zip(np.flatnonzero(tile_bits), tile_regions))
         assert tile_bits[0], "a subtree's root tile must be available"
         for local in range(levels):
             offset = (4 ** local - 1) // 3
@@ -100,6 +112,7 @@ def walk(folder: Path) -> tuple[set, set, set]:
                             parent = offset - 4 ** (local - 1) + interleave(lx >> 1, ly >> 1)
                             assert tile_bits[parent], f"tile {key} is available under an unavailable parent"
                         available.add(key)
+                        regions[key] = regions_of[i]
                     if content_bits[i]:
                         content.add(key)
         for cx in range(1 << levels):
@@ -110,7 +123,7 @@ def walk(folder: Path) -> tuple[set, set, set]:
                     assert parent in available, f"child subtree under unavailable tile {parent}"
                     pending.append((sl + levels, (sx << levels) + cx, (sy << levels) + cy))
     assert max(level for level, _, _ in available) + 1 == imp["availableLevels"]
-    return available, content, reached
+    return available, content, reached, regions
 
 
 def content_path(folder: Path, key: tuple[int, int, int]) -> Path:
@@ -118,9 +131,16 @@ def content_path(folder: Path, key: tuple[int, int, int]) -> Path:
     return folder / template.format(level=key[0], x=key[1], y=key[2])
 
 
-def cell_bounds(folder: Path, key: tuple[int, int, int]) -> tuple[float, float, float, float]:
-    """The cell of tile (level, x, y) in degrees: the root region halved ``level`` times (spec)."""
-    w, s, e, n = np.degrees(json.loads((folder / "tileset.json").read_text())["root"]["boundingVolume"]["region"][:4])
+def centre_grid(footprints: gpd.GeoDataFrame) -> tuple[float, float, float, float]:
+    """The extent of the buildings' centres (degrees), the grid buildings are placed on."""
+    centres = shapely.point_on_surface(footprints.geometry.to_numpy())
+    return (shapely.get_x(centres).min(), shapely.get_y(centres).min(), shapely.get_x(centres).max(),
+            shapely.get_y(centres).max())
+
+
+def cell_bounds(grid: tuple[float, float, float, float], key: tuple[int, int, int]) -> tuple[float, float, float, float]:
+    """The cell of tile (level, x, y) in degrees: the grid halved ``level`` times."""
+    w, s, e, n = grid
     level, x, y = key
     dx, dy = (e - w) / 2 ** level, (n - s) / 2 ** level
     return w + dx * x, s + dy * y, w + dx * (x + 1), s + dy * (y + 1)
@@ -135,7 +155,7 @@ def ids_by_tile(folder: Path, content: set) -> dict[tuple[int, int, int], list[s
 
 
 def check_files_match(folder: Path) -> tuple[set, set]:
-    available, content, reached = walk(folder)
+    available, content, reached, _ = walk(folder)
     on_disk = {p for p in (folder / "content").rglob("*") if p.is_file()}
     assert on_disk == {content_path(folder, k) for k in content}  # each available content exists, no other file
     subtrees = {p for p in (folder / "subtrees").rglob("*") if p.is_file()}
@@ -184,13 +204,19 @@ def test_tileset_json_is_an_implicit_quadtree(tileset: Path, footprints):
     imp = root["implicitTiling"]
     assert imp["subdivisionScheme"] == "QUADTREE" and imp["subtrees"]["uri"] == "subtrees/{level}/{x}/{y}.subtree"
     assert 1 <= imp["subtreeLevels"] <= imp["availableLevels"]
+    region_property = ts["schema"]["classes"]["tile"]["properties"]["region"]
+    assert region_property == {"type": "SCALAR", "componentType": "FLOAT64", "array": True, "count": 6,
+                               "semantic": "TILE_BOUNDING_REGION"}
     # the 150 stacked buildings split down to the deepest level: four subtree levels deep
     assert imp["availableLevels"] == MAX_LEVEL + 1
     w, s, e, n, lo, hi = root["boundingVolume"]["region"]
     centres = shapely.point_on_surface(footprints.geometry.to_numpy())
     lon, lat = np.radians(shapely.get_x(centres)), np.radians(shapely.get_y(centres))
     assert w <= lon.min() and lon.max() <= e and s <= lat.min() and lat.max() <= n
-    assert e - w < np.radians(0.03) and n - s < np.radians(0.03)  # the extent of the centres, not more
+    assert e - w < np.radians(0.03) and n - s < np.radians(0.03)  # the extent of the buildings, not more
+    corners = footprints.total_bounds  # the buildings reach past their centres: the region holds them
+    assert w <= np.radians(corners[0]) and np.radians(corners[2]) <= e
+    assert s <= np.radians(corners[1]) and np.radians(corners[3]) <= n
     # heights: the ground (0 m) to the tallest roof
     assert lo == pytest.approx(0, abs=0.01) and hi == pytest.approx(footprints["height"].max(), abs=0.01)
 
@@ -204,15 +230,16 @@ def test_availability_matches_the_files(tileset: Path):
 
 
 def test_each_building_once_in_the_cell_of_its_centre(tileset: Path, footprints):
-    _, content, _ = walk(tileset)
+    _, content, *_ = walk(tileset)
     by_tile = ids_by_tile(tileset, content)
     seen = [i for ids in by_tile.values() for i in ids]
     assert sorted(seen) == sorted(footprints["id"])  # every building, none twice
-    centres = footprints.set_index("id").geometry.apply(lambda g: g.centroid)
+    centres = footprints.set_index("id").geometry.apply(shapely.point_on_surface)  # the centre footprints are placed by
     for key, ids in by_tile.items():
-        w, s, e, n = cell_bounds(tileset, key)
+        w, s, e, n = cell_bounds(centre_grid(footprints), key)
         pts = centres.loc[ids]
-        assert ((pts.x >= w) & (pts.x <= e) & (pts.y >= s) & (pts.y <= n)).all(), key
+        tol = 1e-9  # the grid's own margin, in degrees
+        assert ((pts.x >= w - tol) & (pts.x <= e + tol) & (pts.y >= s - tol) & (pts.y <= n + tol)).all(), key
         # tiles stay bounded like the explicit tree's: only the deepest cell may hold more
         assert len(ids) <= MAX_PER_TILE or (key[0] == MAX_LEVEL and len(ids) == STACKED)
     # no tile with content is an ancestor of another: single LOD, content at the leaves only
@@ -224,7 +251,7 @@ def test_vertices_land_on_the_source_footprints(tileset: Path, footprints):
     root = json.loads((tileset / "tileset.json").read_text())["root"]
     m = np.array(root["transform"]).reshape(4, 4).T
     by_id = footprints.set_index("id")
-    _, content, _ = walk(tileset)
+    _, content, *_ = walk(tileset)
     worst, checked = 0.0, 0
     for key in sorted(content)[::7]:
         gltf, blob = split_glb(content_path(tileset, key).read_bytes())
@@ -241,8 +268,35 @@ def test_vertices_land_on_the_source_footprints(tileset: Path, footprints):
     assert checked > 20 and worst < 0.05
 
 
+def test_tile_regions_hold_their_content_and_children(tileset: Path, footprints):
+    """Each tile's region (its metadata) holds its decoded vertices, and each child's region lies in
+    its parent's; so the halved grid cells, which a building can overhang, are never relied on."""
+    root = json.loads((tileset / "tileset.json").read_text())["root"]
+    m = np.array(root["transform"]).reshape(4, 4).T
+    available, content, _, regions = walk(tileset)
+    assert set(regions) == available
+    eps = np.array([-1e-9, -1e-9, 1e-9, 1e-9, -0.01, 0.01])
+    overhang = 0
+    for key in content:
+        gltf, blob = split_glb(content_path(tileset, key).read_bytes())
+        ecef = mesh_local_enu(gltf, blob)["positions"] @ m[:3, :3].T + m[:3, 3]
+        lon, lat, h = ECEF_TO_LLH.transform(*ecef.T)
+        w, s, e, n, lo, hi = regions[key] + eps
+        assert (np.radians(lon) >= w).all() and (np.radians(lon) <= e).all(), key
+        assert (np.radians(lat) >= s).all() and (np.radians(lat) <= n).all(), key
+        assert (h >= lo).all() and (h <= hi).all() and h.max() - h.min() == pytest.approx(hi - lo, abs=0.05)
+        cw, cs, ce, cn = cell_bounds(centre_grid(footprints), key)
+        overhang += int(lon.min() < cw or lon.max() > ce or lat.min() < cs or lat.max() > cn)
+    assert overhang > 0  # the case the regions are there for does occur in this city
+    for level, x, y in available - {(0, 0, 0)}:
+        child, parent = regions[(level, x, y)], regions[(level - 1, x >> 1, y >> 1)]
+        assert parent[0] <= child[0] and parent[1] <= child[1] and child[2] <= parent[2] and child[3] <= parent[3]
+        assert parent[4] <= child[4] and child[5] <= parent[5]
+    assert list(regions[(0, 0, 0)]) == root["boundingVolume"]["region"]
+
+
 def test_contents_pass_the_khronos_validator(tileset: Path):
-    _, content, _ = walk(tileset)
+    _, content, *_ = walk(tileset)
     reports = gltf_validate([content_path(tileset, k) for k in sorted(content)])
     assert len(reports) == len(content)
     assert not [r for r in reports if r["numErrors"]], [r for r in reports if r["numErrors"]][:2]
@@ -344,7 +398,7 @@ def test_server_resolves_the_templates(server: str, implicit_city: Path):
     ts = httpx.get(f"{base}/tileset.json").json()
     root = ts["root"]
     folder = implicit_city / "build" / "3dtiles" / "buildings"
-    available, content, _ = walk(folder)
+    available, content, *_ = walk(folder)
     sub = httpx.get(f"{base}/{root['implicitTiling']['subtrees']['uri'].format(level=0, x=0, y=0)}")
     assert sub.status_code == 200 and sub.headers["content-type"] == "application/octet-stream"
     assert sub.content == (folder / "subtrees/0/0/0.subtree").read_bytes()

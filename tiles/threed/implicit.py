@@ -5,9 +5,12 @@ before drawing anything; at city scale (hundreds of thousands of buildings) that
 alone runs to megabytes. Here the root tile carries ``implicitTiling`` instead, and clients
 learn which tiles exist from small subtree files, one per ``SUBTREE_LEVELS`` levels.
 
-- The root region is the buildings' lon/lat extent (their centres); each level halves it in
+- Buildings are placed on a grid over the extent of their centres, each level halving it in
   longitude and latitude. A building belongs to the cell holding its centre, found by integer
   cell numbers (never by comparing halved floats), so it lands in exactly one tile per LOD.
+- A building may reach past its cell, so every tile's region is also stored in its subtree
+  (TILE_BOUNDING_REGION metadata): what its content and children hold, with their heights.
+  The root region is the union of the grid and all content.
 - A cell with more than ``max_items`` buildings is split, as in the explicit tree. Inner cells
   hold no content. With LOD1 and LOD2, the cell's LOD1 is its content and its LOD2 is split
   into the four children one level down: refinement is REPLACE, so near views swap the
@@ -42,10 +45,14 @@ IMPLICIT_MIN_BUILDINGS = 50_000
 # thousand tiles needs three or four subtree files along any path.
 SUBTREE_LEVELS = 6
 MAX_LEVEL = 18  # the deepest split, as in the explicit tree: cells of ~0.1 m over a 30 km city
-RENDER_BATCH = 64  # content files rendered before they are written, bounding memory to a batch
+RENDER_BATCH = 256  # contents rendered before they are written: bounds memory; few enough batches for Dask
 SUBTREE_MAGIC = 0x74627573  # "subt"
 CONTENT_TEMPLATE = "content/{level}/{x}/{y}"
 SUBTREE_TEMPLATE = "subtrees/{level}/{x}/{y}.subtree"
+# Each tile's region, stored per tile in the subtrees: tighter than the halved root region (the
+# heights of what the tile holds) and holding the buildings that reach past their centre's cell.
+TILE_SCHEMA = {"id": "citytwin_tiles", "classes": {"tile": {"properties": {"region": {
+    "type": "SCALAR", "componentType": "FLOAT64", "array": True, "count": 6, "semantic": "TILE_BOUNDING_REGION"}}}}}
 
 
 def use_implicit(buildings: int, requested: bool | None) -> bool:
@@ -137,8 +144,7 @@ def write_implicit(out: Path, lon: np.ndarray, lat: np.ndarray, lods: dict[int, 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = scratch_dir(out)
     try:
-        written: set[tuple[int, int, int]] = set()
-        heights = [np.inf, -np.inf]
+        written: dict[tuple[int, int, int], list[float]] = {}  # content tiles and their regions
         with tqdm(total=len(cells), desc=f"3D tiles {out.name}", unit="tile", disable=not progress) as bar:
             for start in range(0, len(cells), RENDER_BATCH):
                 batch = cells[start:start + RENDER_BATCH]
@@ -151,8 +157,7 @@ def write_implicit(out: Path, lon: np.ndarray, lat: np.ndarray, lods: dict[int, 
                     path = tmp / CONTENT_TEMPLATE.format(level=cell.level, x=cell.x, y=cell.y)
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.with_suffix(f".{ext}").write_bytes(part["data"])
-                    written.add((cell.level, cell.x, cell.y))
-                    heights = [min(heights[0], part["region"][4]), max(heights[1], part["region"][5])]
+                    written[(cell.level, cell.x, cell.y)] = part["region"]
                     for why, k in part["skipped"].items():
                         report.skipped[why] = report.skipped.get(why, 0) + k
                 bar.update(len(batch))
@@ -160,20 +165,21 @@ def write_implicit(out: Path, lon: np.ndarray, lat: np.ndarray, lods: dict[int, 
             raise ValueError("no building has a triangle to draw")  # the callers refuse empty input first
         levels = max(level for level, _, _ in written) + 1
         subtree_levels = min(SUBTREE_LEVELS, levels)
-        for (level, x, y), data in subtrees(written, subtree_levels).items():
+        regions = tile_regions(written)
+        for (level, x, y), data in subtrees(regions, set(written), subtree_levels).items():
             path = tmp / SUBTREE_TEMPLATE.format(level=level, x=x, y=y)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
         error = max(diagonal_m(bounds) / 10, 1.0)
-        w, s, e, n = np.radians(bounds)
         root = {
-            "boundingVolume": {"region": [float(w), float(s), float(e), float(n), heights[0], heights[1]]},
+            "boundingVolume": {"region": _union([regions[(0, 0, 0)], [*np.radians(bounds), *regions[(0, 0, 0)][4:]]])},
             "geometricError": error, "refine": "REPLACE", "transform": frame_transform(frame),
             "content": {"uri": f"{CONTENT_TEMPLATE}.{ext}"},
             "implicitTiling": {"subdivisionScheme": "QUADTREE", "subtreeLevels": subtree_levels,
                                "availableLevels": levels, "subtrees": {"uri": SUBTREE_TEMPLATE}},
         }
-        tileset = {"asset": {"version": "1.1", "generator": "citytwin"}, "geometricError": error * 2, "root": root}
+        tileset = {"asset": {"version": "1.1", "generator": "citytwin"}, "schema": TILE_SCHEMA,
+                   "geometricError": error * 2, "root": root}
         (tmp / "tileset.json").write_text(json.dumps(tileset, indent=1))
         report.tiles = len(written)
         report.implicit = True
@@ -186,13 +192,29 @@ def write_implicit(out: Path, lon: np.ndarray, lat: np.ndarray, lods: dict[int, 
     return report
 
 
-def subtrees(content: set[tuple[int, int, int]], subtree_levels: int) -> dict[tuple[int, int, int], bytes]:
-    """Binary subtree files, by subtree root, for tiles with ``content`` and all their ancestors."""
-    available: set[tuple[int, int, int]] = set()
-    for level, x, y in content:
-        while level >= 0 and (level, x, y) not in available:
-            available.add((level, x, y))
-            level, x, y = level - 1, x >> 1, y >> 1
+def _union(regions: list[list[float]]) -> list[float]:
+    r = np.array(regions, dtype=np.float64)
+    return [*r[:, :2].min(axis=0).tolist(), *r[:, 2:4].max(axis=0).tolist(), float(r[:, 4].min()),
+            float(r[:, 5].max())]
+
+
+def tile_regions(content: dict[tuple[int, int, int], list[float]]) -> dict[tuple[int, int, int], list[float]]:
+    """The region of every available tile (those with content and their ancestors): its own
+    content's and its children's together, so each tile holds its children (spatial coherence)."""
+    regions = dict(content)
+    for level, x, y in sorted(content, reverse=True):  # deepest first: a parent sees all its children
+        child = (level, x, y)
+        while child[0] > 0:
+            parent = (child[0] - 1, child[1] >> 1, child[2] >> 1)
+            regions[parent] = _union([regions[parent], regions[child]]) if parent in regions else regions[child]
+            child = parent
+    return regions
+
+
+def subtrees(regions: dict[tuple[int, int, int], list[float]], content: set[tuple[int, int, int]],
+             subtree_levels: int) -> dict[tuple[int, int, int], bytes]:
+    """Binary subtree files, by subtree root, for the available tiles (the keys of ``regions``)."""
+    available = set(regions)
     size = (4 ** subtree_levels - 1) // 3
     roots: dict[tuple[int, int, int], dict[str, np.ndarray]] = {}
 
@@ -201,7 +223,7 @@ def subtrees(content: set[tuple[int, int, int]], subtree_levels: int) -> dict[tu
         key = (rl, x >> (level - rl), y >> (level - rl))
         if key not in roots:
             roots[key] = {"tile": np.zeros(size, bool), "content": np.zeros(size, bool),
-                          "child": np.zeros(4 ** subtree_levels, bool)}
+                          "child": np.zeros(4 ** subtree_levels, bool), "region": np.zeros((size, 6))}
         local = level - rl
         lx, ly = x - (key[1] << local), y - (key[2] << local)
         return roots[key], (4 ** local - 1) // 3 + int(morton(np.array([lx]), np.array([ly]))[0])
@@ -210,32 +232,38 @@ def subtrees(content: set[tuple[int, int, int]], subtree_levels: int) -> dict[tu
         streams, i = bits(level, x, y)
         streams["tile"][i] = True
         streams["content"][i] = (level, x, y) in content
+        streams["region"][i] = regions[(level, x, y)]
     for level, x, y in available:
         if level >= subtree_levels and level % subtree_levels == 0:  # the root of a child subtree
             streams, i = bits(level - 1, x >> 1, y >> 1)
             lx = x - ((x >> subtree_levels) << subtree_levels)
             ly = y - ((y >> subtree_levels) << subtree_levels)
             streams["child"][int(morton(np.array([lx]), np.array([ly]))[0])] = True
-    return {key: subtree_file(s["tile"], s["content"], s["child"]) for key, s in roots.items()}
+    return {key: subtree_file(s["tile"], s["content"], s["child"], s["region"][s["tile"]])
+            for key, s in roots.items()}
 
 
-def subtree_file(tile: np.ndarray, content: np.ndarray, child: np.ndarray) -> bytes:
-    """The binary subtree format: header, JSON, and one buffer of the bitstreams that are not constant."""
+def subtree_file(tile: np.ndarray, content: np.ndarray, child: np.ndarray, regions: np.ndarray) -> bytes:
+    """The binary subtree format: header, JSON, and one buffer holding the bitstreams that are not
+    constant and the tile metadata table (the region of each available tile, in availability order)."""
     views: list[dict] = []
     buffer = bytearray()
+
+    def view(data: bytes) -> int:
+        views.append({"buffer": 0, "byteOffset": len(buffer), "byteLength": len(data)})
+        buffer.extend(data + b"\0" * (-len(data) % 8))  # each view starts on 8 bytes
+        return len(views) - 1
 
     def availability(flags: np.ndarray) -> dict:
         if flags.all() or not flags.any():
             return {"constant": int(flags.all())}
-        packed = np.packbits(flags, bitorder="little").tobytes()
-        views.append({"buffer": 0, "byteOffset": len(buffer), "byteLength": len(packed)})
-        buffer.extend(packed + b"\0" * (-len(packed) % 8))  # each view starts on 8 bytes
-        return {"bitstream": len(views) - 1, "availableCount": int(flags.sum())}
+        return {"bitstream": view(np.packbits(flags, bitorder="little").tobytes()), "availableCount": int(flags.sum())}
 
     doc: dict = {"tileAvailability": availability(tile), "contentAvailability": [availability(content)],
                  "childSubtreeAvailability": availability(child)}
-    if buffer:
-        doc = {"buffers": [{"byteLength": len(buffer)}], "bufferViews": views, **doc}
+    values = view(np.ascontiguousarray(regions, dtype="<f8").tobytes())
+    doc = {"buffers": [{"byteLength": len(buffer)}], "bufferViews": views, **doc, "tileMetadata": 0,
+           "propertyTables": [{"class": "tile", "count": len(regions), "properties": {"region": {"values": values}}}]}
     raw = json.dumps(doc, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)
     return struct.pack("<IIQQ", SUBTREE_MAGIC, 1, len(raw), len(buffer)) + raw + bytes(buffer)
