@@ -86,9 +86,25 @@ def run(ctx, layer: str, reps: int) -> dict:
     # ratio per repetition (same run, adjacent), then the median of those
     ratios = [o["seconds"] / t["seconds"] for o, t in zip(runs["ours"], runs["tippecanoe"])]
     result["time_ratio_ours_over_tippecanoe"] = median(ratios)
-    result["targets"] = {"ours time <= tippecanoe time": judge(
-        result["time_ratio_ours_over_tippecanoe"], Evidence(reps=reps, alternated=alternated(orders)), at_most=1.0)}
+    rss = [o["max_rss_mb"] / t["max_rss_mb"] for o, t in zip(runs["ours"], runs["tippecanoe"])]
+    result["rss_ratio_ours_over_tippecanoe"] = median(rss)
+    result["ours"]["complete_from_zoom"] = complete_from(result["ours"]["dropped_per_zoom"])
+    ev = Evidence(reps=reps, alternated=alternated(orders))
+    result["targets"] = {  # issue 11: half of tippecanoe's time, at most 1.5x its memory
+        "ours time <= 0.5 x tippecanoe time": judge(result["time_ratio_ours_over_tippecanoe"], ev, at_most=0.5),
+        "ours peak RSS <= 1.5 x tippecanoe's": judge(result["rss_ratio_ours_over_tippecanoe"], ev, at_most=1.5),
+    }
     return result
+
+
+def complete_from(dropped_per_zoom: dict[int, int]) -> int | None:
+    """The lowest zoom from which every zoom up to MAXZOOM holds every feature (None: not even MAXZOOM)."""
+    zoom = None
+    for z in range(MAXZOOM, MINZOOM - 1, -1):
+        if dropped_per_zoom[z]:
+            break
+        zoom = z
+    return zoom
 
 
 def _worker(layer: str, out: str) -> None:

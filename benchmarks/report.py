@@ -64,6 +64,8 @@ def _p1(r: dict) -> list[str]:
         f"| features absent per zoom | {_drops(o['dropped_per_zoom'])} | {_drops(t['dropped_per_zoom'])} |",
         "",
         f"Time ratio ours / tippecanoe (median of per-repetition ratios): **{_f(r['time_ratio_ours_over_tippecanoe'], 2)}**",
+        f"Peak RSS ratio ours / tippecanoe: **{_f(r.get('rss_ratio_ours_over_tippecanoe'), 2)}**; ours holds every "
+        f"feature from z{o.get('complete_from_zoom')} up." if "rss_ratio_ours_over_tippecanoe" in r else "",
         "",
         *target_lines(r.get("targets") or {r.get("target", "ours time <= tippecanoe time"): r["met"]}),
         "",

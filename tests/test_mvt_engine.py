@@ -196,20 +196,24 @@ def test_points_and_lines_land_where_they_should(tmp_path):
 
 
 # -- the size budget on a dense city ---------------------------------------------------------
-@pytest.fixture(scope="module")
-def dense(tmp_path_factory):
-    """30,000 footprints with long text inside one z14 tile: far over 500 kB at z12-14."""
+def inside_one_z14_tile(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random lon/lat in Seoul's z14 tile, far enough inside that no neighbour at z12-14 sees them."""
     z, (x, y) = 14, tile_of(*SEOUL, 14)
     n2 = 2 ** z
     west, east = x / n2 * 360 - 180, (x + 1) / n2 * 360 - 180
     north = math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * y / n2))))
     south = math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * (y + 1) / n2))))
+    margin = 0.0018  # clear of the z12 tile buffer (64/4096 of 0.088 degrees) should the tile sit at its edge
+    return rng.uniform(west + margin, east - margin, n), rng.uniform(south + margin, north - margin, n)
+
+
+@pytest.fixture(scope="module")
+def dense(tmp_path_factory):
+    """30,000 footprints with long text inside one z14 tile: far over 500 kB at z12-14."""
     n = 30_000
     rng = np.random.default_rng(8)
     size = rng.uniform(0.00004, 0.0002, n)
-    margin = 0.0018  # clear of the z12 tile buffer (64/4096 of 0.088 degrees) should the tile sit at its edge
-    cx = rng.uniform(west + margin, east - margin, n)
-    cy = rng.uniform(south + margin, north - margin, n)
+    cx, cy = inside_one_z14_tile(rng, n)
     gdf = gpd.GeoDataFrame(
         {"id": [f"d{i:05d}" for i in range(n)],
          "note": [f"{i:05d} a long attribute value that will not compress away" for i in range(n)]},
@@ -246,15 +250,9 @@ def test_dense_city_is_complete_from_the_full_detail_zoom(dense):
 def test_many_vertices_simplified_away_still_fill_the_budget(tmp_path):
     """Round towers of 200 vertices shrink to a few once simplified at z12-13: the engine's first
     guess at their size (from vertex counts) is far too big, yet the tiles come out full and exact."""
-    z, (x, y) = 14, tile_of(*SEOUL, 14)
-    n2 = 2 ** z
-    west, east = x / n2 * 360 - 180, (x + 1) / n2 * 360 - 180
-    north = math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * y / n2))))
-    south = math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * (y + 1) / n2))))
     n = 20_000
     rng = np.random.default_rng(9)
-    margin = 0.0018
-    centres = shapely.points(rng.uniform(west + margin, east - margin, n), rng.uniform(south + margin, north - margin, n))
+    centres = shapely.points(*inside_one_z14_tile(rng, n))
     gdf = gpd.GeoDataFrame({"id": [f"t{i:05d}" for i in range(n)], "floors": rng.integers(1, 80, n)},
                            geometry=shapely.buffer(centres, rng.uniform(0.00003, 0.0001, n), quad_segs=50), crs=4326)
     out, report, src = build(tmp_path, "towers", gdf, 12, 13)
