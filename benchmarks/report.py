@@ -329,8 +329,8 @@ def merge(latest: dict, partial: dict) -> bool:
             latest[part] = partial[part]
     else:
         latest.setdefault("extra", {}).update(partial["extra"])
-    if partial.get("peers"):
-        latest["peers"] = partial["peers"]
+    if partial.get("peers") and partial["provenance"]["started"] >= latest.get("peers_started", ""):
+        latest["peers"], latest["peers_started"] = partial["peers"], partial["provenance"]["started"]
     return True
 
 

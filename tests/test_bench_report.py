@@ -130,6 +130,16 @@ def test_partials_are_merged_with_their_commit_and_dirty_state(tmp_path):
     assert "Measured at commit def7654321 (clean tree)" in text
 
 
+def test_the_peer_table_comes_from_the_newest_partial_whatever_the_merge_order(tmp_path):
+    old = _run_only("p2", "aaa", "2026-12-02T04:00:00Z")
+    new = _run_only("p3", "bbb", "2026-12-02T05:00:00Z")
+    old["peers"], new["peers"] = {"exactextract": ["feature-sequential", "old"]}, {"exactextract": ["raster", "new"]}
+    latest = _latest()
+    for res in (new, old):  # file order: partial-p2 would be read after partial-p3 if names sorted so
+        assert merge(latest, json.loads(write_partials(res, tmp_path)[0].read_text()))
+    assert latest["peers"] == {"exactextract": ["raster", "new"]}
+
+
 def test_an_older_partial_does_not_replace_a_newer_figure(tmp_path):
     latest = _latest()
     newer = json.loads(write_partials(_run_only("p5", "bbb", "2026-12-02T06:00:00Z"), tmp_path)[0].read_text())
