@@ -35,10 +35,16 @@ QUICK = {"p1": [("buildings_10k", 1)], "p2_reps": 1, "p2_cold_s": 3, "p2_warm_s"
          "extra_args": {"bench_exposure.py": ["20000", "2000"], "bench_geotag.py": ["20000"],
                         "bench_ar.py": ["--buildings", "20000", "--duration", "5"],
                         "bench_gtfs_rt.py": ["--phase-s", "10"]}}
-# the generated cities each part reads (a partial re-run ingests only those)
-NEEDS = {"p1": ("buildings_10k", "buildings_100k"), "p2": ("buildings",), "p2_pygeoapi": ("buildings_10k",),
-         "p3": ("buildings_10k", "buildings_100k"), "p5": ("buildings",)}
-DB_PARTS = tuple(NEEDS)
+DB_PARTS = ("p1", "p2", "p2_pygeoapi", "p3", "p5")
+
+
+def needs(cfg: dict, part: str) -> set[str]:
+    """The generated cities ``part`` reads under ``cfg`` (a partial re-run ingests only those)."""
+    if part == "p1":
+        return {layer for layer, _ in cfg["p1"]}
+    if part == "p3":
+        return {cfg["p3_peer"][0], *([cfg["p3_big"][0]] if cfg["p3_big"] else [])}
+    return {"buildings_10k"} if part == "p2_pygeoapi" else {"buildings"}
 
 
 @dataclass
@@ -168,7 +174,7 @@ def run_db_parts(cfg: dict, only: set[str], results: dict, prov: dict) -> None:
 
         store = PostGISStore(db_url)
         ctx = Context(db_url=db_url, project=WORK / "project", store=store)
-        prepare(ctx, results["setup"], {n for p in DB_PARTS if not only or p in only for n in NEEDS[p]})
+        prepare(ctx, results["setup"], {n for p in DB_PARTS if not only or p in only for n in needs(cfg, p)})
         print("[bench] data ready", flush=True)
         from benchmarks import p1_tiles, p2_mvt, p3_3dtiles, p5_features, pygeoapi_mvt
 
