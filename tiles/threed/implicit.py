@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from geo.errors import SourceError
 from tiles.publish import scratch_dir
 from tiles.threed.tileset import (MeshMaker, TilesetReport, _swap_in, diagonal_m, frame_at, frame_transform,
                                   render_content)
@@ -162,7 +163,8 @@ def write_implicit(out: Path, lon: np.ndarray, lat: np.ndarray, lods: dict[int, 
                         report.skipped[why] = report.skipped.get(why, 0) + k
                 bar.update(len(batch))
         if not written:
-            raise ValueError("no building has a triangle to draw")  # the callers refuse empty input first
+            raise SourceError(f"3D Tiles {out.name}: none of the {len(lon)} buildings has a surface that can be "
+                              "triangulated (all flat or degenerate); nothing was written")
         levels = max(level for level, _, _ in written) + 1
         subtree_levels = min(SUBTREE_LEVELS, levels)
         regions = tile_regions(written)
