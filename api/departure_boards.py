@@ -11,6 +11,7 @@ Query parameters: ``departures`` (per route, 0 for none, at most MAX_PER_ROUTE) 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Mapping
@@ -93,9 +94,14 @@ class Boards:
             return []
         if table is None:
             return []
-        if feed not in self.realtime:
-            self.realtime[feed] = self.owner.realtime(feed)
-        found = next_departures(table, stop_id, q.at, q.per_route, realtime=self.realtime[feed])
+        try:
+            if feed not in self.realtime:
+                self.realtime[feed] = self.owner.realtime(feed)
+            found = next_departures(table, stop_id, q.at, q.per_route, realtime=self.realtime[feed])
+        except (CitytwinError, sqlite3.Error, OSError) as exc:  # a broken real-time store: the schedule still stands
+            self.realtime[feed] = None
+            self.notes.append(f"real-time departures of feed '{feed}' unavailable ({exc}); scheduled times only")
+            found = next_departures(table, stop_id, q.at, q.per_route)
         return [d.as_dict(table.tz) for d in found]
 
 

@@ -16,6 +16,7 @@ import zipfile
 from collections import defaultdict
 from datetime import date, datetime, timedelta, timezone
 from functools import cache
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -212,13 +213,18 @@ def test_realtime_is_asked_with_the_service_date_after_midnight(timetable: Timet
 
 # -- over HTTP: /transit/nearest and /ar/view -----------------------------------------------
 @pytest.fixture(scope="module")
-def caltrain_server(tmp_path_factory):
+def caltrain_project(tmp_path_factory) -> Path:
     project = tmp_path_factory.mktemp("departures")
     (project / "citytwin.yaml").write_text("name: departures test\nlayers: {}\n", encoding="utf-8")
     result = CliRunner().invoke(main, ["ingest", str(CALTRAIN), "--layer", "caltrain", "--project", str(project)],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    with serve(project) as base:
+    return project
+
+
+@pytest.fixture(scope="module")
+def caltrain_server(caltrain_project: Path):
+    with serve(caltrain_project) as base:
         yield base
 
 
@@ -285,3 +291,23 @@ def test_departures_zero_and_outside_the_calendar(caltrain_server: str):
                       params={**base, "at": "2020-01-06T08:00:00-08:00"}, timeout=60).json()
     assert after["items"] and all(it["departures"] == [] for it in after["items"])
     assert math.isclose(after["items"][0]["lon"], lon)
+
+
+def test_a_broken_realtime_store_leaves_the_schedule(caltrain_server: str, caltrain_project: Path):
+    from pipelines.gtfs_rt.store import state_path
+
+    broken = state_path(caltrain_project / "build", "caltrain")
+    broken.parent.mkdir(parents=True, exist_ok=True)
+    broken.write_bytes(b"not a database " * 100)
+    try:
+        lon, lat = stop_position("70012")
+        at = MOMENTS[0][1]
+        r = httpx.get(f"{caltrain_server}/transit/nearest", params={
+            "lon": lon, "lat": lat, "radius": 50, "departures": 2, "at": at.isoformat()}, timeout=60)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert [n for n in body["notes"] if n.startswith("real-time departures of feed 'caltrain' unavailable")]
+        assert {it["stop_id"]: it["departures"] for it in body["items"]} == \
+            {it["stop_id"]: expected(it["stop_id"], at, 2) for it in body["items"]}
+    finally:
+        broken.unlink()
