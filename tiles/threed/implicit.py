@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from geo.errors import SourceError
 from tiles.publish import scratch_dir
+from tiles.threed.mesh import LocalFrame
 from tiles.threed.tileset import (MeshMaker, TilesetReport, _swap_in, diagonal_m, frame_at, frame_transform,
                                   render_content)
 
@@ -126,7 +127,7 @@ def _chain(cells: list[Cell], codes: np.ndarray, order: np.ndarray, depth: int, 
         cells += [Cell(level + i, cx, cy, lod, order[ca:cb]) for cx, cy, ca, cb in parts]
 
 
-def render_cell(cell: tuple[np.ndarray, int], lods: dict[int, MeshMaker], b3dm_mode: bool, frame,
+def render_cell(cell: tuple[np.ndarray, int], lods: dict[int, MeshMaker], b3dm_mode: bool, frame: LocalFrame,
                 compress: bool = True) -> dict | None:
     """One partition: the content of one cell in the tileset's frame."""
     items, lod = cell
