@@ -3,7 +3,8 @@
 Routes (mounted before pygeoapi, so they answer first):
 - GET /collections/{id}/3dtiles/tileset.json and /collections/{id}/3dtiles/{path}: the
   files of ``<build>/3dtiles/<id>/`` that ``citytwin build`` writes for a buildings layer
-  (tileset JSON, content/*.glb, *.b3dm). Only regular files inside that folder, with a
+  (tileset JSON, content/*.glb, *.b3dm; with implicit tiling content/{level}/{x}/{y}.glb and
+  subtrees/{level}/{x}/{y}.subtree). Only regular files inside that folder, with a
   3D Tiles suffix, are served; ETag from size, mtime and inode; 304 on If-None-Match;
   JSON gzipped when the client accepts it.
 - GET /collections and /collections/{id}: pygeoapi's answer; in JSON, a collection with
