@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
@@ -14,7 +16,9 @@ from geo.errors import SourceError
 from geo.vertex_budget import MAX_VERTICES, limit_vertices
 from pipelines.catalog import load_catalog
 from pipelines.project import project_store
-from tiles.threed.mesh import LocalFrame, extrude_footprints, surfaces_mesh
+from pipelines.readers.citygml_split import ByteRange, split_ranges
+from pipelines.spill3d import SpillIndex, Spilled, SpillWriter, load
+from tiles.threed.mesh import FlatSurfaces, LocalFrame, extrude_footprints, flat_surfaces_mesh
 from tiles.threed.tileset import TilesetReport, write_tileset
 
 log = logging.getLogger(__name__)
@@ -163,13 +167,176 @@ def _within_budget(gdf: gpd.GeoDataFrame, source: str, report: TilesetReport) ->
 
 # -- CityGML / CityJSON ---------------------------------------------------------------------
 
-def _read_lods(path: Path, crs: str | None, lods: tuple[int, ...], report: ReadReport):
-    """One pass over a model file: per building, {lod: Building3D}."""
+def models_to_tileset(paths: list[Path], out: Path, *, crs: str | None = None, lod: int | None = None,
+                      b3dm_mode: bool = False, progress: bool = True, max_per_tile: int = 400,
+                      runner=None, implicit: bool | None = None,
+                      compress: bool = True) -> tuple[TilesetReport, list[str]]:
+    """Tileset of CityGML/CityJSON buildings: LOD1 far refining to LOD2 near where both exist.
+
+    LOD0 footprints with a measured height are extruded to LOD1 blocks. A building lacking
+    one of the levels shows its other level there, so every building is in every level once.
+
+    Two passes, so memory follows the tile and not the files: each file (a big CityGML file:
+    each byte range of it) is read as one partition on ``runner`` and spilled to disk
+    (``pipelines.spill3d``) with an index row per building; tiles are then written from the
+    index, each loading only its own buildings.
+    """
+    from pipelines.runner import InProcessRunner
+    from tiles.publish import scratch_dir
+
+    out = Path(out)
+    report = TilesetReport(out)
+    runner = runner or InProcessRunner()
+    wanted = (0, 1, 2) if lod is None else ((0, 1) if lod == 1 else (lod,))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spill = scratch_dir(out.with_name(out.name + "-spill"))
+    try:
+        parts = [(str(p), part, str(spill / f"{i}.spill")) for i, (p, part) in enumerate(model_parts(paths))]
+        read = runner.map(read_part, parts, shared={"crs": crs, "wanted": wanted})
+        index, messages = _merge(read, report)
+        if not index.ids:
+            raise SourceError(f"{', '.join(map(str, paths))}: no building could be read; see the messages above")
+        levels = sorted({lv for lods in index.lods for lv in lods}) if lod is None else [lod]
+        lon, lat = _centres(index, levels[0])
+
+        def maker(items: np.ndarray, lv: int, frame: LocalFrame):
+            chosen = [_at_level(lods, lv) for lods in _load(index, items)]
+            return _mesh_and_props(chosen, lv, frame)
+
+        write_tileset(out, lon, lat, {lv: maker for lv in levels}, b3dm_mode=b3dm_mode, progress=progress,
+                      report=report, max_per_tile=max_per_tile, runner=runner, implicit=implicit,
+                      compress=compress)
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
+    report.buildings = len(index.ids)
+    return report, messages
+
+
+def model_parts(paths: list[Path]) -> list[tuple[Path, ByteRange | None]]:
+    """The partitions of the read: one per file, a big CityGML file one per byte range."""
+    parts: list[tuple[Path, ByteRange | None]] = []
+    for path in map(Path, paths):
+        ranges = split_ranges(path) if path.name.lower().endswith((".gml", ".xml")) and path.is_file() else None
+        parts += [(path, r) for r in ranges] if ranges else [(path, None)]
+    return parts
+
+
+@dataclass
+class _Index:
+    """The merged spill index, buildings sorted by id (as the tiles list them)."""
+
+    ids: list[str]
+    crs: np.ndarray
+    lods: list[tuple[int, ...]]
+    centres: dict[int, np.ndarray]
+    files: np.ndarray
+    offsets: np.ndarray
+    lengths: np.ndarray
+    paths: list[str]
+
+
+def _merge(read: list[tuple[SpillIndex, ReadReport]], report: TilesetReport) -> tuple[_Index, list[str]]:
+    """One index over the partitions; a repeated id keeps the first building (in file order)."""
+    seen: set[str] = set()
+    keep_rows, messages = [], []
+    by_source: dict[str, ReadReport] = {}
+    for k, (ix, rr) in enumerate(read):
+        total = by_source.setdefault(rr.source, ReadReport(rr.source))
+        for why, n in rr.skipped.items():
+            total.skipped[why] = total.skipped.get(why, 0) + n
+        total.messages += rr.messages
+        for i, bid in enumerate(ix.ids):
+            if bid in seen:
+                total.skip(DUPLICATE_ID, f"building {bid}")
+                continue
+            seen.add(bid)
+            keep_rows.append((bid, k, i))
+    for rr in by_source.values():
+        for why, n in rr.skipped.items():
+            report.skipped[why] = report.skipped.get(why, 0) + n
+        messages += rr.messages
+    keep_rows.sort()
+    levels = sorted({lv for ix, _ in read for lv in ix.centres})
+    pick = lambda values: np.array([values[k][i] for _, k, i in keep_rows])  # noqa: E731
+    return _Index(
+        ids=[bid for bid, _, _ in keep_rows],
+        crs=pick([ix.crs for ix, _ in read]),
+        lods=[read[k][0].lods[i] for _, k, i in keep_rows],
+        centres={lv: np.array([read[k][0].centres[lv][i] if lv in read[k][0].centres else (np.nan, np.nan)
+                               for _, k, i in keep_rows]).reshape(-1, 2) for lv in levels},
+        files=np.array([k for _, k, _ in keep_rows], dtype=np.int64),
+        offsets=pick([ix.offsets for ix, _ in read]).astype(np.int64),
+        lengths=pick([ix.lengths for ix, _ in read]).astype(np.int64),
+        paths=[ix.path for ix, _ in read]), messages
+
+
+def read_part(part: tuple[str, ByteRange | None, str], crs: str | None,
+              wanted: tuple[int, ...]) -> tuple[SpillIndex, ReadReport]:
+    """One partition of pass one: the buildings of a file (or byte range) spilled to disk."""
+    path, byte_range, spill_path = part
+    rr = ReadReport(str(path))
+    writer = SpillWriter(Path(spill_path))
+    try:
+        for lods in _read_lods(Path(path), crs, wanted, rr, byte_range):
+            if 0 in lods:
+                lod0 = lods.pop(0)
+                if 1 not in lods:
+                    extruded = _extrude_lod0(lod0, rr)
+                    if extruded is not None:
+                        lods[1] = extruded
+            if not lods:
+                rr.skip(LOD0_NO_HEIGHT, "a building")
+                continue
+            writer.add(lods)
+    finally:
+        index = writer.close()
+    return index, rr
+
+
+def _load(index: _Index, items: np.ndarray) -> list[dict[int, Spilled]]:
+    """Buildings ``items`` of the index back from their spill files."""
+    out: list = [None] * len(items)
+    files = index.files[items]
+    for f in np.unique(files):
+        sel = np.flatnonzero(files == f)
+        for j, lods in zip(sel, load(index.paths[f], index.offsets[items[sel]], index.lengths[items[sel]])):
+            out[j] = lods
+    return out
+
+
+def _at_level(lods: dict[int, Spilled], lv: int) -> Spilled:
+    """The building at ``lv``, or at its nearest LOD when it lacks that one."""
+    return lods.get(lv) or lods[min(lods, key=lambda o: abs(o - lv))]
+
+
+def _mesh_and_props(chosen: list[Spilled], lv: int, frame: LocalFrame):
+    flat = FlatSurfaces(np.concatenate([b.coords for b in chosen]), np.concatenate([b.ring_sizes for b in chosen]),
+                        np.concatenate([b.ring_counts for b in chosen]),
+                        np.array([len(b.ring_counts) for b in chosen], dtype=np.int64), [b.crs for b in chosen])
+    mesh, counts = flat_surfaces_mesh(flat, frame)
+    found = ((flat_at(lv), counts.degenerate), (SURFACE_SIMPLIFIED, counts.simplified),
+             (SURFACE_TOO_COMPLEX, counts.too_complex))
+    skipped = {reason: n for reason, n in found if n}
+    props = {
+        "id": ("STRING", [b.id for b in chosen]),
+        "name": ("STRING", [b.attributes.get("name") for b in chosen]),
+        "height": ("FLOAT32", [_num(b.attributes.get("height")) for b in chosen]),
+        "storeys": ("INT32", [_int(b.attributes.get("storeys")) for b in chosen]),
+        "usage": ("STRING", [b.attributes.get("usage") for b in chosen]),
+        "source": ("STRING", [b.attributes.get("source") for b in chosen]),
+        "lod": ("INT32", [b.lod for b in chosen]),
+    }
+    return mesh, props, skipped
+
+
+def _read_lods(path: Path, crs: str | None, lods: tuple[int, ...], report: ReadReport,
+               part: ByteRange | None = None):
+    """One pass over a model file (or one byte range of a CityGML file): per building, {lod: Building3D}."""
     name = path.name.lower()
     if name.endswith((".gml", ".xml")):
         from pipelines.readers.citygml import read_citygml_lods
 
-        return read_citygml_lods(path, lods=lods, crs=crs, report=report)
+        return read_citygml_lods(path, lods=lods, crs=crs, report=report, part=part)
     if name.endswith(".json"):
         from pipelines.readers.cityjson import read_cityjson_lods
 
@@ -216,73 +383,6 @@ def _z_normal(ring: np.ndarray) -> float:
     return float(np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y))
 
 
-def models_to_tileset(paths: list[Path], out: Path, *, crs: str | None = None, lod: int | None = None,
-                      b3dm_mode: bool = False, progress: bool = True, max_per_tile: int = 400,
-                      runner=None, implicit: bool | None = None,
-                      compress: bool = True) -> tuple[TilesetReport, list[str]]:
-    """Tileset of CityGML/CityJSON buildings: LOD1 far refining to LOD2 near where both exist.
-
-    LOD0 footprints with a measured height are extruded to LOD1 blocks. A building lacking
-    one of the levels shows its other level there, so every building is in every level once.
-    """
-    report = TilesetReport(Path(out))
-    messages: list[str] = []
-    wanted = (0, 1, 2) if lod is None else ((0, 1) if lod == 1 else (lod,))
-    found: dict[str, dict[int, Building3D]] = {}
-    for path in paths:
-        rr = ReadReport(str(path))
-        for lods in _read_lods(Path(path), crs, wanted, rr):
-            if 0 in lods:
-                lod0 = lods.pop(0)
-                if 1 not in lods:
-                    extruded = _extrude_lod0(lod0, rr)
-                    if extruded is not None:
-                        lods[1] = extruded
-            if not lods:
-                rr.skip(LOD0_NO_HEIGHT, "a building")
-                continue
-            key = next(iter(lods.values())).id
-            if key in found:
-                rr.skip(DUPLICATE_ID, f"building {key}")
-                continue
-            found[key] = lods
-        for why, n in rr.skipped.items():
-            report.skipped[why] = report.skipped.get(why, 0) + n
-        messages += rr.messages
-    if not found:
-        raise SourceError(f"{', '.join(map(str, paths))}: no building could be read; see the messages above")
-    ids = sorted(found)
-    levels = sorted({lv for lods in found.values() for lv in lods})
-    if lod is not None:
-        levels = [lod]
-    resolved = {lv: [found[i].get(lv) or found[i][min(found[i], key=lambda o: abs(o - lv))] for i in ids]
-                for lv in levels}
-    lon, lat = _centres(resolved[levels[0]])
-
-    def maker(items: np.ndarray, lv: int, frame: LocalFrame):
-        chosen = [resolved[lv][i] for i in items]
-        mesh, counts = surfaces_mesh(chosen, frame)
-        found = ((flat_at(lv), counts.degenerate), (SURFACE_SIMPLIFIED, counts.simplified),
-                 (SURFACE_TOO_COMPLEX, counts.too_complex))
-        skipped = {reason: n for reason, n in found if n}
-        props = {
-            "id": ("STRING", [b.id for b in chosen]),
-            "name": ("STRING", [b.attributes.get("name") for b in chosen]),
-            "height": ("FLOAT32", [_num(b.attributes.get("height")) for b in chosen]),
-            "storeys": ("INT32", [_int(b.attributes.get("storeys")) for b in chosen]),
-            "usage": ("STRING", [b.attributes.get("usage") for b in chosen]),
-            "source": ("STRING", [b.attributes.get("source") for b in chosen]),
-            "lod": ("INT32", [b.lod for b in chosen]),
-        }
-        return mesh, props, skipped
-
-    write_tileset(Path(out), lon, lat, {lv: maker for lv in levels}, b3dm_mode=b3dm_mode, progress=progress,
-                  report=report, max_per_tile=max_per_tile, runner=runner, implicit=implicit,
-                  compress=compress)
-    report.buildings = len(ids)
-    return report, messages
-
-
 def _num(v):
     try:
         return float(v)
@@ -297,14 +397,15 @@ def _int(v):
         return None
 
 
-def _centres(buildings: list[Building3D]) -> tuple[np.ndarray, np.ndarray]:
-    lon = np.empty(len(buildings))
-    lat = np.empty(len(buildings))
-    crs_list = np.array([b.crs for b in buildings])
-    pts = np.array([np.vstack([r for s in b.surfaces for r in s.rings])[:, :2].mean(axis=0) for b in buildings])
-    for crs in np.unique(crs_list):
-        sel = crs_list == crs
-        t = Transformer.from_crs(CRS.from_user_input(str(crs)).sub_crs_list[0] if CRS.from_user_input(str(crs)).is_compound
-                                 else CRS.from_user_input(str(crs)), "EPSG:4326", always_xy=True)
+def _centres(index: _Index, level: int) -> tuple[np.ndarray, np.ndarray]:
+    """Lon/lat of each building's centre at ``level`` (its nearest LOD where it lacks that one)."""
+    pts = np.empty((len(index.ids), 2))
+    for i, lods in enumerate(index.lods):
+        pts[i] = index.centres[level if level in lods else min(lods, key=lambda o: abs(o - level))][i]
+    lon, lat = np.empty(len(pts)), np.empty(len(pts))
+    for crs in np.unique(index.crs):
+        sel = index.crs == crs
+        c = CRS.from_user_input(str(crs))
+        t = Transformer.from_crs(c.sub_crs_list[0] if c.is_compound else c, "EPSG:4326", always_xy=True)
         lon[sel], lat[sel] = t.transform(pts[sel, 0], pts[sel, 1])
     return lon, lat

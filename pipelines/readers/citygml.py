@@ -1,9 +1,11 @@
 """Streaming CityGML 1.0/2.0/3.0 building reader.
 
-The file is parsed with ``xml.etree.ElementTree.iterparse``; each ``bldg:Building`` subtree is
-turned into a :class:`Building3D` when it closes and is then dropped, and everything outside
-buildings (relief, appearance, other features) is dropped as soon as it closes. Memory is
-bounded by the largest single building, not by the file.
+The file is parsed with lxml's ``iterparse``, which hands Python only the end of each
+``bldg:Building`` and of each city object member: every other element stays in C. Each
+building subtree is turned into a :class:`Building3D` when it closes and is then dropped,
+and everything outside buildings (relief, appearance, other features) is dropped as soon as
+its member closes. Coordinates are parsed by numpy in one call per posList. Memory is
+bounded by the largest single member, not by the file.
 
 Conventions:
 - **BuildingParts are merged into their Building**: one id, one feature, one tile per building.
@@ -27,15 +29,16 @@ Conventions:
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from lxml import etree
 
 from geo.city3d import Building3D, ReadReport, SkipReason, Surface
 from geo.errors import CRSError, SourceError
+from pipelines.readers.citygml_split import ByteRange, RangeReader
 from pipelines.readers.city_common import (
     BAD_COORDS, DEGENERATE_HOLE, KINDS, NO_LOD, NO_SURFACES, check_polygons, crs_info, srs_to_crs,
 )
@@ -57,7 +60,7 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
-def _gml_id(elem: ET.Element) -> str | None:
+def _gml_id(elem: etree._Element) -> str | None:
     for key in _GML_IDS:
         if key in elem.attrib:
             return elem.attrib[key]
@@ -68,7 +71,7 @@ def _gml_id(elem: ET.Element) -> str | None:
 class _Raw:
     """A polygon found for one LOD before checking: its element and orientation."""
 
-    elem: ET.Element
+    elem: etree._Element
     kind: str
     reverse: bool
     dim: int
@@ -78,7 +81,7 @@ class _Raw:
 class _Ctx:
     source: str
     building_id: str
-    index: dict[str, ET.Element]
+    index: dict[str, etree._Element]
     default_dim: int
     report: ReadReport
     emitted: set[int] = field(default_factory=set)
@@ -94,10 +97,12 @@ def read_citygml(path: Path, *, crs: str | None = None, lod: int | None = None,
 
 
 def read_citygml_lods(path: Path, *, lods: tuple[int, ...] = (1, 2), crs: str | None = None,
-                      report: ReadReport | None = None) -> Iterator[dict[int, Building3D]]:
+                      report: ReadReport | None = None, part: ByteRange | None = None
+                      ) -> Iterator[dict[int, Building3D]]:
     """Per building, ``{lod: Building3D}`` for those of ``lods`` it has (at least one; a
-    building with none of them is skipped and counted)."""
-    yield from _read(Path(path), crs=crs, lods=tuple(lods), best=False, report=report)
+    building with none of them is skipped and counted). ``part``: only the members in one
+    byte range of the file (``citygml_split``)."""
+    yield from _read(Path(path), crs=crs, lods=tuple(lods), best=False, report=report, part=part)
 
 
 def _check_file(path: Path) -> None:
@@ -109,52 +114,68 @@ def _check_file(path: Path) -> None:
         raise SourceError(f"{path}: the file is empty (0 bytes); re-export or re-download it")
 
 
+#: end events lxml hands to Python (all others stay in C): buildings, the members that hold
+#: city objects (cleared once read) and envelopes (the file's CRS)
+_EVENT_TAGS = ("{*}Building", "{*}cityObjectMember", "{*}featureMember", "{*}member", "{*}appearanceMember",
+               "{*}Envelope")
+
+
 def _read(path: Path, *, crs: str | None, lods: tuple[int, ...] | None, best: bool,
-          report: ReadReport | None) -> Iterator[dict[int, Building3D]]:
+          report: ReadReport | None, part: ByteRange | None = None) -> Iterator[dict[int, Building3D]]:
     _check_file(path)
+    source = RangeReader(path, part) if part is not None else str(path)
+    where = f" (in the part of bytes {part.start:,}-{part.stop:,})" if part is not None else ""
+    unnamed = f"{path.stem}:part{part.index}:building" if part is not None else f"{path.stem}:building"
     report = report if report is not None else ReadReport(str(path))
     declared = srs_to_crs(crs, source="--crs") if crs else None
     file_srs: str | None = None
     file_dim = 3
-    stack: list[ET.Element] = []
-    building_depth: int | None = None
     found = 0
+    # no DTD, no entities, no network; lxml's default limits on depth and text size stay on
+    events = etree.iterparse(source, events=("end",), tag=_EVENT_TAGS, remove_comments=True, remove_pis=True,
+                             resolve_entities=False, no_network=True, load_dtd=False)
     try:
-        for event, elem in ET.iterparse(str(path), events=("start", "end")):
-            if event == "start":
-                stack.append(elem)
-                if building_depth is None:
-                    if "srsName" in elem.attrib and file_srs is None:
-                        file_srs = elem.attrib["srsName"]
-                        file_dim = _int(elem.attrib.get("srsDimension"), 3)
-                    if _is_building(elem.tag, "Building"):
-                        building_depth = len(stack)
-                continue
-            stack.pop()
-            if building_depth is not None and len(stack) + 1 > building_depth:
-                continue  # inside a building: keep until the building closes
-            if building_depth is not None:  # the building itself closed
-                building_depth = None
+        for _, elem in events:
+            tag = elem.tag
+            if found == 0 and file_srs is None and "srsName" in elem.attrib and tag.endswith("}Envelope"):
+                file_srs = elem.attrib["srsName"]
+                file_dim = _int(elem.attrib.get("srsDimension"), 3)
+            if _is_building(tag, "Building"):
                 found += 1
-                out = _building(elem, path, found, declared=declared, file_srs=file_srs, file_dim=file_dim,
-                                lods=lods, best=best, report=report)
+                out = _building(elem, path, f"{unnamed}{found}", declared=declared, file_srs=file_srs,
+                                file_dim=file_dim, lods=lods, best=best, report=report)
                 if out:
                     report.read += 1
                     yield out
-            if stack:  # drop what closed, keeping memory flat
-                stack[-1].remove(elem)
-    except ET.ParseError as exc:
+                elem.clear()
+            elif not tag.endswith("}Envelope"):
+                _drop_read(elem)
+    except etree.XMLSyntaxError as exc:
         line, col = exc.position
         raise SourceError(
-            f"{path}: broken XML at line {line}, column {col} ({_reason(exc)}); the file is cut off "
+            f"{path}: broken XML at line {line}, column {col}{where} ({_reason(exc)}); the file is cut off "
             "or not well-formed. Re-export or re-download it."
         ) from None
-    if found == 0:
+    finally:
+        if part is not None:
+            source.close()
+    if found == 0 and part is None:
         raise SourceError(f"{path}: holds no bldg:Building; is it a CityGML building file?")
 
 
-def _reason(exc: ET.ParseError) -> str:
-    return str(exc).split(":")[0]
+def _drop_read(member: etree._Element) -> None:
+    """Free a member of the root that closed and everything before it, keeping memory flat
+    (a member nested in a building is left to its building)."""
+    parent = member.getparent()
+    if parent is None or parent.getparent() is not None:
+        return
+    member.clear()
+    while member.getprevious() is not None:
+        del parent[0]
+
+
+def _reason(exc: etree.XMLSyntaxError) -> str:
+    return (exc.msg or str(exc)).split(",")[0].strip()
 
 
 def _is_building(tag: str, name: str) -> bool:
@@ -168,13 +189,13 @@ def _int(value, default: int) -> int:
         return default
 
 
-def _building(elem: ET.Element, path: Path, ordinal: int, *, declared: str | None, file_srs: str | None,
+def _building(elem: etree._Element, path: Path, unnamed: str, *, declared: str | None, file_srs: str | None,
               file_dim: int, lods: tuple[int, ...] | None, best: bool,
               report: ReadReport) -> dict[int, Building3D]:
-    bid = _gml_id(elem) or f"{path.stem}:building{ordinal}"  # stable: the building's place in the file
+    bid = _gml_id(elem) or unnamed  # stable: the building's place in the file (or its part)
     crs = declared or _building_crs(elem, path, file_srs)
     _, swap = crs_info(crs)
-    index: dict[str, ET.Element] = {}
+    index: dict[str, etree._Element] = {}
     present: set[int] = set()
     for e in elem.iter():
         gid = _gml_id(e)
@@ -210,7 +231,7 @@ def _building(elem: ET.Element, path: Path, ordinal: int, *, declared: str | Non
     return {}
 
 
-def _building_crs(elem: ET.Element, path: Path, file_srs: str | None) -> str:
+def _building_crs(elem: etree._Element, path: Path, file_srs: str | None) -> str:
     srs = next((e.attrib["srsName"] for e in elem.iter() if "srsName" in e.attrib), None) or file_srs
     if srs is None:
         raise CRSError(
@@ -220,7 +241,7 @@ def _building_crs(elem: ET.Element, path: Path, file_srs: str | None) -> str:
     return srs_to_crs(srs, source=str(path))
 
 
-def _parts(obj: ET.Element) -> list[ET.Element]:
+def _parts(obj: etree._Element) -> list[etree._Element]:
     out = []
     for prop in obj:
         if _local(prop.tag) in _PART_PROPS:
@@ -232,7 +253,7 @@ def _parts(obj: ET.Element) -> list[ET.Element]:
 
 # -- geometry --------------------------------------------------------------------------------
 
-def _gather(objects: list[ET.Element], lod: int, ctx: _Ctx) -> list[_Raw]:
+def _gather(objects: list[etree._Element], lod: int, ctx: _Ctx) -> list[_Raw]:
     """Polygons of one LOD over the building and its parts: semantic boundaries first, so
     their kind wins over untyped solids that reference the same polygons."""
     ctx.emitted = set()
@@ -265,7 +286,7 @@ def _gather(objects: list[ET.Element], lod: int, ctx: _Ctx) -> list[_Raw]:
     return out
 
 
-def _collect(elem: ET.Element, kind: str, reverse: bool, dim: int, ctx: _Ctx, out: list[_Raw]) -> None:
+def _collect(elem: etree._Element, kind: str, reverse: bool, dim: int, ctx: _Ctx, out: list[_Raw]) -> None:
     href = elem.attrib.get(_XLINK)
     if href is not None:
         target = ctx.index.get(href.lstrip("#"))
@@ -316,7 +337,7 @@ def _check(raw: list[_Raw], ctx: _Ctx, *, swap: bool, geographic: bool) -> list[
     return surfaces
 
 
-def _rings(poly: ET.Element, dim: int) -> list[np.ndarray]:
+def _rings(poly: etree._Element, dim: int) -> list[np.ndarray]:
     exterior, interiors = None, []
     for child in poly:
         local = _local(child.tag)
@@ -327,7 +348,7 @@ def _rings(poly: ET.Element, dim: int) -> list[np.ndarray]:
     return [] if exterior is None else [exterior, *interiors]
 
 
-def _ring(boundary: ET.Element, dim: int) -> np.ndarray:
+def _ring(boundary: etree._Element, dim: int) -> np.ndarray:
     ring = next((c for c in boundary if _local(c.tag) == "LinearRing"), None)
     if ring is None:
         raise ValueError("ring is not a gml:LinearRing")
@@ -337,23 +358,33 @@ def _ring(boundary: ET.Element, dim: int) -> np.ndarray:
         local = _local(c.tag)
         if local == "posList":
             d = _int(c.attrib.get("srsDimension"), dim)
-            return _coords((c.text or "").split(), d)
+            return _coords(_numbers(c.text), d)
         if local == "pos":
-            pos.append((c.text or "").split())
+            pos.append(_numbers(c.text))
     if not pos:
         raise ValueError("ring has no gml:posList or gml:pos")
     d = len(pos[0])
     if d not in (2, 3) or any(len(p) != d for p in pos):
         raise ValueError("gml:pos with differing or unusable dimensions")
-    return _coords([v for p in pos for v in p], d)
+    return _coords(np.concatenate(pos), d)
 
 
-def _coords(values: list[str], dim: int) -> np.ndarray:
+def _numbers(text: str | None) -> np.ndarray:
+    """The numbers of a posList or pos, parsed in C; ValueError names what is wrong."""
+    if not text or text.isspace():
+        return np.zeros(0)
+    try:
+        return np.fromstring(text, sep=" ")
+    except ValueError:
+        raise ValueError("unparsable numbers in the coordinates") from None
+
+
+def _coords(values: np.ndarray, dim: int) -> np.ndarray:
     if dim not in (2, 3):
         raise ValueError(f"srsDimension {dim} is not 2 or 3")
-    if not values or len(values) % dim:
+    if not len(values) or len(values) % dim:
         raise ValueError(f"{len(values)} numbers is not a multiple of srsDimension {dim}")
-    arr = np.array(values, dtype=np.float64).reshape(-1, dim)
+    arr = values.reshape(-1, dim)
     if not np.all(np.isfinite(arr)):
         raise ValueError("non-finite coordinates")
     if dim == 2:  # a 2D ring sits at height 0
@@ -369,7 +400,7 @@ _GENERIC_3 = {"StringAttribute": str, "UriAttribute": str, "DateAttribute": str,
               "IntAttribute": int, "DoubleAttribute": float, "MeasureAttribute": float}
 
 
-def _attributes(objects: list[ET.Element], path: Path) -> dict:
+def _attributes(objects: list[etree._Element], path: Path) -> dict:
     """Core attributes of the building (falling back to its parts) over its generic ones."""
     generic: dict = {}
     core: dict = {}
@@ -395,7 +426,7 @@ def _attributes(objects: list[ET.Element], path: Path) -> dict:
     return {**generic, **{k: v for k, v in core.items() if v is not None}}
 
 
-def _own_attributes(obj: ET.Element) -> dict:
+def _own_attributes(obj: etree._Element) -> dict:
     out: dict = {"generic": {}}
     usage = function = None
     for prop in obj:
@@ -422,7 +453,7 @@ def _own_attributes(obj: ET.Element) -> dict:
     return out
 
 
-def _height3(prop: ET.Element) -> float | None:
+def _height3(prop: etree._Element) -> float | None:
     """The highest-roof-edge Height if given, else the first one."""
     heights = [h for h in prop if _local(h.tag) == "Height"]
     best = next((h for h in heights if any(_local(c.tag) == "highReference" and (c.text or "").strip()
@@ -433,7 +464,7 @@ def _height3(prop: ET.Element) -> float | None:
     return _float((value.text or "").strip()) if value is not None else None
 
 
-def _generic2(elem: ET.Element, out: dict) -> None:
+def _generic2(elem: etree._Element, out: dict) -> None:
     local = _local(elem.tag)
     if local == "genericAttributeSet":
         for child in elem:
@@ -445,7 +476,7 @@ def _generic2(elem: ET.Element, out: dict) -> None:
         out[name] = _typed((value.text or "").strip(), _GENERIC_2.get(local, str))
 
 
-def _generic3(elem: ET.Element, out: dict) -> None:
+def _generic3(elem: etree._Element, out: dict) -> None:
     local = _local(elem.tag)
     if local == "GenericAttributeSet":
         for child in elem:

@@ -122,25 +122,48 @@ def _fit_in_plane(uv: np.ndarray, ends: np.ndarray) -> list[np.ndarray] | None:
     return [np.asarray(r.coords)[:-1] for r in (fitted.exterior, *fitted.interiors)]
 
 
+@dataclass
+class FlatSurfaces:
+    """The surfaces of a tile's buildings as flat arrays: what ``flat_surfaces_mesh`` reads,
+    and what a spill file stores (no object per ring)."""
+
+    coords: np.ndarray  # (n, 3) float64, each ring's vertices in turn (closed or open)
+    ring_sizes: np.ndarray  # (rings,) vertices per ring
+    ring_counts: np.ndarray  # (surfaces,) rings per surface, exterior first
+    surface_counts: np.ndarray  # (buildings,) surfaces per building
+    crs: list[str]  # per building
+
+
+def flatten(buildings: list[Building3D]) -> FlatSurfaces:
+    rings = [r for b in buildings for s in b.surfaces for r in s.rings]
+    return FlatSurfaces(
+        np.concatenate([np.asarray(r, dtype=np.float64) for r in rings]) if rings else np.zeros((0, 3)),
+        np.array([len(r) for r in rings], dtype=np.int64),
+        np.array([len(s.rings) for b in buildings for s in b.surfaces], dtype=np.int64),
+        np.array([len(b.surfaces) for b in buildings], dtype=np.int64), [b.crs for b in buildings])
+
+
 def surfaces_mesh(buildings: list[Building3D], frame: LocalFrame) -> tuple[TileMesh, SurfaceCounts]:
-    """Triangulate every surface of every building; returns the mesh and what was skipped or simplified.
+    """Triangulate every surface of every building; returns the mesh and what was skipped or simplified."""
+    return flat_surfaces_mesh(flatten(buildings), frame)
+
+
+def flat_surfaces_mesh(flat: FlatSurfaces, frame: LocalFrame) -> tuple[TileMesh, SurfaceCounts]:
+    """``surfaces_mesh`` of buildings given as flat arrays.
 
     A surface over the vertex budget is simplified in its own plane (earcut time grows with
     the square of a ring's size), and placed back on that plane. Everything but earcut itself
     is one numpy call over the tile's vertices: per-surface numpy calls (Newell normal, plane
     basis, winding check) took two thirds of a CityGML export.
     """
-    rings, ring_surface, surface_building = [], [], []
-    for b_i, b in enumerate(buildings):
-        for s in b.surfaces:
-            rings += s.rings
-            ring_surface += [len(surface_building)] * len(s.rings)
-            surface_building.append(b_i)
+    n_buildings = len(flat.surface_counts)
     counts = SurfaceCounts()
-    if not rings:
-        return _empty_mesh(len(buildings)), counts
-    raw_sizes = np.array([len(r) for r in rings])
-    raw = np.concatenate([np.asarray(r, dtype=np.float64) for r in rings])
+    if not len(flat.ring_sizes):
+        return _empty_mesh(n_buildings), counts
+    surface_building = np.repeat(np.arange(n_buildings), flat.surface_counts)
+    ring_surface = np.repeat(np.arange(len(flat.ring_counts)), flat.ring_counts)
+    raw_sizes, raw = flat.ring_sizes, flat.coords
+    n_rings = len(raw_sizes)
     # drop each ring's closing vertex (a repeat of its first)
     raw_start = np.concatenate([[0], np.cumsum(raw_sizes)[:-1]])
     raw_last = raw_start + raw_sizes - 1
@@ -148,16 +171,14 @@ def surfaces_mesh(buildings: list[Building3D], frame: LocalFrame) -> tuple[TileM
     keep = np.ones(len(raw), dtype=bool)
     keep[raw_last[closed]] = False
     sizes = raw_sizes - closed
-    ring_surface = np.array(ring_surface)
-    surface_building = np.array(surface_building)
-    vertex_ring = np.repeat(np.arange(len(rings)), sizes)
-    local = _to_frame(raw[keep], surface_building[ring_surface[vertex_ring]], buildings, frame)
+    vertex_ring = np.repeat(np.arange(n_rings), sizes)
+    local = _to_frame(raw[keep], surface_building[ring_surface[vertex_ring]], flat.crs, frame)
     ring_start = np.concatenate([[0], np.cumsum(sizes)])
 
     # Newell normal of each surface's exterior (its first ring)
     n_surf = len(surface_building)
     first_ring = np.searchsorted(ring_surface, np.arange(n_surf))
-    on_ext = np.zeros(len(rings), dtype=bool)
+    on_ext = np.zeros(n_rings, dtype=bool)
     on_ext[first_ring] = True
     nxt = np.arange(1, len(local) + 1)
     ends = ring_start[1:] - 1
@@ -180,12 +201,11 @@ def surfaces_mesh(buildings: list[Building3D], frame: LocalFrame) -> tuple[TileM
     vertex_surface = ring_surface[vertex_ring]
     uv = np.column_stack([(local * u[vertex_surface]).sum(axis=1), (local * v[vertex_surface]).sum(axis=1)])
 
-    surface_start = ring_start[first_ring]
-    surface_stop = ring_start[np.append(first_ring[1:], len(rings))]
-    positions, normals, fids, indices, offset = [], [], [], [], 0
+    starts, firsts = ring_start.tolist(), [*first_ring.tolist(), n_rings]
+    positions, kept, per, indices, offset = [], [], [], [], 0
     for k in np.flatnonzero(usable).tolist():
-        r0, r1 = first_ring[k], (first_ring[k + 1] if k + 1 < n_surf else len(rings))
-        lo, hi = surface_start[k], surface_stop[k]
+        r0, r1 = firsts[k], firsts[k + 1]
+        lo, hi = starts[r0], starts[r1]
         pts, plane = local[lo:hi], uv[lo:hi]
         ring_ends = ring_start[r0 + 1:r1 + 1] - lo
         if hi - lo > MAX_VERTICES:
@@ -202,29 +222,26 @@ def surfaces_mesh(buildings: list[Building3D], frame: LocalFrame) -> tuple[TileM
             counts.degenerate += 1
             continue
         positions.append(pts)
-        normals.append((k, len(pts)))
+        kept.append(k)
+        per.append(len(pts))
         indices.append(tris.ravel() + offset)
         offset += len(pts)
     if not positions:
-        return _empty_mesh(len(buildings)), counts
-    kept = np.array([k for k, _ in normals])
-    per = np.array([n for _, n in normals])
+        return _empty_mesh(n_buildings), counts
     vertex_normals = np.repeat(normal[kept], per, axis=0)
     all_pos = np.concatenate(positions)
-    tris = np.concatenate(indices).astype(np.uint32).reshape(-1, 3)
-    tris = _facing_each(tris, all_pos, vertex_normals)
-    fids.append(np.repeat(surface_building[kept], per))
-    return TileMesh(all_pos, vertex_normals, np.concatenate(fids).astype(np.int64), tris.ravel(),
-                    len(buildings)), counts
+    tris = _facing_each(np.concatenate(indices).astype(np.uint32).reshape(-1, 3), all_pos, vertex_normals)
+    fids = np.repeat(surface_building[kept], per).astype(np.int64)
+    return TileMesh(all_pos, vertex_normals, fids, tris.ravel(), n_buildings), counts
 
 
 def _empty_mesh(features: int) -> TileMesh:
     return TileMesh(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0, np.int64), np.zeros(0, np.uint32), features)
 
 
-def _to_frame(pts: np.ndarray, building_of: np.ndarray, buildings: list[Building3D], frame: LocalFrame) -> np.ndarray:
+def _to_frame(pts: np.ndarray, building_of: np.ndarray, crs: list[str], frame: LocalFrame) -> np.ndarray:
     """Vertices in ``frame``, transformed once per CRS."""
-    crs_of = np.array([b.crs for b in buildings])
+    crs_of = np.array(crs)
     local = np.empty_like(pts)
     vertex_crs = crs_of[building_of]
     for crs in np.unique(crs_of):

@@ -1,0 +1,104 @@
+"""City-model buildings spilled to disk between reading and tiling, so memory follows the tile.
+
+A 3D export reads every building once (pass one), appends it to a spill file and keeps only
+a small index row in memory: id, CRS, the centre of each LOD it has, and where its record
+lies. Tiles are then written from the index (pass two): each tile loads only its own
+buildings back. A record is one pickle per building holding, per LOD, what the mesh writer
+reads: id, attributes, rings per surface, ring sizes and all coordinates as one float64
+array (no object per ring; surface kinds are not kept, the tiles do not use them).
+
+The spill file is ours (written and read by this process or its Dask workers on the same
+machine), so unpickling it is safe; it lives in a scratch folder removed after the export.
+"""
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from geo.city3d import Building3D
+
+
+class Spilled(NamedTuple):
+    """One building at one LOD as pass two reads it back."""
+
+    id: str
+    lod: int
+    crs: str
+    attributes: dict
+    ring_counts: np.ndarray  # rings per surface
+    ring_sizes: np.ndarray  # vertices per ring
+    coords: np.ndarray  # (n, 3) float64, the rings in turn
+
+
+@dataclass
+class SpillIndex:
+    """Where each spilled building lies, with what pass two needs to place it."""
+
+    path: str
+    ids: list[str] = field(default_factory=list)
+    crs: list[str] = field(default_factory=list)
+    centres: dict[int, list[tuple[float, float]]] = field(default_factory=dict)  # lod -> x, y (NaN if absent)
+    lods: list[tuple[int, ...]] = field(default_factory=list)  # per building, in the reader's order
+    offsets: list[int] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+
+
+class SpillWriter:
+    """Appends buildings (``{lod: Building3D}``) to one spill file."""
+
+    def __init__(self, path: Path):
+        self.index = SpillIndex(str(path))
+        self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self._at = 0
+
+    def add(self, lods: dict[int, Building3D]) -> None:
+        first = next(iter(lods.values()))
+        data = pickle.dumps({lod: _pack(b) for lod, b in lods.items()}, protocol=pickle.HIGHEST_PROTOCOL)
+        self._file.write(data)
+        ix = self.index
+        ix.ids.append(first.id)
+        ix.crs.append(first.crs)
+        ix.lods.append(tuple(lods))
+        n = len(ix.ids) - 1
+        for lod, b in lods.items():
+            column = ix.centres.setdefault(lod, [])
+            column += [(np.nan, np.nan)] * (n - len(column))
+            column.append(_centre(b))
+        ix.offsets.append(self._at)
+        ix.lengths.append(len(data))
+        self._at += len(data)
+
+    def close(self) -> SpillIndex:
+        self._file.close()
+        n = len(self.index.ids)
+        for column in self.index.centres.values():
+            column += [(np.nan, np.nan)] * (n - len(column))
+        return self.index
+
+
+def load(path: str, offsets: np.ndarray, lengths: np.ndarray) -> list[dict[int, Spilled]]:
+    """The buildings at ``offsets`` (in that order), read in file order."""
+    order = np.argsort(offsets, kind="stable")
+    out: list[dict[int, Spilled] | None] = [None] * len(offsets)
+    with open(path, "rb") as f:
+        for i in order.tolist():
+            f.seek(int(offsets[i]))
+            packed = pickle.loads(f.read(int(lengths[i])))  # noqa: S301 - our own spill file
+            out[i] = {lod: Spilled(*p) for lod, p in packed.items()}
+    return out  # type: ignore[return-value]
+
+
+def _centre(b: Building3D) -> tuple[float, float]:
+    """Mean x, y of all ring vertices (what the tile placement uses)."""
+    pts = np.vstack([r for s in b.surfaces for r in s.rings])
+    return float(pts[:, 0].mean()), float(pts[:, 1].mean())
+
+
+def _pack(b: Building3D) -> tuple:
+    rings = [np.asarray(r, dtype=np.float64) for s in b.surfaces for r in s.rings]
+    return (b.id, b.lod, b.crs, b.attributes, np.array([len(s.rings) for s in b.surfaces], dtype=np.int64),
+            np.array([len(r) for r in rings], dtype=np.int64), np.concatenate(rings))
