@@ -158,3 +158,18 @@ def test_fast_bbox_pages_equal_pygeoapi(tmp_path, pg_db_url):
         ld = c.get(ITEMS, headers={"Accept": "application/ld+json"})
         assert ld.status_code == 200 and ld.headers["x-powered-by"].startswith("pygeoapi")
         assert c.get("/collections/nope/items", params={"bbox": "0,0,1,1"}).status_code == 404
+
+
+@pytest.mark.postgis
+def test_fast_items_pass_schemathesis(tmp_path, pg_db_url):
+    """Generated items requests (every documented parameter, valid and not) on PostGIS, where the
+    fast path answers: no 5xx, statuses and bodies as /openapi documents them."""
+    from test_schemathesis import _failures, _st_run
+
+    make_project(tmp_path / "city", database_url=pg_db_url)
+    with serve(tmp_path / "city", database_url=pg_db_url) as url:
+        report, log = _st_run(url, tmp_path / "report.json", "--include-path-regex", "^/collections/buildings/items$",
+                              "--checks", "not_a_server_error,status_code_conformance,response_schema_conformance",
+                              "--max-examples", "300", "--seed", "20261202")
+    assert report["errors"] == [] and report["failures"] == [], _failures(report, log)
+    assert report["test_cases"]["generated"] >= 300, report["test_cases"]
