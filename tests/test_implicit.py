@@ -226,7 +226,12 @@ def test_availability_matches_the_files(tileset: Path):
     assert len(content) > 30
     levels = {lv for lv, _, _ in available}
     assert levels == set(range(MAX_LEVEL + 1))  # every level down to the stacked buildings' cell
-    assert len(list((tileset / "subtrees").rglob("*.subtree"))) >= 4  # levels 0, 6, 12 and 18
+    # 19 levels in four rows of subtrees of 5 levels (0, 5, 10, 15), never a row of one level,
+    # which would make a subtree file for every tile of that level
+    imp = json.loads((tileset / "tileset.json").read_text())["root"]["implicitTiling"]
+    assert imp["subtreeLevels"] == 5
+    roots = {int(p.relative_to(tileset / "subtrees").parts[0]) for p in (tileset / "subtrees").rglob("*.subtree")}
+    assert roots == {0, 5, 10, 15}
 
 
 def test_each_building_once_in_the_cell_of_its_centre(tileset: Path, footprints):

@@ -43,8 +43,8 @@ from tiles.threed.tileset import (MeshMaker, TilesetReport, _swap_in, diagonal_m
 # fetch and parse before its first tile, and 600,000 make ~3 MB. From this size on, layers are
 # written with implicit tiling unless the catalog says otherwise.
 IMPLICIT_MIN_BUILDINGS = 50_000
-# 6 levels: a subtree holds at most 1,365 tiles (171-byte bitstreams), so a city of a few
-# thousand tiles needs three or four subtree files along any path.
+# At most 6 levels a subtree: it holds at most 1,365 tiles (171-byte bitstreams, 48 bytes of
+# region per available tile), small enough to fetch before the tiles it lists.
 SUBTREE_LEVELS = 6
 MAX_LEVEL = 18  # the deepest split, as in the explicit tree: cells of ~0.1 m over a 30 km city
 RENDER_BATCH = 256  # contents rendered before they are written: bounds memory; few enough batches for Dask
@@ -167,7 +167,7 @@ def write_implicit(out: Path, lon: np.ndarray, lat: np.ndarray, lods: dict[int, 
             raise SourceError(f"3D Tiles {out.name}: none of the {len(lon)} buildings has a surface that can be "
                               "triangulated (all flat or degenerate); nothing was written")
         levels = max(level for level, _, _ in written) + 1
-        subtree_levels = min(SUBTREE_LEVELS, levels)
+        subtree_levels = levels_per_subtree(levels)
         regions = tile_regions(written)
         for (level, x, y), data in subtrees(regions, set(written), subtree_levels).items():
             path = tmp / SUBTREE_TEMPLATE.format(level=level, x=x, y=y)
@@ -193,6 +193,13 @@ def write_implicit(out: Path, lon: np.ndarray, lat: np.ndarray, lods: dict[int, 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return report
+
+
+def levels_per_subtree(levels: int) -> int:
+    """Up to SUBTREE_LEVELS, spread evenly over the rows of subtrees: 7 levels make two rows of 4
+    (not 6 and 1, whose last row would be a subtree file for every single tile of level 6)."""
+    rows = -(-levels // SUBTREE_LEVELS)
+    return -(-levels // rows)
 
 
 def _union(regions: list[list[float]]) -> list[float]:
