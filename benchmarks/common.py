@@ -24,7 +24,8 @@ CITYTWIN = REPO / ".venv" / "bin" / "citytwin"
 PEERS_VENV = Path(os.environ.get("CITYTWIN_PEERS_VENV", Path.home() / ".cache" / "citytwin-bench" / "peers-venv"))
 PEER_BIN = PEERS_VENV / "bin"
 DATA = REPO / "benchmarks" / ".data"
-WORK = REPO / "benchmarks" / ".work"
+# scratch files; run.py gives each harness run its own folder (children inherit the variable)
+WORK = Path(os.environ.get("CITYTWIN_BENCH_WORK", REPO / "benchmarks" / ".work"))
 
 
 # One server configuration for every side (ours, tipg, pygeoapi, py3dtiles, the SQL floor): set

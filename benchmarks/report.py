@@ -43,8 +43,8 @@ def target_lines(d: dict) -> list[str]:
         basis = f"{t['reps']} repetition(s), {'alternated' if t['alternated'] else 'same order'}"
         if t.get("cold_share") is not None:
             basis += f", cold-request share {t['cold_share']:.2f}"
-        why = f"; {t['why']}" if t["why"] else ""
-        out.append(f"- {name}: **{t['verdict']}** (figure {_f(t['value'], 2)}, target {t['bound']}; {basis}{why})")
+        out.append(f"- {name}: **{t['verdict']}** (figure {_f(t['value'], 2)}, target {t['bound']}; "
+                   f"{t['why'] or basis})")
     return out
 
 

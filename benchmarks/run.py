@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -19,9 +20,13 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.common import (CITYTWIN, DATA, PEER_BIN, PY, REPO, WORK, ThrowawayCluster, dump, env_with,
+# a folder of its own per run, so runs started side by side do not overwrite each other's server
+# logs, configs and path lists (set before benchmarks.common reads it)
+os.environ.setdefault("CITYTWIN_BENCH_WORK", str(Path(__file__).resolve().parent / ".work" / f"run-{os.getpid()}"))
+
+from benchmarks.common import (CITYTWIN, DATA, PEER_BIN, PY, REPO, WORK, ThrowawayCluster, dump, env_with,  # noqa: E402
                                provenance, run_timed, tune_cluster, write_project)
-from benchmarks.servers import PEERS
+from benchmarks.servers import PEERS  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 SIZES = {"buildings": 600_000, "buildings_100k": 100_000, "buildings_10k": 10_000}
@@ -256,7 +261,12 @@ def main() -> int:
         dump(results, RESULTS / "latest.json")
         (RESULTS / "latest.md").write_text(render(results), encoding="utf-8")
         print(f"[bench] wrote {RESULTS}/latest.md and .json in {results['total_seconds']:.0f}s", flush=True)
-    return 1 if results["errors"] or any(e["returncode"] != 0 for e in results["extra"].values()) else 0
+    failed = bool(results["errors"]) or any(e["returncode"] != 0 for e in results["extra"].values())
+    if failed:
+        print(f"[bench] server logs and scratch files kept in {WORK}", flush=True)
+    else:
+        shutil.rmtree(WORK, ignore_errors=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
