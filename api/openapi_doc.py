@@ -73,6 +73,10 @@ def service_paths() -> Contribution:
                            *board_parameters()],
             "responses": {"200": json_ok("Stops, nearest first"), "400": _PROBLEM,
                           "404": {**_PROBLEM, "description": "The project publishes no transit stops"}}}},
+        "/transit/realtime": {"get": {
+            "summary": "Each GTFS-Realtime feed's state: the last good load and the last refusal, per feed type",
+            "tags": ["Transit"], "operationId": "transitRealtime",
+            "responses": {"200": json_ok("Feeds by name, each with its feed types")}}},
         "/geocode": {
             "get": {"summary": "One Korean address (road-name or lot-number) to a point, with tier and score",
                     "tags": ["Geocoding"], "operationId": "geocode",

@@ -165,6 +165,10 @@ def test_broken_feeds_are_reported_and_the_last_good_vehicles_stay(base: str, fe
     feeds.feeds["/vehicles.pb"] = b"\x12" * 3_000_000
     _wait_refused(base, "vehicle_positions", "3,000,000 bytes, over the limit of 2,000,000")
     check_vehicles(vehicles(base), expected)
+    # the feed served, back again unchanged: no longer in error
+    feeds.feeds["/vehicles.pb"] = good
+    wait_for(lambda: status(base, "vehicle_positions")["error"] is None)
+    check_vehicles(vehicles(base), expected)
     # and a good feed after them is taken again
     feeds.feeds["/vehicles.pb"], expected = vehicles_along_shapes(now + 20, 12)
     wait_for(lambda: len(vehicles(base)) == 12)
@@ -411,3 +415,14 @@ def test_the_viewer_draws_vehicles_in_route_colours_and_alerts(base: str, tmp_pa
     style = tmp_path / "realtime.json"
     style.write_text(json.dumps({"version": 8, "sources": sources, "layers": veh["style"] + alerts["style"]}))
     assert style_errors(style) == []
+
+
+def test_the_realtime_status_route_is_documented_and_names_each_url(base: str, feeds: FeedServer):
+    doc = httpx.get(f"{base}/openapi", params={"f": "json"}, timeout=60).json()
+    assert "get" in doc["paths"]["/transit/realtime"]
+    state = httpx.get(f"{base}/transit/realtime", timeout=30).json()["realtime"]["caltrain"]
+    assert (state["interval_s"], state["max_age_s"]) == (1, 600)
+    assert {kind: s["url"] for kind, s in state["feeds"].items()} == {
+        "vehicle_positions": f"{feeds.url}/vehicles.pb", "trip_updates": f"{feeds.url}/trips.pb",
+        "alerts": f"{feeds.url}/alerts.pb"}
+    assert state["feeds"]["vehicle_positions"]["layer"] == "vehicles"

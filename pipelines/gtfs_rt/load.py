@@ -73,7 +73,10 @@ def load_feed(catalog: Catalog, feed: str, kind: str, data: bytes, source: str,
         ts = msg.header.timestamp
         if last.header_timestamp is not None and ts <= last.header_timestamp and \
                 last.expires_at is not None and last.expires_at > now:
-            if ts == last.header_timestamp:
+            if ts == last.header_timestamp:  # the feed served; good again if a refusal came between
+                if last.error is not None:
+                    last.error = last.error_at = None
+                    state.accepted(kind, last)
                 return LoadReport(feed, kind, last, unchanged=True)
             raise FeedRefused(f"{source}: header timestamp {ts} is older than the data served ({last.header_timestamp}); "
                               "kept the newer data")

@@ -8,7 +8,8 @@ What is polled lands in SQLite files every worker reads.
 Each URL is polled at its feed's interval, in phase with the feed: once a new feed is seen,
 the next poll comes one interval later (less a margin), then every ``interval / 20`` (at
 least 0.25 s, at most 2 s) until the next feed appears, so a new feed is visible within
-about that gap rather than up to a whole interval later.
+about that gap rather than up to a whole interval later. A feed unchanged for two intervals
+is polled four times an interval. A body identical to the last one read is not decoded again.
 """
 from __future__ import annotations
 
@@ -83,8 +84,10 @@ class Poller:
 
     @staticmethod
     def _after_unchanged(job: _Job, started: float) -> float:
-        quiet = started - job.changed_at > 2 * job.interval_s  # not publishing now: poll at its pace
-        return job.interval_s if quiet else job.retry_s
+        # a feed that has not changed for two intervals is paused: check it four times an interval,
+        # so it is seen within a quarter interval when it resumes
+        quiet = started - job.changed_at > 2 * job.interval_s
+        return job.interval_s / 4 if quiet else job.retry_s
 
     def _poll(self, client: httpx.Client, job: _Job) -> None:
         started = time.monotonic()
