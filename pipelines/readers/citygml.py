@@ -28,6 +28,7 @@ Conventions:
 """
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -81,10 +82,24 @@ class _Raw:
 class _Ctx:
     source: str
     building_id: str
-    index: dict[str, etree._Element]
+    building: etree._Element
     default_dim: int
     report: ReadReport
     emitted: set[int] = field(default_factory=set)
+    _index: dict[str, etree._Element] | None = None
+
+    def target(self, gid: str) -> etree._Element | None:
+        """The element of the building with gml:id ``gid`` (the index is made on the first lookup)."""
+        if self._index is None:
+            self._index = {_gml_id(e): e for e in _WITH_ID(self.building)}
+        return self._index.get(gid)
+
+
+# searches run by libxml2 in C: one Python step per match, not per element
+_GML_NS = {"g": "http://www.opengis.net/gml", "g32": "http://www.opengis.net/gml/3.2"}
+_WITH_ID = etree.XPath("descendant-or-self::*[@g:id or @g32:id]", namespaces=_GML_NS)
+_LOD_NAMED = etree.XPath("descendant::*[starts-with(local-name(), 'lod')]")
+_SRS_NAMES = etree.XPath("descendant-or-self::*/@srsName")
 
 
 def read_citygml(path: Path, *, crs: str | None = None, lod: int | None = None,
@@ -183,6 +198,8 @@ def _is_building(tag: str, name: str) -> bool:
 
 
 def _int(value, default: int) -> int:
+    if value is None:
+        return default
     try:
         return int(value)
     except (TypeError, ValueError):
@@ -195,31 +212,31 @@ def _building(elem: etree._Element, path: Path, unnamed: str, *, declared: str |
     bid = _gml_id(elem) or unnamed  # stable: the building's place in the file (or its part)
     crs = declared or _building_crs(elem, path, file_srs)
     _, swap = crs_info(crs)
-    index: dict[str, etree._Element] = {}
     present: set[int] = set()
-    for e in elem.iter():
-        gid = _gml_id(e)
-        if gid:
-            index[gid] = e
+    for e in _LOD_NAMED(elem):
         m = _ANY_LOD.match(_local(e.tag))
         if m:
             present.add(int(m.group(1)))
-    ctx = _Ctx(str(path), bid, index, file_dim, report)
+    ctx = _Ctx(str(path), bid, elem, file_dim, report)
     objects = [elem, *_parts(elem)]
     attributes = _attributes(objects, path)
     wanted = sorted(present, reverse=True) if best else list(lods or ())
     out: dict[int, Building3D] = {}
+    geographic = crs_info(crs)[0]
+    # the best LOD is looked for one LOD after another; several LODs are checked in one call
+    batches = [[lod] for lod in wanted] if best else [wanted]
     had_geometry = False
-    for lod in wanted:
-        raw = _gather(objects, lod, ctx) if lod in present else []
-        if not raw:
-            continue
-        had_geometry = True
-        surfaces = _check(raw, ctx, swap=swap, geographic=crs_info(crs)[0])
-        if surfaces:
-            out[lod] = Building3D(bid, lod, surfaces, crs, dict(attributes))
-            if best:
-                break
+    for batch in batches:
+        raws = {lod: _gather(objects, lod, ctx) for lod in batch if lod in present}
+        raws = {lod: raw for lod, raw in raws.items() if raw}
+        had_geometry = had_geometry or bool(raws)
+        checked = iter(_check([r for raw in raws.values() for r in raw], ctx, swap=swap, geographic=geographic))
+        for lod, raw in raws.items():
+            surfaces = [s for s in (next(checked) for _ in raw) if s is not None]
+            if surfaces:
+                out[lod] = Building3D(bid, lod, surfaces, crs, dict(attributes))
+        if out and best:
+            break
     if out:
         return out
     if had_geometry:
@@ -232,7 +249,7 @@ def _building(elem: etree._Element, path: Path, unnamed: str, *, declared: str |
 
 
 def _building_crs(elem: etree._Element, path: Path, file_srs: str | None) -> str:
-    srs = next((e.attrib["srsName"] for e in elem.iter() if "srsName" in e.attrib), None) or file_srs
+    srs = next(iter(_SRS_NAMES(elem)), None) or file_srs
     if srs is None:
         raise CRSError(
             f"{path}: has no srsName (neither on its Envelope nor on building {_gml_id(elem)}'s "
@@ -289,7 +306,7 @@ def _gather(objects: list[etree._Element], lod: int, ctx: _Ctx) -> list[_Raw]:
 def _collect(elem: etree._Element, kind: str, reverse: bool, dim: int, ctx: _Ctx, out: list[_Raw]) -> None:
     href = elem.attrib.get(_XLINK)
     if href is not None:
-        target = ctx.index.get(href.lstrip("#"))
+        target = ctx.target(href.lstrip("#"))
         if target is None:
             ctx.report.skip(UNRESOLVED, f"building {ctx.building_id}: reference {href}")
             return
@@ -308,33 +325,44 @@ def _collect(elem: etree._Element, kind: str, reverse: bool, dim: int, ctx: _Ctx
         _collect(child, kind, reverse, dim, ctx, out)
 
 
-def _check(raw: list[_Raw], ctx: _Ctx, *, swap: bool, geographic: bool) -> list[Surface]:
-    names, polygons, kept = [], [], []
-    for r in raw:
-        name = f"building {ctx.building_id} polygon {_gml_id(r.elem) or '(no id)'}"
+def _name(ctx: _Ctx, polygon: etree._Element) -> str:
+    """How messages name a polygon (made only for those skipped)."""
+    return f"building {ctx.building_id} polygon {_gml_id(polygon) or '(no id)'}"
+
+
+def _check(raw: list[_Raw], ctx: _Ctx, *, swap: bool, geographic: bool) -> list[Surface | None]:
+    """Each polygon as a checked Surface, or None when it is skipped (counted in the report)."""
+    polygons, kept = [], []
+    for i, r in enumerate(raw):
         try:
             rings = _rings(r.elem, r.dim)
         except ValueError as exc:
-            ctx.report.skip(BAD_COORDS, f"{name}, {exc},")
+            ctx.report.skip(BAD_COORDS, f"{_name(ctx, r.elem)}, {exc},")
             continue
         if not rings:
-            ctx.report.skip(BAD_COORDS, f"{name}, no exterior ring,")
+            ctx.report.skip(BAD_COORDS, f"{_name(ctx, r.elem)}, no exterior ring,")
             continue
-        if swap:
-            rings = [ring[:, [1, 0, 2]] for ring in rings]
-        names.append(name)
         polygons.append(rings)
-        kept.append(r)
-    surfaces = []
-    for name, r, checked in zip(names, kept, check_polygons(polygons, geographic=geographic)):
+        kept.append(i)
+    if swap and polygons:  # lat-first: one column swap for the whole building
+        sizes = [len(ring) for rings in polygons for ring in rings]
+        flat = np.split(np.concatenate([ring for rings in polygons for ring in rings])[:, [1, 0, 2]],
+                        np.cumsum(sizes)[:-1])
+        at = np.cumsum([0, *(len(rings) for rings in polygons)])
+        polygons = [flat[at[k]:at[k + 1]] for k in range(len(polygons))]
+    out: list[Surface | None] = [None] * len(raw)
+    for i, checked in zip(kept, check_polygons(polygons, geographic=geographic)):
+        r = raw[i]
+        if checked.rings is None or checked.dropped_holes:
+            name = _name(ctx, r.elem)
         if checked.rings is None:
             ctx.report.skip(checked.reason, f"{name}, {checked.detail},")
             continue
         for _ in range(checked.dropped_holes):
             ctx.report.skip(DEGENERATE_HOLE, f"{name}, a hole with fewer than 3 distinct vertices,")
         rings = [ring[::-1] for ring in checked.rings] if r.reverse else checked.rings
-        surfaces.append(Surface(rings, r.kind))
-    return surfaces
+        out[i] = Surface(rings, r.kind)
+    return out
 
 
 def _rings(poly: etree._Element, dim: int) -> list[np.ndarray]:
@@ -385,7 +413,7 @@ def _coords(values: np.ndarray, dim: int) -> np.ndarray:
     if not len(values) or len(values) % dim:
         raise ValueError(f"{len(values)} numbers is not a multiple of srsDimension {dim}")
     arr = values.reshape(-1, dim)
-    if not np.all(np.isfinite(arr)):
+    if not math.isfinite(arr.sum()):  # a NaN or infinity anywhere makes the sum so
         raise ValueError("non-finite coordinates")
     if dim == 2:  # a 2D ring sits at height 0
         arr = np.hstack([arr, np.zeros((len(arr), 1))])
