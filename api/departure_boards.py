@@ -28,7 +28,7 @@ from pipelines.transit import catalog_feed
 
 DEFAULT_PER_ROUTE = 3
 MAX_PER_ROUTE = 10
-AT_YEARS = (1900, 2200)
+AT_YEARS = (1900, 2199)
 log = logging.getLogger(__name__)
 
 
@@ -62,8 +62,9 @@ def board_parameters() -> list[dict]:
          "description": "Next departures per route for each stop (0 for none)",
          "schema": {"type": "integer", "minimum": 0, "maximum": MAX_PER_ROUTE, "default": DEFAULT_PER_ROUTE}},
         {"name": "at", "in": "query", "required": False,
-         "description": "Departures after this time (ISO 8601 with an offset); default now",
-         "schema": {"type": "string", "format": "date-time"}},
+         "description": f"Departures after this time (ISO 8601 with an offset, years {AT_YEARS[0]} to "
+                        f"{AT_YEARS[1]}); default now",
+         "schema": {"type": "string", "format": "date-time", "pattern": "^(19|20|21)[0-9]{2}-"}},
     ]
 
 
