@@ -102,7 +102,8 @@ def _p2(r: dict) -> list[str]:
         "",
     ]
     lines += [f"- {k}: **{_f(v, 2)}**" for k, v in r["ratios"].items()]
-    lines += ["", "Targets:", *target_lines(r["targets"]), ""]
+    lines += ["", "Warm requests are answered from our tile cache; the peers have none, so the warm ratios "
+              "carry no target.", "", "Targets:", *target_lines(r["targets"]), ""]
     lines += ["Sanity (3 dense tiles, status and bytes): " + "; ".join(
         f"{n}: {v['status']} {v['bytes']}" for n, v in r["sanity"].items()), ""]
     return lines
