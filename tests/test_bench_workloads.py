@@ -1,4 +1,4 @@
-"""The geotagging benchmark's mixed workload holds what an administrative records file holds.
+"""Benchmark inputs and parsing: the geotag mixed workload holds what a records file holds; wrk latency text.
 
 Fast, no data needed: the workload is built from hand-made gazetteer rows and checked by kind.
 """
@@ -44,3 +44,9 @@ def test_the_mixed_workload_has_every_kind_in_its_share():
     assert ROW["jibeon"] in named and ROW["address"] in named
     assert not any(i is not None for t, i in records if " 가상" in t or "어딘가" in t)
     assert parse_address(ROW["jibeon"]).kind == LOT and parse_address(ROW["address"]).kind == ROAD
+
+
+def test_wrk_latency_text_is_read_in_milliseconds():
+    from benchmarks.bench_ar import _ms
+
+    assert [_ms(t) for t in ("812.00us", "13.76ms", "1.20s", "1.50m")] == [0.812, 13.76, 1200.0, 90_000.0]
