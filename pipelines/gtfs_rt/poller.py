@@ -9,24 +9,29 @@ Each URL is polled at its feed's interval, in phase with the feed: once a new fe
 the next poll comes one interval later (less a margin), then every ``interval / 20`` (at
 least 0.25 s, at most 2 s) until the next feed appears, so a new feed is visible within
 about that gap rather than up to a whole interval later. A feed unchanged for two intervals
-is polled four times an interval. A body identical to the last one read is not decoded again.
+is polled four times an interval. A body identical to the last one read is not decoded again;
+a new one is decoded and published by a child process, off the server's GIL.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
+import multiprocessing
 import os
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 import httpx
 
 from geo.errors import CitytwinError
 from pipelines.bounded_fetch import FetchError, fetch_bounded
-from pipelines.catalog import Catalog
+from pipelines.catalog import Catalog, load_catalog
 from pipelines.gtfs_rt.decode import FEED_TYPES
-from pipelines.gtfs_rt.load import load_feed
+from pipelines.gtfs_rt.load import LoadReport, load_feed
 from pipelines.gtfs_rt.store import REALTIME_DIR, RealtimeState
 from pipelines.one_process import OneProcessLoop
 
@@ -48,6 +53,20 @@ class _Job:
     @property
     def retry_s(self) -> float:
         return min(2.0, max(0.25, self.interval_s / 20))
+
+
+def _child_pool() -> ProcessPoolExecutor:
+    """One child process (spawned: no copy of the server's threads) that decodes and publishes."""
+    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+
+
+@functools.cache
+def _child_catalog(root: str) -> Catalog:
+    return load_catalog(root)
+
+
+def _load_in_child(root: str, feed: str, kind: str, data: bytes, url: str) -> LoadReport:
+    return load_feed(_child_catalog(root), feed, kind, data, url)
 
 
 def poll_jobs(catalog: Catalog) -> list[_Job]:
@@ -73,14 +92,28 @@ class Poller:
 
     def _poll_until_stopped(self, stop: threading.Event) -> None:
         log.info("pid %d polls %d GTFS-Realtime URL(s)", os.getpid(), len(self.jobs))
-        with httpx.Client(follow_redirects=True,
-                          headers={"User-Agent": f"citytwin-realtime (pid {os.getpid()})"}) as client:
-            while not stop.is_set():
-                job = min(self.jobs, key=lambda j: j.due)
-                wait = job.due - time.monotonic()
-                if wait > 0 and stop.wait(wait):
-                    return
-                self._poll(client, job)
+        # Decoding and publishing run in a child process: thousands of vehicles are CPU work that,
+        # on a thread here, would hold the GIL the server's requests need.
+        self._pool = _child_pool()
+        try:
+            with httpx.Client(follow_redirects=True,
+                              headers={"User-Agent": f"citytwin-realtime (pid {os.getpid()})"}) as client:
+                while not stop.is_set():
+                    job = min(self.jobs, key=lambda j: j.due)
+                    wait = job.due - time.monotonic()
+                    if wait > 0 and stop.wait(wait):
+                        return
+                    self._poll(client, job)
+        finally:
+            self._pool.shutdown(cancel_futures=True)
+
+    def _load(self, job: _Job, data: bytes) -> LoadReport:
+        try:
+            return self._pool.submit(_load_in_child, str(self.catalog.root), job.feed, job.kind, data,
+                                     job.url).result()
+        except BrokenProcessPool:  # the child died (killed, out of memory): a new one for the next poll
+            self._pool = _child_pool()
+            raise
 
     @staticmethod
     def _after_unchanged(job: _Job, started: float) -> float:
@@ -103,7 +136,7 @@ class Poller:
             if digest == job.last_digest and job.last_error is None:  # the same bytes: nothing to decode
                 job.due = started + self._after_unchanged(job, started)
                 return
-            report = load_feed(self.catalog, job.feed, job.kind, data, job.url)
+            report = self._load(job, data)
             job.last_digest = digest
         except CitytwinError as exc:
             if str(exc) != job.last_error:  # say it once, not every interval
