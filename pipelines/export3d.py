@@ -16,7 +16,7 @@ from geo.errors import SourceError
 from geo.vertex_budget import MAX_VERTICES, limit_vertices
 from pipelines.catalog import load_catalog
 from pipelines.project import project_store
-from pipelines.readers.citygml_split import ByteRange, split_ranges
+from pipelines.readers.citygml_split import PART_BYTES, ByteRange, split_ranges
 from pipelines.spill3d import SpillIndex, Spilled, SpillWriter, load
 from tiles.threed.mesh import FlatSurfaces, LocalFrame, extrude_footprints, flat_surfaces_mesh
 from tiles.threed.tileset import TilesetReport, write_tileset
@@ -169,15 +169,15 @@ def _within_budget(gdf: gpd.GeoDataFrame, source: str, report: TilesetReport) ->
 
 def models_to_tileset(paths: list[Path], out: Path, *, crs: str | None = None, lod: int | None = None,
                       b3dm_mode: bool = False, progress: bool = True, max_per_tile: int = 400,
-                      runner=None, implicit: bool | None = None,
-                      compress: bool = True) -> tuple[TilesetReport, list[str]]:
+                      runner=None, implicit: bool | None = None, compress: bool = True,
+                      part_bytes: int = PART_BYTES) -> tuple[TilesetReport, list[str]]:
     """Tileset of CityGML/CityJSON buildings: LOD1 far refining to LOD2 near where both exist.
 
     LOD0 footprints with a measured height are extruded to LOD1 blocks. A building lacking
     one of the levels shows its other level there, so every building is in every level once.
 
     Two passes, so memory follows the tile and not the files: each file (a big CityGML file:
-    each byte range of it) is read as one partition on ``runner`` and spilled to disk
+    each byte range of about ``part_bytes``) is read as one partition on ``runner`` and spilled to disk
     (``pipelines.spill3d``) with an index row per building; tiles are then written from the
     index, each loading only its own buildings.
     """
@@ -191,7 +191,7 @@ def models_to_tileset(paths: list[Path], out: Path, *, crs: str | None = None, l
     out.parent.mkdir(parents=True, exist_ok=True)
     spill = scratch_dir(out.with_name(out.name + "-spill"))
     try:
-        parts = [(str(p), part, str(spill / f"{i}.spill")) for i, (p, part) in enumerate(model_parts(paths))]
+        parts = [(str(p), part, str(spill / f"{i}.spill")) for i, (p, part) in enumerate(model_parts(paths, part_bytes))]
         read = runner.map(read_part, parts, shared={"crs": crs, "wanted": wanted})
         index, messages = _merge(read, report)
         if not index.ids:
@@ -212,11 +212,12 @@ def models_to_tileset(paths: list[Path], out: Path, *, crs: str | None = None, l
     return report, messages
 
 
-def model_parts(paths: list[Path]) -> list[tuple[Path, ByteRange | None]]:
+def model_parts(paths: list[Path], part_bytes: int = PART_BYTES) -> list[tuple[Path, ByteRange | None]]:
     """The partitions of the read: one per file, a big CityGML file one per byte range."""
     parts: list[tuple[Path, ByteRange | None]] = []
     for path in map(Path, paths):
-        ranges = split_ranges(path) if path.name.lower().endswith((".gml", ".xml")) and path.is_file() else None
+        gml = path.name.lower().endswith((".gml", ".xml")) and path.is_file()
+        ranges = split_ranges(path, part_bytes) if gml else None
         parts += [(path, r) for r in ranges] if ranges else [(path, None)]
     return parts
 
