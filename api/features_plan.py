@@ -50,6 +50,10 @@ def plan(params: dict[str, str], collection: Collection, columns: LayerColumns, 
     content_crs = params.get("crs") or collection.storage_crs
     if content_crs not in collection.crs or ("bbox-crs" in params and "bbox" not in params):
         return None
+    sortby = _sortby(params.get("sortby"), columns)
+    drop = _dropped(params.get("properties"), columns)
+    if sortby is None or drop is None:
+        return None
     try:
         limit = int(params.get("limit", default_limit))
         offset = int(params.get("offset", 0))
@@ -63,10 +67,6 @@ def plan(params: dict[str, str], collection: Collection, columns: LayerColumns, 
     except (ValueError, UnknownCRS, FilterError):  # pygeoapi's own 400 says what is wrong
         return None
     if limit < 1 or offset < 0 or (bbox is None) != (box is None):
-        return None
-    sortby = _sortby(params.get("sortby"), columns)
-    drop = _dropped(params.get("properties"), columns)
-    if sortby is None or drop is None:
         return None
     return Plan(Where(box, filter_sql, filter_params), sortby, drop, min(limit, max_limit), offset, transform,
                 content_crs)

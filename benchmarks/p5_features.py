@@ -113,8 +113,6 @@ def run(ctx, reps: int, seconds: float, layer_key: str = "buildings") -> dict:
         for rep in range(reps):
             for kind, names in SETS.items():
                 order = list(names[rep % len(names):] + names[:rep % len(names)])  # each server first in turn
-                if rep % 2:
-                    order.reverse()
                 orders[kind].append(order)
                 for name in order:
                     paths = [path(layer, name, q) for q in sets[kind]]

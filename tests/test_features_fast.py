@@ -60,11 +60,11 @@ def same_answer(c: httpx.Client, params: dict) -> dict:
     assert a["numberReturned"] == len(a["features"])
     assert [f["id"] for f in a["features"]] == [f["id"] for f in b["features"]], params
     for f, s in zip(a["features"], b["features"]):
-        assert f["properties"] == s["properties"], (params, f["id"])
-        if s["geometry"] is None:
-            assert f["geometry"] is None
+        if s["geometry"] is None:  # pygeoapi 0.21 leaves the empty geometry column among the properties
+            assert f["geometry"] is None and s["properties"].pop("geometry") is None
         else:
             assert shapely.equals_exact(shape(f["geometry"]), shape(s["geometry"]), 1e-9), (params, f["id"])
+        assert f["properties"] == s["properties"], (params, f["id"])
     unslowed = [{**link, "href": link["href"].replace("&skipGeometry=false", "")} for link in b["links"]]
     assert a["links"] == unslowed, params
     return a
@@ -92,6 +92,7 @@ def test_fast_answers_equal_pygeoapi(tmp_path, pg_db_url):
         ({}, len(b)),  # the feature without geometry too
         ({"limit": "7", "offset": "7", "sortby": "-height,name"}, len(b)),
         ({"limit": "50", "sortby": "name", "properties": "height"}, len(b)),
+        ({"limit": "5", "sortby": "+name_ko,-id", "properties": "name_ko,name_ko"}, len(b)),
         ({"limit": "5", "properties": "id"}, len(b)),
         ({"limit": "5", "properties": "name,height,built", "bbox": ",".join(map(str, BOX))}, len(in_box)),
         ({"limit": "10", "filter": "height > 50 AND name LIKE 'Building 1%'", "sortby": "-height,id"}, len(tall_1)),
