@@ -50,9 +50,12 @@ def tile_ids_of(out: Path, tile: dict) -> list[str]:
     return property_strings(gltf, blob, "id")
 
 
-def test_plateau_vertices_back_to_source_within_5cm(tmp_path: Path):
+@pytest.mark.parametrize("lod", [2, None], ids=["lod2-only", "lod1-to-lod2-chain"])
+def test_plateau_vertices_back_to_source_within_5cm(tmp_path: Path, lod: int | None):
+    """LOD2 vertices back in ECEF through every transform on the way down the tree, whether the
+    LOD2 tile is a leaf of its own or the child that a LOD1 tile refines to."""
     out = tmp_path / "plateau"
-    models_to_tileset([PLATEAU], out, lod=2, progress=False)
+    models_to_tileset([PLATEAU], out, lod=lod, progress=False)
     # source coordinates straight from the file: lat lon h triples in EPSG:6697
     text = PLATEAU.read_text(encoding="utf-8")
     first = re.search(r'<bldg:Building gml:id="([^"]+)".*?<bldg:lod2Solid>.*?<gml:posList>([^<]+)</gml:posList>', text, re.S)
@@ -62,7 +65,7 @@ def test_plateau_vertices_back_to_source_within_5cm(tmp_path: Path):
     for tile, path, m in iter_content(out):
         gltf, blob = split_glb(path.read_bytes())
         ids = property_strings(gltf, blob, "id")
-        if bid not in ids:
+        if bid not in ids or tile.get("refine") == "REPLACE":  # a LOD1 tile of the chain
             continue
         mesh = mesh_local_enu(gltf, blob)
         ecef = mesh["positions"] @ m[:3, :3].T + m[:3, 3]

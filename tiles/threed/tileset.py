@@ -228,9 +228,21 @@ def _chain_json(chain: list[dict], bounds) -> dict:
         if not last:
             tile["refine"] = "REPLACE"
     for i in range(len(chain) - 1, 0, -1):
+        _relative_to_parent(chain[i], chain[i - 1]["transform"])
         chain[i - 1]["children"] = [chain[i]]
         chain[i - 1]["boundingVolume"] = _union([chain[i - 1]["boundingVolume"], chain[i]["boundingVolume"]])
     return chain[0]
+
+
+def _relative_to_parent(tile: dict, parent_transform: list[float]) -> None:
+    """A child's transform applies on top of its parent's (3D Tiles): keep only the difference,
+    none at all when both place their content in the same frame."""
+    if tile["transform"] == parent_transform:
+        del tile["transform"]
+        return
+    parent = np.array(parent_transform, dtype=float).reshape(4, 4).T
+    child = np.array(tile["transform"], dtype=float).reshape(4, 4).T
+    tile["transform"] = (np.linalg.inv(parent) @ child).T.reshape(-1).tolist()
 
 
 def _union(volumes: list[dict]) -> dict:
