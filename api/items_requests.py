@@ -10,7 +10,8 @@
 - ``offset`` beyond 2^53 (SQLite cannot bind 1e30: a 500) and a ``bbox`` of NaN or infinities
   (a box that matches nothing: an empty 200) are 400s too.
 - POST .../items without a body is a 400.
-- ``sortby``: an empty value means no sorting; an empty entry (``sortby=name,``) is a 400.
+- ``sortby``: an empty value means no sorting; an empty entry (``sortby=name,``) is a 400, and so
+  are more than MAX_SORT_KEYS entries (each is a sort key the database works through).
 - GeoJSON answers are labelled ``application/geo+json``.
 """
 from __future__ import annotations
@@ -36,6 +37,7 @@ ITEMS_PARAMS = frozenset({
 ITEM_PARAMS = frozenset({"f", "lang", "crs", "properties", "skipGeometry"})
 INT64 = (-(2 ** 63), 2 ** 63 - 1)
 MAX_OFFSET = 2 ** 53  # beyond any store's row count, within every store's integers
+MAX_SORT_KEYS = 16
 _DATE = r"\d{4}-\d{2}-\d{2}"
 _INSTANT = re.compile(rf"^{_DATE}(?:[Tt ]\d{{2}}:\d{{2}}:\d{{2}}(?:\.\d+)?(?:[Zz]|[+-]\d{{2}}:\d{{2}}))?$")
 _INTEGER = re.compile(r"^[+-]?\d+$")
@@ -101,6 +103,8 @@ def query_problem(collection: CollectionFields | None, params: list[tuple[str, s
                 return why
         elif key == "sortby" and value and any(e.strip() in ("", "+", "-") for e in value.split(",")):
             return f"sortby={value[:60]!r}: every entry is a property name, '+name' or '-name'"
+        elif key == "sortby" and value.count(",") >= MAX_SORT_KEYS:
+            return f"sortby has {value.count(',') + 1} entries; at most {MAX_SORT_KEYS} sort keys are accepted"
         elif fields.get(key) in ("integer", "number") and _INTEGER.match(value.strip()):
             if not INT64[0] <= int(value) <= INT64[1]:
                 return f"property filter {key}={value[:40]}: out of the range of 64-bit integers"

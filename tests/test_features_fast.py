@@ -120,6 +120,11 @@ def test_fast_answers_equal_pygeoapi(tmp_path, pg_db_url):
                        {"f": "geojson"}, {"bbox": "1,2,3,4", "bbox-crs": EPSG + "9999"}]:
             assert answer(c, params, slow=False).status_code == 400, params
             same_answer(c, params)
+        # sort keys are bounded: each is work for the database
+        assert answer(c, {"sortby": ",".join(["name"] * 16), "limit": "1"}, slow=False).status_code == 200
+        many = answer(c, {"sortby": ",".join(["name"] * 17), "limit": "1"}, slow=False)
+        assert many.status_code == 400
+        assert many.json()["description"] == "sortby has 17 entries; at most 16 sort keys are accepted"
         # coordinates in EPSG:5186 are (northing, easting), as pyproj's authority order gives them
         doc = answer(c, {"crs": EPSG + "5186", "sortby": "name", "limit": "3"}, slow=False).json()
         to_5186 = Transformer.from_crs("EPSG:4326", "EPSG:5186")
