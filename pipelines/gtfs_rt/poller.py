@@ -6,7 +6,8 @@ once however many workers serve, and another worker takes over if that one dies.
 What is polled lands in SQLite files every worker reads.
 
 Each URL is polled at its feed's interval, in phase with the feed: once a new feed is seen,
-the next poll comes one interval later (less a margin), then every ``interval / 20`` (at
+the next poll comes one interval after its header timestamp (or after this poll, if that is
+sooner; less a margin), then every ``interval / 20`` (at
 least 0.25 s, at most 2 s) until the next feed appears, so a new feed is visible within
 about that gap rather than up to a whole interval later. A feed unchanged for two intervals
 is polled four times an interval. A body identical to the last one read is not decoded again;
@@ -154,4 +155,14 @@ class Poller:
             job.due = started + self._after_unchanged(job, started)
         else:
             job.changed_at = started
-            job.due = started + max(job.retry_s, job.interval_s - 2 * job.retry_s)
+            job.due = started + _next_poll_in(job, report.status.header_timestamp)
+
+
+def _next_poll_in(job: _Job, header_timestamp: int | None) -> float:
+    """Seconds from a poll that found a new feed to the next one: just before the next feed is due,
+    by the feed's own clock (its header timestamp plus the interval) when that is sooner than one
+    interval after this poll, so a poll that came late does not stay late."""
+    after = job.interval_s - 2 * job.retry_s
+    if header_timestamp:
+        after = min(after, header_timestamp + job.interval_s - time.time() - job.retry_s)
+    return max(job.retry_s, after)
