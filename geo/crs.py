@@ -67,6 +67,13 @@ def _transformer_cached(src_wkt: str, dst_wkt: str) -> Transformer:
     return Transformer.from_crs(CRS.from_wkt(src_wkt), CRS.from_wkt(dst_wkt), always_xy=True)
 
 
+@lru_cache(maxsize=64)
+def authority_transformer(src_wkt: str, dst_wkt: str) -> Transformer:
+    """A cached Transformer in authority axis order (always_xy=False), the order OGC API
+    Features and pygeoapi's crs_transform use for crs, bbox-crs and filter-crs."""
+    return Transformer.from_crs(CRS.from_wkt(src_wkt), CRS.from_wkt(dst_wkt), always_xy=False)
+
+
 def transformer(src: CRS | str, dst: CRS | str) -> Transformer:
     """A cached, always_xy Transformer (x=easting/lon, y=northing/lat)."""
     s, d = parse_crs(src), parse_crs(dst)

@@ -1,16 +1,16 @@
 """Geometry literals of a filter moved from its ``filter-crs`` into the storage CRS."""
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import shapely
 from pygeoapi.util import get_crs_from_uri
-from pyproj import CRS, Transformer
+from pyproj import Transformer
 from shapely.geometry import mapping, shape
 
 from api.cql2.parse import Filter, FilterError
+from geo.crs import authority_transformer
 
 
 def in_storage_crs(parsed: Filter, filter_crs_uri: str, storage_crs_uri: str | None) -> Filter:
@@ -23,13 +23,7 @@ def in_storage_crs(parsed: Filter, filter_crs_uri: str, storage_crs_uri: str | N
                           "http://www.opengis.net/def/crs/OGC/1.3/CRS84 or an EPSG URI") from None
     if source == target:
         return parsed
-    return Filter(_moved(parsed.tree, _transformer(source.to_wkt(), target.to_wkt())))
-
-
-@lru_cache(maxsize=16)
-def _transformer(source_wkt: str, target_wkt: str) -> Transformer:
-    # authority axis order on both sides, as filter-crs coordinates are written
-    return Transformer.from_crs(CRS.from_wkt(source_wkt), CRS.from_wkt(target_wkt), always_xy=False)
+    return Filter(_moved(parsed.tree, authority_transformer(source.to_wkt(), target.to_wkt())))
 
 
 def _moved(node: Any, tr: Transformer) -> Any:

@@ -28,13 +28,13 @@ from pygeoapi.provider.base import (
     ProviderInvalidQueryError,
     ProviderItemNotFoundError,
 )
-from pyproj import CRS, Transformer
 
 from api.cql2.values import instants, kind_of
 from api.providers.cql_filter import FilterError, FilterTimeout, RowSet, evaluate
 from api.providers.errors import TooSlowError
 from api.providers.gpkg_blob import decode
 from geo.errors import LayerNameError
+from geo.crs import authority_transformer
 from geo.names import check_layer_name
 
 MAX_FILTER_ROWS = 200_000  # candidates a CQL2 filter may hold in memory (about 200 MB of rows)
@@ -109,12 +109,6 @@ def _stamp(path: Path) -> tuple[int, int]:
     except FileNotFoundError:
         raise ProviderConnectionError(user_msg=f"store {path} is missing; run 'citytwin build'") from None
     return st.st_ino, st.st_mtime_ns
-
-
-@lru_cache(maxsize=32)
-def _transformer(src_wkt: str, dst_wkt: str) -> Transformer:
-    # Authority axis order (always_xy=False), exactly like pygeoapi's crs_transform.
-    return Transformer.from_crs(CRS.from_wkt(src_wkt), CRS.from_wkt(dst_wkt), always_xy=False)
 
 
 def _filter_column(values: list, kind: str) -> np.ndarray:
@@ -352,7 +346,7 @@ class GeoPackageProvider(BaseProvider):
     def _geojson(self, blobs: list[bytes | None], crs_transform_spec) -> list[dict | None]:
         geoms = decode(blobs)
         if crs_transform_spec is not None:
-            tr = _transformer(crs_transform_spec.source_crs_wkt, crs_transform_spec.target_crs_wkt)
+            tr = authority_transformer(crs_transform_spec.source_crs_wkt, crs_transform_spec.target_crs_wkt)
 
             def project(coords: np.ndarray) -> np.ndarray:
                 x, y = tr.transform(coords[:, 0], coords[:, 1])
