@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+import psycopg
 
 from psycopg import sql
 from psycopg_pool import ConnectionPool
@@ -26,6 +30,7 @@ from pipelines.store.pg_access import PoolAccess
 from tiles.source import MAX_TILE_BYTES, TileSetInfo
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 EXTENT = 4096
 BUFFER = 64
@@ -72,6 +77,23 @@ class PostGISTileSource:
         self._thinned_query = self._tile_query(list(self.fields), thinned=True)
         self._bounds_cache: tuple[int, tuple[float, float, float, float]] | None = None
         self._lock = threading.Lock()
+        self._held = threading.local()  # the connection pinned() lends this thread's reads
+
+    def pinned(self, work: Callable[[], T]) -> T:
+        """``work()`` with every read of this source on one pooled connection: a request's version
+        query and its tile then wait for the pool once, not twice behind other tiles. A connection
+        a restart left dead makes the whole of ``work`` run again on another one."""
+        def lend(conn: psycopg.Connection) -> T:
+            self._held.conn = conn
+            try:
+                return work()
+            finally:
+                self._held.conn = None
+        return self.access.run(lambda conn: _autocommit(conn, lend))
+
+    def _read(self, work: Callable[[psycopg.Connection], T]) -> T:
+        conn = getattr(self._held, "conn", None)
+        return work(conn) if conn is not None else self.access.run(lambda c: _autocommit(c, work))
 
     def _columns(self) -> list[tuple[str, str]]:
         q = ("SELECT a.attname, format_type(a.atttypid, NULL) FROM pg_attribute a "
@@ -112,7 +134,7 @@ class PostGISTileSource:
             "z": z, "x": x, "y": y, "margin": BUFFER / EXTENT, "layer": self.layer,
             "tol": tile_m / EXTENT / 4 if z < _SIMPLIFY_BELOW_ZOOM else 0.0,
         }
-        data, count, full, rounds = self.access.run(lambda conn: self._fitted(conn, params))
+        data, count, full, rounds = self._read(lambda conn: self._fitted(conn, params))
         if rounds:
             log.info("tile %s/%d/%d/%d: kept the %d largest of %d features to stay under %d kB (%d kB)",
                      self.layer, z, x, y, count, full, self.max_tile_bytes // 1000, len(data) // 1000)
@@ -136,7 +158,7 @@ class PostGISTileSource:
 
     def _version(self) -> int:
         q = sql.SQL("SELECT version FROM {} WHERE name = %s").format(sql.Identifier(self.schema, META_TABLE))
-        row = self.access.run(lambda conn: conn.execute(q, [self.layer]).fetchone())
+        row = self._read(lambda conn: conn.execute(q, [self.layer], prepare=True).fetchone())
         if row is None:
             raise StoreError(f"layer {self.layer!r} is not in the store; ingest it first")
         return int(row[0])
@@ -147,7 +169,7 @@ class PostGISTileSource:
                 return self._bounds_cache[1]
         q = sql.SQL("SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
                     "(SELECT ST_Extent({}) AS e FROM {}) s").format(sql.Identifier(GEOMETRY_COLUMN), self._table)
-        row = self.access.run(lambda conn: conn.execute(q).fetchone())
+        row = self._read(lambda conn: conn.execute(q).fetchone())
         bounds = (-180.0, -85.0511287798066, 180.0, 85.0511287798066) if row[0] is None else \
             tuple(float(v) for v in row)
         with self._lock:
@@ -164,3 +186,14 @@ class PostGISTileSource:
         return TileSetInfo(layer=self.layer, minzoom=self.minzoom, maxzoom=self.maxzoom, bounds=bounds,
                            center=center, vector_layers=vector_layers,
                            etag_seed=f"postgis-{self.schema}.{self.layer}-v{version}")
+
+
+def _autocommit(conn: psycopg.Connection, work: Callable[[psycopg.Connection], T]) -> T:
+    """``work(conn)`` outside a transaction: tile reads are single statements, and the COMMIT the
+    pool would send after them is one more round trip per tile, waiting for a busy server."""
+    conn.autocommit = True
+    try:
+        return work(conn)
+    finally:
+        if not conn.broken:
+            conn.autocommit = False

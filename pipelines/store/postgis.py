@@ -40,6 +40,10 @@ META_TABLE = "citytwin_layers"
 STAGE_PREFIX = "_stage_"
 PG_IDENT_MAX = 63  # bytes; PostgreSQL silently truncates longer identifiers
 CONNECT_TIMEOUT_S = 10
+# As many connections as a map client opens at once (16, the tile benchmark's clients): with
+# fewer, tile requests queue for the pool while the database has room for them. The pool
+# grows to it only under load.
+MAX_CONNECTIONS = 16
 # The pool gives up re-creating a lost connection after this long, so that the next request
 # tries afresh at once: its own backoff (1, 2, 4 ... s) would keep a restarted database
 # unused for up to half the outage.
@@ -75,7 +79,7 @@ def describe_url(url: str) -> str:
 class PostGISStore:
     kind = "postgis"
 
-    def __init__(self, url: str, *, schema: str = "public", max_connections: int = 8,
+    def __init__(self, url: str, *, schema: str = "public", max_connections: int = MAX_CONNECTIONS,
                  statement_timeout_ms: int | None = None):
         """``statement_timeout_ms`` bounds every statement on the pool's connections (the server
         sets it; a publish, whose COPY and index may take long, does not)."""
