@@ -31,6 +31,7 @@ import shapely
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.common import free_port, stop_process  # noqa: E402
 from benchmarks.verdict import Evidence, judge  # noqa: E402
 CENTRE = (126.9780, 37.5665)
 SEED = 2015
@@ -155,7 +156,7 @@ def main() -> None:
         if args.in_process:
             in_process(catalog, store, np.sqrt(args.buildings) * 32 / 2, rng)
             return
-        port = _free_port()
+        port = free_port()
         base = f"http://127.0.0.1:{port}"
         env = {k: v for k, v in os.environ.items() if k != "CITYTWIN_DATABASE_URL" and not k.startswith("PYGEOAPI_")}
         t0 = time.perf_counter()
@@ -198,11 +199,7 @@ def main() -> None:
                                       "targets": {"p99 < 50 ms": target}}))
     finally:
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc, timeout=20)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -242,14 +239,6 @@ def _ms(text: str) -> float:
     """wrk's latency text ('812.00us', '13.76ms', '1.20s') in milliseconds."""
     value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
     return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 if __name__ == "__main__":

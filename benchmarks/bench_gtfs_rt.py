@@ -34,7 +34,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import WORK, free_port, wait_http  # noqa: E402
+from benchmarks.common import WORK, free_port, stop_process, wait_http  # noqa: E402
 from benchmarks.loadgen import run_wrk  # noqa: E402
 
 CALTRAIN = REPO.parent / "shared" / "data" / "gtfs" / "caltrain-2017-07-24.zip"
@@ -259,11 +259,7 @@ def main() -> None:
         print("RESULT " + json.dumps(result))
     finally:
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc, timeout=20)
         feed.httpd.shutdown()
         shutil.rmtree(work, ignore_errors=True)
 

@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 from google.transit import gtfs_realtime_pb2 as rt
 
-from api_server import SERVER_PIDS, serve
+from api_server import SERVER_PIDS, serve, wait_for
 from gtfs_rt_feeds import CALTRAIN, FeedServer, message, table, vehicles_along_shapes
 from pipelines.cli import main
 
@@ -50,18 +50,6 @@ realtime:
 def run(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(main, list(args), catch_exceptions=False)
     return result.exit_code, result.output
-
-
-def wait_for(check, timeout: float = 60.0):
-    """``check()``'s first truthy answer, polled until ``timeout``."""
-    end = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > end:
-            raise AssertionError(f"not seen within {timeout} s; last answer: {got!r}")
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
