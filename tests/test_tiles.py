@@ -340,3 +340,31 @@ def test_postgis_dense_tile_keeps_the_largest_features_under_the_limit(pg_db_url
         assert area[list(kept)].min() >= dropped.max()  # the largest were kept
     finally:
         store.close()
+
+
+@pytest.mark.postgis
+def test_postgis_rebuild_is_byte_identical_after_rows_move(pg_db_url, tmp_path):
+    """Equal-size footprints tie on the largest-first order; a build from PostGIS must not follow
+    the table's physical row order, which an UPDATE changes (the updated rows move to the end)."""
+    from psycopg import connect, sql
+
+    from pipelines.store.postgis import PostGISStore
+
+    side = 0.0001
+    cells = [(SEOUL[0] + i * side * 1.5, SEOUL[1] + j * side * 1.5) for i in range(40) for j in range(40)]
+    squares = gpd.GeoDataFrame({"id": [f"b{k}" for k in range(len(cells))], "name": ["same"] * len(cells)},
+                               geometry=[shapely.box(x, y, x + side, y + side) for x, y in cells], crs="EPSG:4326")
+    store = PostGISStore(pg_db_url)
+    try:
+        store.publish("squares", squares)
+        first, second = tmp_path / "a.pmtiles", tmp_path / "b.pmtiles"
+        build_pmtiles(store, "squares", first, 12, 15, ["name"], progress=False)
+        with connect(pg_db_url, autocommit=True) as conn:
+            schema, name = conn.execute("SELECT table_schema, table_name FROM information_schema.tables "
+                                        "WHERE table_name = 'squares'").fetchone()
+            conn.execute(sql.SQL("UPDATE {}.{} SET name = name WHERE id < 'b5'").format(
+                sql.Identifier(schema), sql.Identifier(name)))
+        build_pmtiles(store, "squares", second, 12, 15, ["name"], progress=False)
+        assert first.read_bytes() == second.read_bytes()
+    finally:
+        store.close()

@@ -299,8 +299,9 @@ class PostGISStore:
         return geometry_type, columns, conn.execute(q).fetchone()
 
     def read(self, name: str, bbox: Sequence[float] | None = None) -> gpd.GeoDataFrame:
-        """Features of ``name`` (those intersecting the lon/lat ``bbox``, if given); row order is not defined.
-        StoreUnavailableError while the database is down."""
+        """Features of ``name`` (those intersecting the lon/lat ``bbox``, if given), ordered by id so
+        that builds do not follow the table's physical order. StoreUnavailableError while the
+        database is down."""
         return _to_gdf(*self.access.run(lambda conn: self._rows(conn, name, bbox)))
 
     def _rows(self, conn: psycopg.Connection, name: str,
@@ -318,6 +319,7 @@ class PostGISStore:
             params = _check_bbox(bbox)
             q += sql.SQL(" WHERE ST_Intersects({}, ST_MakeEnvelope(%s, %s, %s, %s, 4326))").format(
                 sql.Identifier(GEOMETRY_COLUMN))
+        q += sql.SQL(" ORDER BY {}").format(sql.Identifier(ID_COLUMN))
         with conn.cursor() as cur:
             cur.execute(q, params)
             return columns, cur.fetchall()
