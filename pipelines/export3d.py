@@ -17,6 +17,7 @@ from geo.vertex_budget import MAX_VERTICES, limit_vertices
 from pipelines.catalog import load_catalog
 from pipelines.project import project_store
 from pipelines.readers.citygml_split import PART_BYTES, ByteRange, split_ranges
+from pipelines.readers.cityjson_seq import is_seq, split_seq_ranges
 from pipelines.spill3d import SpillIndex, Spilled, SpillWriter, load
 from tiles.threed.mesh import FlatSurfaces, LocalFrame, extrude_footprints, flat_surfaces_mesh
 from tiles.threed.tileset import TilesetReport, write_tileset
@@ -213,11 +214,13 @@ def models_to_tileset(paths: list[Path], out: Path, *, crs: str | None = None, l
 
 
 def model_parts(paths: list[Path], part_bytes: int = PART_BYTES) -> list[tuple[Path, ByteRange | None]]:
-    """The partitions of the read: one per file, a big CityGML file one per byte range."""
+    """The partitions of the read: one per file, a big CityGML or CityJSONSeq file one per byte range."""
     parts: list[tuple[Path, ByteRange | None]] = []
     for path in map(Path, paths):
         gml = path.name.lower().endswith((".gml", ".xml")) and path.is_file()
         ranges = split_ranges(path, part_bytes) if gml else None
+        if is_seq(path) and path.is_file():
+            ranges = split_seq_ranges(path, part_bytes)
         parts += [(path, r) for r in ranges] if ranges else [(path, None)]
     return parts
 
@@ -332,17 +335,19 @@ def _mesh_and_props(chosen: list[Spilled], lv: int, frame: LocalFrame):
 
 def _read_lods(path: Path, crs: str | None, lods: tuple[int, ...], report: ReadReport,
                part: ByteRange | None = None):
-    """One pass over a model file (or one byte range of a CityGML file): per building, {lod: Building3D}."""
+    """One pass over a model file (or one byte range of a CityGML or CityJSONSeq file): per building,
+    {lod: Building3D}."""
     name = path.name.lower()
     if name.endswith((".gml", ".xml")):
         from pipelines.readers.citygml import read_citygml_lods
 
         return read_citygml_lods(path, lods=lods, crs=crs, report=report, part=part)
-    if name.endswith(".json"):
+    if name.endswith((".json", ".jsonl")):
         from pipelines.readers.cityjson import read_cityjson_lods
 
-        return read_cityjson_lods(path, lods=lods, crs=crs, report=report)
-    raise SourceError(f"{path}: not a CityGML (.gml) or CityJSON (.json) file; for footprints use layer:NAME")
+        return read_cityjson_lods(path, lods=lods, crs=crs, report=report, part=part)
+    raise SourceError(f"{path}: not a CityGML (.gml), CityJSON (.json) or CityJSONSeq (.jsonl) file; "
+                      "for footprints use layer:NAME")
 
 
 def _extrude_lod0(b: Building3D, rr: ReadReport) -> Building3D | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,16 +47,23 @@ def split_ranges(path: Path, part_bytes: int = PART_BYTES) -> list[ByteRange] | 
         if root is None or member is None or member.start() < root.end():
             return None
         needle = head[member.start():member.end() - 1]
-        cuts = [member.start()]
-        for k in range(1, size // part_bytes):
-            at = _next_tag(f, needle, max(k * part_bytes, cuts[-1] + 1), size)
-            if at is None:
-                break
-            if at > cuts[-1]:
-                cuts.append(at)
-    closing = b"</" + root.group(1) + b">"
-    return [ByteRange(k, a, b, cuts[0], closing) for k, (a, b) in enumerate(zip(cuts, cuts[1:]))] + \
-        [ByteRange(len(cuts) - 1, cuts[-1], size, cuts[0], b"")]
+        return cut_ranges(size, member.start(), part_bytes, lambda at: _next_tag(f, needle, at, size),
+                          b"</" + root.group(1) + b">")
+
+
+def cut_ranges(size: int, first: int, part_bytes: int, next_cut: Callable[[int], int | None],
+               closing: bytes) -> list[ByteRange]:
+    """Contiguous ranges from ``first`` (the end of the file's header) to the file's end, cut
+    where ``next_cut`` finds a record start at or after each multiple of ``part_bytes``."""
+    cuts = [first]
+    for k in range(1, size // part_bytes):
+        at = next_cut(max(k * part_bytes, cuts[-1] + 1))
+        if at is None:
+            break
+        if at > cuts[-1]:
+            cuts.append(at)
+    return [ByteRange(k, a, b, first, closing) for k, (a, b) in enumerate(zip(cuts, cuts[1:]))] + \
+        [ByteRange(len(cuts) - 1, cuts[-1], size, first, b"")]
 
 
 def _next_tag(f, needle: bytes, at: int, size: int, window: int = 1 << 20) -> int | None:
@@ -97,6 +105,11 @@ class RangeReader(io.RawIOBase):
             return data
         data, self._tail = self._tail[:size], self._tail[size:]
         return data
+
+    def readinto(self, buffer) -> int:  # what io.BufferedReader calls
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
 
     def close(self) -> None:
         self._file.close()

@@ -1,8 +1,10 @@
 """CityJSON 1.0/1.1/2.0 (``.city.json``) and CityJSONSeq (``.jsonl``) building reader.
 
-A CityJSON file is one JSON document, so it is loaded whole (vertices become one numpy array).
-A CityJSONSeq file is read line by line: its first line holds the transform and CRS, each
-further line is one feature with its own vertices, so memory stays at one feature.
+A CityJSON file is one JSON document, so it is loaded whole (vertices become one numpy array);
+files above ``MAX_CITYJSON_BYTES`` are refused with a pointer to CityJSONSeq. A CityJSONSeq
+file is streamed line by line (``pipelines.readers.cityjson_seq``): its first line holds the
+transform and CRS, each further line is one feature with its own vertices, so memory stays
+at one feature; a big one is read in byte ranges, one partition each.
 
 Conventions, the same as the CityGML reader:
 - **BuildingParts are merged into their Building** (one id, one feature, one tile per building);
@@ -23,7 +25,7 @@ Conventions, the same as the CityGML reader:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +36,13 @@ from pipelines.readers.city_common import (
     BAD_COORDS, DEGENERATE_HOLE, KINDS, NO_LOD, NO_SURFACES, check_polygons, crs_info, lod_number,
     srs_to_crs,
 )
+from pipelines.readers.citygml_split import ByteRange
+from pipelines.readers.cityjson_seq import MAX_FEATURE_VERTICES, is_seq, line_number, lines
+
 
 ORPHAN_PART = SkipReason("BuildingPart without its Building", "BuildingPart")
+#: a plain CityJSON file is parsed whole (about 10x its size in memory); above this, CityJSONSeq
+MAX_CITYJSON_BYTES = 256 * 1024 * 1024
 _SURFACE_DEPTH = {"MultiSurface": 1, "CompositeSurface": 1, "Solid": 2, "MultiSolid": 3, "CompositeSolid": 3}
 
 
@@ -48,9 +55,11 @@ def read_cityjson(path: Path, *, crs: str | None = None, lod: int | None = None,
 
 
 def read_cityjson_lods(path: Path, *, lods: tuple[int, ...] = (1, 2), crs: str | None = None,
-                       report: ReadReport | None = None) -> Iterator[dict[int, Building3D]]:
-    """Per building, ``{lod: Building3D}`` for those of ``lods`` it has."""
-    yield from _read(Path(path), crs=crs, lods=tuple(lods), best=False, report=report)
+                       report: ReadReport | None = None, part: ByteRange | None = None
+                       ) -> Iterator[dict[int, Building3D]]:
+    """Per building, ``{lod: Building3D}`` for those of ``lods`` it has (of one byte range of a
+    CityJSONSeq file when ``part`` is given)."""
+    yield from _read(Path(path), crs=crs, lods=tuple(lods), best=False, report=report, part=part)
 
 
 class _Doc:
@@ -65,16 +74,28 @@ class _Doc:
         self.template_vertices = np.asarray(templates.get("vertices-templates") or np.zeros((0, 3)),
                                             dtype=np.float64)
 
+    def with_vertices(self, vertices: np.ndarray) -> "_Doc":
+        """The same document (templates, CRS) for one CityJSONSeq feature's vertices."""
+        doc = object.__new__(_Doc)
+        doc.__dict__.update(self.__dict__, vertices=vertices)
+        return doc
+
 
 def _read(path: Path, *, crs: str | None, lods: tuple[int, ...] | None, best: bool,
-          report: ReadReport | None) -> Iterator[dict[int, Building3D]]:
+          report: ReadReport | None, part: ByteRange | None = None) -> Iterator[dict[int, Building3D]]:
     _check_file(path)
     report = report if report is not None else ReadReport(str(path))
     declared = srs_to_crs(crs, source="--crs") if crs else None
-    if path.name.lower().endswith(".jsonl"):
-        yield from _read_seq(path, declared=declared, lods=lods, best=best, report=report)
+    if is_seq(path):
+        yield from _read_seq(path, declared=declared, lods=lods, best=best, report=report, part=part)
         return
-    data = _load(path, path.read_bytes(), line_offset=0)
+    size = path.stat().st_size
+    if size > MAX_CITYJSON_BYTES:
+        raise SourceError(
+            f"{path}: is {size / 1e6:,.0f} MB; a CityJSON file is parsed whole, so at most "
+            f"{MAX_CITYJSON_BYTES >> 20} MB is read this way. Convert it to CityJSONSeq, which is streamed: "
+            f"cjio {path.name} export jsonl {path.stem}.jsonl")
+    data = _load(path, path.read_bytes())
     header_crs = _crs(data, path, declared)
     doc = _Doc(data, path=path, crs=header_crs, vertices=_vertices(data, data, path))
     objects = data.get("CityObjects")
@@ -85,30 +106,33 @@ def _read(path: Path, *, crs: str | None, lods: tuple[int, ...] | None, best: bo
     yield from _buildings(objects, doc, lods=lods, best=best, report=report)
 
 
-def _read_seq(path: Path, *, declared: str | None, lods, best: bool,
-              report: ReadReport) -> Iterator[dict[int, Building3D]]:
-    header = None
+def _read_seq(path: Path, *, declared: str | None, lods, best: bool, report: ReadReport,
+              part: ByteRange | None) -> Iterator[dict[int, Building3D]]:
+    base = None
     found = False
-    with path.open("rb") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            item = _load(path, line, line_offset=number - 1)
-            if header is None:
-                if item.get("type") != "CityJSON":
-                    raise SourceError(f"{path}: line {number} is not a CityJSON header; is it CityJSONSeq?")
-                header = item
-                header_crs = _crs(header, path, declared)
-                continue
-            if item.get("type") != "CityJSONFeature":
-                continue
-            doc = _Doc(header, path=path, crs=header_crs, vertices=_vertices(item, header, path))
-            objects = item.get("CityObjects") or {}
-            found = found or any(_is_building(o) for o in objects.values())
-            yield from _buildings(objects, doc, lods=lods, best=best, report=report)
-    if header is None:
+    for offset, line in lines(path, part):
+        where = lambda: line_number(path, offset)  # noqa: E731 - counted only for a message
+        item = _load(path, line, line=where)
+        if base is None:
+            if item.get("type") != "CityJSON":
+                raise SourceError(f"{path}: line {where()} is a {item.get('type')}, not the CityJSON header "
+                                  "line a CityJSONSeq file starts with (transform, CRS); add the header first")
+            base = _Doc(item, path=path, crs=_crs(item, path, declared), vertices=np.zeros((0, 3)))
+            header = item
+            continue
+        if item.get("type") != "CityJSONFeature":
+            continue
+        count = len(item.get("vertices") or ())
+        if count > MAX_FEATURE_VERTICES:
+            raise SourceError(f"{path}: line {where()} (feature {item.get('id')}) has {count:,} vertices, more than "
+                              f"{MAX_FEATURE_VERTICES:,} per feature; split the object")
+        objects = item.get("CityObjects") or {}
+        found = found or any(_is_building(o) for o in objects.values())
+        doc = base.with_vertices(_vertices(item, header, path))
+        yield from _buildings(objects, doc, lods=lods, best=best, report=report)
+    if base is None:
         raise SourceError(f"{path}: holds no CityJSON header line")
-    if not found:
+    if not found and part is None:  # a range may hold no building; the export checks the whole
         raise SourceError(f"{path}: holds no Building")
 
 
@@ -121,14 +145,16 @@ def _check_file(path: Path) -> None:
         raise SourceError(f"{path}: the file is empty (0 bytes); re-export or re-download it")
 
 
-def _load(path: Path, raw: bytes, *, line_offset: int) -> dict:
+def _load(path: Path, raw: bytes, *, line: Callable[[], int] | None = None) -> dict:
+    """One JSON document; ``line`` gives the number of the CityJSONSeq line ``raw`` is."""
     try:
         data = json.loads(raw)
     except UnicodeDecodeError as exc:
         raise SourceError(f"{path}: is not UTF-8 text ({exc.reason}); CityJSON must be UTF-8") from None
     except json.JSONDecodeError as exc:
+        at = f"line {line()}, column {exc.colno}" if line else f"line {exc.lineno}, column {exc.colno}"
         raise SourceError(
-            f"{path}: broken JSON at line {exc.lineno + line_offset}, column {exc.colno} ({exc.msg}); "
+            f"{path}: broken JSON at {at} ({exc.msg}); "
             "the file is cut off or not valid JSON. Re-export or re-download it."
         ) from None
     except RecursionError:  # the parser recurses once per nested array or object
@@ -137,7 +163,8 @@ def _load(path: Path, raw: bytes, *, line_offset: int) -> dict:
             "The file is damaged; re-export it."
         ) from None
     if not isinstance(data, dict) or data.get("type") not in ("CityJSON", "CityJSONFeature"):
-        raise SourceError(f"{path}: is JSON but not CityJSON (no \"type\": \"CityJSON\")")
+        where = f" at line {line()}" if line else ""
+        raise SourceError(f"{path}: is JSON but not CityJSON{where} (no \"type\": \"CityJSON\")")
     return data
 
 

@@ -118,7 +118,7 @@ def write_tileset(out: Path, lon: np.ndarray, lat: np.ndarray, lods: dict[int, M
     implicit tiling (None: by the number of buildings, see ``tiles.threed.implicit``).
     """
     from pipelines.runner import InProcessRunner
-    from tiles.threed.implicit import use_implicit, write_implicit
+    from tiles.threed.implicit import RENDER_BATCH, use_implicit, write_implicit
 
     out = Path(out)
     report = report or TilesetReport(out)
@@ -135,24 +135,16 @@ def write_tileset(out: Path, lon: np.ndarray, lat: np.ndarray, lods: dict[int, M
     try:
         (tmp / "content").mkdir()
         ext = "b3dm" if b3dm_mode else "glb"
-        with tqdm(total=len(leaves), desc=f"3D tiles {out.name}", unit="tile", disable=not progress) as bar:
-            rendered = runner.map(render_leaf, [(leaf.bounds, leaf.items) for leaf in leaves],
-                                  shared={"lods": lods, "b3dm_mode": b3dm_mode, "compress": compress},
-                                  progress=lambda done, total: bar.update(done - bar.n))
-        counter = 0
         tiles: dict[int, dict] = {}
-        for leaf, parts in zip(leaves, rendered):
-            chain = []
-            for part in parts:
-                counter += 1
-                name = f"content/{counter}.{ext}"
-                (tmp / name).write_bytes(part["data"])
-                report.tiles += 1
-                for why, n in part["skipped"].items():
-                    report.skipped[why] = report.skipped.get(why, 0) + n
-                chain.append({"transform": part["transform"], "boundingVolume": {"region": part["region"]},
-                              "content": {"uri": name}})
-            tiles[id(leaf)] = _chain_json(chain, leaf.bounds)
+        counter = 0
+        with tqdm(total=len(leaves), desc=f"3D tiles {out.name}", unit="tile", disable=not progress) as bar:
+            for start in range(0, len(leaves), RENDER_BATCH):  # written batch by batch: memory follows the batch
+                batch = leaves[start:start + RENDER_BATCH]
+                rendered = runner.map(render_leaf, [(leaf.bounds, leaf.items) for leaf in batch],
+                                      shared={"lods": lods, "b3dm_mode": b3dm_mode, "compress": compress})
+                for leaf, parts in zip(batch, rendered):
+                    counter = _write_leaf(tmp, leaf, parts, counter, ext, tiles, report)
+                bar.update(len(batch))
         root_json = _inner_json(root, tiles)
         tileset = {
             "asset": {"version": "1.0" if b3dm_mode else "1.1", "generator": "citytwin"},
@@ -169,6 +161,23 @@ def write_tileset(out: Path, lon: np.ndarray, lat: np.ndarray, lods: dict[int, M
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return report
+
+
+def _write_leaf(tmp: Path, leaf: Node, parts: list[dict], counter: int, ext: str, tiles: dict[int, dict],
+                report: TilesetReport) -> int:
+    """Write one leaf's content files (numbered on from ``counter``) and keep its tile JSON; the new counter."""
+    chain = []
+    for part in parts:
+        counter += 1
+        name = f"content/{counter}.{ext}"
+        (tmp / name).write_bytes(part["data"])
+        report.tiles += 1
+        for why, n in part["skipped"].items():
+            report.skipped[why] = report.skipped.get(why, 0) + n
+        chain.append({"transform": part["transform"], "boundingVolume": {"region": part["region"]},
+                      "content": {"uri": name}})
+    tiles[id(leaf)] = _chain_json(chain, leaf.bounds)
+    return counter
 
 
 def _collect(node: Node, leaves: list[Node]) -> None:
