@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import geopandas as gpd
 import numpy as np
 import shapely
 from shapely import lib as shapely_lib
@@ -20,6 +21,8 @@ from tiles.mvt_bytes import ragged_take, segment_ids, varints, zigzag
 EXTENT = 4096  # MVT tile units
 BUFFER = 64  # tile units of geometry kept beyond the tile edge (same as the PostGIS source)
 HALF_WORLD = 20037508.342789244  # Web Mercator half extent, metres
+MAX_LAT = 85.0511287798066
+_PROJECT_CHUNK = 50_000  # features projected at once
 
 POINT, LINESTRING, POLYGON = 1, 2, 3  # MVT GeomType
 _FAMILY = {0: POINT, 4: POINT, 1: LINESTRING, 2: LINESTRING, 5: LINESTRING, 3: POLYGON, 6: POLYGON}
@@ -28,6 +31,15 @@ _MOVE_TO, _LINE_TO, _CLOSE = 1, 2, 7
 
 def tile_size(z: int) -> float:
     return 2 * HALF_WORLD / (1 << z)
+
+
+def web_mercator(lonlat: np.ndarray) -> np.ndarray:
+    """EPSG:4326 geometries in Web Mercator, clamped to +-MAX_LAT (Mercator is undefined at the poles)."""
+    merc = np.empty(len(lonlat), dtype=object)
+    for i in range(0, len(lonlat), _PROJECT_CHUNK):  # in chunks: no third full copy of the geometries
+        part = shapely.clip_by_rect(lonlat[i:i + _PROJECT_CHUNK], -180, -MAX_LAT, 180, MAX_LAT)
+        merc[i:i + _PROJECT_CHUNK] = np.asarray(gpd.GeoSeries(part, crs=4326).to_crs(3857).values)
+    return merc
 
 
 def geometry_family(geoms: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ from tiles.mvt_bytes import interleave, ragged_take, varint_len, varints
 from tiles.mvt_geometry import BUFFER, EXTENT, HALF_WORLD, EncodedGeometry, encode_pairs, geometry_family, tile_size
 from tiles.mvt_values import ValueTable, tile_tags
 
+SIMPLIFY_PX = 1.0  # simplification tolerance below maxzoom, in tile units
 BATCH_PAIRS = 100_000  # pairs encoded at once: bounds the byte-level index arrays (~100 B/pair each)
 _GZIP_LEVEL = 6
 _HEAD_SLACK = 1.5  # encode pairs whose guessed running size before them is under this share of the budget
@@ -59,6 +60,11 @@ def _varint(v: int) -> bytes:
         v >>= 7
     out.append(v)
     return bytes(out)
+
+
+def zoom_tolerance(z: int, maxzoom: int) -> float:
+    """Simplification tolerance of zoom ``z`` in metres: about one tile pixel, none at ``maxzoom``."""
+    return 0.0 if z == maxzoom else SIMPLIFY_PX * tile_size(z) / EXTENT
 
 
 def tile_ranges(bounds: np.ndarray, z: int, buffer_units: float) -> tuple[np.ndarray, ...]:

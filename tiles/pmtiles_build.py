@@ -31,15 +31,11 @@ from geo.names import check_layer_name
 from geo.vertex_budget import MAX_VERTICES, limit_vertices
 from pipelines.store.base import GEOMETRY_COLUMN, ID_COLUMN, field_type
 from tiles.publish import make_readable, scratch_file
-from tiles.mvt_geometry import EXTENT, tile_size
+from tiles.mvt_geometry import web_mercator
 from tiles.mvt_values import ValueTable, value_table
-from tiles.mvt_zoom import LayerFrame, Shapes, encode_zoom
+from tiles.mvt_zoom import LayerFrame, Shapes, encode_zoom, zoom_tolerance
 from tiles.source import MAX_TILE_BYTES, TileSetInfo
 from tiles.tilejson import tilejson
-
-SIMPLIFY_PX = 1.0  # simplification tolerance below maxzoom, in tile units
-_MAX_LAT = 85.0511287798066
-_PROJECT_CHUNK = 50_000  # features projected at once
 
 # TileJSON / MBTiles 'vector_layers' field type names
 _MVT_FIELD_TYPES = {"string": "String", "number": "Number", "integer": "Number", "boolean": "Boolean"}
@@ -129,12 +125,7 @@ def _prepared(store, layer: str, fields: list[str] | None):
         raise StoreError(f"layer {layer!r}: the store returned {gdf.crs}, expected EPSG:4326")
     gdf[ID_COLUMN] = gdf[ID_COLUMN].astype(str)
     lonlat_bounds = tuple(float(b) for b in gdf.total_bounds)
-    lonlat = gdf.geometry.values
-    merc = np.empty(len(lonlat), dtype=object)
-    for i in range(0, len(lonlat), _PROJECT_CHUNK):  # in chunks: no third full copy of the geometries
-        # Mercator is undefined at the poles; clamp like every web map does.
-        part = shapely.clip_by_rect(np.asarray(lonlat[i:i + _PROJECT_CHUNK]), -180, -_MAX_LAT, 180, _MAX_LAT)
-        merc[i:i + _PROJECT_CHUNK] = np.asarray(gpd.GeoSeries(part, crs=4326).to_crs(3857).values)
+    merc = web_mercator(np.asarray(gdf.geometry.values))
     return gdf[columns], merc, lonlat_bounds, (len(budget.simplified), len(budget.dropped))
 
 
@@ -220,8 +211,7 @@ def build_pmtiles(store, layer: str, out_path: Path, minzoom: int, maxzoom: int,
 def _zoom_partition(z: int, *, maxzoom: int, merc: np.ndarray, shape: Shapes, table: ValueTable,
                     frame: LayerFrame, max_tile_bytes: int) -> tuple[ZoomReport, list]:
     """One zoom level: its report and its (z, x, y, gzip bytes, uncompressed size) tiles."""
-    tol = 0.0 if z == maxzoom else SIMPLIFY_PX * tile_size(z) / EXTENT
-    got = encode_zoom(merc, shape, table, frame, z, tol, max_tile_bytes)
+    got = encode_zoom(merc, shape, table, frame, z, zoom_tolerance(z, maxzoom), max_tile_bytes)
     largest = max((t[4] for t in got.tiles), default=0)
     return ZoomReport(z, len(got.tiles), largest, len(merc), got.dropped_for_size, got.features_written), got.tiles
 
