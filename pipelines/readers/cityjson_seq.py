@@ -50,7 +50,7 @@ def lines(path: Path, part: ByteRange | None = None) -> Iterator[tuple[int, byte
             at += len(line)
             if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
                 raise SourceError(
-                    f"{path}: line {line_number(path, offset)} is longer than {MAX_LINE_BYTES >> 20} MB; "
+                    f"{path}: line {line_number(path, offset)} is longer than {MAX_LINE_BYTES:,} bytes; "
                     "a CityJSONSeq line holds one feature. Split the object or check the file is CityJSONSeq.")
             if line.strip():
                 yield offset, line

@@ -1,0 +1,141 @@
+"""CityJSONSeq to 3D Tiles, streamed: the same tileset as from the CityJSON file it was made
+from, byte ranges at line starts that add up to the file, hostile lines refused in one line
+with exit 2, and memory that does not grow with the file."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from citygml_summary import tileset_summary
+from click.testing import CliRunner
+from peak_rss import run_measured
+from validators import gltf_validate
+
+from pipelines.cli import main
+from pipelines.export3d import models_to_tileset
+from pipelines.readers.cityjson import read_cityjson_lods
+from pipelines.readers.cityjson_seq import split_seq_ranges
+from shared_data import SHARED_DATA
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is not an installed package
+from benchmarks.p4_cityjsonseq import generate, seq_features, seq_header  # noqa: E402
+
+pytestmark = pytest.mark.realdata("cityjson")
+CJ = SHARED_DATA / "cityjson"
+NAMES = ["delft.city.json", "multi_lod.city.json", "rotterdam_subset.city.json"]
+
+
+def _to_seq(source: Path, out: Path) -> Path:
+    data = json.loads(source.read_text())
+    lines = [seq_header(data)] + seq_features(data)
+    out.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return out
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("gen") / "gen.city.jsonl"
+    generate(path, 3_000_000)
+    return path
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_seq_gives_the_tileset_of_the_cityjson_it_was_made_from(name, tmp_path):
+    seq = _to_seq(CJ / name, tmp_path / name.replace(".json", ".jsonl"))
+    assert len(seq.read_text().splitlines()) == 1 + sum(
+        not o.get("parents") for o in json.loads((CJ / name).read_text())["CityObjects"].values())
+    a, b = tmp_path / "a", tmp_path / "b"
+    models_to_tileset([CJ / name], a, crs="EPSG:7415", progress=False, compress=False)
+    models_to_tileset([seq], b, progress=False, compress=False)
+    whole, streamed = tileset_summary(a), tileset_summary(b)
+    assert streamed == whole and whole["tiles"] >= 1 and whole["triangles"] > 0
+
+
+def test_byte_ranges_start_at_lines_and_read_every_building_once(generated, tmp_path):
+    text = generated.read_bytes()
+    ranges = split_seq_ranges(generated, part_bytes=300_000)
+    assert ranges is not None and len(ranges) >= 5
+    header_end = text.index(b"\n") + 1
+    assert ranges[0].start == header_end and {r.header_end for r in ranges} == {header_end}
+    assert all(a.stop == b.start for a, b in zip(ranges, ranges[1:])) and ranges[-1].stop == len(text)
+    assert all(text[r.start - 1:r.start] == b"\n" for r in ranges)
+    expected = [k for line in text.splitlines()[1:] for k, o in json.loads(line)["CityObjects"].items()
+                if o["type"] == "Building"]
+    whole = [next(iter(lods.values())).id for lods in read_cityjson_lods(generated)]
+    parts = [next(iter(lods.values())).id for r in ranges for lods in read_cityjson_lods(generated, part=r)]
+    assert len(expected) > 1000 and parts == whole == expected
+    a, b = tmp_path / "a", tmp_path / "b"
+    models_to_tileset([generated], a, progress=False, compress=False, max_per_tile=100)
+    models_to_tileset([generated], b, progress=False, compress=False, max_per_tile=100, part_bytes=300_000)
+    assert tileset_summary(a) == tileset_summary(b)
+
+
+def _header() -> str:
+    return json.dumps(seq_header(json.loads((CJ / "rotterdam_subset.city.json").read_text())))
+
+
+def _features() -> list[str]:
+    return [json.dumps(f) for f in seq_features(json.loads((CJ / "rotterdam_subset.city.json").read_text()))]
+
+
+@pytest.mark.parametrize("case", ["bad_json", "no_header", "too_long", "too_many_vertices"])
+def test_hostile_line_is_one_line_naming_file_and_line_and_exit_2(case, tmp_path, monkeypatch):
+    feats = _features()
+    lines = [_header(), *feats[:3]]
+    if case == "bad_json":
+        lines.insert(3, feats[3][:-40])  # line 4 cut off
+        want = "broken JSON at line 4"
+    elif case == "no_header":
+        lines = feats[:3]
+        want = "line 1 is a CityJSONFeature, not the CityJSON header"
+    elif case == "too_long":
+        limit = max(len(x) for x in lines) + 1
+        monkeypatch.setattr("pipelines.readers.cityjson_seq.MAX_LINE_BYTES", limit)
+        lines.insert(2, json.dumps({"type": "CityJSONFeature", "id": "x", "CityObjects": {},
+                                    "vertices": [[1, 2, 3]] * limit}))
+        want = "line 3 is longer than"
+    else:
+        monkeypatch.setattr("pipelines.readers.cityjson.MAX_FEATURE_VERTICES", 10)
+        want = "line 2 (feature"
+    seq = tmp_path / "hostile.city.jsonl"
+    seq.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "o"
+    result = CliRunner().invoke(main, ["export-3dtiles", str(seq), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    printed = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(printed) == 1 and str(seq) in printed[0] and want in printed[0], result.output
+    assert "Traceback" not in result.output and not out.exists()
+    assert not list(tmp_path.glob(".*")), "no scratch or spill folder is left behind"
+
+
+def test_big_plain_cityjson_is_refused_with_a_pointer_to_cityjsonseq(tmp_path, monkeypatch):
+    monkeypatch.setattr("pipelines.readers.cityjson.MAX_CITYJSON_BYTES", 10_000)
+    result = CliRunner().invoke(main, ["export-3dtiles", str(CJ / "rotterdam_subset.city.json"),
+                                       "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    printed = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(printed) == 1 and "rotterdam_subset.city.json: is 0 MB" in printed[0], result.output
+    assert "cjio rotterdam_subset.city.json export jsonl rotterdam_subset.city.jsonl" in printed[0]
+
+
+def test_meshopt_tiles_of_a_split_seq_validate(generated, tmp_path):
+    out = tmp_path / "tiles"
+    report, _ = models_to_tileset([generated], out, progress=False, max_per_tile=100, part_bytes=300_000)
+    reports = gltf_validate(sorted((out / "content").iterdir()))
+    assert len(reports) == report.tiles >= 5
+    assert [r["numErrors"] for r in reports] == [0] * len(reports), reports[0]["errors"]
+
+
+def test_peak_memory_does_not_grow_with_the_file(tmp_path):
+    """Five times the buildings must not take more memory in proportion (before, a .jsonl
+    file was not accepted by export-3dtiles at all)."""
+    peaks = {}
+    for copies, target in ((1, 8_000_000), (5, 40_000_000)):
+        path = tmp_path / f"city{copies}.city.jsonl"
+        generate(path, target)
+        run = run_measured("export-3dtiles", path, "--out", tmp_path / f"out{copies}")
+        assert run.returncode == 0, run.stderr[-2000:]
+        peaks[copies] = run.peak_mb
+    assert peaks[5] - peaks[1] < 25, peaks
