@@ -74,6 +74,11 @@ class Street:
     cell_buildings: int
 
 
+def embedded_env() -> dict[str, str]:
+    """The environment for the built project's own GeoPackage store (never a PostGIS left set)."""
+    return {k: v for k, v in env_with().items() if k != "CITYTWIN_DATABASE_URL"}
+
+
 def tileset_figures(folder: Path) -> dict:
     files = [p for p in folder.rglob("*") if p.is_file()]
     glbs = [p.stat().st_size for p in files if p.suffix == ".glb"]
@@ -177,7 +182,7 @@ def load_street_view(base: str, street: Street) -> dict:
 
 
 def street_level(project: Path, street: Street) -> dict:
-    env = {k: v for k, v in env_with().items() if k != "CITYTWIN_DATABASE_URL"}
+    env = embedded_env()
     server = Server("ours-city3d", lambda port: [str(CITYTWIN), "serve", "--project", str(project),
                                                  "--port", str(port)], env, "/conformance?f=json")
     with server:
@@ -252,7 +257,7 @@ def build_city(n: int) -> tuple[Path, dict]:
     paths = write(generate(n, seed=42), DATA, f"city{n}")
     project = write_project(WORK / "city3d", {"buildings": {"kind": "buildings", "source": str(paths["buildings"]),
                                                             "minzoom": 14, "maxzoom": 16}})
-    env = {k: v for k, v in env_with().items() if k != "CITYTWIN_DATABASE_URL"}
+    env = embedded_env()
     t = run_timed([str(CITYTWIN), "build", "--project", str(project)], env=env, timeout=7200)
     if t.returncode != 0:
         raise RuntimeError(f"citytwin build failed ({t.returncode}):\n{t.stderr[-3000:]}")
