@@ -35,6 +35,8 @@ class ZoomTiles:
     tiles: list[tuple[int, int, int, bytes, int]]  # (z, x, y, gzip MVT, uncompressed bytes)
     features_written: int  # distinct features with geometry in some written tile
     dropped_for_size: int  # features left out by the tile budget
+    written: np.ndarray  # per input feature: has geometry in some kept tile (of any tile, not only those returned)
+    over: np.ndarray  # per input feature: left out of this zoom by the tile budget
 
 
 @dataclass(frozen=True)
@@ -90,8 +92,13 @@ def expand_to_tiles(bounds: np.ndarray, z: int) -> tuple[np.ndarray, np.ndarray]
 
 
 def encode_zoom(merc: np.ndarray, shape: Shapes, table: ValueTable, frame: LayerFrame, z: int,
-                tolerance: float, max_tile_bytes: int) -> ZoomTiles:
-    """Tiles of zoom ``z`` for Mercator ``merc``, simplified with ``tolerance`` (metres; 0: as they are)."""
+                tolerance: float, max_tile_bytes: int,
+                tiles_in: tuple[int, int, int, int] | None = None) -> ZoomTiles:
+    """Tiles of zoom ``z`` for Mercator ``merc``, simplified with ``tolerance`` (metres; 0: as they are).
+
+    ``tiles_in`` (x0, y0, x1, y1, inclusive): only those tiles are assembled and returned; the
+    others are still sized, since a feature over the budget in any of its tiles leaves the zoom.
+    """
     drawable = np.flatnonzero(shape.family > 0)
     feat, key = expand_to_tiles(shape.bounds[drawable], z)
     feat = drawable[feat]
@@ -108,8 +115,11 @@ def encode_zoom(merc: np.ndarray, shape: Shapes, table: ValueTable, frame: Layer
     for b in batches:
         keep = ~over[b.feat]
         written[b.feat[keep]] = True
+        if tiles_in is not None:
+            tx, ty = b.key >> z, b.key & ((1 << z) - 1)
+            keep &= (tx >= tiles_in[0]) & (ty >= tiles_in[1]) & (tx <= tiles_in[2]) & (ty <= tiles_in[3])
         tiles.extend(_assemble(b, keep, shape.family, table, frame, z))
-    return ZoomTiles(tiles, int(written.sum()), int(over.sum()))
+    return ZoomTiles(tiles, int(written.sum()), int(over.sum()), written, over)
 
 
 def _batches(key: np.ndarray) -> list[slice]:

@@ -10,30 +10,27 @@ the tiles; this module drives it and writes the archive. Per zoom:
 3. count the distinct features that have geometry in the written tiles, so the report's
    drop counts are measured from the tiles, not assumed.
 
-The zooms are then merged into one archive written next to ``out_path`` and moved
+The work is split into partitions (tiles/pmtiles_partitions.py: a block of tiles x a zoom
+range, each reading its own rows from the store), run in process or on Dask. The driver
+only plans, merges their tiles into one archive written next to ``out_path``, and moves it
 into place with os.replace, so readers never see a half-written file.
 """
 from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import geopandas as gpd
-import numpy as np
-import shapely
 from pmtiles.tile import Compression, TileType, zxy_to_tileid
 from pmtiles.writer import Writer
 
-from geo.errors import SourceError, StoreError
+from geo.errors import SourceError
 from geo.names import check_layer_name
-from geo.vertex_budget import MAX_VERTICES, limit_vertices
-from pipelines.store.base import GEOMETRY_COLUMN, ID_COLUMN, field_type
+from geo.vertex_budget import MAX_VERTICES
+from tiles.pmtiles_partitions import Partition, PartitionResult, StoreRef, build_partition, plan
 from tiles.publish import make_readable, scratch_file
-from tiles.mvt_geometry import web_mercator
-from tiles.mvt_values import ValueTable, value_table
-from tiles.mvt_zoom import LayerFrame, Shapes, encode_zoom, zoom_tolerance
 from tiles.source import MAX_TILE_BYTES, TileSetInfo
 from tiles.tilejson import tilejson
 
@@ -69,6 +66,9 @@ class BuildReport:
     zooms: list[ZoomReport] = field(default_factory=list)
     simplified: int = 0  # features over the vertex budget, simplified to fit
     too_complex: int = 0  # features over it even when simplified, left out
+    partitions: int = 1
+    driver_seconds: float = 0.0  # planning, merging, writing the archive
+    seconds: float = 0.0  # the whole build
 
     @property
     def dropped_per_zoom(self) -> dict[int, int]:
@@ -86,49 +86,12 @@ class BuildReport:
                if self.simplified else "")
             + (f"; {self.too_complex} feature(s) over {MAX_VERTICES:,} vertices even when simplified left out"
                if self.too_complex else "")
+            + f"; {self.partitions} partition(s), driver {self.driver_seconds:.1f} s of {self.seconds:.1f} s"
+              f" ({100 * self.driver_seconds / max(self.seconds, 1e-9):.1f}%)"
         )
 
 
 # -- the build ---------------------------------------------------------------------
-def _published_columns(gdf: gpd.GeoDataFrame, layer: str, fields: list[str] | None) -> list[str]:
-    available = [c for c in gdf.columns if c != GEOMETRY_COLUMN and c != gdf.geometry.name]
-    if ID_COLUMN not in available:
-        raise StoreError(f"layer {layer!r} has no {ID_COLUMN!r} column; re-ingest it with 'citytwin ingest'")
-    if fields is None:
-        return [ID_COLUMN] + [c for c in available if c != ID_COLUMN]
-    missing = [f for f in fields if f not in available]
-    if missing:
-        raise SourceError(
-            f"layer {layer!r}: fields {missing} are listed to publish but are not in the layer "
-            f"(it has: {', '.join(available)}); fix 'fields' in citytwin.yaml"
-        )
-    return [ID_COLUMN] + [f for f in fields if f != ID_COLUMN]
-
-
-def _prepared(store, layer: str, fields: list[str] | None):
-    """(published attributes, Web Mercator geometries, lon/lat bounds, (simplified, left out)) of the layer.
-
-    Its own function so the store's frame and the lon/lat geometries are freed once
-    projected: a 600k-feature layer holds several hundred MB in each form.
-    """
-    gdf = store.read(layer)
-    columns = _published_columns(gdf, layer, fields)
-    geom = gdf.geometry.values
-    usable = ~(shapely.is_missing(geom) | shapely.is_empty(geom))
-    gdf = gdf.loc[usable, columns + [gdf.geometry.name]].reset_index(drop=True)
-    budget = limit_vertices(gdf.geometry.values)  # a huge ring would be clipped and encoded at every zoom
-    gdf = gdf.set_geometry(gpd.GeoSeries(budget.geoms, crs=gdf.crs, index=gdf.index))
-    gdf = gdf.drop(index=budget.dropped).reset_index(drop=True)
-    if gdf.empty:
-        raise SourceError(f"layer {layer!r} has no features with a geometry; nothing to tile")
-    if gdf.crs is None or gdf.crs.to_epsg() != 4326:
-        raise StoreError(f"layer {layer!r}: the store returned {gdf.crs}, expected EPSG:4326")
-    gdf[ID_COLUMN] = gdf[ID_COLUMN].astype(str)
-    lonlat_bounds = tuple(float(b) for b in gdf.total_bounds)
-    merc = web_mercator(np.asarray(gdf.geometry.values))
-    return gdf[columns], merc, lonlat_bounds, (len(budget.simplified), len(budget.dropped))
-
-
 def _center(bounds: tuple[float, float, float, float], minzoom: int, maxzoom: int) -> tuple[float, float, int]:
     lon = (bounds[0] + bounds[2]) / 2
     lat = (bounds[1] + bounds[3]) / 2
@@ -137,87 +100,105 @@ def _center(bounds: tuple[float, float, float, float], minzoom: int, maxzoom: in
 
 def build_pmtiles(store, layer: str, out_path: Path, minzoom: int, maxzoom: int,
                   fields: list[str] | None, *, max_tile_bytes: int = MAX_TILE_BYTES, progress: bool = True,
-                  tiles_url_template: str | None = None, runner=None) -> BuildReport:
+                  tiles_url_template: str | None = None, runner=None,
+                  partitions: list[Partition] | None = None) -> BuildReport:
     """Write ``out_path`` (PMTiles, gzip MVT) and ``<out_path stem>.json`` (TileJSON) for ``layer``.
 
     No tile exceeds ``max_tile_bytes`` of uncompressed MVT: the smallest features of a
     too-full tile are left out at that zoom, and the report says how many per zoom.
+    ``partitions`` overrides the plan (tiles.pmtiles_partitions.plan); any plan writes the same bytes.
     """
+    started = time.perf_counter()
     check_layer_name(layer)
     if not 0 <= minzoom <= maxzoom <= 22:
         raise SourceError(f"layer {layer!r}: zooms {minzoom}-{maxzoom} are invalid; use 0 <= minzoom <= maxzoom <= 22")
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-
-    attrs, merc, lonlat_bounds, (simplified, too_complex) = _prepared(store, layer, fields)
-    columns = list(attrs.columns)
-    n = len(attrs)
-    info = _info(layer, minzoom, maxzoom, lonlat_bounds, attrs)
-    table = value_table(attrs)
-    del attrs  # the table holds every value once; the frame's Python objects are the bulk of memory
+    if partitions is None:
+        layer_info = store.info(layer)
+        partitions = plan(layer_info.bounds, layer_info.count, minzoom, maxzoom)
 
     from pipelines.runner import InProcessRunner
 
     runner = runner or InProcessRunner()
-    zooms = list(range(minzoom, maxzoom + 1))
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(zooms), desc=f"tiles {layer}", unit="zoom")
+        bar = tqdm(total=len(partitions), desc=f"tiles {layer}", unit="part")
+    planned = time.perf_counter()
+    results: list[PartitionResult] = runner.map(build_partition, partitions, shared={
+        "store": StoreRef.of(store), "layer": layer, "fields": fields, "maxzoom": maxzoom,
+        "max_tile_bytes": max_tile_bytes}, progress=(lambda d, t: bar.update(d - bar.n)) if bar else None)
+    if bar:
+        bar.close()
+    mapped = time.perf_counter()
 
-    reports: list[ZoomReport] = []
-    tmp_archive = None
-    try:
-        # one partition per zoom; the driver merges them into one archive
-        results = runner.map(_zoom_partition, zooms, shared={
-            "maxzoom": maxzoom, "merc": merc, "shape": Shapes.of(merc), "table": table,
-            "frame": LayerFrame.of(layer, columns),
-            "max_tile_bytes": max_tile_bytes}, progress=(lambda d, t: bar.update(d - bar.n)) if bar else None)
-        if bar:
-            bar.close()
-        fd, tmp_archive = scratch_file(out_path)
-        with os.fdopen(fd, "wb") as out_f:
-            writer = Writer(out_f)
-            for report, tiles in results:
-                reports.append(report)
-                for tz, tx, ty, data, _ in sorted(tiles, key=lambda t: zxy_to_tileid(t[0], t[1], t[2])):
-                    writer.write_tile(zxy_to_tileid(tz, tx, ty), data)
-            if writer.addressed_tiles == 0:
-                raise SourceError(f"layer {layer!r}: no tile could be written at zooms {minzoom}-{maxzoom}")
-            writer.finalize(_header(minzoom, maxzoom, lonlat_bounds, info.center),
-                            _metadata(info, n, reports, max_tile_bytes))
-        make_readable(tmp_archive)
-        os.replace(tmp_archive, out_path)
-        tmp_archive = None
-    finally:
-        if tmp_archive is not None:
-            tmp_archive.unlink(missing_ok=True)
+    # every zoom's partitions hold each feature once: the first zoom's count the layer
+    first = [r for r in results if r.partition.zooms[0] == minzoom]
+    n = sum(r.features for r in first)
+    if n == 0:
+        raise SourceError(f"layer {layer!r} has no features with a geometry; nothing to tile")
+    found = [r.lonlat_bounds for r in first if r.lonlat_bounds is not None]
+    lonlat_bounds = (min(b[0] for b in found), min(b[1] for b in found),
+                     max(b[2] for b in found), max(b[3] for b in found))
+    info = _info(layer, minzoom, maxzoom, lonlat_bounds, next(r.field_types for r in first if r.features))
+    reports = _zoom_reports(results, n, minzoom, maxzoom)
+    simplified, too_complex = sum(r.simplified for r in first), sum(r.too_complex for r in first)
+    _write_archive(out_path, layer, results, minzoom, maxzoom, lonlat_bounds, info,
+                   _metadata(info, n, reports, max_tile_bytes))
+    partition_count = len(results)
+    del results, first  # the tiles' bytes
 
     tj_path = out_path.with_suffix(".json")
     url = tiles_url_template or f"{layer}/{{z}}/{{x}}/{{y}}.mvt"
     doc = tilejson(info, url, name=layer, description=f"{layer} vector tiles", attribution="")
     _write_json_atomic(tj_path, doc)
+    done = time.perf_counter()
 
     return BuildReport(
         layer=layer, path=out_path, tilejson_path=tj_path, features=n,
         tiles_written=sum(r.tiles for r in reports),
         largest_tile_bytes=max(r.largest_tile_bytes for r in reports),
         archive_bytes=out_path.stat().st_size, max_tile_bytes=max_tile_bytes, zooms=reports,
-        simplified=simplified, too_complex=too_complex,
+        simplified=simplified, too_complex=too_complex, partitions=partition_count,
+        driver_seconds=(planned - started) + (done - mapped), seconds=done - started,
     )
 
 
-def _zoom_partition(z: int, *, maxzoom: int, merc: np.ndarray, shape: Shapes, table: ValueTable,
-                    frame: LayerFrame, max_tile_bytes: int) -> tuple[ZoomReport, list]:
-    """One zoom level: its report and its (z, x, y, gzip bytes, uncompressed size) tiles."""
-    got = encode_zoom(merc, shape, table, frame, z, zoom_tolerance(z, maxzoom), max_tile_bytes)
-    largest = max((t[4] for t in got.tiles), default=0)
-    return ZoomReport(z, len(got.tiles), largest, len(merc), got.dropped_for_size, got.features_written), got.tiles
+def _zoom_reports(results: list[PartitionResult], n: int, minzoom: int, maxzoom: int) -> list[ZoomReport]:
+    """Per zoom, the partitions' figures added up: each feature is counted by the one partition owning it."""
+    reports = []
+    for z in range(minzoom, maxzoom + 1):
+        parts = [zp for r in results for zp in r.zooms if zp.zoom == z]
+        reports.append(ZoomReport(z, sum(len(p.tiles) for p in parts),
+                                  max((t[4] for p in parts for t in p.tiles), default=0),
+                                  n, sum(p.over for p in parts), sum(p.written for p in parts)))
+    return reports
 
 
-def _info(layer: str, minzoom: int, maxzoom: int, bounds, attrs) -> TileSetInfo:
-    fields = {c: _MVT_FIELD_TYPES[field_type(attrs[c].dtype)] for c in attrs.columns}
+def _write_archive(out_path: Path, layer: str, results: list[PartitionResult], minzoom: int, maxzoom: int,
+                   lonlat_bounds, info: TileSetInfo, metadata: dict) -> None:
+    """All partitions' tiles in tile-id order into a scratch file, moved into place when complete."""
+    tiles = sorted((zxy_to_tileid(t[0], t[1], t[2]), t[3]) for r in results for zp in r.zooms for t in zp.tiles)
+    fd, tmp_archive = scratch_file(out_path)
+    try:
+        with os.fdopen(fd, "wb") as out_f:
+            writer = Writer(out_f)
+            for tile_id, data in tiles:
+                writer.write_tile(tile_id, data)
+            if writer.addressed_tiles == 0:
+                raise SourceError(f"layer {layer!r}: no tile could be written at zooms {minzoom}-{maxzoom}")
+            writer.finalize(_header(minzoom, maxzoom, lonlat_bounds, info.center), metadata)
+        make_readable(tmp_archive)
+        os.replace(tmp_archive, out_path)
+    except BaseException:
+        Path(tmp_archive).unlink(missing_ok=True)
+        raise
+
+
+def _info(layer: str, minzoom: int, maxzoom: int, bounds, field_types: dict[str, str]) -> TileSetInfo:
+    fields = {c: _MVT_FIELD_TYPES[t] for c, t in field_types.items()}
     vector_layers = [{"id": layer, "fields": fields, "minzoom": minzoom, "maxzoom": maxzoom}]
     return TileSetInfo(layer=layer, minzoom=minzoom, maxzoom=maxzoom, bounds=bounds,
                        center=_center(bounds, minzoom, maxzoom), vector_layers=vector_layers,

@@ -88,7 +88,9 @@ class GeoPackageStore:
 
     def read(self, name: str, bbox=None) -> gpd.GeoDataFrame:
         self._require(name)
-        gdf = pyogrio.read_dataframe(self.path, layer=name, bbox=bbox, fid_as_index=False)
+        gdf = pyogrio.read_dataframe(self.path, layer=name, bbox=bbox, fid_as_index=bbox is not None)
+        if bbox is not None:  # the R-tree returns rows in its own order; builds rely on the file's
+            gdf = gdf.sort_index().reset_index(drop=True)
         meta = pyogrio.read_info(self.path, layer=name)
         gdf = as_dates(gdf, meta["fields"], meta["dtypes"])
         if gdf.crs is None:

@@ -1,0 +1,79 @@
+"""A PMTiles build split into blocks that read their own rows writes the whole-layer build's bytes."""
+from __future__ import annotations
+
+import gzip
+import sys
+from pathlib import Path
+
+import mapbox_vector_tile
+import morecantile
+import pytest
+from pmtiles.reader import MmapSource, Reader, all_tiles
+
+from pipelines.store.gpkg import GeoPackageStore
+from tiles.pmtiles_build import build_pmtiles
+from tiles.pmtiles_partitions import Partition
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is not an installed package
+from benchmarks.citygen import generate  # noqa: E402
+
+MINZOOM, MAXZOOM = 12, 16
+TILE_LIMIT = 40_000  # small enough that many low-zoom tiles, on block edges too, are cut by the budget
+
+
+@pytest.fixture(scope="module")
+def dense(tmp_path_factory) -> tuple[GeoPackageStore, tuple[float, ...]]:
+    city = generate(40_000, seed=11).buildings.to_crs(4326)
+    city.insert(0, "id", city["bld_id"].astype(str))
+    store = GeoPackageStore(tmp_path_factory.mktemp("parts") / "store.gpkg")
+    store.publish("buildings", city)
+    return store, tuple(city.total_bounds)
+
+
+def _blocks(bounds: tuple[float, ...], bz: int, zooms: tuple[int, int]) -> list[Partition]:
+    tms = morecantile.tms.get("WebMercatorQuad")
+    return [Partition(bz, t.x, t.y, zooms) for t in tms.tiles(*bounds, zooms=[bz])]
+
+
+def _ids_per_zoom(path: Path) -> dict[int, set[str]]:
+    out: dict[int, set[str]] = {}
+    with open(path, "rb") as f:
+        for (z, _, _), data in all_tiles(MmapSource(f)):
+            layer = mapbox_vector_tile.decode(gzip.decompress(data))["buildings"]
+            out.setdefault(z, set()).update(str(feat["properties"]["id"]) for feat in layer["features"])
+    return out
+
+
+def test_blocks_write_the_whole_layer_bytes_and_counts(dense, tmp_path: Path):
+    store, bounds = dense
+    whole = build_pmtiles(store, "buildings", tmp_path / "whole.pmtiles", MINZOOM, MAXZOOM, None,
+                          max_tile_bytes=TILE_LIMIT, progress=False,
+                          partitions=[Partition(0, 0, 0, (MINZOOM, MAXZOOM))])
+    plans = {
+        # blocks one zoom below their first zoom: most features sit next to a block edge
+        "z13 blocks": [Partition(0, 0, 0, (MINZOOM, 13))] + _blocks(bounds, 13, (14, MAXZOOM)),
+        "z12 blocks": _blocks(bounds, 12, (MINZOOM, MAXZOOM)),
+    }
+    for name, parts in plans.items():
+        assert len([p for p in parts if p.bz]) >= 2, name  # the test needs block edges inside the city
+        got = build_pmtiles(store, "buildings", tmp_path / f"{name}.pmtiles", MINZOOM, MAXZOOM, None,
+                            max_tile_bytes=TILE_LIMIT, progress=False, partitions=parts)
+        assert got.path.read_bytes() == whole.path.read_bytes(), name
+        assert got.zooms == whole.zooms, name
+        assert got.features == whole.features == 40_000
+        assert got.partitions == len(parts)
+    cut = [r for r in whole.zooms if r.dropped_for_size]
+    assert cut and cut[-1].zoom >= 14, "the budget must cut tiles where the blocks split the city"
+    # the report's counts are the distinct ids found in the archive
+    ids = _ids_per_zoom(whole.path)
+    assert {z: len(v) for z, v in ids.items()} == {r.zoom: r.features_written for r in whole.zooms}
+
+
+def test_summary_has_the_drivers_share(dense, tmp_path: Path):
+    store, _ = dense
+    report = build_pmtiles(store, "buildings", tmp_path / "a.pmtiles", 15, 16, None, progress=False)
+    line = report.summary()
+    assert f"{report.partitions} partition(s), driver " in line
+    share = float(line.rsplit("(", 1)[1].split("%")[0])
+    assert 0 <= share <= 100
+    assert 0 < report.driver_seconds < report.seconds

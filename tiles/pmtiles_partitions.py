@@ -1,0 +1,280 @@
+"""Partitions of a PMTiles build: a block of tiles x a zoom range, reading only its own rows.
+
+A partition owns every tile of its zooms inside one block tile (zoom ``bz``, ``bx``, ``by``;
+the block 0/0/0 is the whole world, read without a bbox). It reads from the store the features
+around the block and encodes each zoom with the engine, returning only the block's tiles.
+
+Whole-zoom state stays exact: a feature over the budget in any of its tiles leaves the zoom,
+so a partition sizes every tile its block's features touch. It therefore reads the tiles next
+to the block too (features touching them, plus a margin since the store filters by geometry,
+not by bbox), and re-reads wider when a block feature reaches further. Each feature is counted
+by one partition only: the one whose block holds its first vertex.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import shapely
+
+from geo.errors import SourceError, StoreError
+from geo.vertex_budget import limit_vertices
+from pipelines.store.base import GEOMETRY_COLUMN, ID_COLUMN, field_type
+from tiles.mvt_geometry import BUFFER, HALF_WORLD, MAX_LAT, tile_size, web_mercator
+from tiles.mvt_values import ValueTable, value_table
+from tiles.mvt_zoom import LayerFrame, Shapes, encode_zoom, tile_ranges, zoom_tolerance
+
+BLOCK_GAP = 3  # block tiles are 2**3 x 2**3 tiles of a group's first zoom: the ring read around them is ~1.7x
+MIN_BLOCKS = 4  # split the high zooms only where the layer covers this many blocks
+SPLIT_FEATURES = 50_000  # a layer this small is built in one partition
+_MARGIN_TILES = 0.25  # read beyond the needed tiles (in tiles of the first zoom): features are filtered by geometry
+_MAX_READS = 4  # re-reads of a widening block before it reads the whole layer
+
+
+@dataclass(frozen=True)
+class Partition:
+    bz: int
+    bx: int
+    by: int
+    zooms: tuple[int, int]  # inclusive
+
+    @property
+    def whole_layer(self) -> bool:
+        return self.bz == 0
+
+
+@dataclass(frozen=True)
+class StoreRef:
+    """What a worker needs to open the build's store itself (store objects hold connections)."""
+    kind: str
+    location: str
+    schema: str = "public"
+
+    @classmethod
+    def of(cls, store) -> StoreRef:
+        if store.kind == "postgis":
+            return cls("postgis", store.url, store.schema)
+        return cls(store.kind, str(store.path))
+
+    def open(self):
+        if self.kind == "postgis":
+            from pipelines.store.postgis import PostGISStore
+
+            return PostGISStore(self.location, schema=self.schema)
+        from pipelines.store.gpkg import GeoPackageStore
+
+        return GeoPackageStore(Path(self.location))
+
+
+@dataclass(frozen=True)
+class ZoomPart:
+    zoom: int
+    tiles: list  # (z, x, y, gzip MVT, uncompressed bytes)
+    written: int  # owned features with geometry in a written tile
+    over: int  # owned features left out by the tile budget
+
+
+@dataclass(frozen=True)
+class PartitionResult:
+    partition: Partition
+    zooms: list[ZoomPart]
+    features: int  # owned features with a usable geometry
+    lonlat_bounds: tuple[float, float, float, float] | None  # of the owned features
+    simplified: int  # owned features over the vertex budget, simplified to fit
+    too_complex: int  # owned features left out for their vertex count
+    field_types: dict[str, str]  # published column -> field_type name
+    read_rows: int  # rows read from the store (owned and context)
+    seconds: float
+
+
+def plan(bounds: tuple[float, float, float, float], count: int, minzoom: int, maxzoom: int) -> list[Partition]:
+    """One whole-layer partition for the low zooms, then blocks ``BLOCK_GAP`` zooms above them for
+    the rest, from the first zoom whose blocks cover the layer in at least ``MIN_BLOCKS``."""
+    whole = [Partition(0, 0, 0, (minzoom, maxzoom))]
+    if count <= SPLIT_FEATURES or not all(math.isfinite(b) for b in bounds):
+        return whole
+    for split in range(minzoom, maxzoom + 1):
+        bz = split - BLOCK_GAP
+        blocks = _tiles_over(bounds, bz) if bz > 0 else []
+        if len(blocks) >= MIN_BLOCKS:
+            break
+    else:
+        return whole
+    low = [Partition(0, 0, 0, (minzoom, split - 1))] if split > minzoom else []
+    return low + [Partition(bz, x, y, (split, maxzoom)) for x, y in blocks]
+
+
+def _tiles_over(bounds: tuple[float, float, float, float], z: int) -> list[tuple[int, int]]:
+    x0, y0 = _lonlat_tile(bounds[0], bounds[3], z)
+    x1, y1 = _lonlat_tile(bounds[2], bounds[1], z)
+    return [(x, y) for x in range(x0, x1 + 1) for y in range(y0, y1 + 1)]
+
+
+def _lonlat_tile(lon, lat, z: int):
+    """Tile (x, y) of lon/lat points at zoom ``z`` (scalars or arrays), clamped to the grid."""
+    n = 1 << z
+    lat = np.clip(lat, -MAX_LAT, MAX_LAT)
+    x = np.floor((np.asarray(lon) + 180.0) / 360.0 * n)
+    y = np.floor((1.0 - np.arcsinh(np.tan(np.radians(lat))) / math.pi) / 2.0 * n)
+    x, y = np.clip(x, 0, n - 1).astype(np.int64), np.clip(y, 0, n - 1).astype(np.int64)
+    return (int(x), int(y)) if x.ndim == 0 else (x, y)
+
+
+def _merc_to_lonlat(x: float, y: float) -> tuple[float, float]:
+    return (x / HALF_WORLD * 180.0, math.degrees(math.atan(math.sinh(y / HALF_WORLD * math.pi))))
+
+
+def published_columns(gdf: gpd.GeoDataFrame, layer: str, fields: list[str] | None) -> list[str]:
+    available = [c for c in gdf.columns if c != GEOMETRY_COLUMN and c != gdf.geometry.name]
+    if ID_COLUMN not in available:
+        raise StoreError(f"layer {layer!r} has no {ID_COLUMN!r} column; re-ingest it with 'citytwin ingest'")
+    if fields is None:
+        return [ID_COLUMN] + [c for c in available if c != ID_COLUMN]
+    missing = [f for f in fields if f not in available]
+    if missing:
+        raise SourceError(
+            f"layer {layer!r}: fields {missing} are listed to publish but are not in the layer "
+            f"(it has: {', '.join(available)}); fix 'fields' in citytwin.yaml"
+        )
+    return [ID_COLUMN] + [f for f in fields if f != ID_COLUMN]
+
+
+@dataclass
+class _Rows:
+    attrs: gpd.GeoDataFrame
+    merc: np.ndarray
+    owned: np.ndarray  # bool per row
+    lonlat_bounds: tuple[float, float, float, float] | None
+    simplified: int
+    too_complex: int
+    read_rows: int
+
+
+def _prepared(gdf: gpd.GeoDataFrame, layer: str, fields: list[str] | None, part: Partition) -> _Rows:
+    """Published attributes and Web Mercator geometries of the usable rows, and which this partition counts."""
+    read_rows = len(gdf)
+    columns = published_columns(gdf, layer, fields)
+    if gdf.crs is None or gdf.crs.to_epsg() != 4326:
+        raise StoreError(f"layer {layer!r}: the store returned {gdf.crs}, expected EPSG:4326")
+    geom = gdf.geometry.values
+    usable = ~(shapely.is_missing(geom) | shapely.is_empty(geom))
+    gdf = gdf.loc[usable, columns + [gdf.geometry.name]].reset_index(drop=True)
+    owned = _owned(np.asarray(gdf.geometry.values), part)
+    budget = limit_vertices(gdf.geometry.values)  # a huge ring would be clipped and encoded at every zoom
+    simplified = int(owned[budget.simplified].sum()) if len(budget.simplified) else 0
+    too_complex = int(owned[budget.dropped].sum()) if len(budget.dropped) else 0
+    gdf = gdf.set_geometry(gpd.GeoSeries(budget.geoms, crs=gdf.crs, index=gdf.index))
+    keep = np.ones(len(gdf), dtype=bool)
+    keep[budget.dropped] = False
+    gdf, owned = gdf.loc[keep].reset_index(drop=True), owned[keep]
+    gdf[ID_COLUMN] = gdf[ID_COLUMN].astype(str)
+    mine = gdf.geometry.values[owned]
+    bounds = tuple(float(b) for b in shapely.total_bounds(mine)) if len(mine) else None
+    merc = web_mercator(np.asarray(gdf.geometry.values))
+    return _Rows(gdf[columns], merc, owned, bounds, simplified, too_complex, read_rows)
+
+
+def _owned(lonlat: np.ndarray, part: Partition) -> np.ndarray:
+    """Rows whose first vertex lies in the partition's block: each feature has exactly one such block."""
+    if part.whole_layer:
+        return np.ones(len(lonlat), dtype=bool)
+    coords, index = shapely.get_coordinates(lonlat, return_index=True)
+    first = coords[np.unique(index, return_index=True)[1]]  # every usable row has a coordinate
+    x, y = _lonlat_tile(first[:, 0], first[:, 1], part.bz)
+    return (x == part.bx) & (y == part.by)
+
+
+def _block_rect(part: Partition, z: int) -> tuple[int, int, int, int]:
+    """The block's tiles at zoom ``z`` (x0, y0, x1, y1 inclusive)."""
+    s = z - part.bz
+    return (part.bx << s, part.by << s, ((part.bx + 1) << s) - 1, ((part.by + 1) << s) - 1)
+
+
+def _merc_rect(tiles: tuple[int, int, int, int], z: int, margin_tiles: float) -> tuple[float, ...]:
+    size = tile_size(z)
+    m = margin_tiles * size
+    return (tiles[0] * size - HALF_WORLD - m, HALF_WORLD - (tiles[3] + 1) * size - m,
+            (tiles[2] + 1) * size - HALF_WORLD + m, HALF_WORLD - tiles[1] * size + m)
+
+
+def _lonlat_bbox(rect: tuple[float, ...]) -> tuple[float, float, float, float]:
+    clamp = lambda v: min(max(v, -HALF_WORLD), HALF_WORLD)  # noqa: E731
+    (lon0, lat0), (lon1, lat1) = (_merc_to_lonlat(clamp(rect[0]), clamp(rect[1])),
+                                  _merc_to_lonlat(clamp(rect[2]), clamp(rect[3])))
+    return (lon0, lat0, lon1, lat1)
+
+
+def _touching(bounds: np.ndarray, z: int, rect: tuple[int, int, int, int]) -> np.ndarray:
+    x0, y0, x1, y1 = tile_ranges(bounds, z, BUFFER)
+    return (x1 >= rect[0]) & (y1 >= rect[1]) & (x0 <= rect[2]) & (y0 <= rect[3])
+
+
+def _needed_tiles(bounds: np.ndarray, z: int, block: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """Every tile at ``z`` touched by a feature touching the block: their sizes decide its features."""
+    x0, y0, x1, y1 = tile_ranges(bounds, z, BUFFER)
+    hit = (x1 >= block[0]) & (y1 >= block[1]) & (x0 <= block[2]) & (y0 <= block[3])
+    if not hit.any():
+        return block
+    return (min(block[0], int(x0[hit].min())), min(block[1], int(y0[hit].min())),
+            max(block[2], int(x1[hit].max())), max(block[3], int(y1[hit].max())))
+
+
+def _read(store, layer: str, fields: list[str] | None, part: Partition) -> _Rows:
+    """The partition's rows: its block and every feature that can change its tiles."""
+    if part.whole_layer:
+        return _prepared(store.read(layer), layer, fields, part)
+    z = part.zooms[0]
+    tiles = _block_rect(part, z)
+    tiles = (tiles[0] - 1, tiles[1] - 1, tiles[2] + 1, tiles[3] + 1)  # the ring most features reach
+    for _ in range(_MAX_READS):
+        rows = _prepared(store.read(layer, bbox=_lonlat_bbox(_merc_rect(tiles, z, _MARGIN_TILES))),
+                         layer, fields, part)
+        shape_bounds = shapely.bounds(rows.merc).reshape(-1, 4)
+        needed = _needed_tiles(shape_bounds, z, _block_rect(part, z))
+        if all(a >= b for a, b in zip(needed[:2], tiles[:2])) and all(a <= b for a, b in zip(needed[2:], tiles[2:])):
+            return rows
+        tiles = (min(needed[0], tiles[0]), min(needed[1], tiles[1]), max(needed[2], tiles[2]), max(needed[3], tiles[3]))
+    return _prepared(store.read(layer), layer, fields, part)
+
+
+def build_partition(part: Partition, *, store: StoreRef, layer: str, fields: list[str] | None,
+                    maxzoom: int, max_tile_bytes: int) -> PartitionResult:
+    """The block's tiles at each of the partition's zooms, and the figures of the features it owns."""
+    t0 = time.perf_counter()
+    opened = store.open()
+    try:
+        rows = _read(opened, layer, fields, part)
+    finally:
+        opened.close()
+    columns = list(rows.attrs.columns)
+    types = {c: field_type(rows.attrs[c].dtype) for c in columns}
+    table = value_table(rows.attrs)
+    del rows.attrs  # the value table holds every value once
+    shape = Shapes.of(rows.merc)
+    frame = LayerFrame.of(layer, columns)
+    zooms = []
+    for z in range(part.zooms[0], part.zooms[1] + 1):
+        block = _block_rect(part, z)
+        if part.whole_layer:
+            context, tiles_in = np.arange(len(rows.merc)), None
+        else:
+            needed = _needed_tiles(shape.bounds, z, block)
+            context, tiles_in = np.flatnonzero(_touching(shape.bounds, z, needed)), block
+        got = encode_zoom(rows.merc[context], _subset(shape, context), _rows_of(table, context), frame, z,
+                          zoom_tolerance(z, maxzoom), max_tile_bytes, tiles_in=tiles_in)
+        owned = rows.owned[context]
+        zooms.append(ZoomPart(z, got.tiles, int((got.written & owned).sum()), int((got.over & owned).sum())))
+    return PartitionResult(part, zooms, int(rows.owned.sum()), rows.lonlat_bounds, rows.simplified,
+                           rows.too_complex, types, rows.read_rows, time.perf_counter() - t0)
+
+
+def _subset(shape: Shapes, rows: np.ndarray) -> Shapes:
+    return Shapes(shape.family[rows], shape.area[rows], shape.bounds[rows], shape.coords[rows])
+
+
+def _rows_of(table: ValueTable, rows: np.ndarray) -> ValueTable:
+    return ValueTable(table.codes[rows], table.data, table.starts, table.lengths)
