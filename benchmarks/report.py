@@ -296,6 +296,15 @@ def _extra_part(file_name: str) -> str:
     return file_name.removeprefix("bench_").removesuffix(".py")
 
 
+# extra parts whose script is not benchmarks/bench_PART.py
+NAMED_SCRIPTS = {"p4": "p4_citygml.py"}
+
+
+def extra_script(part: str) -> str:
+    """The file name of an extra part's script, the key of its results under ``extra``."""
+    return NAMED_SCRIPTS.get(part, f"bench_{part}.py")
+
+
 def write_partials(res: dict, results_dir: Path) -> list[Path]:
     """One results/partial-PART.json per part of a ``BENCH_ONLY`` run, each with its own provenance."""
     common = {k: res[k] for k in ("scale", "config", "started", "machine", "versions")}
@@ -308,7 +317,7 @@ def write_partials(res: dict, results_dir: Path) -> list[Path]:
             if part in res:
                 doc[part] = res[part]
         else:
-            doc["extra"] = {f"bench_{part}.py": res["extra"][f"bench_{part}.py"]}
+            doc["extra"] = {extra_script(part): res["extra"][extra_script(part)]}
         path = results_dir / f"partial-{part}.json"
         path.write_text(json.dumps(doc, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
         paths.append(path)
@@ -318,7 +327,7 @@ def write_partials(res: dict, results_dir: Path) -> list[Path]:
 def merge(latest: dict, partial: dict) -> bool:
     """Fold ``partial`` into ``latest`` when it is newer than what latest holds for that part."""
     part = partial["part"]
-    held = part in latest or f"bench_{part}.py" in latest.get("extra", {})
+    held = part in latest or extra_script(part) in latest.get("extra", {})
     if held and partial["provenance"]["started"] <= _started(latest, part):
         return False
     latest.setdefault("parts", {})[part] = partial["provenance"]

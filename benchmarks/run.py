@@ -144,7 +144,9 @@ def prepare(ctx: Context, log: dict, names: set[str]) -> None:
 
 def extra_parts() -> dict[str, Path]:
     """Part name -> script: benchmarks/bench_NAME.py is part NAME; P4 (CityGML) runs as one too."""
-    return {"p4": REPO / "benchmarks" / "p4_citygml.py",
+    from benchmarks.report import NAMED_SCRIPTS
+
+    return {**{part: REPO / "benchmarks" / script for part, script in NAMED_SCRIPTS.items()},
             **{p.stem.removeprefix("bench_"): p for p in sorted((REPO / "benchmarks").glob("bench_*.py"))}}
 
 

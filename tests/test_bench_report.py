@@ -185,3 +185,17 @@ def test_targets_recorded_as_bare_booleans_render_as_not_measured():
     assert [ln.split(" (recorded as")[0] for ln in lines] == ["- ours >= 10x py3dtiles (buildings/s): **not measured**",
                                                    "- ours >= 2x tipg: **not measured**"]
     assert all("without the evidence benchmarks/verdict.py needs" in ln for ln in lines)
+
+
+def test_the_citygml_part_is_written_and_merged_under_its_own_script_name(tmp_path):
+    # P4's script is benchmarks/p4_citygml.py, not bench_p4.py: the partial is keyed by the real file
+    res = _run_only("city3d", "c0ffee1234", "2026-12-02T06:00:00Z")
+    res["parts"]["p4"] = _prov("c0ffee1234", "2026-12-02T06:00:00Z")
+    res["extra"]["p4_citygml.py"] = {"stdout": "p4 figures", "returncode": 0, "seconds": 2.0}
+    paths = write_partials(res, tmp_path)
+    assert sorted(p.name for p in paths) == ["partial-city3d.json", "partial-p4.json"]
+    latest = _latest()
+    for p in paths:
+        assert merge(latest, json.loads(p.read_text()))
+    assert latest["extra"]["p4_citygml.py"]["stdout"] == "p4 figures"
+    assert latest["parts"]["p4"]["commit"] == "c0ffee1234"
