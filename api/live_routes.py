@@ -10,9 +10,11 @@
   polled for availability adds ``poll``, what its last polls did (api.availability_poller).
 - A layer with ``availability`` in the catalog takes places: properties capacity, free, status and
   updated instead of timestamp and expires (pipelines.availability).
-- GET  /live/{layer}/tiles/{z}/{x}/{y}  an MVT encoded on the fly (204 when empty), ETag/304.
+- GET  /live/{layer}/tiles/{z}/{x}/{y}  an MVT encoded on the fly (204 when empty), ETag/304; kept
+  per process until the layer's next write or its first item's expiry (tiles.live_tile_cache).
 
-Reads are cacheable for a few seconds only, and never past the first expiry they hold.
+Reads are cacheable for a few seconds only, and never past the first expiry they hold; reads of a
+layer a GTFS-Realtime feed writes are ``no-cache`` (tiles revalidate by ETag), so the next feed shows.
 A layer's watched file is re-read on any request once its mtime/size changed. Every write
 (post or file reload) and every refused post goes to the audit log with who, when and what.
 """
@@ -40,6 +42,7 @@ from pipelines.availability import place_payload
 from pipelines.catalog import Catalog
 from pipelines.live import LiveItemError, LiveLayer, parse_items, screened
 from tiles.live_mvt import MAX_ZOOM, encode_tile, tile_bounds_lonlat
+from tiles.live_tile_cache import CachedTile, LiveTileCache
 
 MAX_AGE_S = 15  # upper bound of Cache-Control max-age on live reads
 MAX_BODY = 1_000_000  # a few thousand items; a feed of more is a watched file
@@ -68,15 +71,22 @@ def parse_bbox(raw: str | None) -> tuple[float, float, float, float] | None:
     return w, s, e, n
 
 
-def max_age(features: list[dict], now: float) -> int:
-    """MAX_AGE_S, or less so a cached answer never outlives the first item in it."""
-    soonest = MAX_AGE_S
-    for f in features:
-        exp = f["properties"].get("expires")
-        if exp:
-            left = datetime.fromisoformat(exp).timestamp() - now
-            soonest = min(soonest, max(0, int(left)))
-    return soonest
+def feed_layers(catalog: Catalog) -> frozenset[str]:
+    """Live layers a GTFS-Realtime feed replaces every interval: a copy cached for MAX_AGE_S would
+    hide the next update (vehicles every 10 s) from a client that honours Cache-Control."""
+    return frozenset(name for cfg in catalog.realtime.values() for name in (cfg.vehicles_layer, cfg.alerts_layer)
+                     if name)
+
+
+def soonest_expiry(features: list[dict]) -> float:
+    """When the first of ``features`` expires (POSIX seconds; infinity when none says)."""
+    return min((datetime.fromisoformat(exp).timestamp() for f in features if (exp := f["properties"].get("expires"))),
+               default=math.inf)
+
+
+def max_age(expiry: float, now: float) -> int:
+    """MAX_AGE_S, or less so a cached answer never outlives the first item in it (expiring at ``expiry``)."""
+    return int(min(MAX_AGE_S, max(0.0, expiry - now)))
 
 
 class LiveLayers:
@@ -116,6 +126,22 @@ def _layer_status(exc: LayerNameError | CatalogError) -> int:
 def live_routes(catalog: Catalog) -> list[BaseRoute]:
     live = LiveLayers(catalog)
     polled = polled_layers(catalog)
+    fed = feed_layers(catalog)
+    tiles = LiveTileCache()
+
+    def cache_control(layer: str, expiry: float, now: float) -> str:
+        return "no-cache" if layer in fed else f"public, max-age={max_age(expiry, now)}"
+
+    def encoded(layer: LiveLayer, z: int, x: int, y: int, now: float) -> CachedTile:
+        """The tile from the cache, or encoded and kept; the version is read before the items, so a
+        write in between can only make the kept tile newer than its version says, never older."""
+        key, version = (layer.name, z, x, y), layer.version()
+        hit = tiles.get(key, version, now)
+        if hit is None:
+            features = layer.features(tile_bounds_lonlat(z, x, y), None, now)
+            hit = CachedTile(version, encode_tile(layer.name, features, z, x, y), soonest_expiry(features))
+            tiles.put(key, hit)
+        return hit
 
     async def _layer(name: str) -> LiveLayer | JSONResponse:
         try:
@@ -174,8 +200,8 @@ def live_routes(catalog: Catalog) -> list[BaseRoute]:
                 "timeStamp": now.isoformat(timespec="seconds").replace("+00:00", "Z")}
         if layer.name in polled:  # what the last polls of its source did
             body["poll"] = await run_in_threadpool(poll_status, catalog, layer.name)
-        return JSONResponse(body, media_type="application/geo+json",
-                            headers={"Cache-Control": f"public, max-age={max_age(features, now.timestamp())}"})
+        cache = cache_control(layer.name, soonest_expiry(features), now.timestamp())
+        return JSONResponse(body, media_type="application/geo+json", headers={"Cache-Control": cache})
 
     async def get_tile(request: Request) -> Response:
         p = request.path_params
@@ -189,10 +215,10 @@ def live_routes(catalog: Catalog) -> list[BaseRoute]:
         if isinstance(layer, Response):
             return layer
         now = datetime.now(timezone.utc).timestamp()
-        features = await run_in_threadpool(layer.features, tile_bounds_lonlat(z, x, y), None, now)
-        data = await run_in_threadpool(encode_tile, layer.name, features, z, x, y)
+        tile = await run_in_threadpool(encoded, layer, z, x, y, now)
+        data = tile.data
         etag = '"' + hashlib.sha1(f"{layer.name}/{z}/{x}/{y}|".encode() + data).hexdigest()[:24] + '"'
-        headers = {"ETag": etag, "Cache-Control": f"public, max-age={max_age(features, now)}"}
+        headers = {"ETag": etag, "Cache-Control": cache_control(layer.name, tile.valid_until, now)}
         inm = request.headers.get("if-none-match")
         if inm and etag in [t.strip().removeprefix("W/") for t in inm.split(",")]:
             return Response(status_code=304, headers=headers)

@@ -122,6 +122,35 @@ def test_polled_vehicles_show_in_items_and_live_tiles_and_move(base: str, feeds:
                       pytest.approx(float(np.float32(moved["veh-0"]["lon"])), abs=1e-9) and v)
     check_vehicles(served, moved)
     assert status(base, "vehicle_positions")["loaded"] == 40
+    # the live tile follows the move (a tile the server kept must not outlive the write)
+    exp = moved["veh-5"]
+    tile = TMS.tile(exp["lon"], exp["lat"], 14)
+    r = httpx.get(f"{base}/live/vehicles/tiles/14/{tile.x}/{tile.y}", timeout=30)
+    feat = next(f for f in mapbox_vector_tile.decode(r.content)["vehicles"]["features"]
+                if f["properties"]["id"] == "veh-5")
+    bounds = TMS.xy_bounds(tile)
+    x, y = TMS.xy(exp["lon"], exp["lat"])
+    want = ((x - bounds.left) / (bounds.right - bounds.left) * 4096, (y - bounds.bottom) / (bounds.top - bounds.bottom) * 4096)
+    assert feat["geometry"]["coordinates"] == pytest.approx(list(want), abs=1.0)
+
+
+def test_feed_layers_are_not_cached_past_the_next_feed(base: str, feeds: FeedServer):
+    """The catalog names ``vehicles`` and ``alerts`` as the feed's layers: their items and tiles say
+    no-cache (a browser keeping a vehicle tile for 15 s would show a feed every 10 s late), and an
+    unchanged tile still revalidates to a 304 by its ETag."""
+    now = int(time.time())
+    feeds.feeds["/vehicles.pb"], expected = vehicles_along_shapes(now, 40)
+    wait_for(lambda: len(vehicles(base)) == 40)
+    exp = expected["veh-5"]
+    tile = TMS.tile(exp["lon"], exp["lat"], 14)
+    for path in ("/live/vehicles/items", f"/live/vehicles/tiles/14/{tile.x}/{tile.y}", "/live/alerts/items"):
+        r = httpx.get(base + path, timeout=30)
+        assert r.status_code == 200, (path, r.status_code)
+        assert r.headers["cache-control"] == "no-cache", path
+    r = httpx.get(f"{base}/live/vehicles/tiles/14/{tile.x}/{tile.y}", timeout=30)
+    again = httpx.get(f"{base}/live/vehicles/tiles/14/{tile.x}/{tile.y}",
+                      headers={"If-None-Match": r.headers["etag"]}, timeout=30)
+    assert again.status_code == 304 and again.headers["cache-control"] == "no-cache"
 
 
 def _wait_refused(base: str, kind: str, needle: str) -> dict:
