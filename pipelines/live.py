@@ -249,6 +249,9 @@ class LiveLayer:
                          it.expires.timestamp(), who, now))
         return rows
 
+    # every write that changes items bumps the layer's version, so caches of what was read know
+    _BUMP = ("INSERT INTO meta VALUES ('version', '1') "
+             "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1")
     _INSERT = ("INSERT OR REPLACE INTO items (id, origin, minx, miny, maxx, maxy, geometry, properties, "
                "timestamp, expires, expires_at, written_by, written_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
 
@@ -260,6 +263,7 @@ class LiveLayer:
             con.execute("BEGIN IMMEDIATE")
             con.executemany(self._INSERT, rows)
             purged = con.execute("DELETE FROM items WHERE expires_at <= ?", (now,)).rowcount
+            con.execute(self._BUMP)
             con.execute("COMMIT")
         return WriteResult(stored=len(rows), ids=[it.id for it in items], purged=purged)
 
@@ -273,6 +277,7 @@ class LiveLayer:
             con.execute("DELETE FROM items WHERE origin = ?", (origin,))
             con.executemany(self._INSERT, rows)
             purged = con.execute("DELETE FROM items WHERE expires_at <= ?", (now,)).rowcount
+            con.execute(self._BUMP)
             con.execute("COMMIT")
         return WriteResult(stored=len(rows), ids=[it.id for it in items], purged=purged)
 
@@ -312,6 +317,7 @@ class LiveLayer:
                                                          _iso(datetime.fromtimestamp(now, timezone.utc))))
                 purged = con.execute("DELETE FROM items WHERE expires_at <= ?", (now,)).rowcount
                 con.execute("INSERT OR REPLACE INTO meta VALUES ('file_stamp', ?)", (stamp,))
+                con.execute(self._BUMP)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -320,6 +326,12 @@ class LiveLayer:
                 "purged": purged, "privacy": screened(items).as_dict()}
 
     # -- reads ----------------------------------------------------------------------------
+    def version(self) -> str:
+        """Changes with every write of items; read it before the items it stands for."""
+        with self._connect() as con:
+            row = con.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+        return row[0] if row else "0"
+
     def features(self, bbox: tuple[float, float, float, float] | None = None, limit: int | None = None,
                  now: float | None = None) -> list[dict]:
         """Unexpired items as GeoJSON Features (bbox in lon/lat: envelope overlap, then exact test)."""
