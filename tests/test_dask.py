@@ -7,6 +7,7 @@ import shutil
 import signal
 from pathlib import Path
 
+import morecantile
 import numpy as np
 import pytest
 
@@ -16,6 +17,8 @@ from pipelines.export3d import footprints_to_tileset
 from pipelines.project import project_store
 from pipelines.runner import DaskRunner
 from pipelines.sample_city import generate
+from tiles.pmtiles_build import build_pmtiles
+from tiles.pmtiles_partitions import Partition
 
 
 def tree_files(root: Path) -> dict[str, bytes]:
@@ -52,6 +55,49 @@ def test_two_worker_build_equals_in_process_build(sample: Path, tmp_path: Path):
         assert left.geometry.equals(right.geometry)
 
 
+def _kill_first_worker_after_one(runner: DaskRunner, killed: list[int]) -> None:
+    """From now on, the first finished partition kills a worker, through the real progress callback."""
+    original_map = runner.map
+
+    def kill_one_worker(done: int, total: int) -> None:
+        if done == 1 and not killed:
+            pid = runner.worker_pids()[0]
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    def map_with_kill(fn, items, *, shared=None, progress=None):
+        return original_map(fn, items, shared=shared, progress=kill_one_worker)
+
+    runner.map = map_with_kill
+
+
+def test_pmtiles_blocks_on_dask_with_a_killed_worker_equal_the_in_process_build(sample: Path, tmp_path: Path):
+    catalog = load_catalog(sample)
+    list(build_project(sample, progress=False, layers=["buildings"]))
+    store = project_store(catalog)
+    cfg = catalog.layers["buildings"]
+    tms = morecantile.tms.get("WebMercatorQuad")
+    # blocks read their own rows from the store; partitions outnumber workers, so one dies mid-run
+    blocks = [Partition(cfg.minzoom, t.x, t.y, (cfg.minzoom + 1, cfg.maxzoom))
+              for t in tms.tiles(*store.info("buildings").bounds, zooms=[cfg.minzoom])]
+    parts = [Partition(0, 0, 0, (cfg.minzoom, cfg.minzoom))] + blocks
+    assert len(parts) >= 3
+    expected = build_pmtiles(store, "buildings", tmp_path / "whole.pmtiles", cfg.minzoom, cfg.maxzoom, cfg.fields,
+                             progress=False, partitions=[Partition(0, 0, 0, (cfg.minzoom, cfg.maxzoom))])
+    runner = DaskRunner(workers=2)
+    killed: list[int] = []
+    _kill_first_worker_after_one(runner, killed)
+    try:
+        got = build_pmtiles(store, "buildings", tmp_path / "dask.pmtiles", cfg.minzoom, cfg.maxzoom, cfg.fields,
+                            progress=False, runner=runner, partitions=parts)
+    finally:
+        runner.close()
+    assert killed, "no worker was killed: the test did not exercise a retry"
+    assert got.path.read_bytes() == expected.path.read_bytes()
+    assert got.zooms == expected.zooms and got.features == expected.features == len(store.read("buildings"))
+    assert got.partitions == len(parts)
+
+
 def test_killed_worker_is_retried_and_the_result_is_identical(sample: Path, tmp_path: Path):
     catalog = load_catalog(sample)
     list(build_project(sample, progress=False, layers=["buildings"]))
@@ -61,19 +107,7 @@ def test_killed_worker_is_retried_and_the_result_is_identical(sample: Path, tmp_
 
     runner = DaskRunner(workers=2)
     killed: list[int] = []
-
-    def kill_one_worker(done: int, total: int) -> None:
-        if done == 1 and not killed:
-            pid = runner.worker_pids()[0]
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-
-    original_map = runner.map
-
-    def map_with_kill(fn, items, *, shared=None, progress=None):
-        return original_map(fn, items, shared=shared, progress=kill_one_worker)
-
-    runner.map = map_with_kill  # the kill rides on the real progress callback
+    _kill_first_worker_after_one(runner, killed)
     try:
         got_dir = tmp_path / "got"
         report = footprints_to_tileset(gdf, got_dir, source="buildings", progress=False, max_per_tile=60,
