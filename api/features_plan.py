@@ -15,6 +15,7 @@ from api.cql2.parse import FilterError
 from api.features_crs import UnknownCRS, bbox_in_storage, output_transform
 from api.features_sql import LayerColumns, Where, compiled_filter
 from pipelines.store.base import GEOMETRY_COLUMN, ID_COLUMN
+from pipelines.store.postgis import HIDDEN_COLUMNS
 
 HANDLED = frozenset({"f", "bbox", "bbox-crs", "limit", "offset", "sortby", "properties", "filter", "filter-crs",
                      "crs"})
@@ -94,8 +95,9 @@ def _sortby(value: str | None, columns: LayerColumns) -> list[tuple[str, bool]] 
 
 
 def _dropped(value: str | None, columns: LayerColumns) -> list[str] | None:
-    """The columns ``properties`` leaves out (the id and geometry always), or None for an unknown one."""
-    always = [GEOMETRY_COLUMN, ID_COLUMN]
+    """The columns ``properties`` leaves out (the id, geometry and the store's hidden ones always),
+    or None for an unknown one."""
+    always = [GEOMETRY_COLUMN, ID_COLUMN, *HIDDEN_COLUMNS]
     if value is None:
         return always
     wanted = value.split(",")

@@ -19,6 +19,7 @@ from api.cql2.crs import in_storage_crs
 from api.cql2.parse import FilterError, parse_text
 from api.cql2.to_sql import Column, to_clause
 from pipelines.store.base import GEOMETRY_COLUMN, ID_COLUMN
+from pipelines.store.postgis import HIDDEN_COLUMNS
 
 STORAGE_SRID = 4326  # the store's geometry column (pipelines.store.postgis)
 ALIAS = "p"  # the table's name in the statement; the compiled filter refers to it
@@ -48,7 +49,8 @@ class Where:
 
 def read_columns(conn: psycopg.Connection, table_id: sql.Identifier) -> LayerColumns:
     cursor = conn.execute(sql.SQL("SELECT * FROM {} LIMIT 0").format(table_id))
-    pairs = [(d.name, d.type_code) for d in cursor.description if d.name != GEOMETRY_COLUMN]
+    pairs = [(d.name, d.type_code) for d in cursor.description
+             if d.name != GEOMETRY_COLUMN and d.name not in HIDDEN_COLUMNS]
     return LayerColumns(tuple(n for n, _ in pairs), tuple(o for _, o in pairs))
 
 

@@ -53,12 +53,14 @@ def encode_tile(layer: str, features: list[dict], z: int, x: int, y: int) -> byt
     left, bottom, right, top = tile_bounds_mercator(z, x, y)
     pad = (right - left) * BUFFER_PX / EXTENT
     to_merc = transformer(WGS84, WEB_MERCATOR)
+    # projected and clipped all at once: a low-zoom tile holds hundreds of vehicles, and one
+    # call per feature spent most of the tile's time in per-call overhead
+    geoms = np.array([shape(f["geometry"]) for f in features], dtype=object)
+    # Latitudes beyond Web Mercator's range cannot be drawn; clamp them to its edge.
+    geoms = shapely.clip_by_rect(shapely.transform(geoms, lambda c: _project(to_merc, c)),
+                                 left - pad, bottom - pad, right + pad, top + pad)
     out = []
-    for f in features:
-        g = shape(f["geometry"])
-        # Latitudes beyond Web Mercator's range cannot be drawn; clamp them to its edge.
-        g = shapely.transform(g, lambda c: _project(to_merc, c))
-        g = shapely.clip_by_rect(g, left - pad, bottom - pad, right + pad, top + pad)
+    for f, g in zip(features, geoms):
         if g.is_empty:
             continue
         props = {k: _value(v) for k, v in (f.get("properties") or {}).items()}

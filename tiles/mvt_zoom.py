@@ -21,7 +21,8 @@ import numpy as np
 import shapely
 
 from tiles.mvt_bytes import interleave, ragged_take, varint_len, varints
-from tiles.mvt_geometry import BUFFER, EXTENT, HALF_WORLD, EncodedGeometry, encode_pairs, geometry_family, tile_size
+from tiles.mvt_geometry import (BUFFER, EXTENT, HALF_WORLD, POINT, POLYGON, EncodedGeometry, encode_pairs,
+                                geometry_family, tile_size)
 from tiles.mvt_values import ValueTable, tile_tags
 
 SIMPLIFY_PX = 1.0  # simplification tolerance below maxzoom, in tile units
@@ -67,6 +68,38 @@ def _varint(v: int) -> bytes:
 def zoom_tolerance(z: int, maxzoom: int) -> float:
     """Simplification tolerance of zoom ``z`` in metres: about one tile pixel, none at ``maxzoom``."""
     return 0.0 if z == maxzoom else SIMPLIFY_PX * tile_size(z) / EXTENT
+
+
+def first_drawn_zoom(merc: np.ndarray, maxzoom: int) -> np.ndarray:
+    """Per Mercator geometry, the first zoom (0 to ``maxzoom``) at which encode_zoom draws it, or
+    ``maxzoom + 1``: simplified with zoom_tolerance and quantised, a feature whose every part
+    collapses is too small to draw. Tried in the tile of its bbox centre (the quantisation grid
+    is the same in every tile; only where clipping cuts it could another tile differ)."""
+    family = geometry_family(merc)
+    out = np.full(len(merc), maxzoom + 1, dtype=np.int16)
+    todo = np.flatnonzero(family > 0)
+    for z in range(maxzoom + 1):
+        if not len(todo):
+            break
+        size, last = tile_size(z), (1 << z) - 1
+        b = shapely.bounds(merc[todo]).reshape(-1, 4)
+        tx = np.clip(np.floor(((b[:, 0] + b[:, 2]) / 2 + HALF_WORLD) / size), 0, last).astype(np.int64)
+        ty = np.clip(np.floor((HALF_WORLD - (b[:, 1] + b[:, 3]) / 2) / size), 0, last).astype(np.int64)
+        # Simplifying keeps a subset of the vertices: a bbox that rounds to one row or column of
+        # tile units rounds the feature flat too, so only the others are encoded.
+        left, top = tx * size - HALF_WORLD, HALF_WORLD - ty * size
+        wide = np.rint((b[:, 0] - left) * EXTENT / size) != np.rint((b[:, 2] - left) * EXTENT / size)
+        tall = np.rint((top - b[:, 1]) * EXTENT / size) != np.rint((top - b[:, 3]) * EXTENT / size)
+        fam = family[todo]
+        maybe = np.flatnonzero(np.where(fam == POLYGON, wide & tall, (fam == POINT) | wide | tall))
+        tol = zoom_tolerance(z, maxzoom)
+        geoms = merc[todo[maybe]]
+        geoms = shapely.simplify(geoms, tol, preserve_topology=True) if tol else geoms
+        drawn = np.zeros(len(todo), dtype=bool)
+        drawn[maybe] = encode_pairs(geoms, fam[maybe], tx[maybe], ty[maybe], z).lengths > 0
+        out[todo[drawn]] = z
+        todo = todo[~drawn]
+    return out
 
 
 def tile_ranges(bounds: np.ndarray, z: int, buffer_units: float) -> tuple[np.ndarray, ...]:

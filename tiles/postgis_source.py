@@ -1,14 +1,17 @@
 """TileSource over a PostGIS store table: MVT made per request with ST_AsMVT.
 
-The table is the layer name, its geometry column ``geometry`` (EPSG:4326, GiST index)
-and its text ``id``. Rows are found with ``geometry && <tile envelope in 4326>``, which
-the GiST index answers; only those rows are transformed to Web Mercator and clipped.
+The table is the layer name, its text ``id`` and the store's hidden tiling columns (see
+pipelines.store.postgis): rows are found with ``<Web Mercator geometry> && <tile envelope>``,
+which its GiST index answers, and ``<first drawn zoom> <= z``, so nothing is transformed and
+features the PMTiles build finds too small to draw at z are never read. A table published
+before those columns existed is read as before: ``geometry`` (EPSG:4326) against the envelope
+in lon/lat, and only those rows transformed.
 Identifiers go through psycopg.sql.Identifier; z/x/y are bound parameters of a
 statement psycopg prepares on each pooled connection. Every read goes through a PoolAccess,
 so a database outage is a StoreUnavailableError (the server answers 503), never a hang.
 
 A tile over MAX_TILE_BYTES (uncompressed) is made again from the largest features only
-(by area, then length; ties by id), with the count cut in proportion until it fits: the
+(by Mercator area, or length for lines, as the PMTiles build ranks them; ties by id), with the count cut in proportion until it fits: the
 same rule as the PMTiles build, so a low zoom over a dense city stays a usable tile.
 """
 from __future__ import annotations
@@ -26,7 +29,9 @@ from psycopg_pool import ConnectionPool
 from geo.errors import StoreError
 from geo.names import check_layer_name
 from pipelines.store.base import GEOMETRY_COLUMN, ID_COLUMN
+from pipelines.store.postgis import HIDDEN_COLUMNS, MERCATOR_COLUMN, MINZOOM_COLUMN
 from pipelines.store.pg_access import PoolAccess
+from tiles.mvt_zoom import zoom_tolerance
 from tiles.source import MAX_TILE_BYTES, TileSetInfo
 
 log = logging.getLogger(__name__)
@@ -38,8 +43,6 @@ META_TABLE = "citytwin_layers"
 _MVT_FIELD_TYPES = {"text": "String", "double precision": "Number", "bigint": "Number",
                     "integer": "Number", "smallint": "Number", "real": "Number", "numeric": "Number",
                     "boolean": "Boolean"}
-# Below this zoom, simplify to a quarter tile pixel before clipping: cheaper, same picture.
-_SIMPLIFY_BELOW_ZOOM = 14
 _MAX_THINNING_ROUNDS = 6
 
 
@@ -61,7 +64,8 @@ class PostGISTileSource:
         columns = self._columns()
         if not columns:
             raise StoreError(f"layer {layer!r} has no table {self.schema}.{layer}; ingest it first")
-        available = {c: t for c, t in columns if c != GEOMETRY_COLUMN}
+        available = {c: t for c, t in columns if c != GEOMETRY_COLUMN and c not in HIDDEN_COLUMNS}
+        self.stored_mercator = set(HIDDEN_COLUMNS) <= {c for c, _ in columns}
         if ID_COLUMN not in available:
             raise StoreError(f"layer {layer!r}: table has no {ID_COLUMN!r} column; re-ingest it")
         wanted = list(available) if fields is None else [ID_COLUMN] + [f for f in fields if f != ID_COLUMN]
@@ -103,37 +107,44 @@ class PostGISTileSource:
 
     def _tile_query(self, fields: list[str], *, thinned: bool) -> sql.Composed:
         """The tile and how many features it holds. ``thinned`` keeps only the %(keep)s largest
-        features, chosen before any of them is transformed and clipped."""
-        geom = sql.Identifier(GEOMETRY_COLUMN)
+        features, chosen before any of them is clipped."""
         attrs = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(f)) for f in fields)
-        source = sql.SQL("{table} t, env WHERE t.{geom} && env.lonlat").format(table=self._table, geom=geom)
+        if self.stored_mercator:
+            geom = sql.SQL("t.{}").format(sql.Identifier(MERCATOR_COLUMN))
+            where = sql.SQL("{geom} && env.box AND t.{minzoom} <= %(z)s::int").format(
+                geom=geom, minzoom=sql.Identifier(MINZOOM_COLUMN))
+            box = sql.SQL("ST_TileEnvelope(%(z)s::int, %(x)s::int, %(y)s::int, margin => %(margin)s::float8)")
+            size = sql.SQL("GREATEST(ST_Area({g}), ST_Length({g}))").format(g=geom)
+        else:  # a table published before the tiling columns
+            lonlat = sql.SQL("t.{}").format(sql.Identifier(GEOMETRY_COLUMN))
+            geom = sql.SQL("ST_Transform({}, 3857)").format(lonlat)
+            where = sql.SQL("{} && env.box").format(lonlat)
+            box = sql.SQL("ST_Transform(ST_TileEnvelope(%(z)s::int, %(x)s::int, %(y)s::int, "
+                          "margin => %(margin)s::float8), 4326)")
+            size = sql.SQL("ST_Area({g}) + ST_Length({g})").format(g=lonlat)
+        source = sql.SQL("{table} t, env WHERE {where}").format(table=self._table, where=where)
         if thinned:
-            source = sql.SQL(
-                "(SELECT t.* FROM {source} ORDER BY ST_Area(t.{geom}) + ST_Length(t.{geom}) DESC, t.{id} "
-                "LIMIT %(keep)s::bigint) t, env").format(source=source, geom=geom, id=sql.Identifier(ID_COLUMN))
+            source = sql.SQL("(SELECT t.* FROM {source} ORDER BY {size} DESC, t.{id} LIMIT %(keep)s::bigint) t, env"
+                             ).format(source=source, size=size, id=sql.Identifier(ID_COLUMN))
         # tol is 0 at high zooms, where the CASE skips ST_Simplify. Casts keep one prepared plan.
         return sql.SQL(
-            "WITH env AS (SELECT ST_TileEnvelope(%(z)s::int, %(x)s::int, %(y)s::int) AS merc, "
-            "ST_Transform(ST_TileEnvelope(%(z)s::int, %(x)s::int, %(y)s::int, margin => %(margin)s::float8), 4326) "
-            "AS lonlat), "
+            "WITH env AS (SELECT ST_TileEnvelope(%(z)s::int, %(x)s::int, %(y)s::int) AS merc, {box} AS box), "
             "rows AS MATERIALIZED (SELECT {attrs}, ST_AsMVTGeom("
-            "CASE WHEN %(tol)s::float8 > 0 THEN ST_Simplify(ST_Transform(t.{geom}, 3857), %(tol)s::float8, true) "
-            "ELSE ST_Transform(t.{geom}, 3857) END, "
+            "CASE WHEN %(tol)s::float8 > 0 THEN ST_SimplifyPreserveTopology({geom}, %(tol)s::float8) ELSE {geom} END, "
             "env.merc, {extent}, {buffer}, true) AS mvt_geom "
             "FROM {source}) "
             "SELECT ST_AsMVT(rows, %(layer)s::text, {extent}, 'mvt_geom'), count(*) FROM rows WHERE mvt_geom IS NOT NULL"
-        ).format(attrs=attrs, geom=geom, source=source, extent=sql.Literal(EXTENT), buffer=sql.Literal(BUFFER))
+        ).format(attrs=attrs, geom=geom, box=box, source=source, extent=sql.Literal(EXTENT),
+                 buffer=sql.Literal(BUFFER))
 
     def tile(self, z: int, x: int, y: int) -> bytes | None:
         """Uncompressed MVT bytes of tile z/x/y (at most ``max_tile_bytes``), or None when no
         feature falls in it."""
         if not (self.minzoom <= z <= self.maxzoom and 0 <= x < (1 << z) and 0 <= y < (1 << z)):
             return None
-        tile_m = 2 * 20037508.342789244 / (1 << z)
-        params = {
-            "z": z, "x": x, "y": y, "margin": BUFFER / EXTENT, "layer": self.layer,
-            "tol": tile_m / EXTENT / 4 if z < _SIMPLIFY_BELOW_ZOOM else 0.0,
-        }
+        # simplified as the PMTiles build does (about a tile pixel, none at maxzoom): the same picture
+        params = {"z": z, "x": x, "y": y, "margin": BUFFER / EXTENT, "layer": self.layer,
+                  "tol": zoom_tolerance(z, self.maxzoom)}
         data, count, full, rounds = self._read(lambda conn: self._fitted(conn, params))
         if rounds:
             log.info("tile %s/%d/%d/%d: kept the %d largest of %d features to stay under %d kB (%d kB)",

@@ -20,11 +20,17 @@ from api.cql2.parse import Filter, FilterError
 from api.cql2.to_sql import Column, to_clause
 from api.cql2.values import kind_of
 from api.providers.errors import TooSlowError
+from pipelines.store.postgis import HIDDEN_COLUMNS
 
 STORAGE_SRID = 4326  # the store's geometry column (pipelines.store.postgis)
 
 
 class TimedPostgreSQLProvider(PostgreSQLProvider):
+    def __init__(self, provider_def: dict):
+        super().__init__(provider_def)
+        if not self.properties:  # pygeoapi then leaves the store's hidden columns out of items too
+            self.properties = list(self.get_fields())
+
     def query(self, *args, **kwargs) -> dict:
         try:
             return super().query(*args, **kwargs)
@@ -39,9 +45,11 @@ class TimedPostgreSQLProvider(PostgreSQLProvider):
                                                      f"{str(exc.orig).splitlines()[0]}") from None
 
     def get_fields(self) -> dict:
-        """pygeoapi's fields, with dates and date-times labelled as such (its own labels miss
-        ``timestamp with time zone``, the store's type for date-times)."""
+        """pygeoapi's fields but the store's hidden columns, with dates and date-times labelled as
+        such (its own labels miss ``timestamp with time zone``, the store's type for date-times)."""
         fields = super().get_fields()
+        for hidden in HIDDEN_COLUMNS:
+            fields.pop(hidden, None)
         for column in self.table_model.__table__.columns:
             try:
                 python_type = column.type.python_type

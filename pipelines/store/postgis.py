@@ -1,7 +1,11 @@
 """PostGIS store: one table per layer, bulk-loaded with binary COPY, swapped atomically.
 
 Table shape: ``id text primary key``, the attributes (text, double precision, bigint,
-boolean, from the pandas dtypes), ``geometry geometry(<type>, 4326)`` with a GiST index.
+boolean, from the pandas dtypes), ``geometry geometry(<type>, 4326)`` with a GiST index, and
+two hidden columns for the tile server (HIDDEN_COLUMNS: no read, info or API answer shows
+them): the geometry in Web Mercator (GiST index), so a tile transforms nothing, and the first
+zoom at which the PMTiles engine draws the feature (tiles.mvt_zoom.first_drawn_zoom, b-tree
+index), so a tile skips what it would not draw. A table published before them still serves.
 ``citytwin_layers`` records each layer's geometry type, update time and a version that
 grows with every publish (the tile server uses it in ETags).
 
@@ -48,6 +52,11 @@ MAX_CONNECTIONS = 16
 # tries afresh at once: its own backoff (1, 2, 4 ... s) would keep a restarted database
 # unused for up to half the outage.
 RECONNECT_TIMEOUT_S = 3.0
+MINZOOM_COLUMN = "_citytwin_minzoom"
+MERCATOR_COLUMN = "_citytwin_geom_3857"
+HIDDEN_COLUMNS = (MINZOOM_COLUMN, MERCATOR_COLUMN)
+DEEPEST_ZOOM = 16  # the first drawn zoom is sought up to here (pipelines.zooms.MAXZOOM); past it, never
+_INDEXES = {GEOMETRY_COLUMN: "_geometry_idx", MERCATOR_COLUMN: "_geom3857_idx"}  # GiST, by column
 _REGCLASS = "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text))"  # params: schema, table
 
 # pandas dtype kind -> column type. Anything else is stored as text, except a column of dates
@@ -223,14 +232,17 @@ class PostGISStore:
         t = sql.Identifier(self.schema, table)
         conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
             t, sql.Identifier(_index_name(table, "_pkey")), sql.Identifier(ID_COLUMN)))
-        conn.execute(sql.SQL("CREATE INDEX {} ON {} USING gist ({})").format(
-            sql.Identifier(_index_name(table, "_geometry_idx")), t, sql.Identifier(GEOMETRY_COLUMN)))
+        for column, suffix in _INDEXES.items():
+            conn.execute(sql.SQL("CREATE INDEX {} ON {} USING gist ({})").format(
+                sql.Identifier(_index_name(table, suffix)), t, sql.Identifier(column)))
+        conn.execute(sql.SQL("CREATE INDEX {} ON {} ({})").format(
+            sql.Identifier(_index_name(table, "_minzoom_idx")), t, sql.Identifier(MINZOOM_COLUMN)))
 
     def _swap(self, conn: psycopg.Connection, stage: str, name: str, geometry_label: str) -> None:
         s = self.schema
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(s, name)))
         conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(sql.Identifier(s, stage), sql.Identifier(name)))
-        for suffix in ("_pkey", "_geometry_idx"):
+        for suffix in ("_pkey", *_INDEXES.values(), "_minzoom_idx"):
             conn.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
                 sql.Identifier(s, _index_name(stage, suffix)), sql.Identifier(_index_name(name, suffix))))
         conn.execute(sql.SQL(
@@ -274,10 +286,10 @@ class PostGISStore:
         return int(self.access.run(lambda conn: self._meta_row(conn, name))[1])
 
     def _columns(self, conn: psycopg.Connection, name: str) -> list[tuple[str, str]]:
-        """(column, type) of the layer's table, in table order."""
+        """(column, type) of the layer's table, in table order, the hidden ones left out."""
         q = ("SELECT a.attname, format_type(a.atttypid, NULL) FROM pg_attribute a "
              f"WHERE a.attrelid = ({_REGCLASS}) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum")
-        return [(r[0], r[1]) for r in conn.execute(q, [self.schema, name]).fetchall()]
+        return [(r[0], r[1]) for r in conn.execute(q, [self.schema, name]).fetchall() if r[0] not in HIDDEN_COLUMNS]
 
     def info(self, name: str) -> LayerInfo:
         geometry_type, columns, (count, *bounds) = self.access.run(lambda conn: self._summary(conn, name))
@@ -330,13 +342,14 @@ class _LoadPlan:
     """What a GeoDataFrame becomes in the database: column types, geometry type, COPY rows."""
 
     def __init__(self, name: str, fields: list[tuple[str, str, list]], ids: list[str],
-                 wkb: np.ndarray, geometry_sql: str, geometry_label: str):
+                 wkb: np.ndarray, geometry_sql: str, geometry_label: str, tiling: tuple[list, list]):
         self.name = name
         self.fields = fields  # (column, pg type, values ready for COPY)
         self.ids = ids
         self.wkb = wkb
         self.geometry_sql = geometry_sql
         self.geometry_label = geometry_label
+        self.tiling = tiling  # the hidden columns' values: first drawn zoom, Web Mercator EWKB
 
     @classmethod
     def from_gdf(cls, name: str, gdf: gpd.GeoDataFrame) -> _LoadPlan:
@@ -364,19 +377,22 @@ class _LoadPlan:
         geoms = np.asarray(gdf.geometry.values, dtype=object)
         geometry_sql, label = _geometry_declaration(geoms)
         wkb = shapely.to_wkb(shapely.set_srid(geoms, 4326), include_srid=True)
-        return cls(name, fields, id_list, wkb, geometry_sql, label)
+        return cls(name, fields, id_list, wkb, geometry_sql, label, _tiling(geoms))
 
     def columns_sql(self) -> sql.Composed:
         defs = [sql.SQL("{} text NOT NULL").format(sql.Identifier(ID_COLUMN))]
         defs += [sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t, _ in self.fields]
         defs.append(sql.SQL("{} {}").format(sql.Identifier(GEOMETRY_COLUMN), sql.SQL(self.geometry_sql)))
+        # any type: clamping to the Mercator latitudes can turn a polygon into a multipolygon
+        defs.append(sql.SQL("{} smallint NOT NULL, {} geometry CHECK (ST_SRID({}) = 3857)").format(
+            sql.Identifier(MINZOOM_COLUMN), sql.Identifier(MERCATOR_COLUMN), sql.Identifier(MERCATOR_COLUMN)))
         return sql.SQL(", ").join(defs)
 
     def copy_into(self, conn: psycopg.Connection, table: sql.Identifier) -> None:
-        names = [ID_COLUMN] + [c for c, _, _ in self.fields] + [GEOMETRY_COLUMN]
+        names = [ID_COLUMN] + [c for c, _, _ in self.fields] + [GEOMETRY_COLUMN, *HIDDEN_COLUMNS]
         # Geometry goes over as EWKB labelled bytea: the server's geometry_recv parses it.
-        types = ["text"] + [t for _, t, _ in self.fields] + ["bytea"]
-        columns = [self.ids] + [values for _, _, values in self.fields] + [self.wkb]
+        types = ["text"] + [t for _, t, _ in self.fields] + ["bytea", "int2", "bytea"]
+        columns = [self.ids] + [values for _, _, values in self.fields] + [self.wkb, *self.tiling]
         stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
             table, sql.SQL(", ").join(map(sql.Identifier, names)))
         with conn.cursor() as cur, cur.copy(stmt) as copy:
@@ -390,6 +406,16 @@ class _LoadPlan:
                     raise  # the server's own error, not this row's
                 raise StoreError(f"layer {self.name!r}: feature id {self.ids[i]!r} cannot be stored: {exc}; "
                                  "the previous layer is unchanged") from None
+
+
+def _tiling(geoms: np.ndarray) -> tuple[list, list]:
+    """Each feature's first drawn zoom and its 2D Web Mercator EWKB, as the PMTiles build projects it."""
+    from tiles.mvt_geometry import web_mercator
+    from tiles.mvt_zoom import first_drawn_zoom
+
+    merc = shapely.force_2d(web_mercator(geoms))
+    minzoom = first_drawn_zoom(merc, DEEPEST_ZOOM)
+    return minzoom.tolist(), shapely.to_wkb(shapely.set_srid(merc, 3857), include_srid=True).tolist()
 
 
 def _values(layer: str, col: str, pg_type: str, series: pd.Series, ids: list[str]) -> list:
@@ -431,6 +457,8 @@ def _check_field_name(layer: str, col: object) -> str:
         raise StoreError(f"layer {layer!r}: field name {col!r} is longer than {PG_IDENT_MAX} bytes; shorten it")
     if col == GEOMETRY_COLUMN:
         raise StoreError(f"layer {layer!r}: a non-geometry field is named {col!r}; rename it")
+    if col in HIDDEN_COLUMNS:
+        raise StoreError(f"layer {layer!r}: the field name {col!r} is the store's own; rename that field")
     return col
 
 
