@@ -27,6 +27,9 @@ def dense(tmp_path_factory) -> tuple[GeoPackageStore, tuple[float, ...]]:
     city.insert(0, "id", city["bld_id"].astype(str))
     store = GeoPackageStore(tmp_path_factory.mktemp("parts") / "store.gpkg")
     store.publish("buildings", city)
+    # points all tie on size, so their order in a tile is the store's row order: a block must keep it
+    entrances = city[["id"]].set_geometry(city.geometry.representative_point()).sample(frac=1, random_state=3)
+    store.publish("entrances", entrances)
     return store, tuple(city.total_bounds)
 
 
@@ -67,6 +70,18 @@ def test_blocks_write_the_whole_layer_bytes_and_counts(dense, tmp_path: Path):
     # the report's counts are the distinct ids found in the archive
     ids = _ids_per_zoom(whole.path)
     assert {z: len(v) for z, v in ids.items()} == {r.zoom: r.features_written for r in whole.zooms}
+
+
+def test_blocks_keep_the_row_order_of_tied_features(dense, tmp_path: Path):
+    store, bounds = dense
+    kw = dict(max_tile_bytes=TILE_LIMIT, progress=False)
+    whole = build_pmtiles(store, "entrances", tmp_path / "whole.pmtiles", 13, MAXZOOM, None,
+                          partitions=[Partition(0, 0, 0, (13, MAXZOOM))], **kw)
+    got = build_pmtiles(store, "entrances", tmp_path / "blocks.pmtiles", 13, MAXZOOM, None,
+                        partitions=_blocks(bounds, 13, (13, MAXZOOM)), **kw)
+    assert whole.zooms[0].dropped_for_size > 0  # ties decided by row order at the budget
+    assert got.path.read_bytes() == whole.path.read_bytes()
+    assert got.zooms == whole.zooms
 
 
 def test_summary_has_the_drivers_share(dense, tmp_path: Path):
