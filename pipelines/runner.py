@@ -1,7 +1,8 @@
 """Where partitions run: in this process (default) or on a Dask cluster.
 
-A partition is one call of a top-level function on one item (a zoom level of a PMTiles
-archive, a leaf of a 3D Tiles tree). Partitions are independent and idempotent: they
+A partition is one call of a top-level function on one item (a block of tiles x a zoom
+range of a PMTiles archive, which reads its own rows from the store; a leaf of a 3D Tiles
+tree). Partitions are independent and idempotent: they
 return bytes and figures to the driver, which alone writes the output and swaps it in
 atomically, so a retried partition (after a worker died) cannot leave duplicates.
 """
