@@ -44,6 +44,7 @@ _MVT_FIELD_TYPES = {"text": "String", "double precision": "Number", "bigint": "N
                     "integer": "Number", "smallint": "Number", "real": "Number", "numeric": "Number",
                     "boolean": "Boolean"}
 _MAX_THINNING_ROUNDS = 6
+_SIMPLIFY_BELOW_ZOOM = 14
 
 
 class PostGISTileSource:
@@ -142,9 +143,10 @@ class PostGISTileSource:
         feature falls in it."""
         if not (self.minzoom <= z <= self.maxzoom and 0 <= x < (1 << z) and 0 <= y < (1 << z)):
             return None
-        # simplified as the PMTiles build does (about a tile pixel, none at maxzoom): the same picture
-        params = {"z": z, "x": x, "y": y, "margin": BUFFER / EXTENT, "layer": self.layer,
-                  "tol": zoom_tolerance(z, self.maxzoom)}
+        # below z14 simplified as the PMTiles build does (about a tile pixel); from z14 the saving
+        # in bytes is ~0 and ST_SimplifyPreserveTopology costs a third of the floor (benchmarks/notes.md)
+        tol = zoom_tolerance(z, self.maxzoom) if z < _SIMPLIFY_BELOW_ZOOM else 0.0
+        params = {"z": z, "x": x, "y": y, "margin": BUFFER / EXTENT, "layer": self.layer, "tol": tol}
         data, count, full, rounds = self._read(lambda conn: self._fitted(conn, params))
         if rounds:
             log.info("tile %s/%d/%d/%d: kept the %d largest of %d features to stay under %d kB (%d kB)",
