@@ -283,20 +283,25 @@ def test_postgis_table_has_gist_index_and_primary_key(pg: PostGISStore):
         pg.publish("buildings", buildings())
         idx = _indexes(pg, "buildings")
         assert any("USING gist (geometry)" in d for d in idx.values()), idx
-        assert set(idx) == {"buildings_pkey", "buildings_geometry_idx"}
+        # and the tile server's hidden columns: Web Mercator geometry (GiST) and first drawn zoom
+        assert set(idx) == {"buildings_pkey", "buildings_geometry_idx", "buildings_geom3857_idx",
+                            "buildings_minzoom_idx"}
+        assert any("USING gist (_citytwin_geom_3857)" in d for d in idx.values()), idx
         with pg.pool.connection() as conn:
             pk = conn.execute(
                 "SELECT a.attname FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid "
                 "AND a.attnum = ANY (c.conkey) WHERE c.conrelid = 'public.buildings'::regclass AND c.contype = 'p'"
             ).fetchall()
-            geom = conn.execute("SELECT type, srid FROM geometry_columns WHERE f_table_name = 'buildings'").fetchall()
+            geom = conn.execute("SELECT type, srid FROM geometry_columns WHERE f_table_name = 'buildings' "
+                                "ORDER BY f_geometry_column = 'geometry' DESC").fetchall()
             types = dict(conn.execute(
                 "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'buildings'"
             ).fetchall())
         assert pk == [("id",)]
-        assert geom == [("POLYGON", 4326)]
+        assert geom == [("POLYGON", 4326), ("GEOMETRY", 3857)]
         assert types == {"id": "text", "name": "text", "height": "double precision", "floors": "bigint",
-                         "is_public": "boolean", "geometry": "USER-DEFINED"}
+                         "is_public": "boolean", "geometry": "USER-DEFINED", "_citytwin_minzoom": "smallint",
+                         "_citytwin_geom_3857": "USER-DEFINED"}
 
 
 def test_postgis_readers_see_the_old_layer_until_the_swap_commits(pg: PostGISStore, pg_db_url: str):
@@ -347,7 +352,7 @@ def test_postgis_long_layer_name_keeps_distinct_index_names(pg: PostGISStore):
     pg.publish(name, buildings(5))
     pg.publish(name, buildings(6))
     idx = _indexes(pg, name)
-    assert len(idx) == 2 and all(len(i) <= 63 for i in idx)
+    assert len(idx) == 4 and all(len(i) <= 63 for i in idx)
     assert pg.info(name).count == 6
 
 
