@@ -174,3 +174,17 @@ def test_a_field_named_like_a_hidden_column_is_refused(pg_db_url):
     layer[MINZOOM_COLUMN] = 1
     with PostGISStore(pg_db_url) as store, pytest.raises(Exception, match=f"'{MINZOOM_COLUMN}' is the store's own"):
         store.publish("dense", layer)
+
+
+def test_pygeoapi_provider_hides_the_columns(published, pg_db_url):
+    """Queryables (get_fields), an items page and one item through pygeoapi's provider as configured."""
+    from api.providers.postgis_features import TimedPostgreSQLProvider
+    from api.pygeoapi_config import postgres_data
+
+    data, options = postgres_data(pg_db_url)
+    provider = TimedPostgreSQLProvider({"name": "x", "type": "feature", "data": data, "options": options,
+                                        "table": "dense", "id_field": "id", "geom_field": "geometry"})
+    assert set(provider.get_fields()) == {"id", "kind"}
+    page = provider.query(limit=3)
+    assert [set(f["properties"]) for f in page["features"]] == [{"kind"}] * 3
+    assert set(provider.get("f00001")["properties"]) == {"kind"}
