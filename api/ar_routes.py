@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from api.ar_index import GROUND_MODES, ArIndex, IndexHolder, ground_function, surface
+from api.ar_index import GROUND_MODES, ArIndex, IndexHolder, ground_function
 from api.ar_places import availability_anchors, availability_layers
 from api.ar_stops import stops_in_view
 from api.departure_boards import DepartureBoards, board_parameters, board_query

@@ -92,7 +92,7 @@ class GeocodeResult:
 
     def as_dict(self) -> dict:
         d = asdict(self)
-        parsed = d.pop("parsed")
+        d.pop("parsed")
         if self.parsed is not None:
             d["recognised"] = self.parsed.recognised
             d["unrecognised"] = self.parsed.unrecognised

@@ -28,8 +28,8 @@ import pandas as pd
 import shapely
 
 from geo.address import address_flags
-from geo.admin_codes import ADMIN_DONG, LEGAL_DONG, SIDO, SIGUNGU, ReferenceFields, detect_reference_fields
-from geo.errors import CitytwinError, SourceError
+from geo.admin_codes import ADMIN_DONG, LEGAL_DONG, SIDO, SIGUNGU, detect_reference_fields
+from geo.errors import SourceError
 from geo.geocoder import TIERS, AddressLayer, AreaLayer, Geocoder, GeocodeResult, haversine_m
 from geo.geometry import clamped_note
 from geo.names import check_layer_name

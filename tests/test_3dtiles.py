@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from pyproj import Transformer
-from shapely.geometry import Polygon, box
+from shapely.geometry import Polygon
 
 from pipelines.cli import main
 from pipelines.export3d import footprints_to_tileset

@@ -7,7 +7,6 @@ from collections import Counter
 import geopandas as gpd
 import pandas as pd
 import pytest
-import shapely
 from pyproj import Geod
 from shapely.geometry import Point, Polygon, box
 

@@ -19,7 +19,7 @@ from pyproj import Transformer
 from api.features_plan import _dropped
 from api.features_sql import read_columns
 from pipelines.store.postgis import HIDDEN_COLUMNS, MINZOOM_COLUMN, PostGISStore
-from test_tiles import SEOUL, archive_tiles, decode, interior_ids
+from test_tiles import SEOUL, archive_tiles, decode
 from tiles.mvt_geometry import EXTENT, tile_size
 from tiles.pmtiles_build import build_pmtiles
 from tiles.postgis_source import PostGISTileSource

@@ -14,7 +14,6 @@ Geographic coordinates are scaled to metres around the ring for these checks onl
 """
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
