@@ -107,6 +107,24 @@ def generate(path: Path, target_bytes: int) -> int:
     return copies * per_copy
 
 
+def figures(runs: dict[str, list[dict]], size_mb: float, buildings: int,
+            load_start: tuple[float, ...], load_end: tuple[float, ...]) -> dict:
+    """Per side: median time, CPU, MB/s, buildings/s and peak RSS; the ratios to the floor are
+    medians of runs taken side by side (same repetition)."""
+    result = {"file_mb": round(size_mb), "buildings": buildings,
+              "loadavg_start": [round(x, 2) for x in load_start], "loadavg_end": [round(x, 2) for x in load_end]}
+    for side, rs in runs.items():
+        secs = median([r["seconds"] for r in rs])
+        result[side] = {"seconds": round(secs, 1), "runs_s": [round(r["seconds"], 1) for r in rs],
+                        "cpu_s": round(median([r["cpu_s"] for r in rs]), 1),
+                        "mb_per_s": round(size_mb / secs, 1), "buildings_per_s": round(buildings / secs),
+                        "peak_rss_mb": round(max(r["peak_rss_mb"] for r in rs))}
+    pairs = list(zip(runs["ours"], runs["floor"]))
+    result["ratio_to_floor"] = round(median([o["seconds"] / f["seconds"] for o, f in pairs]), 2)
+    result["cpu_ratio_to_floor"] = round(median([o["cpu_s"] / f["cpu_s"] for o, f in pairs]), 2)
+    return result
+
+
 def _timed(argv: list[str]) -> dict:
     t0 = time.perf_counter()
     r = subprocess.run(["/usr/bin/time", "-v", *argv], capture_output=True, text=True)
@@ -142,19 +160,7 @@ def run(gb: float = 1.0, work: Path | None = None, given: Path | None = None) ->
         parsed = int(runs["floor"][0]["stdout"].split()[0])
         if parsed != buildings:
             raise RuntimeError(f"the floor counted {parsed} buildings, the generator wrote {buildings}")
-        result = {"file_mb": round(size_mb), "buildings": buildings,
-                  "loadavg_start": [round(x, 2) for x in load_start],
-                  "loadavg_end": [round(x, 2) for x in load_end]}
-        for side, rs in runs.items():
-            secs = median([r["seconds"] for r in rs])
-            result[side] = {"seconds": round(secs, 1), "runs_s": [round(r["seconds"], 1) for r in rs],
-                            "cpu_s": round(median([r["cpu_s"] for r in rs]), 1),
-                            "mb_per_s": round(size_mb / secs, 1), "buildings_per_s": round(buildings / secs),
-                            "peak_rss_mb": round(max(r["peak_rss_mb"] for r in rs))}
-        # ratios of runs taken side by side (same rep), then their median
-        pairs = list(zip(runs["ours"], runs["floor"]))
-        result["ratio_to_floor"] = round(median([o["seconds"] / f["seconds"] for o, f in pairs]), 2)
-        result["cpu_ratio_to_floor"] = round(median([o["cpu_s"] / f["cpu_s"] for o, f in pairs]), 2)
+        result = figures(runs, size_mb, buildings, load_start, load_end)
         tiles = tmp / "tiles"
         result["tiles"] = sum(1 for p in (tiles / "content").iterdir()) if (tiles / "content").exists() else None
         return result

@@ -25,8 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import CITYTWIN, PY, median
-from benchmarks.p4_citygml import _timed
+from benchmarks.common import CITYTWIN, PY
+from benchmarks.p4_citygml import _timed, figures
 
 SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cityjson" / "delft.city.json"
 REPS = 2
@@ -134,18 +134,7 @@ def run(gb: float = 0.2, work: Path | None = None) -> dict:
         parsed = int(runs["floor"][0]["stdout"].split()[0])
         if parsed != buildings:
             raise RuntimeError(f"the floor counted {parsed} buildings, the generator wrote {buildings}")
-        result = {"file_mb": round(size_mb), "buildings": buildings,
-                  "loadavg_start": [round(x, 2) for x in load_start], "loadavg_end": [round(x, 2) for x in load_end]}
-        for side, rs in runs.items():
-            secs = median([r["seconds"] for r in rs])
-            result[side] = {"seconds": round(secs, 1), "runs_s": [round(r["seconds"], 1) for r in rs],
-                            "cpu_s": round(median([r["cpu_s"] for r in rs]), 1),
-                            "mb_per_s": round(size_mb / secs, 1), "buildings_per_s": round(buildings / secs),
-                            "peak_rss_mb": round(max(r["peak_rss_mb"] for r in rs))}
-        pairs = list(zip(runs["ours"], runs["floor"]))
-        result["ratio_to_floor"] = round(median([o["seconds"] / f["seconds"] for o, f in pairs]), 2)
-        result["cpu_ratio_to_floor"] = round(median([o["cpu_s"] / f["cpu_s"] for o, f in pairs]), 2)
-        return result
+        return figures(runs, size_mb, buildings, load_start, load_end)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
