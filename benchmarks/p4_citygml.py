@@ -107,6 +107,22 @@ def generate(path: Path, target_bytes: int) -> int:
     return copies * per_copy
 
 
+def alternated_runs(cmds: dict[str, list[str]], buildings: int, reps: int) -> dict[str, list[dict]]:
+    """Floor and ours, ``reps`` times each, the first side swapped every repetition; the floor's
+    printed building count must be the generator's."""
+    runs: dict[str, list[dict]] = {"floor": [], "ours": []}
+    for rep in range(reps):
+        for side in (("floor", "ours") if rep % 2 == 0 else ("ours", "floor")):
+            r = _timed(cmds[side])
+            runs[side].append(r)
+            print(f"  {side}: {r['seconds']:.1f} s, CPU {r['cpu_s']:.1f} s, {r['peak_rss_mb']:.0f} MB peak",
+                  flush=True)
+    parsed = int(runs["floor"][0]["stdout"].split()[0])
+    if parsed != buildings:
+        raise RuntimeError(f"the floor counted {parsed} buildings, the generator wrote {buildings}")
+    return runs
+
+
 def figures(runs: dict[str, list[dict]], size_mb: float, buildings: int,
             load_start: tuple[float, ...], load_end: tuple[float, ...]) -> dict:
     """Per side: median time, CPU, MB/s, buildings/s and peak RSS; the ratios to the floor are
@@ -148,19 +164,8 @@ def run(gb: float = 1.0, work: Path | None = None, given: Path | None = None) ->
         load_start = os.getloadavg()
         floor_cmd = [str(PY), "-c", FLOOR, str(gml)]
         ours_cmd = [str(CITYTWIN), "export-3dtiles", str(gml), "--out", str(tmp / "tiles")]
-        runs: dict[str, list[dict]] = {"floor": [], "ours": []}
-        for rep in range(REPS):
-            order = ("floor", "ours") if rep % 2 == 0 else ("ours", "floor")
-            for side in order:
-                runs[side].append(_timed(floor_cmd if side == "floor" else ours_cmd))
-                r = runs[side][-1]
-                print(f"  {side}: {r['seconds']:.1f} s, CPU {r['cpu_s']:.1f} s, {r['peak_rss_mb']:.0f} MB peak",
-                      flush=True)
-        load_end = os.getloadavg()
-        parsed = int(runs["floor"][0]["stdout"].split()[0])
-        if parsed != buildings:
-            raise RuntimeError(f"the floor counted {parsed} buildings, the generator wrote {buildings}")
-        result = figures(runs, size_mb, buildings, load_start, load_end)
+        runs = alternated_runs({"floor": floor_cmd, "ours": ours_cmd}, buildings, REPS)
+        result = figures(runs, size_mb, buildings, load_start, os.getloadavg())
         tiles = tmp / "tiles"
         result["tiles"] = sum(1 for p in (tiles / "content").iterdir()) if (tiles / "content").exists() else None
         return result

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import CITYTWIN, PY
-from benchmarks.p4_citygml import _timed, figures
+from benchmarks.p4_citygml import alternated_runs, figures
 
 SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cityjson" / "delft.city.json"
 REPS = 2
@@ -123,18 +123,8 @@ def run(gb: float = 0.2, work: Path | None = None) -> dict:
         load_start = os.getloadavg()
         cmds = {"floor": [str(PY), "-c", FLOOR, str(seq)],
                 "ours": [str(CITYTWIN), "export-3dtiles", str(seq), "--out", str(tmp / "tiles")]}
-        runs: dict[str, list[dict]] = {"floor": [], "ours": []}
-        for rep in range(REPS):
-            for side in (("floor", "ours") if rep % 2 == 0 else ("ours", "floor")):
-                runs[side].append(_timed(cmds[side]))
-                r = runs[side][-1]
-                print(f"  {side}: {r['seconds']:.1f} s, CPU {r['cpu_s']:.1f} s, {r['peak_rss_mb']:.0f} MB peak",
-                      flush=True)
-        load_end = os.getloadavg()
-        parsed = int(runs["floor"][0]["stdout"].split()[0])
-        if parsed != buildings:
-            raise RuntimeError(f"the floor counted {parsed} buildings, the generator wrote {buildings}")
-        return figures(runs, size_mb, buildings, load_start, load_end)
+        runs = alternated_runs(cmds, buildings, REPS)
+        return figures(runs, size_mb, buildings, load_start, os.getloadavg())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
