@@ -293,11 +293,12 @@ def render(res: dict) -> str:
 
 
 def _extra_part(file_name: str) -> str:
-    return file_name.removeprefix("bench_").removesuffix(".py")
+    named = {script: part for part, script in NAMED_SCRIPTS.items()}
+    return named.get(file_name) or file_name.removeprefix("bench_").removesuffix(".py")
 
 
 # extra parts whose script is not benchmarks/bench_PART.py
-NAMED_SCRIPTS = {"p4": "p4_citygml.py"}
+NAMED_SCRIPTS = {"p4": "p4_citygml.py", "p4_seq": "p4_cityjsonseq.py"}
 
 
 def extra_script(part: str) -> str:

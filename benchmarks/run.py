@@ -39,7 +39,7 @@ QUICK = {"p1": [("buildings_10k", 1)], "p2_reps": 1, "p2_cold_s": 3, "p2_warm_s"
          "p3_peer": ("buildings_10k", 1), "p3_big": None, "p5_reps": 1, "p5_s": 3, "extra_timeout_s": 300,
          "extra_args": {"bench_exposure.py": ["20000", "2000"], "bench_geotag.py": ["20000"],
                         "bench_ar.py": ["--buildings", "20000", "--duration", "5"],
-                        "bench_gtfs_rt.py": ["--phase-s", "10"], "p4_citygml.py": ["0.05"],
+                        "bench_gtfs_rt.py": ["--phase-s", "10"], "p4_citygml.py": ["0.05"], "p4_cityjsonseq.py": ["0.02"],
                         "bench_city3d.py": ["20000"]}}
 DB_PARTS = ("p1", "p2", "p2_pygeoapi", "p3", "p5")
 P4_TIMEOUT_S = 3600
@@ -143,7 +143,7 @@ def prepare(ctx: Context, log: dict, names: set[str]) -> None:
 
 
 def extra_parts() -> dict[str, Path]:
-    """Part name -> script: benchmarks/bench_NAME.py is part NAME; P4 (CityGML) runs as one too."""
+    """Part name -> script: benchmarks/bench_NAME.py is part NAME; P4 (CityGML, and CityJSONSeq as p4_seq) runs as one too."""
     from benchmarks.report import NAMED_SCRIPTS
 
     return {**{part: REPO / "benchmarks" / script for part, script in NAMED_SCRIPTS.items()},
