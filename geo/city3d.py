@@ -18,6 +18,16 @@ class Surface:
 
     rings: list[np.ndarray]
     kind: str = "other"
+    texture: SurfaceTexture | None = None  # only when textures are asked for and the source has one
+
+
+@dataclass
+class SurfaceTexture:
+    """A surface's image (as the source names it) and a (u, v) per vertex of each of its rings
+    (origin at the image's lower left, as in CityGML and CityJSON)."""
+
+    image: str
+    uv: list[np.ndarray]
 
 
 @dataclass

@@ -19,6 +19,8 @@ from pipelines.project import project_store
 from pipelines.readers.citygml_split import PART_BYTES, ByteRange, split_ranges
 from pipelines.readers.cityjson_seq import is_seq, split_seq_ranges
 from pipelines.spill3d import SpillIndex, Spilled, SpillWriter, load
+from pipelines.textures3d import ImageCheck
+from tiles.threed.atlas import with_atlas
 from tiles.threed.mesh import FlatSurfaces, LocalFrame, extrude_footprints, flat_surfaces_mesh
 from tiles.threed.tileset import TilesetReport, write_tileset
 
@@ -171,7 +173,7 @@ def _within_budget(gdf: gpd.GeoDataFrame, source: str, report: TilesetReport) ->
 def models_to_tileset(paths: list[Path], out: Path, *, crs: str | None = None, lod: int | None = None,
                       b3dm_mode: bool = False, progress: bool = True, max_per_tile: int = 400,
                       runner=None, implicit: bool | None = None, compress: bool = True,
-                      part_bytes: int = PART_BYTES) -> tuple[TilesetReport, list[str]]:
+                      part_bytes: int = PART_BYTES, textures: bool = False) -> tuple[TilesetReport, list[str]]:
     """Tileset of CityGML/CityJSON buildings: LOD1 far refining to LOD2 near where both exist.
 
     LOD0 footprints with a measured height are extruded to LOD1 blocks. A building lacking
@@ -181,6 +183,10 @@ def models_to_tileset(paths: list[Path], out: Path, *, crs: str | None = None, l
     each byte range of about ``part_bytes``) is read as one partition on ``runner`` and spilled to disk
     (``pipelines.spill3d``) with an index row per building; tiles are then written from the
     index, each loading only its own buildings.
+
+    ``textures``: surfaces the source textures carry their images, packed into one atlas per
+    tile (``tiles.threed.atlas``); a CityGML file is then read whole (its appearance comes after
+    its buildings), with a first pass for its texture coordinates (``citygml_appearance``).
     """
     from pipelines.runner import InProcessRunner
     from tiles.publish import scratch_dir
@@ -192,8 +198,9 @@ def models_to_tileset(paths: list[Path], out: Path, *, crs: str | None = None, l
     out.parent.mkdir(parents=True, exist_ok=True)
     spill = scratch_dir(out.with_name(out.name + "-spill"))
     try:
-        parts = [(str(p), part, str(spill / f"{i}.spill")) for i, (p, part) in enumerate(model_parts(paths, part_bytes))]
-        read = runner.map(read_part, parts, shared={"crs": crs, "wanted": wanted})
+        parts = [(str(p), part, str(spill / f"{i}.spill"))
+                 for i, (p, part) in enumerate(model_parts(paths, part_bytes, split_gml=not textures))]
+        read = runner.map(read_part, parts, shared={"crs": crs, "wanted": wanted, "textures": textures})
         index, messages = _merge(read, report)
         if not index.ids:
             raise SourceError(f"{', '.join(map(str, paths))}: no building could be read; see the messages above")
@@ -202,7 +209,7 @@ def models_to_tileset(paths: list[Path], out: Path, *, crs: str | None = None, l
 
         def maker(items: np.ndarray, lv: int, frame: LocalFrame):
             chosen = [_at_level(lods, lv) for lods in _load(index, items)]
-            return _mesh_and_props(chosen, lv, frame)
+            return _mesh_and_props(chosen, lv, frame, textures)
 
         write_tileset(out, lon, lat, {lv: maker for lv in levels}, b3dm_mode=b3dm_mode, progress=progress,
                       report=report, max_per_tile=max_per_tile, runner=runner, implicit=implicit,
@@ -213,11 +220,13 @@ def models_to_tileset(paths: list[Path], out: Path, *, crs: str | None = None, l
     return report, messages
 
 
-def model_parts(paths: list[Path], part_bytes: int = PART_BYTES) -> list[tuple[Path, ByteRange | None]]:
-    """The partitions of the read: one per file, a big CityGML or CityJSONSeq file one per byte range."""
+def model_parts(paths: list[Path], part_bytes: int = PART_BYTES,
+                split_gml: bool = True) -> list[tuple[Path, ByteRange | None]]:
+    """The partitions of the read: one per file, a big CityGML (unless not ``split_gml``) or
+    CityJSONSeq file one per byte range."""
     parts: list[tuple[Path, ByteRange | None]] = []
     for path in map(Path, paths):
-        gml = path.name.lower().endswith((".gml", ".xml")) and path.is_file()
+        gml = split_gml and path.name.lower().endswith((".gml", ".xml")) and path.is_file()
         ranges = split_ranges(path, part_bytes) if gml else None
         if is_seq(path) and path.is_file():
             ranges = split_seq_ranges(path, part_bytes)
@@ -275,13 +284,16 @@ def _merge(read: list[tuple[SpillIndex, ReadReport]], report: TilesetReport) -> 
 
 
 def read_part(part: tuple[str, ByteRange | None, str], crs: str | None,
-              wanted: tuple[int, ...]) -> tuple[SpillIndex, ReadReport]:
+              wanted: tuple[int, ...], textures: bool = False) -> tuple[SpillIndex, ReadReport]:
     """One partition of pass one: the buildings of a file (or byte range) spilled to disk."""
     path, byte_range, spill_path = part
     rr = ReadReport(str(path))
     writer = SpillWriter(Path(spill_path))
+    images = ImageCheck(Path(path)) if textures else None
     try:
-        for lods in _read_lods(Path(path), crs, wanted, rr, byte_range):
+        for lods in _read_lods(Path(path), crs, wanted, rr, byte_range, textures):
+            if images is not None:
+                images.apply(lods)
             if 0 in lods:
                 lod0 = lods.pop(0)
                 if 1 not in lods:
@@ -294,6 +306,8 @@ def read_part(part: tuple[str, ByteRange | None, str], crs: str | None,
             writer.add(lods)
     finally:
         index = writer.close()
+    if images is not None:
+        images.report(rr)
     return index, rr
 
 
@@ -313,11 +327,14 @@ def _at_level(lods: dict[int, Spilled], lv: int) -> Spilled:
     return lods.get(lv) or lods[min(lods, key=lambda o: abs(o - lv))]
 
 
-def _mesh_and_props(chosen: list[Spilled], lv: int, frame: LocalFrame):
+def _mesh_and_props(chosen: list[Spilled], lv: int, frame: LocalFrame, textures: bool = False):
     flat = FlatSurfaces(np.concatenate([b.coords for b in chosen]), np.concatenate([b.ring_sizes for b in chosen]),
                         np.concatenate([b.ring_counts for b in chosen]),
                         np.array([len(b.ring_counts) for b in chosen], dtype=np.int64), [b.crs for b in chosen])
+    images = _tile_textures(flat, chosen) if textures else []
     mesh, counts = flat_surfaces_mesh(flat, frame)
+    if images:
+        mesh = with_atlas(mesh, images)
     found = ((flat_at(lv), counts.degenerate), (SURFACE_SIMPLIFIED, counts.simplified),
              (SURFACE_TOO_COMPLEX, counts.too_complex))
     skipped = {reason: n for reason, n in found if n}
@@ -333,19 +350,36 @@ def _mesh_and_props(chosen: list[Spilled], lv: int, frame: LocalFrame):
     return mesh, props, skipped
 
 
+def _tile_textures(flat: FlatSurfaces, chosen: list[Spilled]) -> list[str]:
+    """The images a tile's buildings use; sets ``flat``'s texture fields when there are any."""
+    images: dict[str, int] = {}
+    for b in chosen:
+        for image in b.images:
+            images.setdefault(image, len(images))
+    if not images:
+        return []
+    flat.uv = np.concatenate([b.uv if b.uv is not None else np.full((len(b.coords), 2), np.nan) for b in chosen])
+    flat.surface_image = np.concatenate([
+        np.array([images[b.images[i]] if i >= 0 else -1 for i in b.surface_image], dtype=np.int64)
+        if b.surface_image is not None else np.full(len(b.ring_counts), -1, dtype=np.int64) for b in chosen])
+    return list(images)
+
+
 def _read_lods(path: Path, crs: str | None, lods: tuple[int, ...], report: ReadReport,
-               part: ByteRange | None = None):
+               part: ByteRange | None = None, textures: bool = False):
     """One pass over a model file (or one byte range of a CityGML or CityJSONSeq file): per building,
-    {lod: Building3D}."""
+    {lod: Building3D}; with ``textures``, surfaces keep the texture the file gives them."""
     name = path.name.lower()
     if name.endswith((".gml", ".xml")):
         from pipelines.readers.citygml import read_citygml_lods
+        from pipelines.readers.citygml_appearance import read_textures
 
-        return read_citygml_lods(path, lods=lods, crs=crs, report=report, part=part)
+        table = read_textures(path) if textures and path.is_file() else None
+        return read_citygml_lods(path, lods=lods, crs=crs, report=report, part=part, textures=table)
     if name.endswith((".json", ".jsonl")):
         from pipelines.readers.cityjson import read_cityjson_lods
 
-        return read_cityjson_lods(path, lods=lods, crs=crs, report=report, part=part)
+        return read_cityjson_lods(path, lods=lods, crs=crs, report=report, part=part, textures=textures)
     raise SourceError(f"{path}: not a CityGML (.gml), CityJSON (.json) or CityJSONSeq (.jsonl) file; "
                       "for footprints use layer:NAME")
 

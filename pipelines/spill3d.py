@@ -32,6 +32,9 @@ class Spilled(NamedTuple):
     ring_counts: np.ndarray  # rings per surface
     ring_sizes: np.ndarray  # vertices per ring
     coords: np.ndarray  # (n, 3) float64, the rings in turn
+    images: tuple[str, ...] = ()  # texture images (checked paths), when a surface has one
+    surface_image: np.ndarray | None = None  # per surface, its index in ``images`` or -1
+    uv: np.ndarray | None = None  # (n, 2) float32 texture coordinates, NaN where untextured
 
 
 @dataclass
@@ -100,5 +103,15 @@ def _centre(b: Building3D) -> tuple[float, float]:
 
 def _pack(b: Building3D) -> tuple:
     rings = [np.asarray(r, dtype=np.float64) for s in b.surfaces for r in s.rings]
-    return (b.id, b.lod, b.crs, b.attributes, np.array([len(s.rings) for s in b.surfaces], dtype=np.int64),
-            np.array([len(r) for r in rings], dtype=np.int64), np.concatenate(rings))
+    packed = (b.id, b.lod, b.crs, b.attributes, np.array([len(s.rings) for s in b.surfaces], dtype=np.int64),
+              np.array([len(r) for r in rings], dtype=np.int64), np.concatenate(rings))
+    return packed + _textures(b) if any(s.texture for s in b.surfaces) else packed
+
+
+def _textures(b: Building3D) -> tuple:
+    """The texture fields of ``Spilled``: images, each surface's image, a (u, v) per vertex."""
+    images = list(dict.fromkeys(s.texture.image for s in b.surfaces if s.texture))
+    surface_image = np.array([images.index(s.texture.image) if s.texture else -1 for s in b.surfaces], dtype=np.int32)
+    uv = [np.asarray(t, dtype=np.float32) if s.texture else np.full((len(r), 2), np.nan, dtype=np.float32)
+          for s in b.surfaces for r, t in zip(s.rings, s.texture.uv if s.texture else s.rings)]
+    return tuple(images), surface_image, np.concatenate(uv)

@@ -121,11 +121,14 @@ class Checked:
     reason: SkipReason | None = None
     detail: str = ""
     dropped_holes: int = 0
+    uv: list[np.ndarray] | None = None  # the texture coordinates of the kept vertices, when given
 
 
-def check_polygons(polygons: list[list[np.ndarray]], *, geographic: bool) -> list[Checked]:
+def check_polygons(polygons: list[list[np.ndarray]], *, geographic: bool,
+                   uv: list[list[np.ndarray] | None] | None = None) -> list[Checked]:
     """Clean and check polygons (each a list of rings, exterior first): open rings, or a
-    skip reason, per polygon. Rules in the module docstring.
+    skip reason, per polygon. Rules in the module docstring. ``uv``: per polygon, a (u, v) per
+    vertex of each ring (or None); the vertices the cleaning keeps keep theirs.
 
     Called per building on millions of polygons, so each step is one numpy call over all the
     building's vertices (one call per polygon was a third of the read time). A ring that
@@ -159,6 +162,7 @@ def check_polygons(polygons: list[list[np.ndarray]], *, geographic: bool) -> lis
     has_holes = np.bincount(ring_poly[~is_ext & usable], minlength=len(polygons)) > 0
 
     kept_pts, kept_ring = pts[keep], ring_of[keep]
+    kept_uv = _aligned_uv(uv, counts, sizes)[keep] if uv is not None else None
     kept_start = np.concatenate(([0], np.cumsum(clean_size)[:-1]))
     poly_of = ring_poly[kept_ring]
     on_ext = is_ext[kept_ring]
@@ -212,9 +216,25 @@ def check_polygons(polygons: list[list[np.ndarray]], *, geographic: bool) -> lis
                                f"{deviation[k]:.2f} m off its plane (tolerance {tol[k]:.2f} m)"))
         else:
             r0 = first_ring[k]
-            kept = [kept_pts[kept_start[r]:kept_start[r] + clean_size[r]]
-                    for r in range(r0, r0 + counts[k]) if usable[r] or r == r0]
-            out.append(Checked(kept, dropped_holes=int(dropped[k])))
+            rows = [(kept_start[r], kept_start[r] + clean_size[r]) for r in range(r0, r0 + counts[k])
+                    if usable[r] or r == r0]
+            kept = [kept_pts[a:b] for a, b in rows]
+            tex = None if kept_uv is None or np.isnan(kept_uv[rows[0][0]]).any() else [kept_uv[a:b] for a, b in rows]
+            out.append(Checked(kept, dropped_holes=int(dropped[k]), uv=tex))
+    return out
+
+
+def _aligned_uv(uv: list[list[np.ndarray] | None], counts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """One (u, v) row per input vertex; NaN for a polygon without texture coordinates, or
+    with a ring whose count of them differs from its vertices."""
+    out = np.full((int(sizes.sum()), 2), np.nan)
+    starts = np.concatenate(([0], np.cumsum(sizes)))
+    first = np.concatenate(([0], np.cumsum(counts)))
+    for k, rings in enumerate(uv):
+        r0, r1 = first[k], first[k + 1]
+        if rings is None or len(rings) != r1 - r0 or any(len(t) != sizes[r] for t, r in zip(rings, range(r0, r1))):
+            continue
+        out[starts[r0]:starts[r1]] = np.concatenate(rings)
     return out
 
 

@@ -33,17 +33,20 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from lxml import etree
 
-from geo.city3d import Building3D, ReadReport, SkipReason, Surface
+from geo.city3d import Building3D, ReadReport, SkipReason, Surface, SurfaceTexture
 from geo.errors import CRSError, SourceError
 from pipelines.readers.citygml_split import ByteRange, RangeReader
 from pipelines.readers.city_common import (
     BAD_COORDS, DEGENERATE_HOLE, KINDS, NO_LOD, NO_SURFACES, check_polygons, crs_info, srs_to_crs,
 )
 
+if TYPE_CHECKING:  # the appearance pass imports this module
+    from pipelines.readers.citygml_appearance import TextureTable
 
 _XLINK = "{http://www.w3.org/1999/xlink}href"
 _GML_IDS = ("{http://www.opengis.net/gml}id", "{http://www.opengis.net/gml/3.2}id")
@@ -86,6 +89,7 @@ class _Ctx:
     default_dim: int
     report: ReadReport
     emitted: set[int] = field(default_factory=set)
+    textures: TextureTable | None = None
     _index: dict[str, etree._Element] | None = None
 
     def target(self, gid: str) -> etree._Element | None:
@@ -112,12 +116,14 @@ def read_citygml(path: Path, *, crs: str | None = None, lod: int | None = None,
 
 
 def read_citygml_lods(path: Path, *, lods: tuple[int, ...] = (1, 2), crs: str | None = None,
-                      report: ReadReport | None = None, part: ByteRange | None = None
-                      ) -> Iterator[dict[int, Building3D]]:
+                      report: ReadReport | None = None, part: ByteRange | None = None,
+                      textures: TextureTable | None = None) -> Iterator[dict[int, Building3D]]:
     """Per building, ``{lod: Building3D}`` for those of ``lods`` it has (at least one; a
     building with none of them is skipped and counted). ``part``: only the members in one
-    byte range of the file (``citygml_split``)."""
-    yield from _read(Path(path), crs=crs, lods=tuple(lods), best=False, report=report, part=part)
+    byte range of the file (``citygml_split``). ``textures``: the file's texture table
+    (``citygml_appearance``); surfaces whose rings it names get their texture."""
+    yield from _read(Path(path), crs=crs, lods=tuple(lods), best=False, report=report, part=part,
+                     textures=textures)
 
 
 def _check_file(path: Path) -> None:
@@ -136,7 +142,8 @@ _EVENT_TAGS = ("{*}Building", "{*}cityObjectMember", "{*}featureMember", "{*}mem
 
 
 def _read(path: Path, *, crs: str | None, lods: tuple[int, ...] | None, best: bool,
-          report: ReadReport | None, part: ByteRange | None = None) -> Iterator[dict[int, Building3D]]:
+          report: ReadReport | None, part: ByteRange | None = None,
+          textures: TextureTable | None = None) -> Iterator[dict[int, Building3D]]:
     _check_file(path)
     source = RangeReader(path, part) if part is not None else str(path)
     where = f" (in the part of bytes {part.start:,}-{part.stop:,})" if part is not None else ""
@@ -158,7 +165,7 @@ def _read(path: Path, *, crs: str | None, lods: tuple[int, ...] | None, best: bo
             if _is_building(tag, "Building"):
                 found += 1
                 out = _building(elem, path, f"{unnamed}{found}", declared=declared, file_srs=file_srs,
-                                file_dim=file_dim, lods=lods, best=best, report=report)
+                                file_dim=file_dim, lods=lods, best=best, report=report, textures=textures)
                 if out:
                     report.read += 1
                     yield out
@@ -208,7 +215,7 @@ def _int(value, default: int) -> int:
 
 def _building(elem: etree._Element, path: Path, unnamed: str, *, declared: str | None, file_srs: str | None,
               file_dim: int, lods: tuple[int, ...] | None, best: bool,
-              report: ReadReport) -> dict[int, Building3D]:
+              report: ReadReport, textures: TextureTable | None = None) -> dict[int, Building3D]:
     bid = _gml_id(elem) or unnamed  # stable: the building's place in the file (or its part)
     crs = declared or _building_crs(elem, path, file_srs)
     _, swap = crs_info(crs)
@@ -217,7 +224,7 @@ def _building(elem: etree._Element, path: Path, unnamed: str, *, declared: str |
         m = _ANY_LOD.match(_local(e.tag))
         if m:
             present.add(int(m.group(1)))
-    ctx = _Ctx(str(path), bid, elem, file_dim, report)
+    ctx = _Ctx(str(path), bid, elem, file_dim, report, textures=textures)
     objects = [elem, *_parts(elem)]
     attributes = _attributes(objects, path)
     wanted = sorted(present, reverse=True) if best else list(lods or ())
@@ -332,7 +339,7 @@ def _name(ctx: _Ctx, polygon: etree._Element) -> str:
 
 def _check(raw: list[_Raw], ctx: _Ctx, *, swap: bool, geographic: bool) -> list[Surface | None]:
     """Each polygon as a checked Surface, or None when it is skipped (counted in the report)."""
-    polygons, kept = [], []
+    polygons, kept, uv = [], [], []
     for i, r in enumerate(raw):
         try:
             rings = _rings(r.elem, r.dim)
@@ -344,6 +351,8 @@ def _check(raw: list[_Raw], ctx: _Ctx, *, swap: bool, geographic: bool) -> list[
             continue
         polygons.append(rings)
         kept.append(i)
+        if ctx.textures is not None:
+            uv.append(_texture(r.elem, ctx.textures))
     if swap and polygons:  # lat-first: one column swap for the whole building
         sizes = [len(ring) for rings in polygons for ring in rings]
         flat = np.split(np.concatenate([ring for rings in polygons for ring in rings])[:, [1, 0, 2]],
@@ -351,7 +360,10 @@ def _check(raw: list[_Raw], ctx: _Ctx, *, swap: bool, geographic: bool) -> list[
         at = np.cumsum([0, *(len(rings) for rings in polygons)])
         polygons = [flat[at[k]:at[k + 1]] for k in range(len(polygons))]
     out: list[Surface | None] = [None] * len(raw)
-    for i, checked in zip(kept, check_polygons(polygons, geographic=geographic)):
+    images = [t[0] if t else None for t in uv]
+    checks = check_polygons(polygons, geographic=geographic,
+                            uv=[t[1] if t else None for t in uv] if ctx.textures is not None else None)
+    for k, (i, checked) in enumerate(zip(kept, checks)):
         r = raw[i]
         if checked.rings is None or checked.dropped_holes:
             name = _name(ctx, r.elem)
@@ -361,8 +373,27 @@ def _check(raw: list[_Raw], ctx: _Ctx, *, swap: bool, geographic: bool) -> list[
         for _ in range(checked.dropped_holes):
             ctx.report.skip(DEGENERATE_HOLE, f"{name}, a hole with fewer than 3 distinct vertices,")
         rings = [ring[::-1] for ring in checked.rings] if r.reverse else checked.rings
-        out[i] = Surface(rings, r.kind)
+        texture = None
+        if checked.uv is not None:
+            texture = SurfaceTexture(images[k], [t[::-1] for t in checked.uv] if r.reverse else checked.uv)
+        out[i] = Surface(rings, r.kind, texture)
     return out
+
+
+def _texture(poly: etree._Element, table: TextureTable) -> tuple[str, list[np.ndarray]] | None:
+    """The image and per-ring texture coordinates of a polygon, in the order ``_rings`` gives
+    its rings; None unless the table has one image for all of them."""
+    exterior, interiors = [], []
+    for child in poly:
+        local = _local(child.tag)
+        if local in ("exterior", "outerBoundaryIs", "interior", "innerBoundaryIs"):
+            ring = next((c for c in child if _local(c.tag) == "LinearRing"), None)
+            (exterior if local in ("exterior", "outerBoundaryIs") else interiors).append(
+                table.ring(_gml_id(ring)) if ring is not None else None)
+    found = exterior[:1] + interiors
+    if not found or any(f is None for f in found) or len({f[0] for f in found}) != 1:
+        return None
+    return found[0][0], [f[1] for f in found]
 
 
 def _rings(poly: etree._Element, dim: int) -> list[np.ndarray]:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geo.city3d import Building3D, ReadReport, SkipReason, Surface
+from geo.city3d import Building3D, ReadReport, SkipReason, Surface, SurfaceTexture
 from geo.errors import CRSError, SourceError
 from pipelines.readers.city_common import (
     BAD_COORDS, DEGENERATE_HOLE, KINDS, NO_LOD, NO_SURFACES, check_polygons, crs_info, lod_number,
@@ -55,11 +55,13 @@ def read_cityjson(path: Path, *, crs: str | None = None, lod: int | None = None,
 
 
 def read_cityjson_lods(path: Path, *, lods: tuple[int, ...] = (1, 2), crs: str | None = None,
-                       report: ReadReport | None = None, part: ByteRange | None = None
-                       ) -> Iterator[dict[int, Building3D]]:
+                       report: ReadReport | None = None, part: ByteRange | None = None,
+                       textures: bool = False) -> Iterator[dict[int, Building3D]]:
     """Per building, ``{lod: Building3D}`` for those of ``lods`` it has (of one byte range of a
-    CityJSONSeq file when ``part`` is given)."""
-    yield from _read(Path(path), crs=crs, lods=tuple(lods), best=False, report=report, part=part)
+    CityJSONSeq file when ``part`` is given). ``textures``: surfaces get the first texture theme
+    of their geometry, from the file's ``appearance`` (plain CityJSON only)."""
+    yield from _read(Path(path), crs=crs, lods=tuple(lods), best=False, report=report, part=part,
+                     textures=textures)
 
 
 class _Doc:
@@ -73,6 +75,8 @@ class _Doc:
         self.templates = templates.get("templates") or []
         self.template_vertices = np.asarray(templates.get("vertices-templates") or np.zeros((0, 3)),
                                             dtype=np.float64)
+        self.textures: list[str] | None = None  # image per texture index, when textures are read
+        self.texture_vertices = np.zeros((0, 2))
 
     def with_vertices(self, vertices: np.ndarray) -> "_Doc":
         """The same document (templates, CRS) for one CityJSONSeq feature's vertices."""
@@ -82,7 +86,8 @@ class _Doc:
 
 
 def _read(path: Path, *, crs: str | None, lods: tuple[int, ...] | None, best: bool,
-          report: ReadReport | None, part: ByteRange | None = None) -> Iterator[dict[int, Building3D]]:
+          report: ReadReport | None, part: ByteRange | None = None,
+          textures: bool = False) -> Iterator[dict[int, Building3D]]:
     _check_file(path)
     report = report if report is not None else ReadReport(str(path))
     declared = srs_to_crs(crs, source="--crs") if crs else None
@@ -98,6 +103,8 @@ def _read(path: Path, *, crs: str | None, lods: tuple[int, ...] | None, best: bo
     data = _load(path, path.read_bytes())
     header_crs = _crs(data, path, declared)
     doc = _Doc(data, path=path, crs=header_crs, vertices=_vertices(data, data, path))
+    if textures:
+        doc.textures, doc.texture_vertices = _appearance(data, path)
     objects = data.get("CityObjects")
     if not isinstance(objects, dict):
         raise SourceError(f"{path}: has no 'CityObjects'; is it a CityJSON file?")
@@ -296,8 +303,12 @@ def _surfaces(geom: dict, doc: _Doc, name: str, report: ReadReport, geographic: 
     semantics = geom.get("semantics") or {}
     kinds = [KINDS.get(s.get("type"), "other") for s in semantics.get("surfaces") or []]
     values = semantics.get("values")
-    polygons, surface_kinds = [], []
-    for surface, value in _flatten(geom.get("boundaries") or [], values, depth):
+    polygons, surface_kinds, images, uvs = [], [], [], []
+    boundaries = geom.get("boundaries") or []
+    tex_values = _theme_values(geom) if doc.textures is not None else None
+    textured = _flatten(boundaries, tex_values, depth) if tex_values is not None else None
+    for surface, value in _flatten(boundaries, values, depth):
+        tex = next(textured)[1] if textured is not None else None
         kind = kinds[value] if isinstance(value, int) and 0 <= value < len(kinds) else "other"
         try:
             idx = [np.asarray(ring, dtype=np.int64).reshape(-1) for ring in surface]
@@ -310,15 +321,60 @@ def _surfaces(geom: dict, doc: _Doc, name: str, report: ReadReport, geographic: 
         if rings:
             polygons.append(rings)
             surface_kinds.append(kind)
+            image, uv = _surface_texture(tex, idx, doc)
+            images.append(image)
+            uvs.append(uv)
     out = []
-    for kind, checked in zip(surface_kinds, check_polygons(polygons, geographic=geographic)):
+    checks = check_polygons(polygons, geographic=geographic, uv=uvs if doc.textures is not None else None)
+    for kind, image, checked in zip(surface_kinds, images, checks):
         if checked.rings is None:
             report.skip(checked.reason, f"{name} surface, {checked.detail},")
             continue
         for _ in range(checked.dropped_holes):
             report.skip(DEGENERATE_HOLE, f"{name} surface, a hole with fewer than 3 distinct vertices,")
-        out.append(Surface(checked.rings, kind))
+        texture = SurfaceTexture(image, checked.uv) if checked.uv is not None else None
+        out.append(Surface(checked.rings, kind, texture))
     return out
+
+
+def _appearance(data: dict, path: Path) -> tuple[list[str], np.ndarray]:
+    """The image of each texture and the texture vertices of a CityJSON file's appearance."""
+    appearance = data.get("appearance") if isinstance(data.get("appearance"), dict) else {}
+    images = [t.get("image") if isinstance(t, dict) and isinstance(t.get("image"), str) else ""
+              for t in appearance.get("textures") or []]
+    try:
+        uv = np.asarray(appearance.get("vertices-texture") or np.zeros((0, 2)), dtype=np.float64).reshape(-1, 2)
+    except (ValueError, TypeError):
+        raise SourceError(f"{path}: 'appearance.vertices-texture' is not a list of [u, v] numbers") from None
+    return images, uv
+
+
+def _theme_values(geom: dict):
+    """The texture values of a geometry's first theme, or None."""
+    themes = geom.get("texture")
+    if not isinstance(themes, dict) or not themes:
+        return None
+    first = next(iter(themes.values()))
+    return first.get("values") if isinstance(first, dict) else None
+
+
+def _surface_texture(tex, idx: list[np.ndarray], doc: _Doc) -> tuple[str | None, list[np.ndarray] | None]:
+    """Image and per-ring (u, v) of one surface from its texture values ([texture, uv index per
+    vertex] per ring); (None, None) unless every ring has them with one image."""
+    if not isinstance(tex, list) or len(tex) != len(idx):
+        return None, None
+    try:
+        rings = [np.asarray(r, dtype=np.int64) for r in tex]
+    except (ValueError, TypeError):  # a null texture, or not numbers
+        return None, None
+    if any(r.ndim != 1 or len(r) != len(i) + 1 for r, i in zip(rings, idx)) or len({int(r[0]) for r in rings}) != 1:
+        return None, None
+    t = int(rings[0][0])
+    uv_idx = np.concatenate([r[1:] for r in rings])
+    if not 0 <= t < len(doc.textures) or not doc.textures[t] or uv_idx.min(initial=0) < 0 \
+            or uv_idx.max(initial=0) >= len(doc.texture_vertices):
+        return None, None
+    return doc.textures[t], [doc.texture_vertices[r[1:]] for r in rings]
 
 
 def _flatten(boundaries: list, values, depth: int):

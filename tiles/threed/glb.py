@@ -34,6 +34,20 @@ class TileMesh:
     feature_ids: np.ndarray  # (n,) int, 0..feature_count-1
     indices: np.ndarray  # (m,) uint32, triangles
     feature_count: int
+    uv: np.ndarray | None = None  # (n, 2) each vertex's (u, v) in its source image (v up), when textured
+    image: np.ndarray | None = None  # (n,) each vertex's image (the maker's list), -1 untextured
+    texture: TileTexture | None = None  # the atlas the textured vertices sample (tiles.threed.atlas)
+
+
+@dataclass
+class TileTexture:
+    """One image for a tile's textured surfaces: (u, v) per vertex in glTF's convention (origin
+    top left) and the encoded image."""
+
+    uv: np.ndarray  # (n, 2) in [0, 1]
+    textured: np.ndarray  # (n,) bool: the vertex samples the image (else today's plain material)
+    data: bytes
+    mime_type: str
 
 
 class _Buffer:
@@ -126,6 +140,27 @@ def _property_table(buf: _Buffer, count: int, properties: dict[str, tuple[str, l
     return schema, table
 
 
+def _texcoord_accessor(buf: _Buffer, accessors: list[dict], uv: np.ndarray, quantize: bool) -> int:
+    """TEXCOORD_0: normalized unsigned shorts when quantized (KHR_mesh_quantization), else floats."""
+    if quantize:
+        q = np.round(np.clip(uv, 0.0, 1.0) * 65535).astype(np.uint16)
+        accessors.append({"bufferView": buf.add_stream(q, target=ARRAY_BUFFER, stride=4), "componentType": USHORT,
+                          "normalized": True, "count": len(uv), "type": "VEC2"})
+    else:
+        accessors.append({"bufferView": buf.add(uv.astype(np.float32).tobytes(), target=ARRAY_BUFFER),
+                          "componentType": FLOAT, "count": len(uv), "type": "VEC2"})
+    return len(accessors) - 1
+
+
+def _add_texture(gltf: dict, buf: _Buffer, tex: TileTexture) -> None:
+    """Material 1: the tile's atlas, clamped at its edges, mipmapped."""
+    gltf["materials"].append({"pbrMetallicRoughness": {"baseColorTexture": {"index": 0}, "metallicFactor": 0.0,
+                                                       "roughnessFactor": 0.9}})
+    gltf["textures"] = [{"sampler": 0, "source": 0}]
+    gltf["samplers"] = [{"magFilter": 9729, "minFilter": 9987, "wrapS": 33071, "wrapT": 33071}]
+    gltf["images"] = [{"bufferView": buf.add(tex.data), "mimeType": tex.mime_type}]
+
+
 def write_glb(mesh: TileMesh, properties: dict[str, tuple[str, list]], *, quantize: bool = True,
               batch_id: bool = False, compress: bool = False) -> bytes:
     """The GLB bytes of one tile; ``compress`` (with ``quantize``) adds EXT_meshopt_compression."""
@@ -133,7 +168,12 @@ def write_glb(mesh: TileMesh, properties: dict[str, tuple[str, list]], *, quanti
     buf = _Buffer(compress)
     accessors: list[dict] = []
     idx, positions, normals, feature_ids = mesh.indices, mesh.positions, mesh.normals, mesh.feature_ids
-    if compress:
+    tex = mesh.texture
+    uv, textured = (tex.uv, tex.textured) if tex is not None else (None, None)
+    if compress and tex is not None:
+        idx, (positions, normals, feature_ids, uv, textured) = meshopt.reorder(
+            idx, positions, normals, feature_ids, uv, textured)
+    elif compress:
         idx, (positions, normals, feature_ids) = meshopt.reorder(idx, positions, normals, feature_ids)
     n = len(positions)
     pos = _y_up(np.asarray(positions, dtype=np.float64))
@@ -179,21 +219,33 @@ def write_glb(mesh: TileMesh, properties: dict[str, tuple[str, list]], *, quanti
                         "componentType": FLOAT, "count": n, "type": "SCALAR"}
     accessors.append(fid_accessor)
 
-    idx = np.asarray(idx)
-    idx_rows, idx_type = (idx.astype(np.uint16), USHORT) if n <= 65535 else (idx.astype(np.uint32), UINT)
-    accessors.append({"bufferView": buf.add_stream(idx_rows, target=ELEMENT_ARRAY_BUFFER), "componentType": idx_type,
-                      "count": int(len(idx)), "type": "SCALAR"})
-
     fid_name = "_BATCHID" if batch_id else "_FEATURE_ID_0"
-    primitive = {"attributes": {"POSITION": 0, "NORMAL": 1, fid_name: 2}, "indices": 3, "material": 0, "mode": 4}
+    attributes = {"POSITION": 0, "NORMAL": 1, fid_name: 2}
+    idx = np.asarray(idx)
+    groups = [(idx, 0)]  # (triangles, material)
+    if tex is not None:  # plain and textured triangles: one primitive each, sharing the vertices
+        on_image = np.asarray(textured, dtype=bool)[idx.reshape(-1, 3)[:, 0]]
+        tris = idx.reshape(-1, 3)
+        groups = [(tris[m].ravel(), material) for m, material in ((~on_image, 0), (on_image, 1)) if m.any()]
+        attributes["TEXCOORD_0"] = _texcoord_accessor(buf, accessors, np.asarray(uv, dtype=np.float64), quantize)
+    primitives = []
+    for tri_idx, material in groups:
+        idx_rows, idx_type = ((tri_idx.astype(np.uint16), USHORT) if n <= 65535
+                              else (tri_idx.astype(np.uint32), UINT))
+        accessors.append({"bufferView": buf.add_stream(idx_rows, target=ELEMENT_ARRAY_BUFFER),
+                          "componentType": idx_type, "count": int(len(tri_idx)), "type": "SCALAR"})
+        primitives.append({"attributes": attributes, "indices": len(accessors) - 1, "material": material, "mode": 4})
+
     gltf: dict = {
         "asset": {"version": "2.0", "generator": "citytwin"},
         "scene": 0, "scenes": [{"nodes": [0]}], "nodes": [node],
-        "meshes": [{"primitives": [primitive]}],
+        "meshes": [{"primitives": primitives}],
         "materials": [{"pbrMetallicRoughness": {"baseColorFactor": [0.86, 0.84, 0.80, 1.0],
                                                 "metallicFactor": 0.0, "roughnessFactor": 0.9}}],
         "accessors": accessors,
     }
+    if tex is not None:
+        _add_texture(gltf, buf, tex)
     used = []
     if quantize:
         used.append("KHR_mesh_quantization")
@@ -203,8 +255,9 @@ def write_glb(mesh: TileMesh, properties: dict[str, tuple[str, list]], *, quanti
         gltf["extensionsRequired"].append(meshopt.EXTENSION)
     if not batch_id:
         schema, table = _property_table(buf, mesh.feature_count, properties)
-        primitive["extensions"] = {"EXT_mesh_features": {"featureIds": [
-            {"featureCount": mesh.feature_count, "attribute": 0, "propertyTable": 0}]}}
+        for primitive in primitives:
+            primitive["extensions"] = {"EXT_mesh_features": {"featureIds": [
+                {"featureCount": mesh.feature_count, "attribute": 0, "propertyTable": 0}]}}
         gltf["extensions"] = {"EXT_structural_metadata": {
             "schema": {"id": "citytwin", "classes": {"building": {"properties": schema}}},
             "propertyTables": [{"class": "building", "count": mesh.feature_count, "properties": table}],

@@ -132,6 +132,8 @@ class FlatSurfaces:
     ring_counts: np.ndarray  # (surfaces,) rings per surface, exterior first
     surface_counts: np.ndarray  # (buildings,) surfaces per building
     crs: list[str]  # per building
+    uv: np.ndarray | None = None  # (n, 2) texture coordinates per vertex (NaN where untextured), or None
+    surface_image: np.ndarray | None = None  # (surfaces,) the index of each surface's image, -1 for none
 
 
 def flatten(buildings: list[Building3D]) -> FlatSurfaces:
@@ -202,13 +204,17 @@ def flat_surfaces_mesh(flat: FlatSurfaces, frame: LocalFrame) -> tuple[TileMesh,
     uv = np.column_stack([(local * u[vertex_surface]).sum(axis=1), (local * v[vertex_surface]).sum(axis=1)])
 
     starts, firsts = ring_start.tolist(), [*first_ring.tolist(), n_rings]
-    positions, kept, per, indices, offset = [], [], [], [], 0
+    textured = flat.uv is not None
+    uv_kept = flat.uv[keep] if textured else None
+    positions, kept, per, indices, offset, uvs = [], [], [], [], 0, []
     for k in np.flatnonzero(usable).tolist():
         r0, r1 = firsts[k], firsts[k + 1]
         lo, hi = starts[r0], starts[r1]
         pts, plane = local[lo:hi], uv[lo:hi]
         ring_ends = ring_start[r0 + 1:r1 + 1] - lo
+        tex = uv_kept[lo:hi] if textured and flat.surface_image[k] >= 0 else None
         if hi - lo > MAX_VERTICES:
+            tex = None  # simplified: its vertices are no longer those the coordinates belong to
             fitted = _fit_in_plane(plane, ring_ends)
             if fitted is None:
                 counts.too_complex += 1
@@ -222,6 +228,8 @@ def flat_surfaces_mesh(flat: FlatSurfaces, frame: LocalFrame) -> tuple[TileMesh,
             counts.degenerate += 1
             continue
         positions.append(pts)
+        if textured:
+            uvs.append((tex, flat.surface_image[k]) if tex is not None else (np.zeros((len(pts), 2)), -1))
         kept.append(k)
         per.append(len(pts))
         indices.append(tris.ravel() + offset)
@@ -232,7 +240,11 @@ def flat_surfaces_mesh(flat: FlatSurfaces, frame: LocalFrame) -> tuple[TileMesh,
     all_pos = np.concatenate(positions)
     tris = _facing_each(np.concatenate(indices).astype(np.uint32).reshape(-1, 3), all_pos, vertex_normals)
     fids = np.repeat(surface_building[kept], per).astype(np.int64)
-    return TileMesh(all_pos, vertex_normals, fids, tris.ravel(), n_buildings), counts
+    mesh = TileMesh(all_pos, vertex_normals, fids, tris.ravel(), n_buildings)
+    if textured:
+        mesh.uv = np.concatenate([t for t, _ in uvs]).astype(np.float64)
+        mesh.image = np.repeat(np.array([i for _, i in uvs], dtype=np.int64), per)
+    return mesh, counts
 
 
 def _empty_mesh(features: int) -> TileMesh:
