@@ -156,6 +156,8 @@ class LayerConfig(_Strict):
                                   "files) or an explicit tree; default: implicit from 50,000 buildings")
     meshopt: bool = Field(True, description="buildings, city_model: 3D Tiles meshes compressed with "
                           "EXT_meshopt_compression (false: plain quantized meshes, for clients without a decoder)")
+    textures: bool = Field(False, description="city_model: keep the source's textures (CityGML "
+                           "ParameterizedTexture, CityJSON appearance), one JPEG atlas per tile")
     models: list[LandmarkModel] | None = Field(None, description="landmark_models: the models to place")
     availability: AvailabilityConfig | None = Field(None, description="live: the items are places with live "
                                                     "capacity, free, status and updated (parking, EV chargers)")
