@@ -24,7 +24,7 @@ def build_project(project: Path, layers: list[str] | None = None, ingest: bool =
                   progress: bool = True, workers: int | None = None, scheduler: str | None = None,
                   implicit: bool | None = None, meshopt: bool | None = None) -> Iterator[str]:
     """Build every (or the given) catalog layer. With ``workers`` > 1 or a ``scheduler`` address,
-    tile partitions (PMTiles zooms, 3D Tiles leaves) run on Dask; ingest stays in this process.
+    partitions (ingest chunks, PMTiles blocks, 3D Tiles leaves) run on Dask.
     ``implicit`` (3D Tiles with implicit tiling or not) is written into the entries of the
     3D layers built, so later builds keep it; so is ``meshopt`` (EXT_meshopt_compression or not)."""
     for key, value in (("implicit", implicit), ("meshopt", meshopt)):
@@ -61,7 +61,7 @@ def _build_3d_only(catalog, name: str, progress: bool, runner) -> str:
 
         report, messages = models_to_tileset(catalog.source_paths(name), out, crs=cfg.crs, lod=cfg.lod,
                                              progress=progress, runner=runner, implicit=cfg.implicit,
-                                             compress=cfg.meshopt)
+                                             compress=cfg.meshopt, textures=cfg.textures)
         return "\n".join([report.summary(), *(f"  {m}" for m in messages)])
     from tiles.threed.landmarks import PlacedModel, write_landmark_tileset
 
@@ -77,9 +77,9 @@ def _catalog_refusal(catalog: Catalog, name: str, exc: DatumShiftError) -> CRSEr
                                       declare="crs: {code}", accept="accept_source_crs: true"))
 
 
-def _ingest_from_catalog(catalog: Catalog, store: Store, name: str, progress: bool) -> str:
+def _ingest_from_catalog(catalog: Catalog, store: Store, name: str, progress: bool, runner) -> str:
     try:
-        report = ingest_layer(catalog, store, name, progress=progress)
+        report = ingest_layer(catalog, store, name, progress=progress, runner=runner)
     except DatumShiftError as exc:
         raise _catalog_refusal(catalog, name, exc) from None
     cfg = catalog.layers[name]
@@ -114,7 +114,7 @@ def _build(project: Path, layers: list[str] | None, ingest: bool, progress: bool
         elif ingest and catalog.layers[name].source:
             feed = catalog_feed(catalog, name)  # a GTFS zip publishes its three transit layers at once
             if feed is None:
-                yield _ingest_from_catalog(catalog, store, name, progress)
+                yield _ingest_from_catalog(catalog, store, name, progress, runner)
             elif feed[0] not in feeds_done:
                 feeds_done.add(feed[0])
                 yield ingest_transit(store, feed[0], feed[1], catalog.layers[name].encoding).summary()

@@ -68,10 +68,15 @@ def init(directory: Path) -> None:
               help="First zoom of the layer's vector tiles. Default: the entry's, else fitted to the data.")
 @click.option("--maxzoom", type=click.IntRange(0, 22), default=None,
               help="Last zoom of the layer's vector tiles (clients zoom deeper on it). Default: 16.")
+@click.option("--workers", type=click.IntRange(1, 256), default=None,
+              help="Read, repair and reproject the source's chunks on a local Dask cluster of N worker processes.")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
+              help="Read the source's chunks on an existing Dask cluster (workers must see the source file).")
 @click.option("--project", default=".", type=click.Path(file_okay=False, path_type=Path), show_default=True,
               help="Project folder holding citytwin.yaml.")
 def ingest(path: Path, layer: str, kind: str | None, crs: str | None, accept_source_crs: bool,
-           encoding: str | None, minzoom: int | None, maxzoom: int | None, project: Path) -> None:
+           encoding: str | None, minzoom: int | None, maxzoom: int | None, workers: int | None,
+           scheduler: str | None, project: Path) -> None:
     """Read PATH (GeoPackage, Shapefile, GeoJSON, FlatGeobuf, or a GTFS .zip), check it, and publish it as LAYER.
 
     Geometries are repaired, reprojected to WGS84 and given stable ids; buildings get a
@@ -89,6 +94,11 @@ def ingest(path: Path, layer: str, kind: str | None, crs: str | None, accept_sou
     and LAYER_departures (departures per stop and hour on the busiest weekday).
 
     \b
+    The source is read in chunks of 50,000 features; with --workers or --scheduler they are
+    read, repaired and reprojected on Dask (a chunk whose worker dies is retried) and the
+    layer is published once, the same as an in-process ingest.
+
+    \b
     Zoom range of the vector tiles ('citytwin build' writes them): minzoom and maxzoom in
     the layer's entry. When neither the entry nor --minzoom/--maxzoom sets them, ingest
     writes a range fitted to the kind and the data into the entry:
@@ -102,7 +112,8 @@ def ingest(path: Path, layer: str, kind: str | None, crs: str | None, accept_sou
     from pipelines.ingest import ingest_into_project
 
     report = ingest_into_project(project, path, layer, kind=kind, crs=crs, encoding=encoding,
-                                 accept_source_crs=accept_source_crs, minzoom=minzoom, maxzoom=maxzoom)
+                                 accept_source_crs=accept_source_crs, minzoom=minzoom, maxzoom=maxzoom,
+                                 workers=workers, scheduler=scheduler)
     click.echo(report.summary())
 
 
@@ -164,10 +175,13 @@ def serve(project: Path, host: str, port: int, workers: int) -> None:
 @click.option("--implicit/--no-implicit", default=None,
               help="Implicit tiling (subtree files) or an explicit tree. Default: a layer's catalog entry, "
                    "else implicit from 50,000 buildings.")
+@click.option("--textures", is_flag=True,
+              help="Keep the textures of CityGML (app:ParameterizedTexture) and CityJSON (appearance) surfaces: "
+                   "one JPEG atlas per tile. Images are read from the model file's folder.")
 @click.option("--project", default=".", type=click.Path(file_okay=False, path_type=Path), show_default=True,
               help="Project holding the store, for layer:NAME sources.")
 def export_3dtiles(sources: tuple[str, ...], out: Path, crs: str | None, lod: int | None, b3dm: bool,
-                   meshopt: bool | None, implicit: bool | None, project: Path) -> None:
+                   meshopt: bool | None, implicit: bool | None, textures: bool, project: Path) -> None:
     """Write an OGC 3D Tiles tileset from SOURCES.
 
     \b
@@ -188,11 +202,13 @@ def export_3dtiles(sources: tuple[str, ...], out: Path, crs: str | None, lod: in
         raise click.UsageError("give either layer:NAME or model files, not both")
     if len(layers) > 1:
         raise click.UsageError("give one layer:NAME per tileset")
+    if layers and textures:
+        raise click.UsageError("--textures is for CityGML/CityJSON files; footprints have no textures")
     if layers:
         report = footprints_tileset(project, layers[0], out, b3dm_mode=b3dm, compress=meshopt, implicit=implicit)
     else:
         report, messages = models_to_tileset(files, out, crs=crs, lod=lod, b3dm_mode=b3dm,
-                                             compress=meshopt is not False, implicit=implicit)
+                                             compress=meshopt is not False, implicit=implicit, textures=textures)
         for m in messages:
             click.echo(m, err=True)  # each example already says what was skipped and why
     click.echo(report.summary())

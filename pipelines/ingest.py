@@ -5,24 +5,30 @@ import json
 import logging
 import os
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from geo.crs import WGS84, check_lonlat_bounds, crs_label, parse_crs
 from pydantic import ValidationError
 
 from geo.errors import CatalogError, SourceError
-from geo.geometry import clamp_lonlat, clamped_note, non_polygonal, repair
+from geo.geometry import clamped_note
 from geo.names import check_layer_name
 from pipelines.catalog import Catalog, CatalogEdit, LayerConfig, edit_catalog
+from pipelines.costs import CostLog, PartitionCost, write_cost_log
+from pipelines.ingest_chunks import Chunk, ChunkResult, prepare_chunk
 from pipelines.last_ingest import changes_since_last, read_settings, remember
 from pipelines.project import project_store, relative_to_project
 from pipelines.readers.gtfs import is_gtfs_zip
-from pipelines.readers.vector import read_vector
+from pipelines.readers.vector import VectorFile, finish_attributes, open_vector
+from pipelines.runner import InProcessRunner, Runner, make_runner
 from pipelines.steps.normalise import HeightCounts, building_heights, select_fields, stable_ids
 from pipelines.steps.privacy import PrivacyAudit, assert_clean, check_id_column, policy_of, scrub
 from pipelines.store import Store
@@ -55,6 +61,10 @@ class IngestReport:
     catalog_changes: str = ""
     privacy: PrivacyAudit | None = None
     audit_path: str | None = None
+    partitions: list[PartitionCost] = field(default_factory=list)  # one per chunk read
+    workers: int = 1
+    map_seconds: float = 0.0  # wall time of the chunks' map
+    driver_seconds: float = 0.0  # all the rest: opening, joining, whole-layer steps, publishing
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -77,6 +87,10 @@ class IngestReport:
             lines.append(f"  {self.privacy.summary()}{audit}")
         if self.tiles:
             lines.append(f"  tiles: {self.tiles}")
+        if len(self.partitions) > 1:
+            where = f"on {self.workers} Dask workers" if self.workers > 1 else "in process"
+            lines.append(f"  read in {len(self.partitions)} chunks {where}; driver {self.driver_seconds:.1f} s "
+                         f"of {self.seconds:.1f} s ({100 * self.driver_seconds / max(self.seconds, 1e-9):.0f}%)")
         if self.catalog_changes:
             lines.append(f"  catalog: {self.catalog_changes}")
         lines += [f"  warning: {w}" for w in self.warnings]
@@ -84,52 +98,27 @@ class IngestReport:
 
 
 def prepare_layer(paths: list[Path], layer: str, cfg: LayerConfig, storey_height: float,
-                  progress: bool = True) -> tuple[gpd.GeoDataFrame, IngestReport]:
-    """Read, check and normalise the sources of one layer; nothing is written."""
+                  progress: bool = True, runner: Runner | None = None) -> tuple[gpd.GeoDataFrame, IngestReport]:
+    """Read, check and normalise the sources of one layer; nothing is written.
+
+    Each source is read in windows (pipelines.ingest_chunks), repaired and reprojected on
+    ``runner`` (in process by default); the steps that need the whole layer run here."""
     check_layer_name(layer)
     frames, warnings, crs_names = [], [], []
     report = IngestReport(layer=layer, kind=cfg.kind, sources=[str(p) for p in paths], source_crs="")
-    for path in paths:
-        src = read_vector(path, crs=cfg.crs, encoding=cfg.encoding, accept_source_crs=cfg.accept_source_crs,
-                          progress=progress)
+    polygonal = cfg.kind in POLYGON_KINDS
+    with ExitStack() as opened:
+        sources = [opened.enter_context(open_vector(path, crs=cfg.crs, encoding=cfg.encoding,
+                                                    accept_source_crs=cfg.accept_source_crs)) for path in paths]
+        chunks = [Chunk(src, start, size, polygonal) for src in sources for start, size in src.windows()]
+        t_map = time.perf_counter()
+        results = _run_chunks(chunks, layer, runner or InProcessRunner(), progress)
+        report.map_seconds = time.perf_counter() - t_map
+    report.partitions = [r.cost for r in results]
+    for src in sources:
         warnings += src.warnings
-        crs_names.append(crs_label(src.gdf.crs))
-        gdf = src.gdf
-        report.read += len(gdf)
-        source = str(path)
-
-        polygonal = cfg.kind in POLYGON_KINDS
-        if polygonal:
-            bad = non_polygonal(gdf.geometry.to_numpy())
-            if len(bad):
-                first = int(bad[0])
-                gtype = gdf.geometry.iloc[first].geom_type
-                raise SourceError(
-                    f"{source}: {len(bad)} feature(s) are not polygons (first: feature {first}, a {gtype}); "
-                    f"a {cfg.kind} layer needs polygon footprints. Remove them, or ingest with --kind generic."
-                )
-        fixed = repair(gdf.geometry.to_numpy(), polygonal=polygonal)
-        report.repaired += fixed.repaired
-        report.dropped += fixed.dropped
-        if fixed.dropped:
-            more = f" and {fixed.dropped - 1} more" if fixed.dropped > 1 else ""
-            warnings.append(f"{source}: dropped feature {int(fixed.dropped_at[0])}{more} (counting from 0); "
-                            "fix or remove it in the source to publish it")
-        gdf = gdf.set_geometry(gpd.GeoSeries(fixed.geometries, index=gdf.index, crs=gdf.crs))
-        gdf = gdf[gdf.geometry.notna()]
-        if gdf.empty:
-            raise SourceError(f"{source}: no usable geometry left after repair ({fixed.dropped} dropped)")
-
-        if ID_COLUMN in gdf.columns and cfg.id_field != ID_COLUMN:
-            gdf = gdf.rename(columns={ID_COLUMN: "source_id"})
-        ids = stable_ids(gdf, cfg.id_field, source)
-        gdf = gdf.to_crs(WGS84)
-        geoms, clamped = clamp_lonlat(gdf.geometry.to_numpy())
-        if clamped:
-            gdf = gdf.set_geometry(gpd.GeoSeries(geoms, index=gdf.index, crs=WGS84))
-            report.clamped += clamped
-        check_lonlat_bounds(tuple(gdf.total_bounds), source=source, crs=src.gdf.crs)
-        gdf.insert(0, ID_COLUMN, ids.to_numpy())
+        crs_names.append(crs_label(src.crs))
+        gdf = _joined_source(src, [r for c, r in zip(chunks, results) if c.source is src], cfg, report, warnings)
         frames.append(gdf)
 
     gdf = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=WGS84)
@@ -154,6 +143,51 @@ def prepare_layer(paths: list[Path], layer: str, cfg: LayerConfig, storey_height
     report.source_crs = ", ".join(sorted(set(crs_names)))
     report.warnings = warnings
     return gdf, report
+
+
+def _run_chunks(chunks: list[Chunk], layer: str, runner: Runner, progress: bool) -> list[ChunkResult]:
+    bar = tqdm(total=len(chunks), desc=f"ingest {layer}", unit="chunk", disable=not progress or len(chunks) < 2)
+    try:
+        return runner.map(prepare_chunk, chunks, progress=lambda done, _: bar.update(done - bar.n))
+    finally:
+        bar.close()
+
+
+def _joined_source(src: VectorFile, results: list[ChunkResult], cfg: LayerConfig, report: IngestReport,
+                   warnings: list[str]) -> gpd.GeoDataFrame:
+    """One source's chunks in file order, checked as one file: the messages name its features by
+    their index in the file, whichever chunk held them."""
+    source = str(src.path)
+    frame = results[0].frame if len(results) == 1 else gpd.GeoDataFrame(
+        pd.concat([r.frame for r in results]), crs=WGS84)
+    gdf = finish_attributes(src, frame)
+    report.read += len(gdf)
+    not_polygons = sum(r.not_polygons for r in results)
+    if not_polygons:
+        first, gtype = next(r.first_not_polygon for r in results if r.first_not_polygon)
+        raise SourceError(
+            f"{source}: {not_polygons} feature(s) are not polygons (first: feature {first}, a {gtype}); "
+            f"a {cfg.kind} layer needs polygon footprints. Remove them, or ingest with --kind generic."
+        )
+    dropped_at = np.concatenate([r.dropped_at for r in results])
+    report.repaired += sum(r.repaired for r in results)
+    report.dropped += len(dropped_at)
+    if len(dropped_at):
+        more = f" and {len(dropped_at) - 1} more" if len(dropped_at) > 1 else ""
+        warnings.append(f"{source}: dropped feature {int(dropped_at[0])}{more} (counting from 0); "
+                        "fix or remove it in the source to publish it")
+    usable = gdf.geometry.notna().to_numpy()
+    gdf = gdf[usable]
+    if gdf.empty:
+        raise SourceError(f"{source}: no usable geometry left after repair ({len(dropped_at)} dropped)")
+
+    if ID_COLUMN in gdf.columns and cfg.id_field != ID_COLUMN:
+        gdf = gdf.rename(columns={ID_COLUMN: "source_id"})
+    ids = stable_ids(gdf, cfg.id_field, source, wkb=np.concatenate([r.source_wkb for r in results])[usable])
+    report.clamped += sum(r.clamped for r in results)
+    check_lonlat_bounds(tuple(gdf.total_bounds), source=source, crs=src.crs)
+    gdf.insert(0, ID_COLUMN, ids.to_numpy())
+    return gdf
 
 
 def scrub_layer(gdf: gpd.GeoDataFrame, cfg: LayerConfig, layer: str, keep: tuple[str, ...]
@@ -181,21 +215,29 @@ def write_audit(build: Path, report: IngestReport) -> None:
 
 
 def ingest_layer(catalog: Catalog, store: Store, layer: str, paths: list[Path] | None = None,
-                 progress: bool = True) -> IngestReport:
+                 progress: bool = True, runner: Runner | None = None) -> IngestReport:
+    """Prepare the layer (its chunks on ``runner``), publish it once, and log what each part cost."""
     t0 = time.perf_counter()
     cfg = catalog.layer(layer)
     paths = paths or catalog.source_paths(layer)
     if not paths:
         raise SourceError(f"layer '{layer}' has no source in {catalog.root / 'citytwin.yaml'}; add 'source:'")
-    gdf, report = prepare_layer(paths, layer, cfg, catalog.storey_height, progress=progress)
+    runner = runner or InProcessRunner()
+    gdf, report = prepare_layer(paths, layer, cfg, catalog.storey_height, progress=progress, runner=runner)
     settings = read_settings(cfg, paths, report.source_crs)
     changed = changes_since_last(catalog.build_path, layer, settings)
     if changed:
         report.warnings.append(f"layer '{layer}' is published differently from its last ingest: {'; '.join(changed)}")
+    t_write = time.perf_counter()
     store.publish(layer, gdf)
+    write_s = time.perf_counter() - t_write
     write_audit(catalog.build_path, report)
     remember(catalog.build_path, layer, settings)
     report.seconds = time.perf_counter() - t0
+    report.workers = runner.workers()
+    report.driver_seconds = report.seconds - report.map_seconds
+    write_cost_log(catalog.build_path, CostLog("ingest", layer, report.published, report.workers, report.seconds,
+                                               report.driver_seconds, write_s, report.partitions))
     return report
 
 
@@ -228,8 +270,10 @@ def given_zooms(base: LayerConfig | None, values: dict[str, object]) -> dict[str
 def ingest_into_project(project: Path, path: Path, layer: str, *, kind: str | None = None,
                         crs: str | None = None, encoding: str | None = None,
                         accept_source_crs: bool = False, minzoom: int | None = None,
-                        maxzoom: int | None = None) -> IngestReport | TransitReport:
+                        maxzoom: int | None = None, workers: int | None = None,
+                        scheduler: str | None = None) -> IngestReport | TransitReport:
     """``citytwin ingest``: the options given become the layer's catalog entry, then it is published.
+    With ``workers`` > 1 or a ``scheduler`` address the source's chunks are read on Dask.
 
     The entry is written (structurally, comments kept) only when the ingest succeeds, and the
     layer is published exactly as that entry reads, so the next ``citytwin build`` repeats it.
@@ -256,7 +300,12 @@ def ingest_into_project(project: Path, path: Path, layer: str, *, kind: str | No
             raise CatalogError(f"{option}: {err['msg'].removeprefix('Value error, ')}") from None
         changes = edit.set_layer(layer, values)
         catalog = edit.check()  # exactly what the next build will read
-        report = ingest_layer(catalog, project_store(catalog), layer, paths=[Path(path)])  # named as given
+        runner = make_runner(workers, scheduler)
+        try:
+            report = ingest_layer(catalog, project_store(catalog), layer, paths=[Path(path)],  # named as given
+                                  runner=runner)
+        finally:
+            runner.close()
         write_fitted_zooms(edit, layer, given_zooms(base, values), report)
     if changes:
         report.catalog_changes = f"updated '{layer}' in {catalog.root / 'citytwin.yaml'}: {'; '.join(changes)}"

@@ -1,8 +1,8 @@
 """Where partitions run: in this process (default) or on a Dask cluster.
 
 A partition is one call of a top-level function on one item (a block of tiles x a zoom
-range of a PMTiles archive, which reads its own rows from the store; a leaf of a 3D Tiles
-tree). Partitions are independent and idempotent: they
+range of a PMTiles archive, which reads its own rows from the store; a window of an ingest
+source's features, read from the file; a leaf of a 3D Tiles tree). Partitions are independent and idempotent: they
 return bytes and figures to the driver, which alone writes the output and swaps it in
 atomically, so a retried partition (after a worker died) cannot leave duplicates.
 """
@@ -22,6 +22,8 @@ class Runner(Protocol):
     def map(self, fn: Callable, items: Sequence, *, shared: dict[str, Any] | None = None,
             progress: Progress | None = None) -> list: ...
 
+    def workers(self) -> int: ...
+
     def close(self) -> None: ...
 
 
@@ -35,6 +37,9 @@ class InProcessRunner:
             if progress:
                 progress(i + 1, len(items))
         return out
+
+    def workers(self) -> int:
+        return 1
 
     def close(self) -> None:
         pass
@@ -71,6 +76,9 @@ class DaskRunner:
             if progress:
                 progress(done, len(futures))
         return self.client.gather(futures)
+
+    def workers(self) -> int:
+        return len(self.client.scheduler_info()["workers"])
 
     def worker_pids(self) -> list[int]:
         import os

@@ -9,7 +9,8 @@ import glob
 import logging
 import re
 import tempfile
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from warnings import catch_warnings, simplefilter
@@ -44,6 +45,31 @@ class VectorSource:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass
+class VectorFile:
+    """A source opened for reading: its first layer, CRS and feature count, checked once.
+
+    Windows of its features can then be read anywhere that sees the file (a Dask worker too)."""
+    path: Path  # as given: the name in messages
+    read_from: Path  # what GDAL opens (links without the .prj when a declared CRS stands in for it)
+    layer: str
+    info: dict  # pyogrio's read_info of the layer
+    crs: CRS  # declared, else the file's own
+    crs_origin: str  # 'declared' | 'file'
+    encoding: str | None  # as given (None: the file's own)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return int(self.info["features"])
+
+    def windows(self) -> list[tuple[int, int | None]]:
+        """(first feature, how many) of the reads that cover the file; one whole read up to CHUNK."""
+        if self.count <= CHUNK:
+            return [(0, None)]
+        return [(start, CHUNK) for start in range(0, self.count, CHUNK)]
+
+
 def read_vector(path: Path, *, crs: str | None = None, encoding: str | None = None,
                 accept_source_crs: bool = False, progress: bool = True) -> VectorSource:
     """Read the first layer of PATH in its CRS (``crs`` when declared, else the file's own).
@@ -51,6 +77,24 @@ def read_vector(path: Path, *, crs: str | None = None, encoding: str | None = No
     A CRS without the datum shift it needs (a Bessel .prj) is refused unless
     ``accept_source_crs``: published as is, it would sit hundreds of metres off.
     """
+    with open_vector(path, crs=crs, encoding=encoding, accept_source_crs=accept_source_crs) as src:
+        parts = []
+        with tqdm(total=src.count, desc=f"reading {src.path.name}", unit="feat",
+                  disable=not progress or src.count <= CHUNK) as bar:
+            for start, size in src.windows():
+                parts.append(read_window(src, start, size))
+                bar.update(len(parts[-1]))
+        gdf = parts[0] if len(parts) == 1 else gpd.GeoDataFrame(pd.concat(parts, ignore_index=True),
+                                                                 crs=parts[0].crs)
+    gdf = finish_attributes(src, gdf).set_crs(src.crs, allow_override=True)
+    return VectorSource(path=src.path, gdf=gdf, crs_origin=src.crs_origin,
+                        encoding=encoding or src.info.get("encoding"), warnings=src.warnings)
+
+
+@contextmanager
+def open_vector(path: Path, *, crs: str | None = None, encoding: str | None = None,
+                accept_source_crs: bool = False) -> Iterator[VectorFile]:
+    """PATH checked and opened (see ``read_vector``); valid while the context is open."""
     path = Path(path)
     if not path.exists():
         raise SourceError(f"{path}: no such file. Check the path (relative paths start at the current folder).")
@@ -77,20 +121,22 @@ def read_vector(path: Path, *, crs: str | None = None, encoding: str | None = No
             read_from = _without_prj(path, Path(stack.enter_context(tempfile.TemporaryDirectory())))
             layer, info = _layer_info(read_from, path, encoding, [])
 
-        count = int(info["features"])
-        if count == 0:
+        if int(info["features"]) == 0:
             raise SourceError(f"{path}: has no features; nothing to publish")
 
         src_crs, origin = _resolve_crs(path, prj, info.get("crs"), crs, warnings)
         _check_datum_shift(path, src_crs, origin, accept_source_crs, warnings)
-        gdf = _read_features(read_from, path, layer, count, encoding, progress)
-    if encoding is None:
-        _check_mojibake(path, gdf, info.get("encoding"))
-    gdf = _source_booleans(gdf, info)
-    gdf = as_dates(gdf, info["fields"], info["dtypes"])
-    gdf = gdf.set_crs(src_crs, allow_override=True)
-    return VectorSource(path=path, gdf=gdf, crs_origin=origin, encoding=encoding or info.get("encoding"),
-                        warnings=warnings)
+        yield VectorFile(path, read_from, layer, info, src_crs, origin, encoding, warnings)
+
+
+def finish_attributes(src: VectorFile, gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """The whole file's attributes checked and typed (garbled Korean, booleans, dates).
+
+    Done once on all the windows read: a window alone may type a column otherwise."""
+    if src.encoding is None:
+        _check_mojibake(src.path, gdf, src.info.get("encoding"))
+    gdf = _source_booleans(gdf, src.info)
+    return as_dates(gdf, src.info["fields"], src.info["dtypes"])
 
 
 def _source_booleans(gdf: gpd.GeoDataFrame, info: dict) -> gpd.GeoDataFrame:
@@ -179,31 +225,23 @@ def _check_datum_shift(path: Path, src: CRS, origin: str, accept: bool, warnings
         warnings.append(warning)
 
 
-def _read_features(read_from: Path, path: Path, layer: str, count: int, encoding: str | None,
-                   progress: bool) -> gpd.GeoDataFrame:
-    """All features; ``path`` is the name shown in messages and on the progress bar.
+def read_window(src: VectorFile, start: int, size: int | None) -> gpd.GeoDataFrame:
+    """Features ``start`` .. ``start + size`` (all when ``size`` is None), attributes as GDAL types them.
 
     A geometry GEOS cannot build (a ring of two points, an unclosed ring) is closed where
     it can be and left for the repair step, which drops and counts what stays degenerate.
     """
+    window = {} if size is None else {"skip_features": start, "max_features": size}
     try:
-        if count <= CHUNK:
-            return _read_chunk(read_from, layer, encoding)
-        parts = []
-        with tqdm(total=count, desc=f"reading {path.name}", unit="feat", disable=not progress) as bar:
-            for start in range(0, count, CHUNK):
-                part = _read_chunk(read_from, layer, encoding, skip_features=start, max_features=CHUNK)
-                parts.append(part)
-                bar.update(len(part))
-        return gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=parts[0].crs)
+        return _read_chunk(src.read_from, src.layer, src.encoding, **window)
     except UnicodeDecodeError as exc:
-        enc = encoding or "the file's declared encoding"
+        enc = src.encoding or "the file's declared encoding"
         raise EncodingError(
-            f"{path}: text cannot be decoded as {enc} ({exc.reason} at byte {exc.start}). "
+            f"{src.path}: text cannot be decoded as {enc} ({exc.reason} at byte {exc.start}). "
             "Pass the right one with --encoding, e.g. --encoding cp949 for legacy Korean files."
         ) from None
     except (DataSourceError, DataLayerError) as exc:
-        raise SourceError(f"{path}: reading features failed ({_first_line(exc)}); the file may be corrupt") from None
+        raise SourceError(f"{src.path}: reading features failed ({_first_line(exc)}); the file may be corrupt") from None
 
 
 def _read_chunk(read_from: Path, layer: str, encoding: str | None, **window) -> gpd.GeoDataFrame:

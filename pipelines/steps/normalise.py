@@ -28,11 +28,13 @@ def _find(columns, wanted: str | None, names: tuple[str, ...], source: str, what
     return None
 
 
-def stable_ids(gdf: gpd.GeoDataFrame, id_field: str | None, source: str) -> pd.Series:
+def stable_ids(gdf: gpd.GeoDataFrame, id_field: str | None, source: str,
+               wkb: np.ndarray | None = None) -> pd.Series:
     """The source's own id when configured, else a hash of geometry and attributes.
 
     Re-ingesting an unchanged file gives the same ids; identical duplicate features get
-    a '-2', '-3' suffix in file order.
+    a '-2', '-3' suffix in file order. ``wkb``: the geometries as WKB when already made
+    (by ingest partitions), else made here.
     """
     if id_field:
         if id_field not in gdf.columns:
@@ -42,7 +44,8 @@ def stable_ids(gdf: gpd.GeoDataFrame, id_field: str | None, source: str) -> pd.S
             row = int(np.flatnonzero(ids.isna().to_numpy())[0])
             raise SourceError(f"{source}: feature {row} has no value in id field '{id_field}'; fill it or drop id_field")
     else:
-        wkb = shapely.to_wkb(gdf.geometry.to_numpy(), hex=False)
+        if wkb is None:
+            wkb = shapely.to_wkb(gdf.geometry.to_numpy(), hex=False)
         attrs = gdf.drop(columns=gdf.geometry.name)
         # hash_pandas_object uses a fixed key, so the row hashes are the same on every run
         row_hash = (pd.util.hash_pandas_object(attrs, index=False).to_numpy() if attrs.shape[1]
