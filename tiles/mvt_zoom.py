@@ -29,6 +29,7 @@ SIMPLIFY_PX = 1.0  # simplification tolerance below maxzoom, in tile units
 BATCH_PAIRS = 100_000  # pairs encoded at once: bounds the byte-level index arrays (~100 B/pair each)
 _GZIP_LEVEL = 6
 _HEAD_SLACK = 1.5  # encode pairs whose guessed running size before them is under this share of the budget
+_GUESS_PREFIX = 4096  # pairs per tile guessed at first (a z10 tile of buildings reaches the budget in ~10,000)
 
 
 @dataclass(frozen=True)
@@ -218,9 +219,7 @@ def _sizes(merc, shape: Shapes, table: ValueTable, feat, key, z: int, tolerance:
     """
     tile = _tile_index(key)
     n_tiles = int(tile[-1]) + 1 if len(tile) else 0
-    guess_tags = tile_tags(table, feat, tile, n_tiles)
-    guess = _feature_lengths(guess_tags.tag_bytes, 2 * shape.coords[feat] + 3)[0] + guess_tags.first_use_bytes
-    head = _running(guess, tile) - guess <= _HEAD_SLACK * budget
+    head = _guessed_head(shape, table, feat, tile, n_tiles, _HEAD_SLACK * budget)
     while True:
         b = _encode_exact(merc, shape.family, table, feat[head], key[head], z, tolerance)
         reached = np.zeros(n_tiles, dtype=bool)
@@ -231,6 +230,33 @@ def _sizes(merc, shape: Shapes, table: ValueTable, feat, key, z: int, tolerance:
         if not short.any():
             return _Batch(b.feat, b.key, b.geometry, b.running, np.unique(feat[~head]))
         head |= short[tile]
+
+
+def _guessed_head(shape: Shapes, table: ValueTable, feat, tile, n_tiles: int, limit: float) -> np.ndarray:
+    """Pairs whose guessed running size before them is at most ``limit``.
+
+    The guess of a pair depends only on the pairs before it in its tile, so it is made on each
+    tile's first ``_GUESS_PREFIX`` pairs, widened only for tiles still under the limit there:
+    a low-zoom tile of 100,000s of pairs then costs its head, not its whole tag table.
+    """
+    first = np.flatnonzero(np.r_[True, tile[1:] != tile[:-1]]) if len(tile) else np.empty(0, dtype=np.int64)
+    pos = np.arange(len(tile)) - first[tile] if len(tile) else np.empty(0, dtype=np.int64)
+    tile_len = np.bincount(tile, minlength=n_tiles)
+    prefix = _GUESS_PREFIX
+    while True:
+        sel = np.flatnonzero(pos < prefix)
+        tags = tile_tags(table, feat[sel], tile[sel], n_tiles)
+        guess = _feature_lengths(tags.tag_bytes, 2 * shape.coords[feat[sel]] + 3)[0] + tags.first_use_bytes
+        running = _running(guess, tile[sel])
+        head = np.zeros(len(tile), dtype=bool)
+        head[sel] = running - guess <= limit
+        t = tile[sel]
+        last = np.r_[t[1:] != t[:-1], True] if len(t) else np.empty(0, dtype=bool)
+        end = np.zeros(n_tiles)
+        end[t[last]] = running[last]
+        if not ((tile_len > prefix) & (end <= limit)).any():
+            return head
+        prefix *= 4
 
 
 def _encode_exact(merc, family, table: ValueTable, feat, key, z: int, tolerance: float) -> _Batch:

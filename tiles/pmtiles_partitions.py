@@ -33,6 +33,7 @@ MIN_BLOCKS = 4  # split the high zooms only where the layer covers this many blo
 SPLIT_FEATURES = 50_000  # a layer this small is built in one partition
 _MARGIN_TILES = 0.25  # read beyond the needed tiles (in tiles of the first zoom): features are filtered by geometry
 _MAX_READS = 4  # re-reads of a widening block before it reads the whole layer
+_PROJECT_ROWS = 50_000  # geometries projected, then released, at once
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class PartitionResult:
     field_types: dict[str, str]  # published column -> field_type name
     read_rows: int  # rows read from the store (owned and context)
     seconds: float
+    read_seconds: float  # of seconds: reading its rows from the store and preparing them
 
 
 def plan(bounds: tuple[float, float, float, float], count: int, minzoom: int, maxzoom: int) -> list[Partition]:
@@ -160,22 +162,35 @@ def _prepared(gdf: gpd.GeoDataFrame, layer: str, fields: list[str] | None, part:
     columns = published_columns(gdf, layer, fields)
     if gdf.crs is None or gdf.crs.to_epsg() != 4326:
         raise StoreError(f"layer {layer!r}: the store returned {gdf.crs}, expected EPSG:4326")
-    geom = gdf.geometry.values
-    usable = ~(shapely.is_missing(geom) | shapely.is_empty(geom))
-    gdf = gdf.loc[usable, columns + [gdf.geometry.name]].reset_index(drop=True)
-    owned = _owned(np.asarray(gdf.geometry.values), part)
-    budget = limit_vertices(gdf.geometry.values)  # a huge ring would be clipped and encoded at every zoom
+    geom = np.asarray(gdf.geometry.values)
+    attrs = gdf[columns]
+    del gdf  # the frame would keep every lon/lat geometry alive next to its Mercator copy
+    rows = np.flatnonzero(~(shapely.is_missing(geom) | shapely.is_empty(geom)))
+    owned = _owned(geom[rows], part)
+    budget = limit_vertices(geom[rows])  # a huge ring would be clipped and encoded at every zoom
+    del geom
     simplified = int(owned[budget.simplified].sum()) if len(budget.simplified) else 0
     too_complex = int(owned[budget.dropped].sum()) if len(budget.dropped) else 0
-    gdf = gdf.set_geometry(gpd.GeoSeries(budget.geoms, crs=gdf.crs, index=gdf.index))
-    keep = np.ones(len(gdf), dtype=bool)
+    keep = np.ones(len(rows), dtype=bool)
     keep[budget.dropped] = False
-    gdf, owned = gdf.loc[keep].reset_index(drop=True), owned[keep]
-    gdf[ID_COLUMN] = gdf[ID_COLUMN].astype(str)
-    mine = gdf.geometry.values[owned]
+    lonlat, owned = budget.geoms[keep], owned[keep]
+    del budget
+    attrs = attrs.iloc[rows[keep]].reset_index(drop=True)
+    attrs[ID_COLUMN] = attrs[ID_COLUMN].astype(str)
+    mine = lonlat[owned]
     bounds = tuple(float(b) for b in shapely.total_bounds(mine)) if len(mine) else None
-    merc = web_mercator(np.asarray(gdf.geometry.values))
-    return _Rows(gdf[columns], merc, owned, bounds, simplified, too_complex, read_rows)
+    del mine
+    return _Rows(attrs, _to_mercator(lonlat), owned, bounds, simplified, too_complex, read_rows)
+
+
+def _to_mercator(lonlat: np.ndarray) -> np.ndarray:
+    """Web Mercator copies of ``lonlat``, whose entries are released as they are projected, so
+    the two copies of the geometries never coexist whole (``lonlat`` is emptied)."""
+    merc = np.empty(len(lonlat), dtype=object)
+    for i in range(0, len(lonlat), _PROJECT_ROWS):
+        merc[i:i + _PROJECT_ROWS] = web_mercator(lonlat[i:i + _PROJECT_ROWS])
+        lonlat[i:i + _PROJECT_ROWS] = None
+    return merc
 
 
 def _owned(lonlat: np.ndarray, part: Partition) -> np.ndarray:
@@ -250,6 +265,7 @@ def build_partition(part: Partition, *, store: StoreRef, layer: str, fields: lis
         rows = _read(opened, layer, fields, part)
     finally:
         opened.close()
+    read_seconds = time.perf_counter() - t0
     columns = list(rows.attrs.columns)
     types = {c: field_type(rows.attrs[c].dtype) for c in columns}
     table = value_table(rows.attrs)
@@ -269,7 +285,7 @@ def build_partition(part: Partition, *, store: StoreRef, layer: str, fields: lis
         owned = rows.owned[context]
         zooms.append(ZoomPart(z, got.tiles, int((got.written & owned).sum()), int((got.over & owned).sum())))
     return PartitionResult(part, zooms, int(rows.owned.sum()), rows.lonlat_bounds, rows.simplified,
-                           rows.too_complex, types, rows.read_rows, time.perf_counter() - t0)
+                           rows.too_complex, types, rows.read_rows, time.perf_counter() - t0, read_seconds)
 
 
 def _subset(shape: Shapes, rows: np.ndarray) -> Shapes:
