@@ -10,6 +10,7 @@ from pathlib import Path
 from geo.crs import DatumShiftError
 from geo.errors import CatalogError, CRSError
 from pipelines.catalog import CATALOG_FILE, Catalog, edit_catalog, load_catalog
+from pipelines.costs import CostLog, write_cost_log
 from pipelines.ingest import given_zooms, ingest_layer, write_fitted_zooms
 from pipelines.project import project_store
 from pipelines.runner import make_runner
@@ -130,6 +131,9 @@ def _build(project: Path, layers: list[str] | None, ingest: bool, progress: bool
         out = catalog.build_path / TILES_DIR / f"{name}.pmtiles"
         report = build_pmtiles(store, name, out, cfg.minzoom, cfg.maxzoom, cfg.fields, progress=progress,
                                runner=runner)
+        write_cost_log(catalog.build_path, CostLog("pmtiles", name, report.features, runner.workers(), report.seconds,
+                                                   report.driver_seconds, report.write_seconds,
+                                                   report.partition_costs))
         yield report.summary()
         if cfg.kind == "buildings":
             from pipelines.export3d import dem_path, footprints_to_tileset

@@ -23,6 +23,7 @@ class PartitionCost:
     work_s: float  # its own computing: repair and reprojection, or tile encoding
     rows: int  # rows read
     bytes: int  # bytes handed back to the driver
+    whole_layer: bool = False  # reads the whole layer (grows with it), not a block or window of fixed size
 
 
 @dataclass

@@ -29,6 +29,7 @@ from pmtiles.writer import Writer
 from geo.errors import SourceError
 from geo.names import check_layer_name
 from geo.vertex_budget import MAX_VERTICES
+from pipelines.costs import PartitionCost
 from tiles.pmtiles_partitions import Partition, PartitionResult, StoreRef, build_partition, plan
 from tiles.publish import make_readable, scratch_file
 from tiles.source import MAX_TILE_BYTES, TileSetInfo
@@ -68,7 +69,9 @@ class BuildReport:
     too_complex: int = 0  # features over it even when simplified, left out
     partitions: int = 1
     driver_seconds: float = 0.0  # planning, merging, writing the archive
+    write_seconds: float = 0.0  # of driver_seconds: writing the archive and moving it in
     seconds: float = 0.0  # the whole build
+    partition_costs: list[PartitionCost] = field(default_factory=list)
 
     @property
     def dropped_per_zoom(self) -> dict[int, int]:
@@ -145,8 +148,13 @@ def build_pmtiles(store, layer: str, out_path: Path, minzoom: int, maxzoom: int,
     info = _info(layer, minzoom, maxzoom, lonlat_bounds, next(r.field_types for r in first if r.features))
     reports = _zoom_reports(results, n, minzoom, maxzoom)
     simplified, too_complex = sum(r.simplified for r in first), sum(r.too_complex for r in first)
+    costs = [PartitionCost(r.read_seconds, r.seconds - r.read_seconds, r.read_rows,
+                           sum(len(t[3]) for zp in r.zooms for t in zp.tiles), r.partition.whole_layer)
+             for r in results]
+    writing = time.perf_counter()
     _write_archive(out_path, layer, results, minzoom, maxzoom, lonlat_bounds, info,
                    _metadata(info, n, reports, max_tile_bytes))
+    written = time.perf_counter()
     partition_count = len(results)
     del results, first  # the tiles' bytes
 
@@ -162,7 +170,8 @@ def build_pmtiles(store, layer: str, out_path: Path, minzoom: int, maxzoom: int,
         largest_tile_bytes=max(r.largest_tile_bytes for r in reports),
         archive_bytes=out_path.stat().st_size, max_tile_bytes=max_tile_bytes, zooms=reports,
         simplified=simplified, too_complex=too_complex, partitions=partition_count,
-        driver_seconds=(planned - started) + (done - mapped), seconds=done - started,
+        driver_seconds=(planned - started) + (done - mapped), write_seconds=written - writing,
+        seconds=done - started, partition_costs=costs,
     )
 
 
