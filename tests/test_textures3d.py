@@ -252,3 +252,13 @@ def test_huge_image_is_refused_before_decoding(plateau, size: tuple[int, int], t
     assert code == 2, output
     assert f"texture image '{name}'" in output and "downscale it" in output and str(src) in output
     assert "Traceback" not in output and not (tmp_path / "out").exists()
+
+
+@pytest.mark.realdata
+def test_build_city_model_layer_with_textures(plateau, tmp_path: Path):
+    src, colours = plateau
+    (tmp_path / "citytwin.yaml").write_text(f"layers:\n  plateau:\n    kind: city_model\n    source: {src}\n"
+                                            "    textures: true\n")
+    code, output = run("build", "--project", str(tmp_path))
+    assert code == 0, output
+    assert check_textured(tmp_path / "build" / "3dtiles" / "plateau", gml_textured_points(src), colours) > 300
