@@ -108,8 +108,8 @@ def textured_triangles(out: Path):
         atlas = np.asarray(Image.open(io.BytesIO(blob[view["byteOffset"]:view["byteOffset"] + view["byteLength"]])))
         centre = uv[tri].mean(axis=1)
         h, w = atlas.shape[:2]
-        rows, cols = np.minimum((centre[:, 1] * h).astype(int), h - 1), np.minimum((centre[:, 0] * w).astype(int), w - 1)
-        colour = atlas[rows, cols]
+        rows = np.minimum((centre[:, 1] * h).astype(int), h - 1)
+        colour = atlas[rows, np.minimum((centre[:, 0] * w).astype(int), w - 1)]
         yield gltf, uv, ecef[tri], colour.astype(float)
 
 
