@@ -38,6 +38,7 @@ from api.records_routes import catalog_routes
 from api.static_routes import static_routes
 from api.threed_routes import ThreeDRoutes
 from api.tile_sources import TileRegistry, register
+from api.tile_front import TileFront
 from api.tiles_routes import TileRoutes
 from api.transit_routes import transit_routes
 from api.viewer_layers import viewer_layers, viewer_layers_route
@@ -123,6 +124,7 @@ def create_app(project: Path, host: str = "127.0.0.1", port: int = 8000) -> ASGI
     app = protect_processes(app, catalog)  # API key + audit log for process execution and job deletion
     app = CQL2CompatMiddleware(app)  # CQL2 parsed by api.cql2 (see install_cql2 above), errors as 400s
     app = CQLSizeLimit(app)  # an oversized filter is refused before it is parsed
+    app = TileFront(app, tiles)  # PostGIS tiles without the stack in between (api/tile_front.py)
     app = CORSMiddleware(app, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"],
                          expose_headers=EXPOSED_HEADERS)
     return app

@@ -7,17 +7,13 @@ opened once and a PostGIS pool is shared.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 from geo.names import check_layer_name
 from pipelines.catalog import Catalog, load_catalog
 from pipelines.project import project_store
 from pipelines.store import Store
 from tiles.source import TileSource
-
-T = TypeVar("T")
 
 
 def pmtiles_path(catalog: Catalog, layer: str) -> Path:
@@ -56,6 +52,11 @@ class TileRegistry:
                 src = self._sources[layer] = self._open(layer)
             return src
 
+    def opened(self, layer: str) -> TileSource | None:
+        """A PostGIS layer's source once opened (no I/O, for the event loop); None otherwise,
+        and always for PMTiles, whose archive ``source`` checks on disk each time."""
+        return self._sources.get(layer) if self.store.kind == "postgis" else None
+
     def _open(self, layer: str) -> TileSource:
         cfg = self.catalog.layers[layer]
         if self.store.kind == "postgis":
@@ -66,13 +67,6 @@ class TileRegistry:
         from tiles.pmtiles_source import PMTilesSource
 
         return PMTilesSource(pmtiles_path(self.catalog, layer))
-
-
-def on_one_connection(src: TileSource, work: Callable[[], T]) -> T:
-    """``work()``, with a PostGIS source's reads on one pooled connection (a PMTiles source has none)."""
-    from tiles.postgis_source import PostGISTileSource
-
-    return src.pinned(work) if isinstance(src, PostGISTileSource) else work()
 
 
 _REGISTRIES: dict[Path, TileRegistry] = {}

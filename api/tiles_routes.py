@@ -33,10 +33,11 @@ from api.pmtiles_routes import PMTilesArchive
 from api.providers.tiles import MVT_MIMETYPE, TILE_MATRIX_SET, TileRangeError, check_tile_address
 from api.tile_cache import TileCache
 from api.tile_matrix_sets import not_offered, tile_matrix_set_route, tile_matrix_sets_route
-from api.tile_sources import TileRegistry, on_one_connection
+from api.tile_sources import TileRegistry
 from geo.errors import CitytwinError, LayerNameError, StoreUnavailableError
 from geo.names import check_layer_name
 from pipelines.build import THREE_D_ONLY
+from tiles.postgis_source import PostGISTileSource
 from tiles.source import TileSetInfo, TileSource
 
 _INT = re.compile(r"^[0-9]{1,9}$")
@@ -45,6 +46,9 @@ CACHE_CONTROL = "public, max-age=300"
 # Live tiles are compressed once per miss while the database waits on the same two cores:
 # level 1 costs under half of level 6's CPU for tiles about 7% larger (measured on the bench city).
 GZIP_LEVEL = 1
+# A PostGIS tile made on the event loop is packed on a worker thread from this size (zlib lets go
+# of the GIL, so the loop goes on serving): ~1 ms of CPU for a 44 kB tile on the bench city.
+GZIP_ON_LOOP_BYTES = 8_000
 
 TileMaker = Callable[[TileRegistry, TileSource, TileSetInfo, int, int, int], bytes | None]
 
@@ -66,7 +70,8 @@ def accepts_gzip(header: str | None) -> bool:
 
 @dataclass(frozen=True)
 class _Found:
-    info: TileSetInfo
+    layer: str
+    seed: str  # the layer's etag seed: the cache drops a layer's tiles when it changes
     headers: dict[str, str]
     packed: bytes | None  # the cached gzip tile (b'' for an empty one), or None on a miss
     raw: bytes | None  # on a miss, the MVT made (None when empty)
@@ -129,10 +134,12 @@ class TileRoutes:
     async def _source(self, name: str) -> TileSource | JSONResponse:
         if (refused := self._unknown(name)) is not None:
             return refused
-        try:
-            src = await run_in_threadpool(self.registry.source, name)
-        except StoreUnavailableError as exc:
-            return unavailable(exc)
+        src = self.registry.opened(name)
+        if src is None:  # opening reads the store (or a file): on a thread
+            try:
+                src = await run_in_threadpool(self.registry.source, name)
+            except StoreUnavailableError as exc:
+                return unavailable(exc)
         return self._no_tiles(name) if src is None else src
 
     def _unknown(self, name: str) -> JSONResponse | None:
@@ -179,14 +186,13 @@ class TileRoutes:
         return JSONResponse({"pid": os.getpid(), "tile_cache": self.cache.stats()}, headers={"Cache-Control": "no-store"})
 
     async def tile(self, request: Request) -> Response:
-        return await self.serve_tile(request, TILE_MATRIX_SET, check_tile_address, _web_mercator_tile, pin=True)
+        return await self.serve_tile(request, TILE_MATRIX_SET, check_tile_address, _web_mercator_tile, own_tiles=True)
 
     async def serve_tile(self, request: Request, grid: str, check: Callable[[TileSetInfo, int, int, int], None],
-                         make: TileMaker, *, pin: bool = False) -> Response:
+                         make: TileMaker, *, own_tiles: bool = False) -> Response:
         """One tile of ``grid``: ``check`` refuses an address outside it (TileRangeError), ``make`` gives
-        its MVT bytes. ``pin``: ``make`` reads only through the source, so its reads and the
-        layer's version may share one pooled connection (a ``make`` that reads the store itself
-        must not: it would wait for a second connection while holding one)."""
+        its MVT bytes. ``own_tiles``: ``make`` is the source's own tile, so a PostGIS source's
+        tile is read on the event loop (``postgis_tile``)."""
         p = request.path_params
         fmt = request.query_params.get("f")
         if fmt not in _FORMATS:
@@ -196,36 +202,60 @@ class TileRoutes:
         if bad:
             return error(400, "InvalidParameterValue", "; ".join(bad))
         z, y, x = int(p["z"]), int(p["y"]), int(p["x"])
-        name = p["collection"]
-        if (refused := self._unknown(name)) is not None:
-            return refused
-        # one hop to a worker thread per request: the store reads, the tile and its gzip all
-        # run there, so the event loop only parses and writes (a profile under load found gzip
-        # on the loop at half its time, and every hop queues behind the others)
-        return await run_in_threadpool(self._answer, request.headers, name, grid, check, make, z, x, y, pin)
+        src = await self._source(p["collection"])
+        if isinstance(src, Response):
+            return src
+        if own_tiles and isinstance(src, PostGISTileSource):
+            return await self.postgis_tile(request.headers, src, z, x, y)
+        # one hop to a worker thread per request: the source's reads, the tile and its gzip run there
+        return await run_in_threadpool(self._answer, request.headers, src, grid, check, make, z, x, y)
 
-    def _answer(self, headers: Headers, name: str, grid: str, check: Callable[[TileSetInfo, int, int, int], None],
-                make: TileMaker, z: int, x: int, y: int, pin: bool) -> Response:
-        """The tile's response, made on a worker thread."""
+    async def postgis_tile(self, headers: Headers, src: PostGISTileSource, z: int, x: int, y: int) -> Response:
+        """A PostGIS tile read on the event loop from the store's async pool: no worker-thread hop
+        per tile, no connection for a tile in the cache (benchmarks/notes.md). api.tile_front
+        calls it for requests it recognises, the route for the others."""
+        store = self.registry.store
         try:
-            src = self.registry.source(name)
-            if src is None:
-                return self._no_tiles(name)
-            find = lambda: self._find(headers, src, grid, check, make, z, x, y)  # noqa: E731
-            # the version query and the tile take one turn at the pool, not two; gzip comes after
-            found = on_one_connection(src, find) if pin else find()
+            check_tile_address(src, z, x, y)
+            access = await store.async_access()
+            # the version as last heard from the database: a warm tile takes no connection
+            version = await store.layer_versions().get(src.layer, lambda: access.run(src.version_on))
+            seed = src.etag_seed(version)
+            found = self._lookup(headers, src.layer, seed, TILE_MATRIX_SET, z, x, y)
+            fresh = None
+            if isinstance(found, _Found) and found.packed is None:
+                raw = await access.run(lambda conn: src.tile_on(conn, z, x, y))
+                found = _Found(src.layer, seed, found.headers, None, raw)
+                small = raw is None or len(raw) < GZIP_ON_LOOP_BYTES
+                fresh = _pack(raw) if small else await run_in_threadpool(_pack, raw)
         except TileRangeError as exc:
             return error(404, "NotFound", str(exc))
         except StoreUnavailableError as exc:
             return unavailable(exc)
         except CitytwinError as exc:
             return error(503, "ServiceUnavailable", str(exc))
-        if isinstance(found, Response):
-            return found
+        return found if isinstance(found, Response) else self._respond(headers, found, fresh)
+
+    def _answer(self, headers: Headers, src: TileSource, grid: str, check: Callable[[TileSetInfo, int, int, int], None],
+                make: TileMaker, z: int, x: int, y: int) -> Response:
+        """The tile's response, made on a worker thread."""
+        try:
+            found = self._find(headers, src, grid, check, make, z, x, y)
+        except TileRangeError as exc:
+            return error(404, "NotFound", str(exc))
+        except StoreUnavailableError as exc:
+            return unavailable(exc)
+        except CitytwinError as exc:
+            return error(503, "ServiceUnavailable", str(exc))
+        return found if isinstance(found, Response) else self._respond(headers, found)
+
+    def _respond(self, headers: Headers, found: _Found, fresh: bytes | None = None) -> Response:
+        """The tile's 200 (gzip when accepted) or 204; a tile just made is kept, packed here
+        unless ``fresh`` holds it packed already."""
         out, packed = found.headers, found.packed
         if packed is None:
-            packed = gzip.compress(found.raw, compresslevel=GZIP_LEVEL, mtime=0) if found.raw else b""
-            self.cache.put(found.info.layer, found.info.etag_seed, out["ETag"], packed)
+            packed = _pack(found.raw) if fresh is None else fresh
+            self.cache.put(found.layer, found.seed, out["ETag"], packed)
         if not packed:
             return Response(status_code=204, headers=out)
         if accepts_gzip(headers.get("accept-encoding")):
@@ -238,14 +268,25 @@ class TileRoutes:
         """A 304, or the tile from the cache or made."""
         info = src.info()
         check(info, z, x, y)
-        key = f"{info.layer}|{info.etag_seed}|{grid}|{z}/{x}/{y}"
+        found = self._lookup(headers, info.layer, info.etag_seed, grid, z, x, y)
+        if isinstance(found, _Found) and found.packed is None:
+            return _Found(info.layer, info.etag_seed, found.headers, None, make(self.registry, src, info, z, x, y))
+        return found
+
+    def _lookup(self, headers: Headers, layer: str, seed: str, grid: str, z: int, x: int, y: int) -> Response | _Found:
+        """A 304, or the tile's headers and its cached bytes (``packed`` None on a miss, nothing made)."""
+        key = f"{layer}|{seed}|{grid}|{z}/{x}/{y}"
         etag = '"' + hashlib.sha1(key.encode()).hexdigest()[:20] + '"'
         out = {"ETag": etag, "Cache-Control": CACHE_CONTROL, "Vary": "Accept-Encoding"}
         inm = headers.get("if-none-match")
         if inm and (inm.strip() == "*" or etag in [t.strip().removeprefix("W/") for t in inm.split(",")]):
             return Response(status_code=304, headers=out)
-        packed = self.cache.get(info.layer, info.etag_seed, etag)
-        return _Found(info, out, packed, make(self.registry, src, info, z, x, y) if packed is None else None)
+        return _Found(layer, seed, out, self.cache.get(layer, seed, etag), None)
+
+
+def _pack(raw: bytes | None) -> bytes:
+    """A tile as the cache keeps it: gzip, or b'' for an empty one."""
+    return gzip.compress(raw, compresslevel=GZIP_LEVEL, mtime=0) if raw else b""
 
 
 def _web_mercator_tile(registry: TileRegistry, src: TileSource, info: TileSetInfo, z: int, x: int, y: int) -> bytes | None:

@@ -1,4 +1,4 @@
-"""PostGIS tiles on the request path: one turn at the pool per tile, no transaction left behind.
+"""PostGIS tiles on the request path: read on the event loop on one connection, no transaction left behind.
 
 The pool is a real psycopg pool on a throw-away database; its own counters (``get_stats``)
 say how many times a connection was asked for. Expected tile contents come from the input
@@ -7,11 +7,13 @@ mapbox_vector_tile.
 """
 from __future__ import annotations
 
+import asyncio
+import json
+
 import pytest
 import shapely
 from psycopg_pool import ConnectionPool
 
-from api.tile_sources import on_one_connection
 from api_server import CITY_HALL, sample_buildings
 from pipelines.store.postgis import PostGISStore
 from test_tiles import decode, interior_ids, lonlat_to_tile, tile_lonlat_bounds
@@ -39,38 +41,102 @@ def _expected_ids(buildings, z: int, x: int, y: int) -> set[str]:
     return set(buildings.loc[buildings.geometry.within(box), "id"].astype(str))
 
 
-def test_version_and_tile_take_one_connection(source):
+def _features(data: bytes) -> list[str]:
+    """The tile's features in a canonical order (ST_AsMVT's order follows the scan)."""
+    return sorted(json.dumps(f, sort_keys=True) for f in decode(data)["buildings"]["features"])
+
+
+def test_the_event_loop_reads_version_and_tile_on_an_async_connection(source, pg_db_url):
     src, buildings = source
     x, y = lonlat_to_tile(*CITY_HALL, Z)
-    asked = lambda: src.pool.get_stats().get("requests_num", 0)  # noqa: E731
-
-    fresh = PostGISTileSource(src.pool, "buildings", 10, 16)
-    before = asked()
-    fresh.info(), fresh.tile(Z, x, y)
-    assert asked() - before == 3  # apart, the version, the bounds and the tile queue for the pool each
-
-    before = asked()
-    info, data = on_one_connection(src, lambda: (src.info(), src.tile(Z, x, y)))
-    assert asked() - before == 1
-
-    before = asked()
-    apart = src.tile(Z, x, y)
-    assert asked() - before == 1
-    assert info.etag_seed.endswith("-v1")
     inside = _expected_ids(buildings, Z, x, y)
     assert inside, "the sample city has buildings wholly inside the City Hall tile"
-    for tile in (data, apart):
-        ids = interior_ids(decode(tile)["buildings"])
-        assert inside <= ids
+
+    async def read(store: PostGISStore):
+        access = await store.async_access()
+        assert access is await store.async_access()  # one pool per store
+        return await access.run(lambda conn: _version_and_tile(src, conn, x, y))
+
+    with PostGISStore(pg_db_url) as store:
+        version, data = asyncio.run(read(store))
+    assert version == 1
+    assert inside <= interior_ids(decode(data)["buildings"])
+    assert _features(data) == _features(src.tile(Z, x, y))  # the thread's read gives the same tile
+
+
+async def _version_and_tile(src: PostGISTileSource, conn, x: int, y: int) -> tuple[int, bytes | None]:
+    assert conn.autocommit is True  # single statements: no COMMIT round trip
+    return await src.version_on(conn), await src.tile_on(conn, Z, x, y)
+
+
+def test_a_tile_over_the_budget_is_thinned_alike_on_both_drivers(source, pg_db_url):
+    """The 500 kB rule (here 2,000 bytes) keeps the same largest features whichever driver reads."""
+    src, buildings = source
+    small = PostGISTileSource(src.pool, "buildings", 10, 16, max_tile_bytes=2_000)
+    x, y = lonlat_to_tile(*CITY_HALL, 14)
+    full = decode(src.tile(14, x, y))["buildings"]["features"]
+    threaded = small.tile(14, x, y)
+
+    async def on_loop():
+        store = PostGISStore(pg_db_url)
+        try:
+            access = await store.async_access()
+            return await access.run(lambda conn: small.tile_on(conn, 14, x, y))
+        finally:
+            store.close()
+
+    looped = asyncio.run(on_loop())
+    assert len(threaded) <= 2_000 and len(looped) <= 2_000
+    kept = decode(threaded)["buildings"]["features"]
+    assert 0 < len(kept) < len(full)
+    assert _features(looped) == _features(threaded)
+    # the largest footprints by Mercator area, as the PMTiles build ranks them
+    area = buildings.set_index(buildings["id"].astype(str)).to_crs(3857).area
+    ids = [str(f["properties"]["id"]) for f in full]
+    largest = set(area[ids].sort_values(ascending=False).index[:len(kept)])
+    assert {str(f["properties"]["id"]) for f in kept} == largest
 
 
 def test_reads_leave_the_pooled_connection_as_they_found_it(source):
     src, _ = source
     x, y = lonlat_to_tile(*CITY_HALL, Z)
-    on_one_connection(src, lambda: (src.info(), src.tile(Z, x, y)))
-    src.tile(Z, x, y)
+    src.info(), src.tile(Z, x, y)
     with src.pool.connection() as conn:
         # the tile reads run outside a transaction; other users of the pool still get one
         assert conn.autocommit is False
         conn.execute("SELECT 1")
         assert conn.info.transaction_status.name == "INTRANS"
+
+
+def test_a_version_is_read_once_until_a_publish_notifies(pg_db_url):
+    """The tile route reads a layer's version once while the listener hears publishes, and
+    again after each one (its NOTIFY arrives at commit)."""
+    buildings = sample_buildings(20)
+
+    async def scenario(store: PostGISStore) -> tuple[list[int], list[int]]:
+        versions = store.layer_versions()
+        reads: list[int] = []
+
+        async def read() -> int:
+            reads.append(store.version("buildings"))
+            return reads[-1]
+
+        for _ in range(100):  # the listener connects in the background
+            if versions.listening:
+                break
+            await asyncio.sleep(0.05)
+        assert versions.listening
+        seen = [await versions.get("buildings", read) for _ in range(3)]
+        await asyncio.to_thread(store.publish, "buildings", buildings)
+        for _ in range(100):
+            if await versions.get("buildings", read) == 2:
+                break
+            await asyncio.sleep(0.02)
+        seen += [await versions.get("buildings", read) for _ in range(3)]
+        return seen, reads
+
+    with PostGISStore(pg_db_url) as store:
+        store.publish("buildings", buildings)
+        seen, reads = asyncio.run(scenario(store))
+    assert seen == [1, 1, 1, 2, 2, 2]
+    assert reads == [1, 2]  # one read per version: none while the version was known

@@ -9,6 +9,9 @@ in lon/lat, and only those rows transformed.
 Identifiers go through psycopg.sql.Identifier; z/x/y are bound parameters of a
 statement psycopg prepares on each pooled connection. Every read goes through a PoolAccess,
 so a database outage is a StoreUnavailableError (the server answers 503), never a hang.
+``tile`` and ``info`` read on a thread; ``tile_on`` and ``version_on`` run the same statements
+on an AsyncConnection the caller holds, so the tile route reads on the event loop without a
+worker-thread hop per tile (see benchmarks/notes.md).
 
 A tile over MAX_TILE_BYTES (uncompressed) is made again from the largest features only
 (by Mercator area, or length for lines, as the PMTiles build ranks them; ties by id), with the count cut in proportion until it fits: the
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import TypeVar
 
 import psycopg
@@ -82,23 +85,11 @@ class PostGISTileSource:
         self._thinned_query = self._tile_query(list(self.fields), thinned=True)
         self._bounds_cache: tuple[int, tuple[float, float, float, float]] | None = None
         self._lock = threading.Lock()
-        self._held = threading.local()  # the connection pinned() lends this thread's reads
-
-    def pinned(self, work: Callable[[], T]) -> T:
-        """``work()`` with every read of this source on one pooled connection: a request's version
-        query and its tile then wait for the pool once, not twice behind other tiles. A connection
-        a restart left dead makes the whole of ``work`` run again on another one."""
-        def lend(conn: psycopg.Connection) -> T:
-            self._held.conn = conn
-            try:
-                return work()
-            finally:
-                self._held.conn = None
-        return self.access.run(lambda conn: _autocommit(conn, lend))
+        self._version_query = sql.SQL("SELECT version FROM {} WHERE name = %s").format(
+            sql.Identifier(self.schema, META_TABLE))
 
     def _read(self, work: Callable[[psycopg.Connection], T]) -> T:
-        conn = getattr(self._held, "conn", None)
-        return work(conn) if conn is not None else self.access.run(lambda c: _autocommit(c, work))
+        return self.access.run(lambda conn: _autocommit(conn, work))
 
     def _columns(self) -> list[tuple[str, str]]:
         q = ("SELECT a.attname, format_type(a.atttypid, NULL) FROM pg_attribute a "
@@ -141,37 +132,64 @@ class PostGISTileSource:
     def tile(self, z: int, x: int, y: int) -> bytes | None:
         """Uncompressed MVT bytes of tile z/x/y (at most ``max_tile_bytes``), or None when no
         feature falls in it."""
+        def read(conn: psycopg.Connection) -> bytes | None:
+            steps = self._fitting(z, x, y)
+            try:
+                query, params = next(steps)
+                while True:
+                    query, params = steps.send(_row(conn.execute(query, params, prepare=True).fetchone()))
+            except StopIteration as done:
+                return done.value
+        return None if self._params(z, x, y) is None else self._read(read)
+
+    async def tile_on(self, conn: psycopg.AsyncConnection, z: int, x: int, y: int) -> bytes | None:
+        """``tile(z, x, y)`` read on ``conn`` (autocommit), from a coroutine."""
+        if self._params(z, x, y) is None:
+            return None
+        steps = self._fitting(z, x, y)
+        try:
+            query, params = next(steps)
+            while True:
+                cur = await conn.execute(query, params, prepare=True)
+                query, params = steps.send(_row(await cur.fetchone()))
+        except StopIteration as done:
+            return done.value
+
+    def _params(self, z: int, x: int, y: int) -> dict | None:
+        """The tile query's parameters, or None for an address outside the layer's zooms or the grid."""
         if not (self.minzoom <= z <= self.maxzoom and 0 <= x < (1 << z) and 0 <= y < (1 << z)):
             return None
         # below z14 simplified as the PMTiles build does (about a tile pixel); from z14 the saving
         # in bytes is ~0 and ST_SimplifyPreserveTopology costs a third of the floor (benchmarks/notes.md)
         tol = zoom_tolerance(z, self.maxzoom) if z < _SIMPLIFY_BELOW_ZOOM else 0.0
-        params = {"z": z, "x": x, "y": y, "margin": BUFFER / EXTENT, "layer": self.layer, "tol": tol}
-        data, count, full, rounds = self._read(lambda conn: self._fitted(conn, params))
+        return {"z": z, "x": x, "y": y, "margin": BUFFER / EXTENT, "layer": self.layer, "tol": tol}
+
+    def _fitting(self, z: int, x: int, y: int) -> Generator[tuple[sql.Composed, dict], tuple[bytes, int], bytes | None]:
+        """The statements that make the tile under ``max_tile_bytes``: yields each (query, params),
+        is sent its (MVT bytes, feature count), returns the tile. One rule for both drivers."""
+        params = self._params(z, x, y)
+        data, count = yield self._query, params
+        full, rounds = count, 0
+        while len(data) > self.max_tile_bytes and count > 1 and rounds < _MAX_THINNING_ROUNDS:
+            # keep a share of the features in proportion to the overshoot, a little under
+            params["keep"] = max(1, min(count - 1, int(count * self.max_tile_bytes / len(data) * 0.9)))
+            data, count = yield self._thinned_query, params
+            rounds += 1
         if rounds:
             log.info("tile %s/%d/%d/%d: kept the %d largest of %d features to stay under %d kB (%d kB)",
                      self.layer, z, x, y, count, full, self.max_tile_bytes // 1000, len(data) // 1000)
         return data or None
 
-    def _fitted(self, conn, params: dict) -> tuple[bytes, int, int, int]:
-        """The tile under ``max_tile_bytes``, its feature count, the full count and the rounds taken."""
-        data, count = self._run(conn, self._query, params)
-        full, rounds = count, 0
-        while len(data) > self.max_tile_bytes and count > 1 and rounds < _MAX_THINNING_ROUNDS:
-            # keep a share of the features in proportion to the overshoot, a little under
-            params["keep"] = max(1, min(count - 1, int(count * self.max_tile_bytes / len(data) * 0.9)))
-            data, count = self._run(conn, self._thinned_query, params)
-            rounds += 1
-        return data, count, full, rounds
-
-    @staticmethod
-    def _run(conn, query: sql.Composed, params: dict) -> tuple[bytes, int]:
-        row = conn.execute(query, params, prepare=True).fetchone()
-        return (bytes(row[0]) if row and row[0] is not None else b""), (int(row[1]) if row else 0)
-
     def _version(self) -> int:
-        q = sql.SQL("SELECT version FROM {} WHERE name = %s").format(sql.Identifier(self.schema, META_TABLE))
-        row = self._read(lambda conn: conn.execute(q, [self.layer], prepare=True).fetchone())
+        return self._checked(self._read(lambda conn: conn.execute(
+            self._version_query, [self.layer], prepare=True).fetchone()))
+
+    async def version_on(self, conn: psycopg.AsyncConnection) -> int:
+        """The layer's version (it grows with every publish), read on ``conn``."""
+        cur = await conn.execute(self._version_query, [self.layer], prepare=True)
+        return self._checked(await cur.fetchone())
+
+    def _checked(self, row: tuple | None) -> int:
         if row is None:
             raise StoreError(f"layer {self.layer!r} is not in the store; ingest it first")
         return int(row[0])
@@ -197,8 +215,16 @@ class PostGISTileSource:
         vector_layers = [{"id": self.layer, "fields": dict(self.fields),
                           "minzoom": self.minzoom, "maxzoom": self.maxzoom}]
         return TileSetInfo(layer=self.layer, minzoom=self.minzoom, maxzoom=self.maxzoom, bounds=bounds,
-                           center=center, vector_layers=vector_layers,
-                           etag_seed=f"postgis-{self.schema}.{self.layer}-v{version}")
+                           center=center, vector_layers=vector_layers, etag_seed=self.etag_seed(version))
+
+    def etag_seed(self, version: int) -> str:
+        """What the tiles' ETags follow: this table at ``version``."""
+        return f"postgis-{self.schema}.{self.layer}-v{version}"
+
+
+def _row(row: tuple | None) -> tuple[bytes, int]:
+    """(MVT bytes, feature count) of a tile query's row."""
+    return (bytes(row[0]) if row and row[0] is not None else b""), (int(row[1]) if row else 0)
 
 
 def _autocommit(conn: psycopg.Connection, work: Callable[[psycopg.Connection], T]) -> T:

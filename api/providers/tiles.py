@@ -8,6 +8,7 @@ request; ``get_tiles`` answers the same way for anything that still reaches pyge
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 from pygeoapi.models.provider.base import TileMatrixSetEnum
 from pygeoapi.provider.base import ProviderConnectionError
@@ -16,7 +17,7 @@ from pygeoapi.provider.tile import ProviderTileNotFoundError, ProviderTilesetIdN
 from pygeoapi.util import url_join
 
 from api.tile_sources import registry_for
-from tiles.source import TileSetInfo, TileSource
+from tiles.source import TileSource
 from tiles.tileset_metadata import tileset_metadata, web_mercator_grid
 
 TILE_MATRIX_SET = "WebMercatorQuad"
@@ -27,7 +28,14 @@ class TileRangeError(ValueError):
     """A tile address outside the grid or the layer's zoom range (message says which)."""
 
 
-def check_tile_address(info: TileSetInfo, z: int, x: int, y: int) -> None:
+class ZoomRange(Protocol):
+    """What an address is checked against: a TileSetInfo, or a source that knows its zooms."""
+    layer: str
+    minzoom: int
+    maxzoom: int
+
+
+def check_tile_address(info: ZoomRange, z: int, x: int, y: int) -> None:
     """Raise TileRangeError unless z/x/y is inside WebMercatorQuad and the layer's zooms."""
     if not info.minzoom <= z <= info.maxzoom:
         raise TileRangeError(

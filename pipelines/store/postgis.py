@@ -7,7 +7,7 @@ them): the geometry in Web Mercator (GiST index), so a tile transforms nothing, 
 zoom at which the PMTiles engine draws the feature (tiles.mvt_zoom.first_drawn_zoom, b-tree
 index), so a tile skips what it would not draw. A table published before them still serves.
 ``citytwin_layers`` records each layer's geometry type, update time and a version that
-grows with every publish (the tile server uses it in ETags).
+grows with every publish (the tile server uses it in ETags); a publish NOTIFYs servers at commit.
 
 Atomic publish: the whole publish is one transaction. The data goes into a staging
 table ``_stage_<layer>_<random>`` in the same schema, gets its primary key, GiST index
@@ -18,6 +18,7 @@ even when the process dies mid-load.
 """
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import decimal
 import hashlib
@@ -33,12 +34,13 @@ import psycopg
 import shapely
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from geo.errors import StoreError
 from geo.names import check_layer_name
 from pipelines.store.base import GEOMETRY_COLUMN, ID_COLUMN, STORE_CRS, LayerInfo, check_publishable, is_date_column
-from pipelines.store.pg_access import PoolAccess
+from pipelines.store.pg_access import AsyncPoolAccess, DbState, PoolAccess
+from pipelines.store.pg_versions import LayerVersions, notify_sql
 
 META_TABLE = "citytwin_layers"
 STAGE_PREFIX = "_stage_"
@@ -99,6 +101,10 @@ class PostGISStore:
         self._statement_timeout_ms = statement_timeout_ms
         self._pool: ConnectionPool | None = None
         self._access: PoolAccess | None = None
+        self._async: AsyncPoolAccess | None = None
+        self._versions: LayerVersions | None = None
+        self._async_lock = asyncio.Lock()
+        self._state = DbState(self.where)  # shared by both pools' accesses
         self._pool_lock = threading.Lock()
         self._meta_ready = False
 
@@ -112,15 +118,9 @@ class PostGISStore:
         with self._pool_lock:
             if self._pool is None:
                 self._probe()
-                # JIT compiles the tile and bbox queries (high cost estimates) on every run,
-                # which costs more than the short queries themselves
-                options = "-c jit=off"
-                if self._statement_timeout_ms:
-                    options += f" -c statement_timeout={int(self._statement_timeout_ms)}"
                 pool = ConnectionPool(
                     self.url, min_size=1, max_size=self._max_connections, open=False,
-                    name="citytwin", reconnect_timeout=RECONNECT_TIMEOUT_S,
-                    kwargs={"connect_timeout": CONNECT_TIMEOUT_S, "options": options},
+                    name="citytwin", reconnect_timeout=RECONNECT_TIMEOUT_S, kwargs=self._connect_kwargs(),
                 )
                 try:
                     pool.open(wait=True, timeout=CONNECT_TIMEOUT_S * 2)
@@ -137,8 +137,37 @@ class PostGISStore:
         pool = self.pool
         with self._pool_lock:
             if self._access is None or self._access.pool is not pool:
-                self._access = PoolAccess(pool, self.where)
+                self._access = PoolAccess(pool, self.where, self._state)
             return self._access
+
+    async def async_access(self) -> AsyncPoolAccess:
+        """Reads from coroutines on the running event loop (the tile route): a second pool of up to
+        ``max_connections`` autocommit connections, opened on that loop at first use. Its reads
+        share the database's up/down state with ``access``."""
+        async with self._async_lock:
+            if self._async is None:
+                kwargs = {**self._connect_kwargs(), "autocommit": True}  # single statements: no COMMIT trip
+                pool = AsyncConnectionPool(self.url, min_size=1, max_size=self._max_connections, open=False,
+                                           name="citytwin-async", reconnect_timeout=RECONNECT_TIMEOUT_S,
+                                           kwargs=kwargs)
+                await pool.open()  # no wait: while the database is down, reads time out into 503s
+                self._async = AsyncPoolAccess(pool, self._state)
+            return self._async
+
+    def layer_versions(self) -> LayerVersions:
+        """The layers' versions as the running loop knows them (publishes NOTIFY; see pg_versions)."""
+        if self._versions is None:
+            self._versions = LayerVersions(self.url, self._connect_kwargs())
+            self._versions.start()
+        return self._versions
+
+    def _connect_kwargs(self) -> dict:
+        # JIT compiles the tile and bbox queries (high cost estimates) on every run,
+        # which costs more than the short queries themselves
+        options = "-c jit=off"
+        if self._statement_timeout_ms:
+            options += f" -c statement_timeout={int(self._statement_timeout_ms)}"
+        return {"connect_timeout": CONNECT_TIMEOUT_S, "options": options}
 
     def _probe(self) -> None:
         """Connect once directly: gives the server's own reason when it fails, and checks PostGIS."""
@@ -250,6 +279,7 @@ class PostGISStore:
             "ON CONFLICT (name) DO UPDATE SET geometry_type = EXCLUDED.geometry_type, "
             "updated_at = EXCLUDED.updated_at, version = m.version + 1"
         ).format(sql.Identifier(s, META_TABLE)), [name, geometry_label])
+        conn.execute(notify_sql(), [name])  # sent at commit: servers drop the versions they hold
 
     # -- reading -------------------------------------------------------------
     def _exists(self, conn: psycopg.Connection, table: str) -> bool:
