@@ -10,8 +10,9 @@
   polled for availability adds ``poll``, what its last polls did (api.availability_poller).
 - A layer with ``availability`` in the catalog takes places: properties capacity, free, status and
   updated instead of timestamp and expires (pipelines.availability).
-- GET  /live/{layer}/tiles/{z}/{x}/{y}  an MVT encoded on the fly (204 when empty), ETag/304; kept
-  per process until the layer's next write or its first item's expiry (tiles.live_tile_cache).
+- GET  /live/{layer}/tiles/{z}/{x}/{y}  an MVT made on request (204 when empty), ETag/304: the first
+  request after a write makes its whole zoom at once, kept per process until the layer's next write
+  or its first item's expiry (tiles.live_tile_cache).
 
 Reads are cacheable for a few seconds only, and never past the first expiry they hold; reads of a
 layer a GTFS-Realtime feed writes are ``no-cache`` (tiles revalidate by ETag), so the next feed shows.
@@ -41,8 +42,8 @@ from geo.names import check_layer_name
 from pipelines.availability import place_payload
 from pipelines.catalog import Catalog
 from pipelines.live import LiveItemError, LiveLayer, parse_items, screened
-from tiles.live_mvt import MAX_ZOOM, encode_tile, tile_bounds_lonlat
-from tiles.live_tile_cache import CachedTile, LiveTileCache
+from tiles.live_mvt import MAX_ZOOM, LiveFrame, LiveTile
+from tiles.live_tile_cache import LiveTileCache
 
 MAX_AGE_S = 15  # upper bound of Cache-Control max-age on live reads
 MAX_BODY = 1_000_000  # a few thousand items; a feed of more is a watched file
@@ -132,16 +133,11 @@ def live_routes(catalog: Catalog) -> list[BaseRoute]:
     def cache_control(layer: str, expiry: float, now: float) -> str:
         return "no-cache" if layer in fed else f"public, max-age={max_age(expiry, now)}"
 
-    def encoded(layer: LiveLayer, z: int, x: int, y: int, now: float) -> CachedTile:
-        """The tile from the cache, or encoded and kept; the version is read before the items, so a
-        write in between can only make the kept tile newer than its version says, never older."""
-        key, version = (layer.name, z, x, y), layer.version()
-        hit = tiles.get(key, version, now)
-        if hit is None:
-            features = layer.features(tile_bounds_lonlat(z, x, y), None, now)
-            hit = CachedTile(version, encode_tile(layer.name, features, z, x, y), soonest_expiry(features))
-            tiles.put(key, hit)
-        return hit
+    def encoded(layer: LiveLayer, z: int, x: int, y: int, now: float) -> LiveTile:
+        """The tile from the layer's snapshot (read and made once per version and zoom); the version is
+        read before the items, so a write in between can only make a tile newer than its version says."""
+        return tiles.tile(layer.name, layer.version(), now, lambda: LiveFrame.of(layer.name, *layer.columns(now)),
+                          z, x, y)
 
     async def _layer(name: str) -> LiveLayer | JSONResponse:
         try:

@@ -332,6 +332,15 @@ class LiveLayer:
             row = con.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
         return row[0] if row else "0"
 
+    def columns(self, now: float) -> tuple[list[str], list[str], list[dict], list[float]]:
+        """Unexpired items as columns, in the order features() gives them: ids, GeoJSON geometry
+        texts, property dicts and expiry times (what a live tile snapshot is made from)."""
+        with self._connect() as con:
+            rows = con.execute("SELECT id, geometry, properties, expires_at FROM items WHERE expires_at > ? "
+                               "ORDER BY timestamp DESC, id", (now,)).fetchall()
+        return ([r[0] for r in rows], [r[1] for r in rows], [json.loads(r[2]) for r in rows],
+                [r[3] for r in rows])
+
     def features(self, bbox: tuple[float, float, float, float] | None = None, limit: int | None = None,
                  now: float | None = None) -> list[dict]:
         """Unexpired items as GeoJSON Features (bbox in lon/lat: envelope overlap, then exact test)."""

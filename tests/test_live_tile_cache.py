@@ -1,8 +1,12 @@
-"""Live tiles kept per layer version: the cache's rules, the version every write bumps, and a
-real server that never serves a kept tile after a write or past an item's expiry."""
+"""Live tiles: the tiles themselves (checked against positions and values computed here with
+morecantile and plain Python), the cache's rules (one read per layer version, one pass per zoom,
+bounded in bytes), the version every write bumps, and a real server that never serves a kept
+tile after a write or past an item's expiry."""
 from __future__ import annotations
 
 import json
+import math
+import threading
 from pathlib import Path
 
 import httpx
@@ -13,27 +17,133 @@ from api_server import CITY_HALL, serve, wait_for
 from pipelines.catalog import load_catalog
 from pipelines.live import LiveLayer, parse_items
 from test_live import TMS, collection, item, post, write_live_project
-from tiles.live_tile_cache import CachedTile, LiveTileCache
+from tiles.live_mvt import ZOOM_COST, LiveFrame, encode
+from tiles.live_tile_cache import LiveTileCache
 
 
-def test_a_kept_tile_serves_only_its_version_until_its_first_expiry():
-    cache = LiveTileCache(max_tiles=2)
-    cache.put(("a", 1, 0, 0), CachedTile("7", b"one", valid_until=100.0))
-    assert cache.get(("a", 1, 0, 0), "7", now=99.9).data == b"one"
-    assert cache.get(("a", 1, 0, 0), "8", now=50.0) is None  # the layer was written since
-    assert cache.get(("a", 1, 0, 0), "7", now=100.0) is None  # an item in it has expired
-    assert cache.get(("a", 1, 1, 0), "7", now=50.0) is None
+def pixel(lon: float, lat: float, z: int, x: int, y: int) -> tuple[float, float]:
+    """Tile units, y up (mapbox_vector_tile.decode's default)."""
+    b = TMS.xy_bounds(x, y, z)
+    mx, my = TMS.xy(lon, lat)
+    return (mx - b.left) / (b.right - b.left) * 4096, (my - b.bottom) / (b.top - b.bottom) * 4096
 
 
-def test_the_cache_keeps_at_most_its_bound_dropping_the_least_recently_used():
-    cache = LiveTileCache(max_tiles=2)
-    for x in range(2):
-        cache.put(("a", 1, x, 0), CachedTile("1", bytes([x]), valid_until=1e12))
-    assert cache.get(("a", 1, 0, 0), "1", now=0) is not None  # tile 0 used last: tile 1 goes first
-    cache.put(("a", 1, 2, 0), CachedTile("1", b"\x02", valid_until=1e12))
-    assert len(cache) == 2
-    assert cache.get(("a", 1, 1, 0), "1", now=0) is None
-    assert [cache.get(("a", 1, x, 0), "1", now=0).data for x in (0, 2)] == [b"\x00", b"\x02"]
+def points(n: int, **props) -> tuple[list, list, list, list]:
+    """``n`` points in a 0.02-degree grid around City Hall: ids, GeoJSON texts, properties, expiries."""
+    pts = [(CITY_HALL[0] + 0.002 * (i % 10), CITY_HALL[1] + 0.002 * (i // 10)) for i in range(n)]
+    return ([f"p{i}" for i in range(n)], [json.dumps({"type": "Point", "coordinates": p}) for p in pts],
+            [{"n": i, **props} for i in range(n)], [1000.0 + i for i in range(n)])
+
+
+def decoded(data: bytes) -> dict[str, dict]:
+    layer = mapbox_vector_tile.decode(data)["live"] if data else {"features": []}
+    return {f["properties"]["id"]: f for f in layer["features"]}
+
+
+def test_every_tile_of_a_zoom_holds_its_items_where_and_as_they_are():
+    props = [{"name": "Main St", "lanes": -2, "speed": 12.5, "closed": True, "where": {"km": [1, 2]},
+              "note": None},
+             {"name": 7, "lanes": 3},  # one key, another type: kept as that item's own type
+             {"speed": float("nan")}]
+    lonlat = [CITY_HALL, (CITY_HALL[0] + 0.01, CITY_HALL[1]), (CITY_HALL[0], 89.5)]  # the last past Mercator's edge
+    frame = LiveFrame.of("live", ["a", "b", "c"], [json.dumps({"type": "Point", "coordinates": p}) for p in lonlat],
+                         props, [50.0, 40.0, 30.0])
+    z = 14
+    tiles = encode(frame, z)
+    want = {}
+    for fid, (lon, lat), p in zip("abc", lonlat, props):
+        t = TMS.tile(lon, min(lat, 85.0511), z)  # the top row for a latitude past the grid
+        want.setdefault((t.x, t.y), {})[fid] = (pixel(lon, min(lat, 85.05112878), z, t.x, t.y), p)
+    assert set(tiles) == set(want)
+    for xy, items in want.items():
+        got = decoded(tiles[xy].data)
+        assert set(got) == set(items)
+        assert tiles[xy].valid_until == min(frame.expires[ord(f) - ord("a")] for f in items)
+        layer = mapbox_vector_tile.decode(tiles[xy].data)["live"]
+        used = {k for f in layer["features"] for k in f["properties"]}
+        for fid, ((px, py), p) in items.items():
+            assert got[fid]["geometry"]["coordinates"] == pytest.approx([px, py], abs=0.5)
+            kept = {k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
+                    for k, v in p.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
+            assert got[fid]["properties"] == {**kept, "id": fid}
+            assert all(type(got[fid]["properties"][k]) is type(v) for k, v in kept.items())
+        assert used <= {"id", "name", "lanes", "speed", "closed", "where"}
+    # a tile alone is the same bytes as that tile of the whole zoom
+    for (x, y), t in tiles.items():
+        assert encode(frame, z, only=(x, y)) == {(x, y): t}
+    assert encode(frame, z, only=(0, 0)) == {}
+
+
+def test_a_zoom_is_read_once_per_version_and_made_in_one_pass_for_concurrent_requests():
+    reads, clock = [], [0.0]
+
+    def read() -> LiveFrame:  # like LiveLayer.columns: the items unexpired at the time of the read
+        reads.append(1)
+        ids, texts, props, expires = points(100)
+        live = [i for i, e in enumerate(expires) if e > clock[0]]
+        return LiveFrame.of("live", *([col[i] for i in live] for col in (ids, texts, props, expires)))
+
+    cache = LiveTileCache()
+    z = 16
+    ids, texts, _, _ = points(100)
+    where = {fid: TMS.tile(*json.loads(t)["coordinates"], z) for fid, t in zip(ids, texts)}
+    keys = sorted({(t.x, t.y) for t in where.values()})
+    got: dict = {}
+    barrier = threading.Barrier(8)
+
+    def ask(k: tuple[int, int]) -> None:
+        barrier.wait()
+        got[k] = cache.tile("live", "1", 0.0, read, z, *k)
+
+    threads = [threading.Thread(target=ask, args=(k,)) for k in keys[:8]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(reads) == 1  # eight requests at once after a write: one read, one pass
+    got.update({k: cache.tile("live", "1", 0.0, read, z, *k) for k in keys[8:]})
+    assert len(reads) == 1
+    for k in keys:
+        assert set(decoded(got[k].data)) >= {fid for fid, t in where.items() if (t.x, t.y) == k}
+    assert cache.tile("live", "2", 0.0, read, z, *keys[0]).data and len(reads) == 2  # the next version
+    clock[0] = 1000.0
+    p0 = cache.tile("live", "2", 1000.0, read, z, where["p0"].x, where["p0"].y)
+    assert "p0" not in decoded(p0.data) and len(reads) == 3  # p0 expired at 1000: read again
+    assert cache.tile("live", "2", 1000.0, read, 0, 0, 0).data and len(reads) == 3  # another zoom, same read
+
+
+def test_a_zoom_too_costly_to_make_whole_is_made_one_tile_at_a_time():
+    # a polygon over a whole city covers millions of tiles at z20: only the asked ones are made
+    ring = [[126.8, 37.4], [127.2, 37.4], [127.2, 37.7], [126.8, 37.7], [126.8, 37.4]]
+    frame = LiveFrame.of("live", ["city"], [json.dumps({"type": "Polygon", "coordinates": [ring]})],
+                         [{"kind": "alert"}], [100.0])
+    assert frame.zoom_cost(20) > ZOOM_COST
+    cache = LiveTileCache()
+    t = TMS.tile(127.0, 37.5, 20)
+    tile = cache.tile("live", "1", 0.0, lambda: frame, 20, t.x, t.y)
+    layer = mapbox_vector_tile.decode(tile.data)["live"]
+    (feat,) = layer["features"]
+    assert feat["properties"] == {"kind": "alert", "id": "city"}
+    # the tile is inside the polygon: drawn as the tile plus its 64-unit buffer
+    xs = [p[0] for p in feat["geometry"]["coordinates"][0]]
+    assert min(xs) == -64 and max(xs) == 4096 + 64
+    assert cache.kept_bytes() == len(tile.data)
+
+
+def test_kept_tiles_are_bounded_in_bytes_dropping_the_least_recently_used_zoom():
+    frame = LiveFrame.of("live", *points(100))
+    sizes = {z: sum(len(t.data) for t in encode(frame, z).values()) for z in (14, 15, 16)}
+    reads = []
+    cache = LiveTileCache(max_bytes=sizes[14] + sizes[15] + sizes[16] - 1)
+
+    def read() -> LiveFrame:
+        reads.append(1)
+        return frame
+
+    for z in (14, 15, 16):
+        cache.tile("live", "1", 0.0, read, z, 0, 0)
+    assert cache.kept_bytes() == sizes[15] + sizes[16]  # z14, used least recently, went
+    assert len(reads) == 1
 
 
 def test_every_write_of_items_bumps_the_layer_version_and_reads_do_not(tmp_path: Path):
