@@ -262,3 +262,33 @@ def test_build_city_model_layer_with_textures(plateau, tmp_path: Path):
     code, output = run("build", "--project", str(tmp_path))
     assert code == 0, output
     assert check_textured(tmp_path / "build" / "3dtiles" / "plateau", gml_textured_points(src), colours) > 300
+
+
+def test_atlas_keeps_each_image_upright_and_fits_the_bound(tmp_path: Path):
+    """Texture coordinates have their origin at the image's lower left (CityGML, CityJSON), glTF's
+    at the upper left: a (u, v) in an image's top half must sample that half's colour in the atlas,
+    also when the images together are too big for one atlas and are scaled down to fit."""
+    from tiles.threed.atlas import MAX_ATLAS_PX, with_atlas
+    from tiles.threed.glb import TileMesh
+
+    top = [(230, 20, 20), (20, 230, 20), (20, 20, 230)]
+    bottom = [(230, 230, 20), (20, 230, 230), (230, 20, 230)]
+    paths = []
+    for k in range(3):  # 3 x 3000 x 2000 px: more than 4096 x 4096 holds
+        pixels = np.zeros((2000, 3000, 3), dtype=np.uint8)
+        pixels[:1000], pixels[1000:] = top[k], bottom[k]
+        paths.append(str(tmp_path / f"{k}.jpg"))
+        Image.fromarray(pixels).save(paths[-1])
+    uv = np.array([[0.5, 0.75], [0.1, 0.6], [0.9, 0.25], [0.3, 0.05]] * 3 + [[0.5, 0.5]])
+    image = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, -1])
+    n = len(uv)
+    mesh = TileMesh(np.zeros((n, 3)), np.tile([0.0, 0.0, 1.0], (n, 1)), np.zeros(n, dtype=np.int64),
+                    np.arange(n - 1, dtype=np.uint32)[:12], 1, uv=uv, image=image)
+    texture = with_atlas(mesh, paths).texture
+    atlas = np.asarray(Image.open(io.BytesIO(texture.data)).convert("RGB")).astype(float)
+    h, w = atlas.shape[:2]
+    assert max(h, w) <= MAX_ATLAS_PX and texture.mime_type == "image/jpeg"
+    assert texture.textured.tolist() == [True] * 12 + [False]
+    sampled = atlas[(texture.uv[:12, 1] * h).astype(int), (texture.uv[:12, 0] * w).astype(int)]
+    expected = [(top if v > 0.5 else bottom)[k] for k, v in zip(image[:12], uv[:12, 1])]
+    assert np.abs(sampled - np.array(expected)).max() < 24, (sampled, expected)
