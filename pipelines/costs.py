@@ -24,6 +24,7 @@ class PartitionCost:
     rows: int  # rows read
     bytes: int  # bytes handed back to the driver
     whole_layer: bool = False  # reads the whole layer (grows with it), not a block or window of fixed size
+    zooms: tuple[tuple[int, int, float], ...] = ()  # PMTiles: (zoom, rows encoded, seconds) of its work
 
 
 @dataclass
@@ -42,7 +43,8 @@ class CostLog:
 
     @classmethod
     def from_dict(cls, doc: dict) -> CostLog:
-        parts = [PartitionCost(**p) for p in doc["partitions"]]
+        parts = [PartitionCost(**{**p, "zooms": tuple(tuple(z) for z in p.get("zooms", ()))})
+                 for p in doc["partitions"]]
         return cls(**{**doc, "partitions": parts})
 
 

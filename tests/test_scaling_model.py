@@ -4,32 +4,69 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import morecantile
 import pyogrio
 import pytest
 from click.testing import CliRunner
 from pmtiles.reader import MmapSource, all_tiles
 
 import tiles.pmtiles_partitions as partitions
+from pipelines.readers.vector import CHUNK
+from tiles.pmtiles_partitions import Partition
 from pipelines.cli import main
 from pipelines.costs import CostLog, PartitionCost, cost_log_path, read_cost_log, write_cost_log
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is run from the repo, not installed
 from benchmarks.citygen import generate  # noqa: E402
-from benchmarks.scaling_model import makespan, predict, scaled_tasks  # noqa: E402
+from benchmarks.scaling_model import (  # noqa: E402
+    ingest_tasks, makespan, one_heavy_block, pmtiles_tasks, predict, predict_job, rates, uniform_share)
 
 
-def logged_run() -> CostLog:
-    """100 features: one whole-layer partition of 10 s (1 s reading), four blocks of 2 s (1 s reading),
-    5 s of driver."""
-    whole = PartitionCost(read_s=1.0, work_s=9.0, rows=100, bytes=1000, whole_layer=True)
-    block = PartitionCost(read_s=1.0, work_s=1.0, rows=30, bytes=300)
-    return CostLog("pmtiles", "b", 100, 1, wall_s=23.0, driver_s=5.0, write_s=1.0, partitions=[whole] + [block] * 4)
+def ingest_log() -> CostLog:
+    """200 features in two windows of 100 rows: 1 s reading and 3 s repairing each; 2 s of driver."""
+    return CostLog("ingest", "b", 200, 1, wall_s=10.0, driver_s=2.0, write_s=1.0,
+                   partitions=[PartitionCost(read_s=1.0, work_s=3.0, rows=100, bytes=10)] * 2)
 
 
-def test_tasks_scale_whole_layer_partitions_in_cost_and_blocks_in_number():
-    tasks, reads = scaled_tasks(logged_run(), 200)
-    assert tasks == [20.0] + [2.0] * 8
-    assert reads == [2.0] + [1.0] * 8
+def pmtiles_log() -> CostLog:
+    """100 features: a whole-layer partition (z10-12) and two blocks (z13-14) reading 75 rows each."""
+    whole = PartitionCost(read_s=1.0, work_s=6.0, rows=100, bytes=1, whole_layer=True,
+                          zooms=((10, 100, 1.0), (11, 100, 2.0), (12, 100, 3.0)))
+    block = PartitionCost(read_s=0.75, work_s=4.0, rows=75, bytes=1, zooms=((13, 70, 1.5), (14, 60, 2.5)))
+    return CostLog("pmtiles", "b", 100, 1, wall_s=20.0, driver_s=3.0, write_s=1.0, partitions=[whole, block, block])
+
+
+def test_rates_per_row_and_per_feature():
+    r = rates(ingest_log())
+    assert (r.read_per_row, r.work_per_row, r.driver_per_feature) == (0.01, 0.03, 0.01)
+    r = rates(pmtiles_log())
+    assert r.read_per_row == pytest.approx(2.5 / 250)
+    assert r.encode_per_feature == pytest.approx({10: 0.01, 11: 0.02, 12: 0.03, 13: 0.03, 14: 0.05})
+    assert r.context == 1.5  # 150 rows read by blocks for 100 features
+
+
+def test_ingest_windows_are_chunk_rows_each():
+    tasks = ingest_tasks(ingest_log(), 2 * CHUNK + 10)
+    assert [round(t, 6) for t, _ in tasks] == [round(0.04 * CHUNK, 6)] * 2 + [0.4]
+    assert [round(r, 6) for _, r in tasks] == [round(0.01 * CHUNK, 6)] * 2 + [0.1]
+
+
+def test_a_small_target_is_one_whole_layer_task():
+    # under SPLIT_FEATURES the plan is one partition: every zoom of every feature, read once
+    tasks = pmtiles_tasks(pmtiles_log(), 1000, (126.9, 37.5, 127.0, 37.6), 10, 14)
+    assert tasks == [pytest.approx((0.01 * 1000 + (0.01 + 0.02 + 0.03 + 0.03 + 0.05) * 1000, 0.01 * 1000))]
+
+
+def test_block_shares_follow_the_area():
+    tms = morecantile.tms.get("WebMercatorQuad")
+    b = tms.bounds(morecantile.Tile(873, 396, 10))
+    share = uniform_share((b.left, b.bottom, b.right, b.top))
+    assert share(Partition(10, 873, 396, (13, 16))) == pytest.approx(1.0)
+    assert share(Partition(10, 874, 396, (13, 16))) == pytest.approx(0.0)
+    assert share(Partition(11, 1746, 792, (14, 16))) == pytest.approx(0.25)
+    heavy = one_heavy_block((b.left, b.bottom, b.right, b.top), (11, 1746, 792), 0.7)
+    assert heavy(Partition(11, 1746, 792, (14, 16))) == 0.7
+    assert heavy(Partition(11, 1747, 793, (14, 16))) == pytest.approx(0.1)
 
 
 def test_makespan_hands_tasks_out_in_order_to_the_first_free_worker():
@@ -40,33 +77,26 @@ def test_makespan_hands_tasks_out_in_order_to_the_first_free_worker():
     assert makespan([], 8) == 0.0
 
 
-@pytest.mark.parametrize("workers, wall, bound", [(1, 10 + 36, "workers"), (4, 10 + 20, "critical path"),
-                                                  (32, 10 + 20, "critical path")])
-def test_prediction_at_twice_the_features(workers: int, wall: float, bound: str):
-    job = predict([logged_run()], 200, workers).jobs[0]
-    assert (job.partitions, job.critical_path_s, job.work_s, job.driver_s) == (9, 20.0, 36.0, 10.0)
-    assert (job.wall_s, job.bound) == (wall, bound)
-
-
-def test_the_store_bounds_the_reads():
-    # at 4x: 20 s of reads on one stream, under the 40 s critical path
-    job = predict([logged_run()], 400, 32, store_streams=1).jobs[0]
-    assert (job.reads_s, job.makespan_s, job.bound) == (20.0, 40.0, "critical path")
-    # twenty 4.5 s windows (4 s reading) on 8 workers take 13.5 s, but two streams read 80 s in 40
-    slow_reads = CostLog("ingest", "b", 100, 1, 10.0, 1.0, 0.5,
-                         [PartitionCost(read_s=4.0, work_s=0.5, rows=50, bytes=10)] * 2)
-    job = predict([slow_reads], 1000, 8, store_streams=2).jobs[0]
-    assert (job.reads_s, job.makespan_s, job.wall_s, job.bound) == (80.0, 40.0, 50.0, "store reads")
-    assert predict([slow_reads], 1000, 8).jobs[0].makespan_s == 13.5
+def test_the_bound_is_the_largest_part():
+    log = ingest_log()  # driver 0.01 s per feature
+    tasks = [(20.0, 1.0)] + [(2.0, 1.0)] * 8
+    one = predict_job(log, tasks, 100, 1)
+    assert (one.makespan_s, one.driver_s, one.wall_s, one.bound) == (36.0, 1.0, 37.0, "workers")
+    four = predict_job(log, tasks, 100, 4)
+    assert (four.wall_s, four.bound) == (21.0, "critical path")
+    one_stream = predict_job(log, [(4.5, 4.0)] * 20, 100, 8, store_streams=2)
+    assert (one_stream.reads_s, one_stream.makespan_s, one_stream.bound) == (80.0, 40.0, "store reads")
+    assert predict_job(log, [(4.5, 4.0)] * 20, 100, 8).makespan_s == 13.5
+    assert predict_job(log, [(1.0, 0.0)], 10_000, 8).bound == "driver"
 
 
 def test_jobs_add_up_and_logs_round_trip(tmp_path: Path):
-    log = logged_run()
-    back = read_cost_log(write_cost_log(tmp_path, log))
-    assert back == log
-    ingest = CostLog("ingest", "b", 100, 1, 3.0, 1.0, 0.5, [PartitionCost(0.5, 1.5, 100, 500)])
-    p = predict([ingest, log], 200, 4)
-    assert p.wall_s == pytest.approx((2.0 + 2.0) + 30.0)  # ingest: 2 s driver, two 2 s windows side by side
+    for log in (ingest_log(), pmtiles_log()):
+        assert read_cost_log(write_cost_log(tmp_path, log)) == log
+    p = predict(ingest_log(), pmtiles_log(), 1000, 4, bounds=(126.9, 37.5, 127.0, 37.6), maxzoom=14)
+    ingest_s = 0.01 * 1000 + 0.04 * 1000  # driver, then one window of 1,000 rows
+    pmtiles_s = 0.03 * 1000 + (0.01 + 0.14) * 1000
+    assert p.wall_s == pytest.approx(ingest_s + pmtiles_s)
 
 
 def test_a_build_logs_what_each_partition_cost(tmp_path: Path, monkeypatch):
@@ -93,4 +123,9 @@ def test_a_build_logs_what_each_partition_cost(tmp_path: Path, monkeypatch):
         tile_bytes = sum(len(data) for _, data in all_tiles(MmapSource(f)))
     assert sum(p.bytes for p in log.partitions) == tile_bytes
     assert all(p.read_s > 0 and p.work_s > 0 for p in log.partitions)
+    for p in log.partitions:  # every zoom of the plan, in order, its seconds part of the partition's work
+        assert [z for z, _, _ in p.zooms] == list(range(p.zooms[0][0], p.zooms[-1][0] + 1))
+        assert 0 < sum(s for _, _, s in p.zooms) <= p.work_s and all(rows > 0 for _, rows, _ in p.zooms)
+    assert [z for p in log.partitions for z, _, _ in p.zooms if p.whole_layer][0] == 12
+    assert sorted({z for p in log.partitions for z, _, _ in p.zooms}) == list(range(12, 17))
     assert 0 < log.write_s <= log.driver_s < log.wall_s

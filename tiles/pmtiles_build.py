@@ -149,7 +149,8 @@ def build_pmtiles(store, layer: str, out_path: Path, minzoom: int, maxzoom: int,
     reports = _zoom_reports(results, n, minzoom, maxzoom)
     simplified, too_complex = sum(r.simplified for r in first), sum(r.too_complex for r in first)
     costs = [PartitionCost(r.read_seconds, r.seconds - r.read_seconds, r.read_rows,
-                           sum(len(t[3]) for zp in r.zooms for t in zp.tiles), r.partition.whole_layer)
+                           sum(len(t[3]) for zp in r.zooms for t in zp.tiles), r.partition.whole_layer,
+                           tuple((zp.zoom, zp.rows, zp.seconds) for zp in r.zooms))
              for r in results]
     writing = time.perf_counter()
     _write_archive(out_path, layer, results, minzoom, maxzoom, lonlat_bounds, info,

@@ -77,6 +77,8 @@ class ZoomPart:
     tiles: list  # (z, x, y, gzip MVT, uncompressed bytes)
     written: int  # owned features with geometry in a written tile
     over: int  # owned features left out by the tile budget
+    rows: int  # rows encoded (owned and context)
+    seconds: float  # encoding them
 
 
 @dataclass(frozen=True)
@@ -274,6 +276,7 @@ def build_partition(part: Partition, *, store: StoreRef, layer: str, fields: lis
     frame = LayerFrame.of(layer, columns)
     zooms = []
     for z in range(part.zooms[0], part.zooms[1] + 1):
+        started = time.perf_counter()
         block = _block_rect(part, z)
         if part.whole_layer:
             context, tiles_in = np.arange(len(rows.merc)), None
@@ -283,7 +286,8 @@ def build_partition(part: Partition, *, store: StoreRef, layer: str, fields: lis
         got = encode_zoom(rows.merc[context], _subset(shape, context), _rows_of(table, context), frame, z,
                           zoom_tolerance(z, maxzoom), max_tile_bytes, tiles_in=tiles_in)
         owned = rows.owned[context]
-        zooms.append(ZoomPart(z, got.tiles, int((got.written & owned).sum()), int((got.over & owned).sum())))
+        zooms.append(ZoomPart(z, got.tiles, int((got.written & owned).sum()), int((got.over & owned).sum()),
+                              len(context), time.perf_counter() - started))
     return PartitionResult(part, zooms, int(rows.owned.sum()), rows.lonlat_bounds, rows.simplified,
                            rows.too_complex, types, rows.read_rows, time.perf_counter() - t0, read_seconds)
 
