@@ -52,7 +52,8 @@ class ImageCheck:
         for (image, reason), n in self._untextured.items():
             rr.skipped[reason] = rr.skipped.get(reason, 0) + n
             where = "is not there" if reason is MISSING else "is outside the file's folder, so it is not read"
-            rr.messages.append(f"warning: {self.model}: texture image '{image}' {where}; "
+            shown = "".join(c if c.isprintable() else "?" for c in image[:200]) + ("..." if len(image) > 200 else "")
+            rr.messages.append(f"warning: {self.model}: texture image '{shown}' {where}; "
                                f"{n} surface{'s' if n != 1 else ''} left untextured")
 
     def _check(self, image: str) -> str | SkipReason:
@@ -62,12 +63,15 @@ class ImageCheck:
 
     def _resolve(self, image: str) -> str | SkipReason:
         name = image.replace("\\", "/")
-        if not name or name.startswith("/") or _SCHEME.match(name) or ".." in name.split("/"):
+        if not name or "\0" in name or name.startswith("/") or _SCHEME.match(name) or ".." in name.split("/"):
             return OUTSIDE
-        path = (self.root / name).resolve()
-        if not path.is_relative_to(self.root):
-            return OUTSIDE
-        if not path.is_file():
+        try:
+            path = (self.root / name).resolve()
+            if not path.is_relative_to(self.root):
+                return OUTSIDE
+            if not path.is_file():
+                return MISSING
+        except (OSError, RuntimeError):  # a name too long, a link loop: no file to read
             return MISSING
         _check_header(path, image, self.model)
         return str(path)

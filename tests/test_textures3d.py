@@ -292,3 +292,19 @@ def test_atlas_keeps_each_image_upright_and_fits_the_bound(tmp_path: Path):
     sampled = atlas[(texture.uv[:12, 1] * h).astype(int), (texture.uv[:12, 0] * w).astype(int)]
     expected = [(top if v > 0.5 else bottom)[k] for k, v in zip(image[:12], uv[:12, 1])]
     assert np.abs(sampled - np.array(expected)).max() < 24, (sampled, expected)
+
+
+@pytest.mark.realdata
+def test_hostile_image_names_are_warned_about_not_followed(rotterdam, tmp_path: Path):
+    """A NUL in the name, a name too long for the file system, a URL: warnings, no crash."""
+    src, colours = rotterdam
+    data = json.loads(src.read_text())
+    names = ["a\u0000b.jpg", "x" * 5000 + ".jpg", "http://example.com/a.jpg"]
+    for texture, name in zip(data["appearance"]["textures"], names):
+        texture["image"] = name
+    src.write_text(json.dumps(data))
+    code, output = run("export-3dtiles", str(src), "--crs", "EPSG:7415", "--textures", "--out", str(tmp_path / "out"))
+    assert code == 0, output
+    assert "texture image 'a?b.jpg' is outside the file's folder" in output
+    assert f"texture image '{'x' * 200}...' is not there" in output
+    assert "texture image 'http://example.com/a.jpg' is outside the file's folder" in output

@@ -30,22 +30,21 @@ def with_atlas(mesh: TileMesh, images: list[str], max_px: int = MAX_ATLAS_PX) ->
     if mesh.image is None or mesh.uv is None or not (mesh.image >= 0).any():
         return mesh
     used = np.unique(mesh.image[mesh.image >= 0])
-    opened = [_open(images[i]) for i in used]
-    try:
-        sizes = np.array([im.size for im in opened], dtype=np.float64)
-        scale, places, width, height = _layout(sizes, max_px)
-        atlas = np.zeros((height, width, 3), dtype=np.uint8)
-        rects = np.zeros((len(used), 4))  # x, y, w, h of each image inside its gutter
-        for k, (im, (x, y)) in enumerate(zip(opened, places)):
-            w, h = _scaled(sizes[k], scale)
+    sizes = np.empty((len(used), 2))
+    for k, i in enumerate(used):  # headers first, one file open at a time
+        with _open(images[i]) as im:
+            sizes[k] = im.size
+    scale, places, width, height = _layout(sizes, max_px)
+    atlas = np.zeros((height, width, 3), dtype=np.uint8)
+    rects = np.zeros((len(used), 4))  # x, y, w, h of each image inside its gutter
+    for k, (i, (x, y)) in enumerate(zip(used, places)):
+        w, h = _scaled(sizes[k], scale)
+        with _open(images[i]) as im:
             im.draft("RGB", (w, h))  # JPEG: decode at a reduced size when that is enough
             pixels = np.asarray(im.convert("RGB").resize((w, h), Image.Resampling.LANCZOS))
-            atlas[y:y + h + 2 * GUTTER, x:x + w + 2 * GUTTER] = np.pad(
-                pixels, ((GUTTER, GUTTER), (GUTTER, GUTTER), (0, 0)), mode="edge")
-            rects[k] = (x + GUTTER, y + GUTTER, w, h)
-    finally:
-        for im in opened:
-            im.close()
+        atlas[y:y + h + 2 * GUTTER, x:x + w + 2 * GUTTER] = np.pad(
+            pixels, ((GUTTER, GUTTER), (GUTTER, GUTTER), (0, 0)), mode="edge")
+        rects[k] = (x + GUTTER, y + GUTTER, w, h)
     slot = np.searchsorted(used, np.maximum(mesh.image, 0))
     r = rects[slot]
     u, v = np.clip(mesh.uv[:, 0], 0.0, 1.0), np.clip(mesh.uv[:, 1], 0.0, 1.0)
