@@ -308,3 +308,17 @@ def test_hostile_image_names_are_warned_about_not_followed(rotterdam, tmp_path: 
     assert "texture image 'a?b.jpg' is outside the file's folder" in output
     assert f"texture image '{'x' * 200}...' is not there" in output
     assert "texture image 'http://example.com/a.jpg' is outside the file's folder" in output
+
+
+@pytest.mark.realdata
+def test_texture_table_over_its_bound_is_refused(plateau, tmp_path: Path, monkeypatch):
+    """The texture coordinates of a CityGML file stay in memory, so their count is bounded (the
+    bound lowered here below the 335 rings of the PLATEAU file)."""
+    from pipelines.readers import citygml_appearance
+
+    monkeypatch.setattr(citygml_appearance, "MAX_TEXTURED_RINGS", 100)
+    src, _ = plateau
+    code, output = run("export-3dtiles", str(src), "--textures", "--out", str(tmp_path / "out"))
+    assert code == 2 and output.count("\n") == 1, output
+    assert f"error: {src}: holds over 100 textured rings" in output and "split the file" in output
+    assert not (tmp_path / "out").exists()

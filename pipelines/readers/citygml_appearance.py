@@ -5,7 +5,10 @@ app:appearanceMember), so the building pass cannot look it up as it goes: this p
 every texture first, as a table from a ring's gml:id to its image (the app:imageURI as
 written) and its app:textureCoordinates. Only the texture elements reach Python; every member
 is dropped once read. The first texture naming a ring wins (one theme per ring).
-The table is bounded (``MAX_TEXTURE_COORDINATES``): it stays in memory during the export.
+The table stays in memory while the file is read, so it is bounded: at most
+``MAX_TEXTURED_RINGS`` rings (some 400 bytes each with their id) and
+``MAX_TEXTURE_COORDINATES`` (u, v) pairs (8 bytes each), about 500 MB at worst; a PLATEAU
+file of one 1 km mesh cell has a few hundred thousand textured rings.
 """
 from __future__ import annotations
 
@@ -18,8 +21,8 @@ from lxml import etree
 from geo.errors import SourceError
 from pipelines.readers.citygml import _drop_read
 
-#: (u, v) pairs kept for a file (8 bytes each); a bigger appearance means a split delivery
-MAX_TEXTURE_COORDINATES = 50_000_000
+MAX_TEXTURED_RINGS = 1_000_000
+MAX_TEXTURE_COORDINATES = 10_000_000
 _TAGS = ("{*}ParameterizedTexture", "{*}cityObjectMember", "{*}featureMember", "{*}member", "{*}appearanceMember")
 
 
@@ -54,10 +57,11 @@ def read_textures(path: Path) -> TextureTable:
                     if ring_id not in table.rings:
                         pairs += len(uv)
                         table.rings[ring_id] = (k, uv)
-                if pairs > MAX_TEXTURE_COORDINATES:
+                if pairs > MAX_TEXTURE_COORDINATES or len(table.rings) > MAX_TEXTURED_RINGS:
                     raise SourceError(
-                        f"{path}: holds over {MAX_TEXTURE_COORDINATES:,} texture coordinates; export it without "
-                        "--textures, or split the delivery into smaller files")
+                        f"{path}: holds over {MAX_TEXTURED_RINGS:,} textured rings or {MAX_TEXTURE_COORDINATES:,} "
+                        "texture coordinates, more than one export keeps in memory; split the file into smaller "
+                        "ones (e.g. by mesh cell), or export it without --textures")
             elem.clear()
     except etree.XMLSyntaxError as exc:
         line, col = exc.position
