@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from pipelines.store.base import field_type
 from tiles.mvt_bytes import interleave, varint_len, varints, zigzag
@@ -41,15 +42,16 @@ def value_table(attrs: pd.DataFrame) -> ValueTable:
         c = np.asarray(c, dtype=np.int64)
         codes[:, j] = np.where(c >= 0, c + offset, -1)
         offset += len(uniques)
-        pieces.append(_messages(np.asarray(uniques), kind))
+        pieces.append(_messages(uniques, kind))
     data = np.concatenate([d for d, _ in pieces]) if pieces else np.empty(0, dtype=np.uint8)
     lengths = np.concatenate([n for _, n in pieces]) if pieces else np.empty(0, dtype=np.int64)
     return ValueTable(codes, data, np.cumsum(lengths) - lengths, lengths)
 
 
-def _messages(values: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+def _messages(uniques: pd.Index, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """(bytes, length each) of Layer.values fields for the distinct values of one column."""
-    n = len(values)
+    n = len(uniques)
+    values = uniques.to_numpy() if kind != "string" else None
     if kind == "number":
         body = (np.full(n, _DOUBLE, np.uint8), np.ones(n, np.int64)), \
                (values.astype("<f8").view(np.uint8), np.full(n, 8, np.int64))
@@ -59,13 +61,21 @@ def _messages(values: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
         body = (np.full(n, _BOOL, np.uint8), np.ones(n, np.int64)), \
                (values.astype(np.uint8), np.ones(n, np.int64))
     else:
-        encoded = [str(v).encode("utf-8") for v in values]
-        text_len = np.fromiter(map(len, encoded), dtype=np.int64, count=n)
-        text = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        text, text_len = _utf8(uniques)
         body = (np.full(n, _STRING, np.uint8), np.ones(n, np.int64)), varints(text_len), (text, text_len)
     value, value_len = interleave(list(body))
     return interleave([(np.full(n, _VALUES_FIELD, np.uint8), np.ones(n, np.int64)), varints(value_len),
                        (value, value_len)])
+
+
+def _utf8(texts: pd.Index) -> tuple[np.ndarray, np.ndarray]:
+    """The texts' UTF-8 bytes end to end and each one's length, through Arrow's buffers: a Python
+    bytes object per value would cost a whole-layer read's worth of memory on an id column."""
+    arr = pa.array(texts, type=pa.large_string())
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + len(arr) + 1]
+    data = arr.buffers()[2]
+    data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.empty(0, dtype=np.uint8)
+    return data[offsets[0]:offsets[-1]], np.diff(offsets)
 
 
 @dataclass(frozen=True)
