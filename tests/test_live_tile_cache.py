@@ -188,3 +188,37 @@ def test_a_served_tile_follows_each_post_and_drops_an_expired_item_without_a_wri
     assert tile_ids(base, 15, t.x, t.y) >= {"first", "second", "brief"}
     wait_for(lambda: "brief" not in tile_ids(base, 15, t.x, t.y))
     assert tile_ids(base, 15, t.x, t.y) >= {"first", "second"}
+
+
+def served_tile(base: str, z: int, x: int, y: int) -> dict[str, dict]:
+    r = httpx.get(f"{base}/live/incidents/tiles/{z}/{x}/{y}", timeout=30)
+    assert r.status_code in (200, 204), r.text
+    layer = mapbox_vector_tile.decode(r.content).get("incidents", {"features": []}) if r.status_code == 200 else {}
+    return {f["properties"]["id"]: f for f in layer.get("features", [])}
+
+
+def test_tiles_asked_after_an_update_show_every_item_where_the_update_put_it(base: str):
+    # 120 items on a grid, then all of them moved in one write: the tiles of both zooms, first asked
+    # before the write (so kept), show each item at its new place and none at its old one
+    def grid(shift: float) -> list[dict]:
+        return [item(f"grid-{i}", CITY_HALL[0] - 0.03 + 0.0041 * (i % 12) + shift,
+                     CITY_HALL[1] - 0.02 + 0.0037 * (i // 12) + shift / 2, lanes=i, moved=shift > 0)
+                for i in range(120)]
+
+    def check(items: list[dict]) -> None:
+        for z in (12, 16):
+            where = {f["id"]: TMS.tile(*f["geometry"]["coordinates"], z) for f in items}
+            tiles = {(t.x, t.y): served_tile(base, z, t.x, t.y) for t in where.values()}
+            for f in items:
+                t = where[f["id"]]
+                got = tiles[(t.x, t.y)][f["id"]]
+                assert got["geometry"]["coordinates"] == pytest.approx(
+                    list(pixel(*f["geometry"]["coordinates"], z, t.x, t.y)), abs=0.5)
+                assert got["properties"]["lanes"] == f["properties"]["lanes"]
+                assert got["properties"]["moved"] is f["properties"]["moved"]
+
+    before, after = grid(0.0), grid(0.0013)
+    assert post(base, "incidents", collection(*before)).status_code == 201
+    check(before)
+    assert post(base, "incidents", collection(*after)).status_code == 201
+    check(after)
