@@ -75,24 +75,30 @@ def _scaled(size: np.ndarray, scale: float) -> tuple[int, int]:
     return max(1, int(size[0] * scale)), max(1, int(size[1] * scale))
 
 
+def _shelves(boxes: list[tuple[int, int]], width: int) -> tuple[list[tuple[int, int]], int]:
+    """Top-left corners of ``boxes`` on shelves of ``width``, tallest first, and the height used."""
+    places = [(0, 0)] * len(boxes)
+    x = y = shelf = 0
+    for k in sorted(range(len(boxes)), key=lambda i: -boxes[i][1]):
+        w, h = boxes[k]
+        if x + w > width:
+            x, y, shelf = 0, y + shelf, 0
+        places[k] = (x, y)
+        x, shelf = x + w, max(shelf, h)
+    return places, y + shelf
+
+
 def _layout(sizes: np.ndarray, max_px: int) -> tuple[float, list[tuple[int, int]], int, int]:
     """Scale, top-left corner of each image's gutter box, and the atlas width and height."""
     pad = 2 * GUTTER
     scale = min(1.0, (max_px - pad) / sizes.max())
     while True:
         boxes = [(w + pad, h + pad) for w, h in (_scaled(s, scale) for s in sizes)]
-        width = min(max_px, max(max(w for w, _ in boxes), math.ceil(math.sqrt(sum(w * h for w, h in boxes)))))
-        places = [(0, 0)] * len(boxes)
-        x = y = shelf = 0
-        for k in sorted(range(len(boxes)), key=lambda i: -boxes[i][1]):
-            w, h = boxes[k]
-            if x + w > width:
-                x, y, shelf = 0, y + shelf, 0
-            places[k] = (x, y)
-            x, shelf = x + w, max(shelf, h)
-        height = y + shelf
-        if height <= max_px:
-            return scale, places, width, height
+        square = min(max_px, max(max(w for w, _ in boxes), math.ceil(math.sqrt(sum(w * h for w, h in boxes)))))
+        for width in (square, max_px):  # near square first; the widest before scaling down
+            places, height = _shelves(boxes, width)
+            if height <= max_px:
+                return scale, places, width, height
         scale *= 0.8
         if scale * sizes.max() < 1:  # cannot happen with a sane image count; a guard against looping
             raise SourceError(f"{len(sizes):,} texture images do not fit one {max_px} px atlas")
