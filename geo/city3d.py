@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -37,6 +38,34 @@ class Building3D:
     surfaces: list[Surface]
     crs: str  # e.g. "EPSG:6697" or "EPSG:25832+5783"; horizontal axes x=easting/lon, y=northing/lat
     attributes: dict = field(default_factory=dict)  # name, height, storeys, usage, source, generic ones
+
+
+class FlatBuilding(NamedTuple):
+    """A Building3D as flat arrays (no object per ring): what a reader that checks many
+    buildings at once yields, and what the 3D export spills and triangulates."""
+
+    id: str
+    lod: int
+    crs: str
+    attributes: dict
+    ring_counts: np.ndarray  # rings per surface
+    ring_sizes: np.ndarray  # vertices per ring
+    coords: np.ndarray  # (n, 3) float64, the open rings in turn
+    kinds: list[str]  # per surface, one of SURFACE_KINDS
+    images: list[str | None] | None = None  # per surface, its texture image, when textures are read
+    uv: np.ndarray | None = None  # (n, 2) a (u, v) per vertex, NaN where untextured, when textures are read
+
+    def building(self) -> Building3D:
+        cuts = np.cumsum(self.ring_sizes)[:-1]
+        rings = np.split(self.coords, cuts)
+        uv = np.split(self.uv, cuts) if self.uv is not None else None
+        first = np.concatenate(([0], np.cumsum(self.ring_counts))).tolist()
+        surfaces = []
+        for k, (a, b) in enumerate(zip(first, first[1:])):
+            image = self.images[k] if self.images is not None else None
+            textured = image is not None and uv is not None and not np.isnan(uv[a][:1]).any()
+            surfaces.append(Surface(rings[a:b], self.kinds[k], SurfaceTexture(image, uv[a:b]) if textured else None))
+        return Building3D(self.id, self.lod, surfaces, self.crs, self.attributes)
 
 
 class SkipReason(str):

@@ -11,7 +11,7 @@ import numpy as np
 import shapely
 from pyproj import CRS, Transformer
 
-from geo.city3d import Building3D, ReadReport, SkipReason, Surface
+from geo.city3d import Building3D, FlatBuilding, ReadReport, SkipReason, Surface
 from geo.errors import SourceError
 from geo.vertex_budget import MAX_VERTICES, limit_vertices
 from pipelines.catalog import load_catalog
@@ -377,16 +377,19 @@ def _read_lods(path: Path, crs: str | None, lods: tuple[int, ...], report: ReadR
         table = read_textures(path) if textures and path.is_file() else None
         return read_citygml_lods(path, lods=lods, crs=crs, report=report, part=part, textures=table)
     if name.endswith((".json", ".jsonl")):
-        from pipelines.readers.cityjson import read_cityjson_lods
+        from pipelines.readers.cityjson import read_cityjson_flat, read_cityjson_lods
 
-        return read_cityjson_lods(path, lods=lods, crs=crs, report=report, part=part, textures=textures)
+        if textures:
+            return read_cityjson_lods(path, lods=lods, crs=crs, report=report, part=part, textures=True)
+        return read_cityjson_flat(path, lods=lods, crs=crs, report=report, part=part)
     raise SourceError(f"{path}: not a CityGML (.gml), CityJSON (.json) or CityJSONSeq (.jsonl) file; "
                       "for footprints use layer:NAME")
 
 
-def _extrude_lod0(b: Building3D, rr: ReadReport) -> Building3D | None:
+def _extrude_lod0(b: Building3D | FlatBuilding, rr: ReadReport) -> Building3D | None:
     """A footprint with a measured height becomes an LOD1 block in its own CRS; a footprint
     over the vertex budget is simplified first (each of its edges becomes a wall surface)."""
+    b = b.building() if isinstance(b, FlatBuilding) else b
     height = b.attributes.get("height")
     ground = [s for s in b.surfaces if s.kind == "ground"] or b.surfaces
     if not height or not ground:

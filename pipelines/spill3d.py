@@ -5,7 +5,9 @@ a small index row in memory: id, CRS, the centre of each LOD it has, and where i
 lies. Tiles are then written from the index (pass two): each tile loads only its own
 buildings back. A record is one pickle per building holding, per LOD, what the mesh writer
 reads: id, attributes, rings per surface, ring sizes and all coordinates as one float64
-array (no object per ring; surface kinds are not kept, the tiles do not use them).
+array (no object per ring; surface kinds are not kept, the tiles do not use them). Those three
+arrays are stored as their raw bytes: pickling an array costs more than a small building's
+coordinates.
 
 The spill file is ours (written and read by this process or its Dask workers on the same
 machine), so unpickling it is safe; it lives in a scratch folder removed after the export.
@@ -19,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from geo.city3d import Building3D
+from geo.city3d import Building3D, FlatBuilding
 
 
 class Spilled(NamedTuple):
@@ -58,7 +60,7 @@ class SpillWriter:
         self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
         self._at = 0
 
-    def add(self, lods: dict[int, Building3D]) -> None:
+    def add(self, lods: dict[int, Building3D | FlatBuilding]) -> None:
         first = next(iter(lods.values()))
         data = pickle.dumps({lod: _pack(b) for lod, b in lods.items()}, protocol=pickle.HIGHEST_PROTOCOL)
         self._file.write(data)
@@ -91,21 +93,31 @@ def load(path: str, offsets: np.ndarray, lengths: np.ndarray) -> list[dict[int, 
         for i in order.tolist():
             f.seek(int(offsets[i]))
             packed = pickle.loads(f.read(int(lengths[i])))  # noqa: S301 - our own spill file
-            out[i] = {lod: Spilled(*p) for lod, p in packed.items()}
+            out[i] = {lod: _unpack(p) for lod, p in packed.items()}
     return out  # type: ignore[return-value]
 
 
-def _centre(b: Building3D) -> tuple[float, float]:
+def _centre(b: Building3D | FlatBuilding) -> tuple[float, float]:
     """Mean x, y of all ring vertices (what the tile placement uses)."""
-    pts = np.vstack([r for s in b.surfaces for r in s.rings])
+    pts = b.coords if isinstance(b, FlatBuilding) else np.vstack([r for s in b.surfaces for r in s.rings])
     return float(pts[:, 0].mean()), float(pts[:, 1].mean())
 
 
-def _pack(b: Building3D) -> tuple:
+def _pack(b: Building3D | FlatBuilding) -> tuple:
+    if isinstance(b, FlatBuilding):  # read untextured (the export reads textures as Building3D)
+        return (b.id, b.lod, b.crs, b.attributes, b.ring_counts.astype(np.int64, copy=False).tobytes(),
+                b.ring_sizes.astype(np.int64, copy=False).tobytes(), np.ascontiguousarray(b.coords, dtype=np.float64).tobytes())
     rings = [np.asarray(r, dtype=np.float64) for s in b.surfaces for r in s.rings]
-    packed = (b.id, b.lod, b.crs, b.attributes, np.array([len(s.rings) for s in b.surfaces], dtype=np.int64),
-              np.array([len(r) for r in rings], dtype=np.int64), np.concatenate(rings))
+    packed = (b.id, b.lod, b.crs, b.attributes, np.array([len(s.rings) for s in b.surfaces], dtype=np.int64).tobytes(),
+              np.array([len(r) for r in rings], dtype=np.int64).tobytes(), np.concatenate(rings).tobytes())
     return packed + _textures(b) if any(s.texture for s in b.surfaces) else packed
+
+
+def _unpack(packed: tuple) -> Spilled:
+    bid, lod, crs, attributes, counts, sizes, coords, *textures = packed
+    return Spilled(bid, lod, crs, attributes, np.frombuffer(counts, dtype=np.int64),
+                   np.frombuffer(sizes, dtype=np.int64), np.frombuffer(coords, dtype=np.float64).reshape(-1, 3),
+                   *textures)
 
 
 def _textures(b: Building3D) -> tuple:

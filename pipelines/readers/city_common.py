@@ -129,10 +129,6 @@ def check_polygons(polygons: list[list[np.ndarray]], *, geographic: bool,
     """Clean and check polygons (each a list of rings, exterior first): open rings, or a
     skip reason, per polygon. Rules in the module docstring. ``uv``: per polygon, a (u, v) per
     vertex of each ring (or None); the vertices the cleaning keeps keep theirs.
-
-    Called per building on millions of polygons, so each step is one numpy call over all the
-    building's vertices (one call per polygon was a third of the read time). A ring that
-    repeats a vertex non-consecutively (A B A) has zero area and fails there.
     """
     if not polygons:
         return []
@@ -140,46 +136,99 @@ def check_polygons(polygons: list[list[np.ndarray]], *, geographic: bool,
     rings = [r for p in polygons for r in p]
     sizes = np.array([len(r) for r in rings])
     pts = np.concatenate(rings) if len(rings) else np.zeros((0, 3))
-    ring_of = np.repeat(np.arange(len(rings)), sizes)
-    ring_start = np.concatenate(([0], np.cumsum(sizes)[:-1]))
-    ring_poly = np.repeat(np.arange(len(polygons)), counts)
-    first_ring = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    is_ext = np.zeros(len(rings), dtype=bool)
+    found = check_flat(pts, sizes, counts, geographic=geographic,
+                       uv=_aligned_uv(uv, counts, sizes) if uv is not None else None)
+    kept_pts = pts[found.kept_vertex]
+    kept_uv = found.uv
+    bounds = np.concatenate(([0], np.cumsum(found.kept_sizes))).tolist()
+    first = np.concatenate(([0], np.cumsum(found.kept_counts))).tolist()
+    out = []
+    for k, j in enumerate(np.cumsum(found.ok).tolist()):
+        if not found.ok[k]:
+            reason, detail = found.verdict(k)
+            out.append(Checked(None, reason, detail))
+            continue
+        rows = [(bounds[r], bounds[r + 1]) for r in range(first[j - 1], first[j])]
+        kept = [kept_pts[a:b] for a, b in rows]
+        tex = None if kept_uv is None or np.isnan(kept_uv[rows[0][0]]).any() else [kept_uv[a:b] for a, b in rows]
+        out.append(Checked(kept, dropped_holes=int(found.dropped_holes[k]), uv=tex))
+    return out
+
+
+@dataclass
+class FlatCheck:
+    """What ``check_flat`` found: per polygon whether it is kept, and the kept vertices."""
+
+    ok: np.ndarray  # (polygons,) bool
+    dropped_holes: np.ndarray  # (polygons,) holes dropped from a kept polygon
+    kept_vertex: np.ndarray  # (vertices,) bool: the cleaned vertices of the kept rings of kept polygons
+    kept_sizes: np.ndarray  # (kept rings,) vertices per kept ring, in order
+    kept_counts: np.ndarray  # (kept polygons,) kept rings per kept polygon
+    uv: np.ndarray | None  # (kept vertices, 2) the texture coordinates of the kept vertices, when given
+    ext_size: np.ndarray
+    area: np.ndarray
+    deviation: np.ndarray
+    tol: np.ndarray
+
+    def verdict(self, k: int) -> tuple[SkipReason, str]:
+        """Why polygon ``k`` (not kept) was rejected, as reason and detail."""
+        if self.ext_size[k] < 3:
+            return DEGENERATE, f"fewer than 3 distinct vertices ({self.ext_size[k]})"
+        if self.area[k] < MIN_AREA_M2:
+            return DEGENERATE, f"zero area ({self.area[k]:.2g} m²)"
+        return NON_PLANAR, f"{self.deviation[k]:.2f} m off its plane (tolerance {self.tol[k]:.2f} m)"
+
+
+def check_flat(pts: np.ndarray, sizes: np.ndarray, counts: np.ndarray, *, geographic: bool,
+               uv: np.ndarray | None = None) -> FlatCheck:
+    """``check_polygons`` over polygons given as flat arrays: ``pts`` (n, 3) the rings in turn,
+    ``sizes`` vertices per ring, ``counts`` rings per polygon (each at least one); ``uv`` a
+    (u, v) per vertex (NaN where untextured) or None.
+
+    Each step is one numpy call over all the vertices, so a reader checks many buildings'
+    polygons at once (a call per polygon, then per building, was most of the read time). A
+    ring that repeats a vertex non-consecutively (A B A) has zero area and fails there.
+    """
+    n_polys, n_rings = len(counts), len(sizes)
+    ring_of = np.repeat(np.arange(n_rings), sizes)
+    ring_start = np.cumsum(sizes) - sizes
+    ring_poly = np.repeat(np.arange(n_polys), counts)
+    first_ring = np.cumsum(counts) - counts
+    is_ext = np.zeros(n_rings, dtype=bool)
     is_ext[first_ring] = True
 
     # Clean: the closing vertex, then repeated consecutive vertices (within a ring).
     keep = np.ones(len(pts), dtype=bool)
     last = ring_start + sizes - 1
-    closed = (sizes > 1) & (pts[ring_start] == pts[last]).all(axis=1)
+    long = sizes > 1
+    closed = np.zeros(n_rings, dtype=bool)
+    closed[long] = (pts[ring_start[long]] == pts[last[long]]).all(axis=1)
     keep[last[closed]] = False
     same = np.zeros(len(pts), dtype=bool)
     same[1:] = (ring_of[1:] == ring_of[:-1]) & (pts[1:] == pts[:-1]).all(axis=1)
     keep &= ~same
-    clean_size = np.bincount(ring_of[keep], minlength=len(rings))
+    clean_size = np.bincount(ring_of[keep], minlength=n_rings)
     usable = clean_size >= 3  # rings; an unusable hole is dropped, an unusable exterior rejects
     ext_size = clean_size[first_ring]
-    dropped = np.bincount(ring_poly[~is_ext & ~usable], minlength=len(polygons))
-    has_holes = np.bincount(ring_poly[~is_ext & usable], minlength=len(polygons)) > 0
+    dropped = np.bincount(ring_poly[~is_ext & ~usable], minlength=n_polys)
+    has_holes = np.bincount(ring_poly[~is_ext & usable], minlength=n_polys) > 0
 
     kept_pts, kept_ring = pts[keep], ring_of[keep]
-    kept_uv = _aligned_uv(uv, counts, sizes)[keep] if uv is not None else None
-    kept_start = np.concatenate(([0], np.cumsum(clean_size)[:-1]))
+    kept_start = np.cumsum(clean_size) - clean_size
     poly_of = ring_poly[kept_ring]
     on_ext = is_ext[kept_ring]
     ok_poly = ext_size >= 3
     counted = np.maximum(ext_size, 1)
-    origin = np.zeros((len(polygons), 3))
-    np.add.at(origin, poly_of[on_ext], kept_pts[on_ext])
+    origin = _group_sum(kept_pts[on_ext], poly_of[on_ext], n_polys)
     origin /= counted[:, None]
-    scale = np.ones((len(polygons), 3))
+    scale = np.ones((n_polys, 3))
     if geographic:
         scale[:, 0] = _M_PER_DEG_LON_EQ * np.cos(np.radians(origin[:, 1]))
         scale[:, 1] = _M_PER_DEG_LAT
     local = (kept_pts - origin[poly_of]) * scale[poly_of]
 
     # Newell's normal of each exterior (its length is twice the projected area).
-    idx = np.arange(len(kept_pts))
-    nxt = idx + 1
+    nxt = np.arange(1, len(kept_pts) + 1)
     ring_end = kept_start + clean_size - 1
     wrap = np.zeros(len(kept_pts), dtype=bool)
     wrap[ring_end[clean_size > 0]] = True
@@ -188,39 +237,42 @@ def check_polygons(polygons: list[list[np.ndarray]], *, geographic: bool,
     a, b = local, local[nxt]
     cross = np.column_stack([a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1], a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2],
                              a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]])
-    normal = np.zeros((len(polygons), 3))
-    np.add.at(normal, poly_of[on_ext], cross[on_ext])
+    normal = _group_sum(cross[on_ext], poly_of[on_ext], n_polys)
     length = np.sqrt((normal ** 2).sum(axis=1))
 
     # Planarity over the exterior and the kept holes, against a tolerance from the size.
     counts_pts = usable[kept_ring]
-    deviation = np.zeros(len(polygons))
     with np.errstate(invalid="ignore", divide="ignore"):
         dist = np.abs((local * normal[poly_of]).sum(axis=1)) / length[poly_of]
-    np.maximum.at(deviation, poly_of[counts_pts], np.nan_to_num(dist[counts_pts]))
-    hi = np.full((len(polygons), 3), -np.inf)
-    lo = np.full((len(polygons), 3), np.inf)
-    np.maximum.at(hi, poly_of[on_ext], local[on_ext])
-    np.minimum.at(lo, poly_of[on_ext], local[on_ext])
+    deviation = np.maximum(_group_extreme(np.maximum, np.nan_to_num(dist[counts_pts]), poly_of[counts_pts], n_polys), 0)
+    hi = _group_extreme(np.maximum, local[on_ext], poly_of[on_ext], n_polys)
+    lo = _group_extreme(np.minimum, local[on_ext], poly_of[on_ext], n_polys)
     span = np.where(ok_poly[:, None], hi - lo, 0.0)
     tol = np.maximum(PLANAR_TOL_M, PLANAR_TOL_REL * np.sqrt((span ** 2).sum(axis=1)))
 
-    out = []
-    for k in range(len(polygons)):
-        if not ok_poly[k]:
-            out.append(Checked(None, DEGENERATE, f"fewer than 3 distinct vertices ({ext_size[k]})"))
-        elif length[k] / 2 < MIN_AREA_M2:
-            out.append(Checked(None, DEGENERATE, f"zero area ({length[k] / 2:.2g} m²)"))
-        elif (ext_size[k] > 3 or has_holes[k]) and deviation[k] > tol[k]:
-            out.append(Checked(None, NON_PLANAR,
-                               f"{deviation[k]:.2f} m off its plane (tolerance {tol[k]:.2f} m)"))
-        else:
-            r0 = first_ring[k]
-            rows = [(kept_start[r], kept_start[r] + clean_size[r]) for r in range(r0, r0 + counts[k])
-                    if usable[r] or r == r0]
-            kept = [kept_pts[a:b] for a, b in rows]
-            tex = None if kept_uv is None or np.isnan(kept_uv[rows[0][0]]).any() else [kept_uv[a:b] for a, b in rows]
-            out.append(Checked(kept, dropped_holes=int(dropped[k]), uv=tex))
+    area = length / 2
+    ok = ok_poly & (area >= MIN_AREA_M2) & ~(((ext_size > 3) | has_holes) & (deviation > tol))
+    kept_ring_mask = usable & ok[ring_poly]
+    kept_vertex = np.zeros(len(pts), dtype=bool)
+    kept_vertex[keep] = kept_ring_mask[kept_ring]
+    return FlatCheck(ok=ok, dropped_holes=dropped, kept_vertex=kept_vertex, kept_sizes=clean_size[kept_ring_mask],
+                     kept_counts=np.bincount(ring_poly[kept_ring_mask], minlength=n_polys)[ok],
+                     uv=uv[kept_vertex] if uv is not None else None,
+                     ext_size=ext_size, area=area, deviation=deviation, tol=tol)
+
+
+def _group_sum(values: np.ndarray, groups: np.ndarray, n: int) -> np.ndarray:
+    """Per group, the sum of the (m, 3) ``values`` rows, added in row order (as ``np.add.at``)."""
+    return np.column_stack([np.bincount(groups, values[:, k], minlength=n) for k in range(3)])
+
+
+def _group_extreme(ufunc: np.ufunc, values: np.ndarray, groups: np.ndarray, n: int) -> np.ndarray:
+    """Per group, the maximum (``np.maximum``) or minimum of ``values``, -inf or inf where a group
+    has none; ``groups`` ascend (vertices follow their polygons), so one ``reduceat`` does it."""
+    out = np.full((n, *values.shape[1:]), -np.inf if ufunc is np.maximum else np.inf)
+    if len(values):
+        starts = np.flatnonzero(np.concatenate(([True], groups[1:] != groups[:-1])))
+        out[groups[starts]] = ufunc.reduceat(values, starts, axis=0)
     return out
 
 

@@ -29,21 +29,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import orjson
 
-from geo.city3d import Building3D, ReadReport, SkipReason, Surface, SurfaceTexture
+from geo.city3d import Building3D, FlatBuilding, ReadReport, SkipReason
 from geo.errors import CRSError, SourceError
-from pipelines.readers.city_common import (
-    BAD_COORDS, DEGENERATE_HOLE, KINDS, NO_LOD, NO_SURFACES, check_polygons, crs_info, lod_number,
-    srs_to_crs,
-)
+from pipelines.readers.city_common import lod_number, srs_to_crs
 from pipelines.readers.citygml_split import ByteRange
+from pipelines.readers.cityjson_batch import SurfaceBatch
 from pipelines.readers.cityjson_seq import MAX_FEATURE_VERTICES, is_seq, line_number, lines
 
 
 ORPHAN_PART = SkipReason("BuildingPart without its Building", "BuildingPart")
 #: a plain CityJSON file is parsed whole (about 10x its size in memory); above this, CityJSONSeq
 MAX_CITYJSON_BYTES = 256 * 1024 * 1024
-_SURFACE_DEPTH = {"MultiSurface": 1, "CompositeSurface": 1, "Solid": 2, "MultiSolid": 3, "CompositeSolid": 3}
 
 
 def read_cityjson(path: Path, *, crs: str | None = None, lod: int | None = None,
@@ -51,7 +49,7 @@ def read_cityjson(path: Path, *, crs: str | None = None, lod: int | None = None,
     """Buildings of a CityJSON file (parts merged), at ``lod`` or the highest LOD available."""
     for found in _read(Path(path), crs=crs, lods=None if lod is None else (lod,), best=lod is None,
                        report=report):
-        yield next(iter(found.values()))
+        yield next(iter(found.values())).building()
 
 
 def read_cityjson_lods(path: Path, *, lods: tuple[int, ...] = (1, 2), crs: str | None = None,
@@ -60,15 +58,27 @@ def read_cityjson_lods(path: Path, *, lods: tuple[int, ...] = (1, 2), crs: str |
     """Per building, ``{lod: Building3D}`` for those of ``lods`` it has (of one byte range of a
     CityJSONSeq file when ``part`` is given). ``textures``: surfaces get the first texture theme
     of their geometry, from the file's ``appearance`` (plain CityJSON only)."""
+    for found in _read(Path(path), crs=crs, lods=tuple(lods), best=False, report=report, part=part,
+                       textures=textures):
+        yield {lod: b.building() for lod, b in found.items()}
+
+
+def read_cityjson_flat(path: Path, *, lods: tuple[int, ...] = (1, 2), crs: str | None = None,
+                       report: ReadReport | None = None, part: ByteRange | None = None
+                       ) -> Iterator[dict[int, FlatBuilding]]:
+    """``read_cityjson_lods`` as flat arrays per building (no object per ring or surface), with
+    only the attributes the 3D export writes: what it spills."""
     yield from _read(Path(path), crs=crs, lods=tuple(lods), best=False, report=report, part=part,
-                     textures=textures)
+                     attributes=TILE_ATTRIBUTES)
 
 
 class _Doc:
     """What every object needs from its document: vertices, templates, CRS."""
 
-    def __init__(self, data: dict, *, path: Path, crs: str, vertices: np.ndarray) -> None:
+    def __init__(self, data: dict, *, path: Path, crs: str, vertices: np.ndarray,
+                 attributes: frozenset[str] | None = None) -> None:
         self.path = path
+        self.attributes = attributes
         self.crs = crs
         self.vertices = vertices
         templates = data.get("geometry-templates") or {}
@@ -87,12 +97,14 @@ class _Doc:
 
 def _read(path: Path, *, crs: str | None, lods: tuple[int, ...] | None, best: bool,
           report: ReadReport | None, part: ByteRange | None = None,
-          textures: bool = False) -> Iterator[dict[int, Building3D]]:
+          textures: bool = False, attributes: frozenset[str] | None = None) -> Iterator[dict[int, FlatBuilding]]:
+    """``attributes``: the source attribute names kept (all when None)."""
     _check_file(path)
     report = report if report is not None else ReadReport(str(path))
     declared = srs_to_crs(crs, source="--crs") if crs else None
     if is_seq(path):
-        yield from _read_seq(path, declared=declared, lods=lods, best=best, report=report, part=part)
+        yield from _read_seq(path, declared=declared, lods=lods, best=best, report=report, part=part,
+                             attributes=attributes)
         return
     size = path.stat().st_size
     if size > MAX_CITYJSON_BYTES:
@@ -102,7 +114,7 @@ def _read(path: Path, *, crs: str | None, lods: tuple[int, ...] | None, best: bo
             f"cjio {path.name} export jsonl {path.stem}.jsonl")
     data = _load(path, path.read_bytes())
     header_crs = _crs(data, path, declared)
-    doc = _Doc(data, path=path, crs=header_crs, vertices=_vertices(data, data, path))
+    doc = _Doc(data, path=path, crs=header_crs, vertices=_vertices(data, data, path), attributes=attributes)
     if textures:
         doc.textures, doc.texture_vertices = _appearance(data, path)
     objects = data.get("CityObjects")
@@ -110,12 +122,14 @@ def _read(path: Path, *, crs: str | None, lods: tuple[int, ...] | None, best: bo
         raise SourceError(f"{path}: has no 'CityObjects'; is it a CityJSON file?")
     if not any(_is_building(o) for o in objects.values()):
         raise SourceError(f"{path}: holds no Building among its {len(objects)} city objects")
-    yield from _buildings(objects, doc, lods=lods, best=best, report=report)
+    batch = SurfaceBatch(header_crs, report, textures=textures)
+    yield from _buildings(objects, doc, lods=lods, best=best, batch=batch)
+    yield from batch.flush()
 
 
 def _read_seq(path: Path, *, declared: str | None, lods, best: bool, report: ReadReport,
-              part: ByteRange | None) -> Iterator[dict[int, Building3D]]:
-    base = None
+              part: ByteRange | None, attributes: frozenset[str] | None) -> Iterator[dict[int, FlatBuilding]]:
+    base = batch = None
     found = False
     for offset, line in lines(path, part):
         where = lambda: line_number(path, offset)  # noqa: E731 - counted only for a message
@@ -124,7 +138,9 @@ def _read_seq(path: Path, *, declared: str | None, lods, best: bool, report: Rea
             if item.get("type") != "CityJSON":
                 raise SourceError(f"{path}: line {where()} is a {item.get('type')}, not the CityJSON header "
                                   "line a CityJSONSeq file starts with (transform, CRS); add the header first")
-            base = _Doc(item, path=path, crs=_crs(item, path, declared), vertices=np.zeros((0, 3)))
+            base = _Doc(item, path=path, crs=_crs(item, path, declared), vertices=np.zeros((0, 3)),
+                        attributes=attributes)
+            batch = SurfaceBatch(base.crs, report)
             header = item
             continue
         if item.get("type") != "CityJSONFeature":
@@ -136,11 +152,12 @@ def _read_seq(path: Path, *, declared: str | None, lods, best: bool, report: Rea
         objects = item.get("CityObjects") or {}
         found = found or any(_is_building(o) for o in objects.values())
         doc = base.with_vertices(_vertices(item, header, path))
-        yield from _buildings(objects, doc, lods=lods, best=best, report=report)
+        yield from _buildings(objects, doc, lods=lods, best=best, batch=batch)
     if base is None:
         raise SourceError(f"{path}: holds no CityJSON header line")
     if not found and part is None:  # a range may hold no building; the export checks the whole
         raise SourceError(f"{path}: holds no Building")
+    yield from batch.flush()
 
 
 def _check_file(path: Path) -> None:
@@ -155,19 +172,19 @@ def _check_file(path: Path) -> None:
 def _load(path: Path, raw: bytes, *, line: Callable[[], int] | None = None) -> dict:
     """One JSON document; ``line`` gives the number of the CityJSONSeq line ``raw`` is."""
     try:
-        data = json.loads(raw)
-    except UnicodeDecodeError as exc:
-        raise SourceError(f"{path}: is not UTF-8 text ({exc.reason}); CityJSON must be UTF-8") from None
-    except json.JSONDecodeError as exc:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if "UTF-8" in exc.msg:
+            raise SourceError(f"{path}: is not UTF-8 text ({exc.msg}); CityJSON must be UTF-8") from None
+        if "recursion" in exc.msg:  # orjson stops at 1,024 levels
+            raise SourceError(
+                f"{path}: arrays or objects nest over a thousand levels deep; no CityJSON nests like that. "
+                "The file is damaged; re-export it."
+            ) from None
         at = f"line {line()}, column {exc.colno}" if line else f"line {exc.lineno}, column {exc.colno}"
         raise SourceError(
             f"{path}: broken JSON at {at} ({exc.msg}); "
             "the file is cut off or not valid JSON. Re-export or re-download it."
-        ) from None
-    except RecursionError:  # the parser recurses once per nested array or object
-        raise SourceError(
-            f"{path}: arrays or objects nest thousands of levels deep; no CityJSON nests like that. "
-            "The file is damaged; re-export it."
         ) from None
     if not isinstance(data, dict) or data.get("type") not in ("CityJSON", "CityJSONFeature"):
         where = f" at line {line()}" if line else ""
@@ -205,7 +222,9 @@ def _is_building(obj) -> bool:
 
 
 def _buildings(objects: dict, doc: _Doc, *, lods, best: bool,
-               report: ReadReport) -> Iterator[dict[int, Building3D]]:
+               batch: SurfaceBatch) -> Iterator[dict[int, FlatBuilding]]:
+    """Adds the document's buildings to ``batch``, yielding what it checks each time it is full."""
+    report = batch.report
     for key, obj in objects.items():
         if not isinstance(obj, dict):
             continue
@@ -216,11 +235,9 @@ def _buildings(objects: dict, doc: _Doc, *, lods, best: bool,
             continue
         if not _is_building(obj):
             continue
-        parts = _parts(obj, objects)
-        out = _building(key, [(key, obj), *parts], doc, lods=lods, best=best, report=report)
-        if out:
-            report.read += 1
-            yield out
+        _building(key, [(key, obj), *_parts(obj, objects)], doc, lods=lods, best=best, batch=batch)
+        if batch.full:
+            yield from batch.flush()
 
 
 def _is_part(obj) -> bool:
@@ -258,157 +275,31 @@ def _best_geometries(obj: dict, doc: _Doc) -> dict[int, dict]:
 
 
 def _building(key: str, objs: list[tuple[str, dict]], doc: _Doc, *, lods, best: bool,
-              report: ReadReport) -> dict[int, Building3D]:
-    per_obj = [(k, o, _best_geometries(o, doc)) for k, o in objs]
-    present = sorted({lod for _, _, g in per_obj for lod in g}, reverse=True)
+              batch: SurfaceBatch) -> None:
+    per_obj = [(f"building {key}" if k == key else f"building {key} part {k}", _best_geometries(o, doc))
+               for k, o in objs]
+    present = sorted({lod for _, g in per_obj for lod in g}, reverse=True)
     wanted = present if best else list(lods or ())
-    geographic = crs_info(doc.crs)[0]
-    attributes = _attributes(objs, doc.path)
-    out: dict[int, Building3D] = {}
-    had_geometry = False
-    for lod in wanted:
-        surfaces: list[Surface] = []
-        for k, _, geoms in per_obj:
-            if lod in geoms:
-                had_geometry = True
-                name = f"building {key}" if k == key else f"building {key} part {k}"
-                surfaces += _surfaces(geoms[lod], doc, name, report, geographic)
-        if surfaces:
-            out[lod] = Building3D(key, lod, surfaces, doc.crs, dict(attributes))
-            if best:
-                break
-    if out:
-        return out
-    if had_geometry:
-        report.skip(NO_SURFACES, f"building {key}")
-    else:
-        have = ", ".join(f"LOD{n}" for n in sorted(present)) or "none"
-        want = ", ".join(f"LOD{n}" for n in wanted) or "any LOD"
-        report.skip(NO_LOD, f"building {key} (asked for {want}, has {have})")
-    return {}
-
-
-def _surfaces(geom: dict, doc: _Doc, name: str, report: ReadReport, geographic: bool) -> list[Surface]:
-    gtype = geom.get("type")
-    vertices = doc.vertices
-    if gtype == "GeometryInstance":
-        geom, vertices = _instance(geom, doc)
-        if geom is None:
-            report.skip(BAD_COORDS, f"{name}, a geometry template that cannot be resolved,")
-            return []
-        gtype = geom.get("type")
-    depth = _SURFACE_DEPTH.get(gtype)
-    if depth is None:
-        return []  # points and curves are not surfaces
-    semantics = geom.get("semantics") or {}
-    kinds = [KINDS.get(s.get("type"), "other") for s in semantics.get("surfaces") or []]
-    values = semantics.get("values")
-    polygons, surface_kinds, images, uvs = [], [], [], []
-    boundaries = geom.get("boundaries") or []
-    tex_values = _theme_values(geom) if doc.textures is not None else None
-    textured = _flatten(boundaries, tex_values, depth) if tex_values is not None else None
-    for surface, value in _flatten(boundaries, values, depth):
-        tex = next(textured)[1] if textured is not None else None
-        kind = kinds[value] if isinstance(value, int) and 0 <= value < len(kinds) else "other"
-        try:
-            idx = [np.asarray(ring, dtype=np.int64).reshape(-1) for ring in surface]
-            if any(len(i) and i.min() < 0 for i in idx):
-                raise IndexError("negative vertex index")
-            rings = [vertices[i] for i in idx]
-        except (IndexError, ValueError, TypeError):
-            report.skip(BAD_COORDS, f"{name}, a surface with vertex indices out of range,")
-            continue
-        if rings:
-            polygons.append(rings)
-            surface_kinds.append(kind)
-            image, uv = _surface_texture(tex, idx, doc)
-            images.append(image)
-            uvs.append(uv)
-    out = []
-    checks = check_polygons(polygons, geographic=geographic, uv=uvs if doc.textures is not None else None)
-    for kind, image, checked in zip(surface_kinds, images, checks):
-        if checked.rings is None:
-            report.skip(checked.reason, f"{name} surface, {checked.detail},")
-            continue
-        for _ in range(checked.dropped_holes):
-            report.skip(DEGENERATE_HOLE, f"{name} surface, a hole with fewer than 3 distinct vertices,")
-        texture = SurfaceTexture(image, checked.uv) if checked.uv is not None else None
-        out.append(Surface(checked.rings, kind, texture))
-    return out
-
-
-def _appearance(data: dict, path: Path) -> tuple[list[str], np.ndarray]:
-    """The image of each texture and the texture vertices of a CityJSON file's appearance."""
-    appearance = data.get("appearance") if isinstance(data.get("appearance"), dict) else {}
-    images = [t.get("image") if isinstance(t, dict) and isinstance(t.get("image"), str) else ""
-              for t in appearance.get("textures") or []]
-    try:
-        uv = np.asarray(appearance.get("vertices-texture") or np.zeros((0, 2)), dtype=np.float64).reshape(-1, 2)
-    except (ValueError, TypeError):
-        raise SourceError(f"{path}: 'appearance.vertices-texture' is not a list of [u, v] numbers") from None
-    return images, uv
-
-
-def _theme_values(geom: dict):
-    """The texture values of a geometry's first theme, or None."""
-    themes = geom.get("texture")
-    if not isinstance(themes, dict) or not themes:
-        return None
-    first = next(iter(themes.values()))
-    return first.get("values") if isinstance(first, dict) else None
-
-
-def _surface_texture(tex, idx: list[np.ndarray], doc: _Doc) -> tuple[str | None, list[np.ndarray] | None]:
-    """Image and per-ring (u, v) of one surface from its texture values ([texture, uv index per
-    vertex] per ring); (None, None) unless every ring has them with one image."""
-    if not isinstance(tex, list) or len(tex) != len(idx):
-        return None, None
-    try:
-        rings = [np.asarray(r, dtype=np.int64) for r in tex]
-    except (ValueError, TypeError):  # a null texture, or not numbers
-        return None, None
-    if any(r.ndim != 1 or len(r) != len(i) + 1 for r, i in zip(rings, idx)) or len({int(r[0]) for r in rings}) != 1:
-        return None, None
-    t = int(rings[0][0])
-    uv_idx = np.concatenate([r[1:] for r in rings])
-    if not 0 <= t < len(doc.textures) or not doc.textures[t] or uv_idx.min(initial=0) < 0 \
-            or uv_idx.max(initial=0) >= len(doc.texture_vertices):
-        return None, None
-    return doc.textures[t], [doc.texture_vertices[r[1:]] for r in rings]
-
-
-def _flatten(boundaries: list, values, depth: int):
-    """(surface, semantic value) pairs; ``depth`` is how many list levels wrap a surface."""
-    if depth == 1:
-        for i, surface in enumerate(boundaries):
-            yield surface, (values[i] if isinstance(values, list) and i < len(values) else None)
-        return
-    for i, inner in enumerate(boundaries):
-        sub = values[i] if isinstance(values, list) and i < len(values) else None
-        yield from _flatten(inner, sub, depth - 1)
-
-
-def _instance(geom: dict, doc: _Doc) -> tuple[dict | None, np.ndarray]:
-    """A GeometryInstance as its template geometry with transformed template vertices."""
-    try:
-        template = doc.templates[int(geom["template"])]
-        anchor = doc.vertices[int(geom["boundaries"][0])]
-        matrix = np.asarray(geom.get("transformationMatrix") or np.eye(4).ravel(), dtype=np.float64).reshape(4, 4)
-    except (KeyError, IndexError, TypeError, ValueError):
-        return None, doc.vertices
-    local = np.hstack([doc.template_vertices, np.ones((len(doc.template_vertices), 1))]) @ matrix.T
-    return template, local[:, :3] + anchor
+    batch.add_building(key, _attributes(objs, doc.path, doc.attributes), doc,
+                       [(lod, [(name, g[lod]) for name, g in per_obj if lod in g]) for lod in wanted],
+                       best=best, present=present)
 
 
 _CORE = {"measuredHeight": "height", "storeysAboveGround": "storeys"}
+#: the source attributes that become the tile properties (name, height, storeys, usage)
+TILE_ATTRIBUTES = frozenset({"name", "height", "storeys", "usage", "function", *_CORE})
 
 
-def _attributes(objs: list[tuple[str, dict]], path: Path) -> dict:
-    """The Building's attributes, with core ones its parts give when it lacks them."""
+def _attributes(objs: list[tuple[str, dict]], path: Path, keep: frozenset[str] | None = None) -> dict:
+    """The Building's attributes (those named in ``keep``, when given), with core ones its parts
+    give when it lacks them."""
     merged: dict = {}
     biggest: dict[str, list] = {"height": [], "storeys": []}
     for i, (_, obj) in enumerate(objs):
-        for k, v in _own(obj.get("attributes") or {}).items():
+        attrs = obj.get("attributes") or {}
+        if keep is not None and isinstance(attrs, dict):
+            attrs = {k: v for k, v in attrs.items() if k in keep}
+        for k, v in _own(attrs).items():
             if i and k in biggest:
                 biggest[k].append(v)
             else:
@@ -451,3 +342,15 @@ def _int(v) -> int | None:
         return int(float(v))
     except (TypeError, ValueError):
         return None
+
+
+def _appearance(data: dict, path: Path) -> tuple[list[str], np.ndarray]:
+    """The image of each texture and the texture vertices of a CityJSON file's appearance."""
+    appearance = data.get("appearance") if isinstance(data.get("appearance"), dict) else {}
+    images = [t.get("image") if isinstance(t, dict) and isinstance(t.get("image"), str) else ""
+              for t in appearance.get("textures") or []]
+    try:
+        uv = np.asarray(appearance.get("vertices-texture") or np.zeros((0, 2)), dtype=np.float64).reshape(-1, 2)
+    except (ValueError, TypeError):
+        raise SourceError(f"{path}: 'appearance.vertices-texture' is not a list of [u, v] numbers") from None
+    return images, uv

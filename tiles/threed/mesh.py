@@ -203,48 +203,93 @@ def flat_surfaces_mesh(flat: FlatSurfaces, frame: LocalFrame) -> tuple[TileMesh,
     vertex_surface = ring_surface[vertex_ring]
     uv = np.column_stack([(local * u[vertex_surface]).sum(axis=1), (local * v[vertex_surface]).sum(axis=1)])
 
+    surface_start = ring_start[first_ring]
+    surface_size = ring_start[np.append(first_ring[1:], n_rings)] - surface_start
+    fast, fast_tris = _triangles(uv, surface_start, usable & (flat.ring_counts == 1) & (surface_size == 3))
     starts, firsts = ring_start.tolist(), [*first_ring.tolist(), n_rings]
-    textured = flat.uv is not None
-    uv_kept = flat.uv[keep] if textured else None
-    positions, kept, per, indices, offset, uvs = [], [], [], [], 0, []
-    for k in np.flatnonzero(usable).tolist():
+    slow_ids, slow_tris, fitted_pts = [], [], {}
+    for k in np.flatnonzero(usable & ~fast).tolist():
         r0, r1 = firsts[k], firsts[k + 1]
         lo, hi = starts[r0], starts[r1]
-        pts, plane = local[lo:hi], uv[lo:hi]
+        plane = uv[lo:hi]
         ring_ends = ring_start[r0 + 1:r1 + 1] - lo
-        tex = uv_kept[lo:hi] if textured and flat.surface_image[k] >= 0 else None
         if hi - lo > MAX_VERTICES:
-            tex = None  # simplified: its vertices are no longer those the coordinates belong to
             fitted = _fit_in_plane(plane, ring_ends)
             if fitted is None:
                 counts.too_complex += 1
                 continue
             counts.simplified += 1
-            depth = float(np.mean(pts @ normal[k]))
+            depth = float(np.mean(local[lo:hi] @ normal[k]))
             plane, ring_ends = np.vstack(fitted), np.cumsum([len(x) for x in fitted])
-            pts = plane[:, :1] * u[k] + plane[:, 1:] * v[k] + depth * normal[k]
+            fitted_pts[k] = plane[:, :1] * u[k] + plane[:, 1:] * v[k] + depth * normal[k]
         tris = _earcut(plane, ring_ends)
         if len(tris) == 0:
+            fitted_pts.pop(k, None)
             counts.degenerate += 1
             continue
-        positions.append(pts)
-        if textured:
-            uvs.append((tex, flat.surface_image[k]) if tex is not None else (np.zeros((len(pts), 2)), -1))
-        kept.append(k)
-        per.append(len(pts))
-        indices.append(tris.ravel() + offset)
-        offset += len(pts)
-    if not positions:
+        slow_ids.append(np.full(len(tris), k))
+        slow_tris.append(tris)
+    kept = fast.copy()
+    kept[[int(t[0]) for t in slow_ids]] = True
+    kept_ids = np.flatnonzero(kept)
+    if not len(kept_ids):
         return _empty_mesh(n_buildings), counts
-    vertex_normals = np.repeat(normal[kept], per, axis=0)
-    all_pos = np.concatenate(positions)
-    tris = _facing_each(np.concatenate(indices).astype(np.uint32).reshape(-1, 3), all_pos, vertex_normals)
-    fids = np.repeat(surface_building[kept], per).astype(np.int64)
+    fitted = np.zeros(n_surf, dtype=bool)
+    fitted[list(fitted_pts)] = True
+    per = np.where(fitted, 0, surface_size)
+    for k, pts in fitted_pts.items():
+        per[k] = len(pts)
+    per = per[kept_ids]
+    offset = np.zeros(n_surf, dtype=np.int64)
+    offset[kept_ids] = np.cumsum(per) - per
+
+    # positions in surface order: a kept surface's own vertices, or its simplified ones
+    all_pos = np.empty((int(per.sum()), 3))
+    taken = np.flatnonzero((kept & ~fitted)[vertex_surface])
+    dest = offset[vertex_surface[taken]] + taken - surface_start[vertex_surface[taken]]
+    all_pos[dest] = local[taken]
+    for k, pts in fitted_pts.items():
+        all_pos[offset[k]:offset[k] + len(pts)] = pts
+    # triangles in surface order, each surface's as earcut gave them
+    tri_surface = np.concatenate([np.flatnonzero(fast), *slow_ids]).astype(np.int64)
+    tri_local = np.concatenate([fast_tris, *slow_tris]).reshape(-1, 3)
+    order = np.argsort(tri_surface, kind="stable")
+    indices = (tri_local[order] + offset[tri_surface[order]][:, None]).astype(np.uint32)
+    vertex_normals = np.repeat(normal[kept_ids], per, axis=0)
+    tris = _facing_each(indices, all_pos, vertex_normals)
+    fids = np.repeat(surface_building[kept_ids], per).astype(np.int64)
     mesh = TileMesh(all_pos, vertex_normals, fids, tris.ravel(), n_buildings)
-    if textured:
-        mesh.uv = np.concatenate([t for t, _ in uvs]).astype(np.float64)
-        mesh.image = np.repeat(np.array([i for _, i in uvs], dtype=np.int64), per)
+    if flat.uv is not None:  # simplified surfaces lose their texture: their vertices are new
+        image = np.where(fitted, -1, flat.surface_image)
+        mesh.uv = np.zeros((len(all_pos), 2))
+        tex = taken[image[vertex_surface[taken]] >= 0]
+        mesh.uv[offset[vertex_surface[tex]] + tex - surface_start[vertex_surface[tex]]] = flat.uv[keep][tex]
+        mesh.image = np.repeat(image[kept_ids], per).astype(np.int64)
     return mesh, counts
+
+
+def _triangles(plane: np.ndarray, start: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Surfaces that are one triangle, triangulated without earcut: which of ``candidates``
+    (a mask over surfaces starting at vertex ``start``) were done, and their (n, 3) local indices.
+
+    The result is earcut's own (``earcut.hpp``, same float operations): the ring is linked in
+    its winding from the signed area, and the first ear tested is cut when its area is negative.
+    Any other case (a degenerate or ambiguous triangle) is left to earcut. Most CityJSON
+    surfaces are triangles, and one earcut call from Python costs more than the rest per surface.
+    """
+    ids = np.flatnonzero(candidates)
+    p = plane[start[ids][:, None] + np.arange(3)]
+    x, y = p[:, :, 0], p[:, :, 1]
+    winding = (x[:, 2] - x[:, 0]) * (y[:, 0] + y[:, 2]) + (x[:, 0] - x[:, 1]) * (y[:, 1] + y[:, 0]) \
+        + (x[:, 1] - x[:, 2]) * (y[:, 2] + y[:, 1])
+    forward = winding > 0
+    ear = np.where(forward[:, None], [1, 2, 0], [1, 0, 2])  # earcut's (prev, ear, next) of its first ear
+    rows = np.arange(len(ids))[:, None]
+    (ax, bx, cx), (ay, by, cy) = x[rows, ear].T, y[rows, ear].T
+    done = (by - ay) * (cx - bx) - (bx - ax) * (cy - by) < 0
+    mask = np.zeros(len(candidates), dtype=bool)
+    mask[ids[done]] = True
+    return mask, ear[done]
 
 
 def _empty_mesh(features: int) -> TileMesh:
