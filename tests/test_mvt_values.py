@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from tiles import mvt_values
 from tiles.mvt_values import value_table
 
 
@@ -21,7 +22,8 @@ def test_texts_are_encoded_once_each_in_first_seen_order():
     assert table.codes[:, 0].tolist() == [0, 1, -1, 2, 0, 3, 4]
 
 
-def test_a_column_of_arrow_strings_is_encoded_the_same():
+def test_a_column_of_arrow_strings_is_encoded_the_same_in_runs(monkeypatch):
+    monkeypatch.setattr(mvt_values, "_VALUES_AT_ONCE", 7)  # runs end inside the column
     texts = pd.Series([f"id-{i}" for i in range(1000)] + [None], dtype="string[pyarrow]")
     table = value_table(pd.DataFrame({"id": texts}))
     assert table.data.tobytes() == b"".join(_value_message(f"id-{i}") for i in range(1000))

@@ -12,7 +12,7 @@ from pmtiles.reader import MmapSource, Reader, all_tiles
 
 from pipelines.store.gpkg import GeoPackageStore
 from tiles.pmtiles_build import build_pmtiles
-from tiles.pmtiles_partitions import Partition
+from tiles.pmtiles_partitions import Partition, plan
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is not an installed package
 from benchmarks.citygen import generate  # noqa: E402
@@ -92,3 +92,29 @@ def test_summary_has_the_drivers_share(dense, tmp_path: Path):
     share = float(line.rsplit("(", 1)[1].split("%")[0])
     assert 0 <= share <= 100
     assert 0 < report.driver_seconds < report.seconds
+
+
+def _owner_counts(parts: list[Partition], bounds: tuple[float, ...], minzoom: int, maxzoom: int) -> dict:
+    """How many partitions hold each tile over the bounds at each zoom (a block holds the tiles under it)."""
+    tms = morecantile.tms.get("WebMercatorQuad")
+    counts = {}
+    for z in range(minzoom, maxzoom + 1):
+        for t in tms.tiles(*bounds, zooms=[z]):
+            counts[(z, t.x, t.y)] = sum(
+                p.zooms[0] <= z <= p.zooms[1] and (p.bz == 0 or (t.x >> (z - p.bz), t.y >> (z - p.bz)) == (p.bx, p.by))
+                for p in parts)
+    return counts
+
+
+def test_two_workers_get_blocks_a_zoom_finer_and_the_longest_partition_first():
+    seoul_city = (126.8376, 37.4519, 127.1171, 37.6741)  # the generated 600k city's extent, 25 x 25 km
+    tms = morecantile.tms.get("WebMercatorQuad")
+    one, two = plan(seoul_city, 600_000, 10, 16), plan(seoul_city, 600_000, 10, 16, workers=2)
+    for parts in (one, two):
+        assert parts[0] == Partition(0, 0, 0, (10, 13))  # the whole layer's low zooms, longest, go first
+        assert all(p.zooms == (14, 16) for p in parts[1:])
+        assert set(_owner_counts(parts, seoul_city, 10, 16).values()) == {1}  # every tile made exactly once
+    assert {(p.bx, p.by) for p in one[1:]} == {(t.x, t.y) for t in tms.tiles(*seoul_city, zooms=[11])}
+    assert {(p.bx, p.by) for p in two[1:]} == {(t.x, t.y) for t in tms.tiles(*seoul_city, zooms=[12])}
+    assert {p.bz for p in one[1:]} == {11} and {p.bz for p in two[1:]} == {12}
+    assert len(two) - 1 >= 2 * (len(one) - 1)

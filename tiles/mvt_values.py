@@ -18,6 +18,7 @@ from tiles.mvt_bytes import interleave, varint_len, varints, zigzag
 
 _VALUES_FIELD = 0x22  # Layer.values, length-delimited
 _STRING, _DOUBLE, _SINT, _BOOL = 0x0A, 0x19, 0x30, 0x38  # Value fields with their wire types
+_VALUES_AT_ONCE = 65_536  # distinct values of a column encoded together
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,8 @@ def value_table(attrs: pd.DataFrame) -> ValueTable:
         c = np.asarray(c, dtype=np.int64)
         codes[:, j] = np.where(c >= 0, c + offset, -1)
         offset += len(uniques)
-        pieces.append(_messages(uniques, kind))
+        # in runs: encoding costs ~150 bytes of index arrays per value while it runs (ids are all distinct)
+        pieces.extend(_messages(uniques[a:a + _VALUES_AT_ONCE], kind) for a in range(0, len(uniques), _VALUES_AT_ONCE))
     data = np.concatenate([d for d, _ in pieces]) if pieces else np.empty(0, dtype=np.uint8)
     lengths = np.concatenate([n for _, n in pieces]) if pieces else np.empty(0, dtype=np.int64)
     return ValueTable(codes, data, np.cumsum(lengths) - lengths, lengths)

@@ -117,13 +117,12 @@ def build_pmtiles(store, layer: str, out_path: Path, minzoom: int, maxzoom: int,
         raise SourceError(f"layer {layer!r}: zooms {minzoom}-{maxzoom} are invalid; use 0 <= minzoom <= maxzoom <= 22")
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    if partitions is None:
-        layer_info = store.info(layer)
-        partitions = plan(layer_info.bounds, layer_info.count, minzoom, maxzoom)
-
     from pipelines.runner import InProcessRunner
 
     runner = runner or InProcessRunner()
+    if partitions is None:
+        layer_info = store.info(layer)
+        partitions = plan(layer_info.bounds, layer_info.count, minzoom, maxzoom, workers=runner.workers())
     bar = None
     if progress:
         from tqdm import tqdm
