@@ -111,6 +111,47 @@ def generate(path: Path, target_bytes: int, source: Path = SOURCE) -> int:
     return copies * per_copy
 
 
+def generate_plain(path: Path, target_bytes: int, source: Path = SOURCE) -> int:
+    """A plain CityJSON file of at least ``target_bytes`` holding what ``generate`` writes (its
+    CityObjects first, then one vertex list); returns its building count. Vertices go to a
+    scratch file first, so memory stays at one feature."""
+    seq = path.with_name(path.name + ".seq.jsonl")
+    buildings = generate(seq, target_bytes)
+    scratch = path.with_name(path.name + ".vertices")
+    try:
+        with open(seq, "rb") as lines, open(path, "wb") as out, open(scratch, "wb") as vs:
+            header = json.loads(next(lines))
+            head = {k: header[k] for k in ("type", "version", "transform", "metadata")}
+            out.write(json.dumps(head)[:-1].encode() + b', "CityObjects": {')
+            offset, first = 0, True
+            for line in lines:
+                feat = json.loads(line)
+                for key, obj in feat["CityObjects"].items():
+                    for g in obj.get("geometry") or []:
+                        g["boundaries"] = _shift(g["boundaries"], offset)
+                    out.write((b"" if first else b",") + json.dumps(key).encode() + b":"
+                              + json.dumps(obj, separators=(",", ":")).encode())
+                    first = False
+                vs.write(b"".join((b"," if offset or i else b"") + json.dumps(v, separators=(",", ":")).encode()
+                                  for i, v in enumerate(feat["vertices"])))
+                offset += len(feat["vertices"])
+            out.write(b'}, "vertices": [')
+            vs.close()
+            with open(scratch, "rb") as back:
+                shutil.copyfileobj(back, out)
+            out.write(b"]}\n")
+    finally:
+        seq.unlink(missing_ok=True)
+        scratch.unlink(missing_ok=True)
+    return buildings
+
+
+def _shift(value, offset: int):
+    if isinstance(value, list):
+        return [_shift(v, offset) for v in value]
+    return value + offset
+
+
 def run(gb: float = 0.2, work: Path | None = None) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="p4-cityjsonseq-", dir=work))
     try:

@@ -8,21 +8,23 @@ import sys
 import tracemalloc
 from pathlib import Path
 
+import numpy as np
 import pytest
 from citygml_summary import tileset_summary
 from click.testing import CliRunner
 from peak_rss import run_measured
 from validators import gltf_validate
 
+from geo.city3d import ReadReport
 from pipelines.cli import main
 from pipelines.export3d import models_to_tileset
-from pipelines.readers.cityjson import read_cityjson_lods
+from pipelines.readers.cityjson import ORPHAN_PART, read_cityjson_lods
 from pipelines.readers.cityjson_seq import split_seq_ranges
 from shared_data import SHARED_DATA
 from tiles.threed.implicit import RENDER_BATCH
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is not an installed package
-from benchmarks.p4_cityjsonseq import generate, seq_features, seq_header  # noqa: E402
+from benchmarks.p4_cityjsonseq import generate, generate_plain, seq_features, seq_header  # noqa: E402
 
 pytestmark = pytest.mark.realdata("cityjson")
 CJ = SHARED_DATA / "cityjson"
@@ -112,14 +114,89 @@ def test_hostile_line_is_one_line_naming_file_and_line_and_exit_2(case, tmp_path
     assert not list(tmp_path.glob(".*")), "no scratch or spill folder is left behind"
 
 
-def test_big_plain_cityjson_is_refused_with_a_pointer_to_cityjsonseq(tmp_path, monkeypatch):
-    monkeypatch.setattr("pipelines.readers.cityjson.MAX_CITYJSON_BYTES", 10_000)
-    result = CliRunner().invoke(main, ["export-3dtiles", str(CJ / "rotterdam_subset.city.json"),
-                                       "--out", str(tmp_path / "o")])
+def test_big_plain_cityjson_is_streamed_to_the_tileset_it_gives_whole(tmp_path, monkeypatch):
+    """Above the whole-file bound a plain CityJSON file is streamed, not refused (before: exit 2
+    with a pointer to CityJSONSeq), and gives the same tiles byte for byte."""
+    path = tmp_path / "plain.city.json"
+    buildings = generate_plain(path, 2_000_000)
+    whole = CliRunner().invoke(main, ["export-3dtiles", str(path), "--out", str(tmp_path / "whole")])
+    assert whole.exit_code == 0, whole.output
+    monkeypatch.setattr("pipelines.readers.cityjson.MAX_CITYJSON_BYTES", 1_000_000)
+    streamed = CliRunner().invoke(main, ["export-3dtiles", str(path), "--out", str(tmp_path / "streamed")])
+    assert streamed.exit_code == 0, streamed.output
+    assert f"{buildings} buildings written" in streamed.output and buildings > 1000
+    files = sorted(p.relative_to(tmp_path / "whole") for p in (tmp_path / "whole").rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "streamed") for p in (tmp_path / "streamed").rglob("*")
+                           if p.is_file())
+    assert all((tmp_path / "whole" / f).read_bytes() == (tmp_path / "streamed" / f).read_bytes() for f in files)
+
+
+def test_streamed_plain_cityjson_merges_parts_in_any_order_and_counts_orphans(tmp_path, monkeypatch):
+    cube = [[0, 0, 0], [10, 0, 0], [10, 10, 0], [0, 10, 0], [0, 0, 10], [10, 0, 10], [10, 10, 10], [0, 10, 10]]
+    faces = [[[0, 3, 2, 1]], [[4, 5, 6, 7]], [[0, 1, 5, 4]], [[1, 2, 6, 5]], [[2, 3, 7, 6]], [[3, 0, 4, 7]]]
+    moved = [[[i + 8 for i in ring] for ring in f] for f in faces]
+    solid = lambda b: [{"type": "Solid", "lod": "2", "boundaries": [b]}]  # noqa: E731
+    objects = {  # the part before its building, a plain building, an orphan part
+        "annex": {"type": "BuildingPart", "parents": ["house"], "geometry": solid(moved),
+                  "attributes": {"measuredHeight": 10}},
+        "shed": {"type": "Building", "geometry": solid(faces), "attributes": {"measuredHeight": 10}},
+        "lost": {"type": "BuildingPart", "parents": ["gone"], "geometry": solid(faces)},
+        "house": {"type": "Building", "children": ["annex"], "geometry": solid(faces)},
+    }
+    path = tmp_path / "parts.city.json"
+    path.write_text(json.dumps({"type": "CityJSON", "version": "2.0", "CityObjects": objects,
+                                "metadata": {"referenceSystem": "https://www.opengis.net/def/crs/EPSG/0/7415"},
+                                "transform": {"scale": [1, 1, 1], "translate": [85000, 447000, 0]},
+                                "vertices": cube + [[x + 20, y, z] for x, y, z in cube]}))
+    whole_report, streamed_report = ReadReport(path.name), ReadReport(path.name)
+    whole = {lods[2].id: lods[2] for lods in read_cityjson_lods(path, lods=(2,), report=whole_report)}
+    monkeypatch.setattr("pipelines.readers.cityjson.MAX_CITYJSON_BYTES", 100)
+    streamed = {lods[2].id: lods[2] for lods in read_cityjson_lods(path, lods=(2,), report=streamed_report)}
+    assert sorted(streamed) == sorted(whole) == ["house", "shed"]
+    assert len(streamed["house"].surfaces) == 12 and streamed["house"].attributes["height"] == 10.0
+    np.testing.assert_allclose(streamed["house"].surfaces[6].rings[0][0], [85020, 447000, 0])
+    assert streamed_report.skipped == whole_report.skipped == {ORPHAN_PART: 1}
+
+
+@pytest.mark.parametrize("case", ["cut_off", "deep_attribute", "big_object", "ragged_vertices"])
+def test_hostile_streamed_plain_cityjson_is_one_line_and_exit_2(case, tmp_path, monkeypatch):
+    path = tmp_path / "hostile.city.json"
+    generate_plain(path, 300_000)
+    text = path.read_text()
+    if case == "cut_off":
+        text, want = text[:len(text) // 2], "broken JSON"
+    elif case == "deep_attribute":
+        text = text.replace('"attributes":{', '"attributes":{"deep":' + "[" * 100 + "]" * 100 + ",", 1)
+        want = "nests arrays or objects over 64 levels deep"
+    elif case == "big_object":
+        monkeypatch.setattr("pipelines.readers.cityjson_stream.MAX_OBJECT_BYTES", 100_000)
+        text = text.replace('"attributes":{', '"attributes":{"pad":"' + "x" * 3_000_000 + '",', 1)
+        want = "takes over 0 MB"
+    else:
+        text = text.replace('"vertices": [[', '"vertices": [[1,2],[', 1)
+        want = "'vertices' is not a list of [x, y, z] numbers"
+    path.write_text(text)
+    monkeypatch.setattr("pipelines.readers.cityjson.MAX_CITYJSON_BYTES", 1000)
+    out = tmp_path / "o"
+    result = CliRunner().invoke(main, ["export-3dtiles", str(path), "--out", str(out)])
     assert result.exit_code == 2, result.output
     printed = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(printed) == 1 and "rotterdam_subset.city.json: is 0 MB" in printed[0], result.output
-    assert "cjio rotterdam_subset.city.json export jsonl rotterdam_subset.city.jsonl" in printed[0]
+    assert len(printed) == 1 and str(path) in printed[0] and want in printed[0], result.output
+    assert "Traceback" not in result.output and not out.exists()
+
+
+def test_streamed_plain_cityjson_memory_does_not_grow_with_the_file(tmp_path, monkeypatch):
+    """Streamed through $CITYTWIN_CITYJSON_WHOLE_MB=1: five times the file, about the same peak."""
+    monkeypatch.setenv("CITYTWIN_CITYJSON_WHOLE_MB", "1")
+    peaks = {}
+    for copies, target in ((1, 8_000_000), (5, 40_000_000)):
+        path = tmp_path / f"city{copies}.city.json"
+        generate_plain(path, target)
+        run = run_measured("export-3dtiles", path, "--out", tmp_path / f"out{copies}")
+        assert run.returncode == 0, run.stderr[-2000:]
+        peaks[copies] = run.peak_mb
+        path.unlink()
+    assert peaks[5] - peaks[1] < 25, peaks
 
 
 def test_meshopt_tiles_of_a_split_seq_validate(generated, tmp_path):

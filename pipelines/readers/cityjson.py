@@ -1,7 +1,8 @@
 """CityJSON 1.0/1.1/2.0 (``.city.json``) and CityJSONSeq (``.jsonl``) building reader.
 
 A CityJSON file is one JSON document, so it is loaded whole (vertices become one numpy array);
-files above ``MAX_CITYJSON_BYTES`` are refused with a pointer to CityJSONSeq. A CityJSONSeq
+files above ``MAX_CITYJSON_BYTES`` are streamed member by member (``cityjson_stream``: vertices
+through a scratch file, city objects one at a time; without textures). A CityJSONSeq
 file is streamed line by line (``pipelines.readers.cityjson_seq``): its first line holds the
 transform and CRS, each further line is one feature with its own vertices, so memory stays
 at one feature; a big one is read in byte ranges, one partition each.
@@ -25,6 +26,8 @@ Conventions, the same as the CityGML reader:
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -34,13 +37,14 @@ import orjson
 from geo.city3d import Building3D, FlatBuilding, ReadReport, SkipReason
 from geo.errors import CRSError, SourceError
 from pipelines.readers.city_common import lod_number, srs_to_crs
+from pipelines.readers import cityjson_stream
 from pipelines.readers.citygml_split import ByteRange
 from pipelines.readers.cityjson_batch import SurfaceBatch
 from pipelines.readers.cityjson_seq import MAX_FEATURE_VERTICES, is_seq, line_number, lines
 
 
 ORPHAN_PART = SkipReason("BuildingPart without its Building", "BuildingPart")
-#: a plain CityJSON file is parsed whole (about 10x its size in memory); above this, CityJSONSeq
+#: a plain CityJSON file is parsed whole (about 10x its size in memory); above this it is streamed
 MAX_CITYJSON_BYTES = 256 * 1024 * 1024
 
 
@@ -106,12 +110,15 @@ def _read(path: Path, *, crs: str | None, lods: tuple[int, ...] | None, best: bo
         yield from _read_seq(path, declared=declared, lods=lods, best=best, report=report, part=part,
                              attributes=attributes)
         return
-    size = path.stat().st_size
-    if size > MAX_CITYJSON_BYTES:
-        raise SourceError(
-            f"{path}: is {size / 1e6:,.0f} MB; a CityJSON file is parsed whole, so at most "
-            f"{MAX_CITYJSON_BYTES >> 20} MB is read this way. Convert it to CityJSONSeq, which is streamed: "
-            f"cjio {path.name} export jsonl {path.stem}.jsonl")
+    size, whole = path.stat().st_size, _whole_limit()
+    if size > whole:
+        if textures:
+            raise SourceError(
+                f"{path}: is {size / 1e6:,.0f} MB, over the {whole >> 20} MB a CityJSON file is parsed "
+                "whole, and textures are read only from files parsed whole; export it without --textures")
+        yield from _read_streamed(path, declared=declared, lods=lods, best=best, report=report,
+                                  attributes=attributes)
+        return
     data = _load(path, path.read_bytes())
     header_crs = _crs(data, path, declared)
     doc = _Doc(data, path=path, crs=header_crs, vertices=_vertices(data, data, path), attributes=attributes)
@@ -158,6 +165,73 @@ def _read_seq(path: Path, *, declared: str | None, lods, best: bool, report: Rea
     if not found and part is None:  # a range may hold no building; the export checks the whole
         raise SourceError(f"{path}: holds no Building")
     yield from batch.flush()
+
+
+def _whole_limit() -> int:
+    """``MAX_CITYJSON_BYTES``, or ``$CITYTWIN_CITYJSON_WHOLE_MB`` megabytes when set."""
+    mb = os.environ.get("CITYTWIN_CITYJSON_WHOLE_MB", "").strip()
+    return int(mb) << 20 if mb.isdigit() else MAX_CITYJSON_BYTES
+
+
+def _read_streamed(path: Path, *, declared: str | None, lods, best: bool, report: ReadReport,
+                   attributes: frozenset[str] | None) -> Iterator[dict[int, FlatBuilding]]:
+    """A plain CityJSON file over ``MAX_CITYJSON_BYTES``, its members streamed
+    (``cityjson_stream``): memory follows a batch of buildings, not the file."""
+    head = cityjson_stream.header(path)
+    if head.get("type") != "CityJSON":
+        raise SourceError(f"{path}: is JSON but not CityJSON (no \"type\": \"CityJSON\")")
+    crs = _crs(head, path, declared)
+    with tempfile.TemporaryDirectory(prefix="citytwin-cityjson-") as scratch:
+        vertices = cityjson_stream.VertexFile(path, head.get("transform"), Path(scratch) / "vertices")
+        doc = _Doc(head, path=path, crs=crs, vertices=vertices.array, attributes=attributes)
+        batch = SurfaceBatch(crs, report)
+        held = cityjson_stream.Held(path, Path(scratch) / "held")
+        family: set[str] = set()  # every Building and BuildingPart id, for the orphan check
+        seen = buildings = 0
+        try:
+            for key, obj in cityjson_stream.objects(path):
+                seen += 1
+                if not (_is_building(obj) or _is_part(obj)):
+                    continue
+                family.add(key)
+                buildings += _is_building(obj)
+                if _is_part(obj) or obj.get("children"):  # its family may come later in the file
+                    held.put(key, obj)
+                    continue
+                yield from _buildings({key: obj}, doc, lods=lods, best=best, batch=batch)
+                if seen % 4096 == 0:
+                    vertices.reopen()
+                    doc.vertices = vertices.array
+            if not buildings:
+                raise SourceError(f"{path}: holds no Building among its {seen} city objects")
+            yield from _held_buildings(held, family, doc, lods=lods, best=best, batch=batch)
+            yield from batch.flush()
+        finally:
+            held.close()
+
+
+def _held_buildings(held: cityjson_stream.Held, family: set[str], doc: _Doc, *, lods, best: bool,
+                    batch: SurfaceBatch) -> Iterator[dict[int, FlatBuilding]]:
+    """The set-aside buildings, each with its parts; parts whose parents are none of ``family``
+    are counted as orphans."""
+    used: set[str] = set()
+    for key in held.keys():
+        obj = held.get(key)
+        if not _is_building(obj):
+            continue
+        group, todo = {key: obj}, [obj]
+        while todo:
+            for child in todo.pop().get("children") or []:
+                if child in held and child not in group:
+                    part = held.get(child)
+                    if _is_part(part):
+                        group[child] = part
+                        todo.append(part)
+        used |= group.keys()
+        yield from _buildings(group, doc, lods=lods, best=best, batch=batch)
+    for key in held.keys():
+        if key not in used and not any(p in family for p in held.get(key).get("parents") or []):
+            batch.report.skip(ORPHAN_PART, f"BuildingPart {key}")
 
 
 def _check_file(path: Path) -> None:

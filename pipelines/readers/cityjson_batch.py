@@ -23,8 +23,8 @@ from pipelines.readers.city_common import (
     BAD_COORDS, DEGENERATE_HOLE, KINDS, NO_LOD, NO_SURFACES, check_flat, crs_info,
 )
 
-#: ring vertices gathered before a batch is checked (a few MB of arrays)
-BATCH_VERTICES = 200_000
+#: ring vertices gathered before a batch is checked (check_flat makes a few MB of arrays of them)
+BATCH_VERTICES = 50_000
 _SURFACE_DEPTH = {"MultiSurface": 1, "CompositeSurface": 1, "Solid": 2, "MultiSolid": 3, "CompositeSolid": 3}
 
 
@@ -163,13 +163,19 @@ class SurfaceBatch:
             return
         self._add_each(boundaries, semantics.get("values"), table, depth, vertices, name, doc, tex_values)
 
-    def _block(self, vertices: np.ndarray) -> int:
+    def _rows_of(self, vertices: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """The batch rows of vertices ``idx``: a feature's vertex array joins the batch whole (once);
+        from a big one (a whole plain file's, or its memory map) only those rows are taken."""
+        if len(vertices) > 4 * BATCH_VERTICES:
+            self._blocks.append(np.asarray(vertices[idx], dtype=np.float64))
+            self._rows += len(idx)
+            return np.arange(self._rows - len(idx), self._rows)
         at = self._block_at.get(id(vertices))
         if at is None:
             at = self._block_at[id(vertices)] = self._rows
             self._blocks.append(vertices)
             self._rows += len(vertices)
-        return at
+        return idx + at
 
     def _add_whole(self, boundaries, values, table: list[str], depth: int, vertices: np.ndarray) -> bool:
         """One geometry's surfaces at once; False (nothing added) when any of them is malformed."""
@@ -190,7 +196,7 @@ class SurfaceBatch:
             return False
         if 0 in counts or 0 in sizes or len(idx) and (idx.min() < 0 or idx.max() >= len(vertices)):
             return False
-        self._indices.append(idx + self._block(vertices))
+        self._indices.append(self._rows_of(vertices, idx))
         self._sizes += sizes
         self._counts += counts
         self._ring_vertices += len(idx)
@@ -225,7 +231,7 @@ class SurfaceBatch:
                         self._uv.append((self._ring_vertices, np.concatenate(uv)))
                     self._images.append(image if uv is not None else None)
                 flat = np.concatenate(idx)
-                self._indices.append(flat + self._block(vertices))
+                self._indices.append(self._rows_of(vertices, flat))
                 self._sizes += [len(i) for i in idx]
                 self._counts.append(len(idx))
                 self._kinds.append(table[value] if isinstance(value, int) and 0 <= value < len(table) else "other")
