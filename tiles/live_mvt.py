@@ -166,54 +166,62 @@ def _per_tile(table: ValueTable, ids: np.ndarray, per_tile: np.ndarray) -> tuple
     return data, np.bincount(tile, weights=table.lengths[ids], minlength=len(per_tile)).astype(np.int64)
 
 
-_KINDS = {bool: "boolean", int: "integer", float: "number", str: "string"}
-
-
-def _kind(v) -> str | None:
-    """The MVT value type a JSON property value is kept as (None: left out); objects and lists are
-    kept as their JSON text."""
-    kind = _KINDS.get(type(v))
-    if kind == "number" and not math.isfinite(v):
-        return None
-    return kind or (None if v is None else "string")
-
-
-_DTYPES = {"boolean": ("boolean", pd.NA), "integer": ("Int64", pd.NA), "number": ("float64", np.nan),
-           "string": (object, None)}
+_KINDS = {bool: 1, int: 2, float: 3, str: 4}  # 0: null, or an object or list (kept as JSON text)
+_STRING = 4
 
 
 def _attributes(ids: list[str], properties: list[dict]) -> tuple[ValueTable, ValueTable]:
     """The items' values (a column per key and type, merged back per key) and keys, as tables."""
     n = len(ids)
-    columns: dict[tuple[str, str], tuple[list[int], list]] = {}
-    for row, props in enumerate(properties):
-        for k, v in {**props, "id": ids[row]}.items():
-            kind = _kind(v)
-            if kind is not None:
-                rows, vals = columns.setdefault((k, kind), ([], []))
-                rows.append(row)
-                vals.append(v if kind != "string" or isinstance(v, str) else
-                            json.dumps(v, ensure_ascii=False, default=str))
-    typed = value_table(pd.DataFrame({i: _column(n, rows, vals, kind)
-                                      for i, ((_, kind), (rows, vals)) in enumerate(columns.items())},
-                                     index=range(n)))
-    names = list(dict.fromkeys(k for k, _ in columns))
-    place = {k: j for j, k in enumerate(names)}
+    rows = [{**p, "id": i} for p, i in zip(properties, ids)]
+    names = list(dict.fromkeys(k for p in rows for k in p))
+    columns: dict[int, np.ndarray | pd.api.extensions.ExtensionArray] = {}
+    key_of: list[int] = []
+    for j, name in enumerate(names):  # a list comprehension per key: thousands of items in a few ms
+        listed = [p.get(name) for p in rows]
+        vals = np.fromiter(listed, dtype=object, count=n)  # not np.array: a list value must stay one value
+        kind = np.array([_KINDS.get(type(v), 0) for v in listed], dtype=np.int8)
+        for i in np.flatnonzero((kind == 0) & (vals != None)):  # noqa: E711 - elementwise test
+            vals[i], kind[i] = json.dumps(vals[i], ensure_ascii=False, default=str), _STRING
+        for code, make in _COLUMNS.items():
+            at = np.flatnonzero(kind == code)
+            if len(at):
+                columns[len(key_of)] = make(n, at, vals[at])
+                key_of.append(j)
+    typed = value_table(pd.DataFrame(columns, index=range(n)))
     codes = np.full((n, len(names)), -1, dtype=np.int32)
-    for g, (k, _) in enumerate(columns):  # an item has one type per key: at most one group is set
-        codes[:, place[k]] = np.maximum(codes[:, place[k]], typed.codes[:, g])
+    for g, j in enumerate(key_of):  # an item has one type per key: at most one of a key's columns is set
+        codes[:, j] = np.maximum(codes[:, j], typed.codes[:, g])
     values = ValueTable(codes, typed.data, typed.starts, typed.lengths)
-    encoded = [k.encode("utf-8") for k in names]
-    key_bytes = [bytes([_KEY_FIELD]) + _varint(len(b)) + b for b in encoded]
+    key_bytes = [bytes([_KEY_FIELD]) + _varint(len(b)) + b for b in (k.encode("utf-8") for k in names)]
     lengths = np.array([len(b) for b in key_bytes], dtype=np.int64)
     keys = ValueTable(np.where(codes >= 0, np.arange(len(names), dtype=np.int32), -1).astype(np.int32),
                       np.frombuffer(b"".join(key_bytes), dtype=np.uint8), np.cumsum(lengths) - lengths, lengths)
     return values, keys
 
 
-def _column(n: int, rows: list[int], vals: list, kind: str) -> pd.Series:
-    """One key's values of one type, missing (left out of the tiles) for the other items."""
-    dtype, missing = _DTYPES[kind]
-    col = pd.Series(missing, index=range(n), dtype=dtype)
-    col.iloc[rows] = vals
-    return col
+def _masked(n: int, at: np.ndarray, values: np.ndarray, dtype, array_type):
+    data = np.zeros(n, dtype=dtype)
+    data[at] = values.astype(dtype)
+    mask = np.ones(n, dtype=bool)
+    mask[at] = False
+    return array_type(data, mask)
+
+
+def _numbers(n: int, at: np.ndarray, values: np.ndarray) -> np.ndarray:
+    out = np.full(n, np.nan)
+    out[at] = values.astype(np.float64)
+    out[~np.isfinite(out)] = np.nan  # NaN and infinities are not JSON: left out like nulls
+    return out
+
+
+def _strings(n: int, at: np.ndarray, values: np.ndarray) -> np.ndarray:
+    out = np.full(n, None, dtype=object)
+    out[at] = values
+    return out
+
+
+# one key's values of one type, missing (left out of the tiles) for the other items
+_COLUMNS = {1: lambda n, at, v: _masked(n, at, v, bool, pd.arrays.BooleanArray),
+            2: lambda n, at, v: _masked(n, at, v, np.int64, pd.arrays.IntegerArray),
+            3: _numbers, _STRING: _strings}
