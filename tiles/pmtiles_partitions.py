@@ -24,6 +24,7 @@ import shapely
 from geo.errors import SourceError, StoreError
 from geo.vertex_budget import limit_vertices
 from pipelines.store.base import GEOMETRY_COLUMN, ID_COLUMN, field_type
+from tiles.heap import release_free_memory
 from tiles.mvt_geometry import BUFFER, HALF_WORLD, MAX_LAT, tile_size, web_mercator
 from tiles.mvt_values import ValueTable, value_table
 from tiles.mvt_zoom import LayerFrame, Shapes, encode_zoom, tile_ranges, zoom_tolerance
@@ -278,6 +279,7 @@ def build_partition(part: Partition, *, store: StoreRef, layer: str, fields: lis
     types = {c: field_type(rows.attrs[c].dtype) for c in columns}
     table = value_table(rows.attrs)
     del rows.attrs  # the value table holds every value once
+    release_free_memory()
     shape = Shapes.of(rows.merc)
     frame = LayerFrame.of(layer, columns)
     zooms = []
@@ -294,6 +296,8 @@ def build_partition(part: Partition, *, store: StoreRef, layer: str, fields: lis
         owned = rows.owned[context]
         zooms.append(ZoomPart(z, got.tiles, int((got.written & owned).sum()), int((got.over & owned).sum()),
                               len(context), time.perf_counter() - started))
+        del got
+        release_free_memory()
     return PartitionResult(part, zooms, int(rows.owned.sum()), rows.lonlat_bounds, rows.simplified,
                            rows.too_complex, types, rows.read_rows, time.perf_counter() - t0, read_seconds)
 
