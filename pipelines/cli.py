@@ -122,9 +122,10 @@ def ingest(path: Path, layer: str, kind: str | None, crs: str | None, accept_sou
 @click.option("--layer", "layers", multiple=True, help="Build only these layers (repeatable).")
 @click.option("--skip-ingest", is_flag=True, help="Use what is in the store; do not re-read sources.")
 @click.option("--workers", type=click.IntRange(1, 256), default=None,
-              help="Run tile partitions on a local Dask cluster of N worker processes.")
+              help="Run ingest chunks and tile partitions on a local Dask cluster of N worker processes.")
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
-              help="Run tile partitions on an existing Dask cluster (workers must see the project folder).")
+              help="Run ingest chunks and tile partitions on an existing Dask cluster (workers must see the "
+                   "project folder).")
 @click.option("--implicit/--no-implicit", default=None,
               help="3D Tiles with implicit tiling (subtree files), or an explicit tree, for the buildings and "
                    "city_model layers built; written into their catalog entries so later builds keep it. "
@@ -137,8 +138,8 @@ def build(project: Path, layers: tuple[str, ...], skip_ingest: bool, workers: in
           scheduler: str | None, implicit: bool | None, meshopt: bool | None) -> None:
     """Ingest every catalog layer that has a source, then write PMTiles, TileJSON and 3D Tiles.
 
-    Partitions (one per zoom level of a PMTiles archive, one per leaf of a 3D Tiles tree) are
-    independent; with --workers or --scheduler they run on Dask and a partition whose worker
+    Partitions (windows of an ingest source, blocks of a PMTiles archive, leaves of a 3D Tiles
+    tree) are independent; with --workers or --scheduler they run on Dask and a partition whose worker
     dies is retried. The output is the same as an in-process build.
     """
     from pipelines.build import build_project
