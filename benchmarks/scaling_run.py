@@ -85,7 +85,8 @@ def main() -> None:
     args = ap.parse_args()
     result = measure(args.n, args.workers, args.out, args.seed)
     for step, c in result["commands"].items():
-        print(f"{step}: {c['seconds']:.1f} s, {c['max_rss_mb']:.0f} MB, load {c['load_before']:.1f}->{c['load_after']:.1f}")
+        print(f"{step}: {c['seconds']:.1f} s, {c['max_rss_mb']:.0f} MB, "
+              f"load {c['load_before']:.1f}->{c['load_after']:.1f}")
     if args.predict_from:
         print(compare(result, args.predict_from))
     sys.stdout.flush()
