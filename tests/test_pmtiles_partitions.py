@@ -106,15 +106,16 @@ def _owner_counts(parts: list[Partition], bounds: tuple[float, ...], minzoom: in
     return counts
 
 
-def test_two_workers_get_blocks_a_zoom_finer_and_the_longest_partition_first():
+def test_four_workers_get_blocks_a_zoom_finer_and_the_longest_partition_first():
     seoul_city = (126.8376, 37.4519, 127.1171, 37.6741)  # the generated 600k city's extent, 25 x 25 km
     tms = morecantile.tms.get("WebMercatorQuad")
-    one, two = plan(seoul_city, 600_000, 10, 16), plan(seoul_city, 600_000, 10, 16, workers=2)
-    for parts in (one, two):
+    one, four = plan(seoul_city, 600_000, 10, 16), plan(seoul_city, 600_000, 10, 16, workers=4)
+    assert plan(seoul_city, 600_000, 10, 16, workers=2) == one  # six blocks: enough for two workers
+    for parts in (one, four):
         assert parts[0] == Partition(0, 0, 0, (10, 13))  # the whole layer's low zooms, longest, go first
         assert all(p.zooms == (14, 16) for p in parts[1:])
         assert set(_owner_counts(parts, seoul_city, 10, 16).values()) == {1}  # every tile made exactly once
     assert {(p.bx, p.by) for p in one[1:]} == {(t.x, t.y) for t in tms.tiles(*seoul_city, zooms=[11])}
-    assert {(p.bx, p.by) for p in two[1:]} == {(t.x, t.y) for t in tms.tiles(*seoul_city, zooms=[12])}
-    assert {p.bz for p in one[1:]} == {11} and {p.bz for p in two[1:]} == {12}
-    assert len(two) - 1 >= 2 * (len(one) - 1)
+    assert {(p.bx, p.by) for p in four[1:]} == {(t.x, t.y) for t in tms.tiles(*seoul_city, zooms=[12])}
+    assert {p.bz for p in one[1:]} == {11} and {p.bz for p in four[1:]} == {12}
+    assert len(one) - 1 == 6 and len(four) - 1 >= 2 * 4
