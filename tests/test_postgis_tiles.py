@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 
+import httpx
 import pytest
 import shapely
 from psycopg_pool import ConnectionPool
 
-from api_server import CITY_HALL, sample_buildings
+from api.tiles_routes import GZIP_ON_LOOP_BYTES
+from api_server import CITY_HALL, make_project, sample_buildings, serve
 from pipelines.store.postgis import PostGISStore
 from test_tiles import decode, interior_ids, lonlat_to_tile, tile_lonlat_bounds
 from tiles.postgis_source import PostGISTileSource
@@ -140,3 +142,40 @@ def test_a_version_is_read_once_until_a_publish_notifies(pg_db_url):
         seen, reads = asyncio.run(scenario(store))
     assert seen == [1, 1, 1, 2, 2, 2]
     assert reads == [1, 2]  # one read per version: none while the version was known
+
+
+def test_served_tiles_answer_alike_through_the_front_and_the_route(tmp_path, pg_db_url):
+    """A real server: the first request opens the layer through the route, the next ones are
+    answered in front of the middleware stack (api.tile_front) with the same tile, headers and
+    errors; CORS still applies; a tile over GZIP_ON_LOOP_BYTES (packed on a thread) is intact."""
+    project = tmp_path / "city"
+    make_project(project, database_url=pg_db_url)
+    buildings = sample_buildings(3000, seed=3)  # a z13 tile of them is over GZIP_ON_LOOP_BYTES
+    with PostGISStore(pg_db_url) as store:
+        store.publish("buildings", buildings)
+    x, y = lonlat_to_tile(*CITY_HALL, 13)
+    path = f"/collections/buildings/tiles/WebMercatorQuad/13/{y}/{x}"
+    box = shapely.box(*tile_lonlat_bounds(13, x, y))
+    expected = set(buildings.loc[shapely.intersects(buildings.geometry.values, box), "id"].astype(str))
+    with serve(project, database_url=pg_db_url) as base, httpx.Client(base_url=base, timeout=60) as client:
+        first = client.get(path, headers={"Accept-Encoding": "gzip", "Origin": "http://map.example"})
+        assert first.status_code == 200 and first.headers["content-encoding"] == "gzip"
+        assert len(first.content) > GZIP_ON_LOOP_BYTES  # httpx undid the gzip
+        assert interior_ids(decode(first.content)["buildings"]) == expected
+        again = client.get(path, headers={"Accept-Encoding": "gzip", "Origin": "http://map.example"})
+        assert again.headers["access-control-allow-origin"] == "*"  # CORS wraps the front too
+        assert again.content == first.content and again.headers["etag"] == first.headers["etag"]
+        plain = client.get(path + "?f=mvt", headers={"Accept-Encoding": "identity"})
+        assert "content-encoding" not in plain.headers and plain.content == first.content
+        assert client.get(path, headers={"If-None-Match": first.headers["etag"]}).status_code == 304
+        head = client.head(path)
+        assert head.status_code == 200 and head.content == b""
+        refused = client.get(path + "?f=json")
+        assert refused.status_code == 400 and "f='json' is not offered" in refused.json()["description"]
+        outside = client.get("/collections/buildings/tiles/WebMercatorQuad/17/0/0")
+        assert outside.status_code == 404
+        assert outside.json()["description"] == "zoom 17 is outside the zoom range 13-16 of layer 'buildings'"
+        unknown = client.get(f"/collections/nowhere/tiles/WebMercatorQuad/13/{y}/{x}")
+        assert unknown.status_code == 404 and "'nowhere' does not exist" in unknown.json()["description"]
+        stats = client.get("/stats").json()["tile_cache"]
+    assert (stats["misses"], stats["hits"]) == (1, 3)  # made once; again, f=mvt and HEAD from the cache
