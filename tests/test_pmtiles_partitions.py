@@ -8,7 +8,7 @@ from pathlib import Path
 import mapbox_vector_tile
 import morecantile
 import pytest
-from pmtiles.reader import MmapSource, Reader, all_tiles
+from pmtiles.reader import MmapSource, all_tiles
 
 from pipelines.store.gpkg import GeoPackageStore
 from tiles.pmtiles_build import build_pmtiles
