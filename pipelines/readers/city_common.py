@@ -263,7 +263,8 @@ def check_flat(pts: np.ndarray, sizes: np.ndarray, counts: np.ndarray, *, geogra
 
 def _group_sum(values: np.ndarray, groups: np.ndarray, n: int) -> np.ndarray:
     """Per group, the sum of the (m, 3) ``values`` rows, added in row order (as ``np.add.at``)."""
-    return np.column_stack([np.bincount(groups, values[:, k], minlength=n) for k in range(3)])
+    sums = np.column_stack([np.bincount(groups, values[:, k], minlength=n) for k in range(3)])
+    return sums.astype(np.float64, copy=False)  # bincount of no values gives integers
 
 
 def _group_extreme(ufunc: np.ufunc, values: np.ndarray, groups: np.ndarray, n: int) -> np.ndarray:
