@@ -85,7 +85,7 @@ def _p2(r: dict) -> list[str]:
     names = [n for n in ("ours", "tipg", "pygeoapi") if n in s]
     lines = [
         f"## P2 dynamic MVT from PostGIS: `{r['layer']}` ({r['features']:,} footprints, {r['connections']} connections, {r['tiles_unique']:,} unique z14-16 tiles "
-        f"{r['zoom_mix']}, median of {r['reps']})",
+        f"({_zoom_mix(r['zoom_mix'])}), median of {r['reps']})",
         "",
         "| server | cold req/s | cold p50 ms | cold p99 ms | cold first-request share | warm req/s | warm p50 ms | warm p99 ms | errors |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -225,6 +225,11 @@ def _peers(res: dict) -> list[str]:
     lines = ["## How each peer runs", "", "| peer | options | why |", "|---|---|---|"]
     lines += [f"| {name} | {opts} | {why} |" for name, (opts, why) in res["peers"].items()]
     return [*lines, ""]
+
+
+def _zoom_mix(mix: dict) -> str:
+    """Tiles per zoom; the same text before and after a JSON round trip turns the zooms into strings."""
+    return ", ".join(f"z{z}: {n:,}" for z, n in sorted(mix.items(), key=lambda kv: int(kv[0])))
 
 
 def _extra(name: str, e: dict) -> list[str]:

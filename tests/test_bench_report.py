@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # benchmarks/ is not an installed package: `make bench` runs it from the repo
 
 from benchmarks.common import provenance  # noqa: E402
-from benchmarks.report import RETIRED, merge, render, target_lines, write_partials  # noqa: E402
+from benchmarks.report import RETIRED, _zoom_mix, merge, render, target_lines, write_partials  # noqa: E402
 from benchmarks.verdict import Evidence, alternated, judge  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
@@ -199,3 +199,9 @@ def test_the_citygml_part_is_written_and_merged_under_its_own_script_name(tmp_pa
         assert merge(latest, json.loads(p.read_text()))
     assert latest["extra"]["p4_citygml.py"]["stdout"] == "p4 figures"
     assert latest["parts"]["p4"]["commit"] == "c0ffee1234"
+
+
+def test_the_zoom_mix_reads_the_same_after_a_json_round_trip():
+    # latest.md is rendered from the results dict in the run and from latest.json later, whose keys are strings
+    assert _zoom_mix({14: 195, 16: 2230, 15: 643}) == _zoom_mix({"16": 2230, "14": 195, "15": 643}) \
+        == "z14: 195, z15: 643, z16: 2,230"
