@@ -133,12 +133,13 @@ def ingest_tasks(log: CostLog, features: int) -> list[tuple[float, float]]:
 
 
 def pmtiles_tasks(log: CostLog, features: int, bounds: tuple[float, float, float, float], minzoom: int,
-                  maxzoom: int, share: Share | None = None) -> list[tuple[float, float]]:
-    """(seconds, of which reading) of each partition ``plan`` makes for the target, in plan order."""
+                  maxzoom: int, share: Share | None = None, workers: int = 1) -> list[tuple[float, float]]:
+    """(seconds, of which reading) of each partition ``plan`` makes for the target on ``workers``
+    workers (the plan cuts finer blocks when there are more workers), in plan order."""
     r = rates(log)
     share = share or uniform_share(bounds)
     tasks = []
-    for part in plan(bounds, features, minzoom, maxzoom):
+    for part in plan(bounds, features, minzoom, maxzoom, workers):
         owned = features if part.whole_layer else features * share(part)
         read = r.read_per_row * (owned if part.whole_layer else owned * r.context)
         encode = sum(r.encode_per_feature.get(z, 0.0) for z in range(part.zooms[0], part.zooms[1] + 1)) * owned
@@ -174,7 +175,7 @@ def predict(ingest: CostLog, pmtiles: CostLog, features: int, workers: int, *,
             bounds: tuple[float, float, float, float], minzoom: int = 10, maxzoom: int = 16,
             store_streams: int | None = None, share: Share | None = None) -> Prediction:
     jobs = [predict_job(ingest, ingest_tasks(ingest, features), features, workers, store_streams),
-            predict_job(pmtiles, pmtiles_tasks(pmtiles, features, bounds, minzoom, maxzoom, share), features,
+            predict_job(pmtiles, pmtiles_tasks(pmtiles, features, bounds, minzoom, maxzoom, share, workers), features,
                         workers, store_streams)]
     return Prediction(features, workers, jobs)
 

@@ -129,3 +129,12 @@ def test_a_build_logs_what_each_partition_cost(tmp_path: Path, monkeypatch):
     assert [z for p in log.partitions for z, _, _ in p.zooms if p.whole_layer][0] == 12
     assert sorted({z for p in log.partitions for z, _, _ in p.zooms}) == list(range(12, 17))
     assert 0 < log.write_s <= log.driver_s < log.wall_s
+
+
+def test_the_model_plans_for_its_worker_count():
+    # the build cuts finer blocks when it has more workers; the model must schedule the same plan
+    korea, n = (124.6, 33.1, 131.9, 38.6), 7_000_000
+    for workers in (1, 8, 32):
+        tasks = pmtiles_tasks(pmtiles_log(), n, korea, 10, 16, workers=workers)
+        assert len(tasks) == len(partitions.plan(korea, n, 10, 16, workers))
+    assert len(partitions.plan(korea, n, 10, 16, 8)) > len(partitions.plan(korea, n, 10, 16, 1))
