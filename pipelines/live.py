@@ -19,7 +19,8 @@ import sqlite3
 import threading
 import time
 import uuid
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -56,6 +57,18 @@ CREATE TABLE IF NOT EXISTS items (
 );
 CREATE INDEX IF NOT EXISTS items_expires_at ON items (expires_at);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- bbox reads: an R*Tree of the items' envelopes by rowid, kept by triggers (a REPLACE deletes the
+-- old row through the delete trigger because connections turn recursive_triggers on)
+CREATE VIRTUAL TABLE IF NOT EXISTS items_box USING rtree(id, minx, maxx, miny, maxy);
+CREATE TRIGGER IF NOT EXISTS items_box_insert AFTER INSERT ON items BEGIN
+    INSERT OR REPLACE INTO items_box VALUES (new.rowid, new.minx, new.maxx, new.miny, new.maxy);
+END;
+CREATE TRIGGER IF NOT EXISTS items_box_delete AFTER DELETE ON items BEGIN
+    DELETE FROM items_box WHERE id = old.rowid;
+END;
+-- a database from before the R*Tree: index the items it already holds
+INSERT INTO items_box SELECT rowid, minx, maxx, miny, maxy FROM items
+    WHERE NOT EXISTS (SELECT 1 FROM items_box WHERE items_box.id = items.rowid);
 """
 
 
@@ -204,6 +217,7 @@ def live_layers(catalog: Catalog) -> list[str]:
 
 _LOCKS: dict[Path, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
+_SCHEMA_DONE: set[tuple[int, int]] = set()  # (device, inode) of the databases this process set up
 
 
 def _lock_for(path: Path) -> threading.Lock:
@@ -229,11 +243,28 @@ class LiveLayer:
         self.path = live_path(catalog, layer)
         self._lock = _lock_for(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as con:
-            con.executescript(_SCHEMA)
+        self._ensure_schema()
 
-    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
-        return wal_connection(self.path)
+    def _ensure_schema(self) -> None:
+        """Create the tables once per database file and process (a layer is opened per request by
+        pygeoapi); a file removed and made again is a new inode, so it gets its tables."""
+        try:
+            st = os.stat(self.path)
+            if (st.st_dev, st.st_ino) in _SCHEMA_DONE:
+                return
+        except FileNotFoundError:
+            pass
+        with self._lock, self._connect() as con:
+            con.executescript(_SCHEMA)
+        st = os.stat(self.path)
+        with _LOCKS_GUARD:
+            _SCHEMA_DONE.add((st.st_dev, st.st_ino))
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        with wal_connection(self.path) as con:
+            con.execute("PRAGMA recursive_triggers = ON")  # REPLACE must fire the R*Tree's delete trigger
+            yield con
 
     # -- writes ---------------------------------------------------------------------------
     @staticmethod
@@ -348,8 +379,10 @@ class LiveLayer:
         sql = "SELECT id, geometry, properties, expires_at FROM items WHERE expires_at > ?"
         params: list[Any] = [now]
         if bbox is not None:
-            sql += " AND maxx >= ? AND minx <= ? AND maxy >= ? AND miny <= ?"
-            params += [bbox[0], bbox[2], bbox[1], bbox[3]]
+            # candidates from the R*Tree (its 32-bit boxes are rounded outwards), then the exact envelopes
+            overlap = "maxx >= ? AND minx <= ? AND maxy >= ? AND miny <= ?"
+            sql += f" AND rowid IN (SELECT id FROM items_box WHERE {overlap}) AND {overlap}"
+            params += [bbox[0], bbox[2], bbox[1], bbox[3]] * 2
         sql += " ORDER BY timestamp DESC, id"
         with self._connect() as con:
             rows = con.execute(sql, params).fetchall()

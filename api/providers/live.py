@@ -3,10 +3,17 @@
 Named in the generated config as ``api.providers.live.LiveProvider`` with ``data`` = the
 project folder and ``layer`` = the live layer. Read-only; writes go through POST
 /live/{layer}/items. Like /live/{layer}/items, a read first follows the watched file.
+
+pygeoapi makes a provider for every request, so the opened layer (the validated catalog, the
+database set up) is kept per process and made again only when the catalog file or the layer's
+database file changes; the items themselves are read at each request.
 """
 from __future__ import annotations
 
+import os
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from pygeoapi.provider.base import (
@@ -20,22 +27,58 @@ from api.auth import AUDIT_FILE, AuditLog
 from api.errors import public
 from api.live_routes import follow_file
 from geo.errors import CitytwinError
-from pipelines.catalog import load_catalog
+from pipelines.catalog import CATALOG_FILE, load_catalog
 from pipelines.live import LiveLayer
 
 _FIELDS = {"timestamp": {"type": "string", "format": "date-time"},
            "expires": {"type": "string", "format": "date-time"}}
 
 
+def _identity(path: Path, edits: bool) -> tuple[int, ...]:
+    """Which file is at ``path`` (and, with ``edits``, which version of it); () when it is missing."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ()
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) if edits else (st.st_dev, st.st_ino)
+
+
+@dataclass(frozen=True)
+class _Opened:
+    stamp: tuple  # the catalog file's version, then which database file (every write changes its mtime)
+    layer: LiveLayer
+    audit: AuditLog
+
+
+_OPENED: dict[tuple[str, str], _Opened] = {}
+_OPENED_LOCK = threading.Lock()
+
+
+def opened_layer(project: str, name: str) -> _Opened:
+    """The live layer ``name`` of ``project``, opened once per catalog and database file version."""
+    key = (project, name)
+    catalog_file = Path(project) / CATALOG_FILE
+    with _OPENED_LOCK:
+        found = _OPENED.get(key)
+    if found is not None and found.stamp == (_identity(catalog_file, True), _identity(found.layer.path, False)):
+        return found
+    before = _identity(catalog_file, True)  # read first: an edit while loading makes the next request load again
+    catalog = load_catalog(Path(project))
+    layer = LiveLayer(catalog, name)
+    made = _Opened((before, _identity(layer.path, False)), layer, AuditLog(catalog.build_path / AUDIT_FILE))
+    with _OPENED_LOCK:
+        _OPENED[key] = made
+    return made
+
+
 class LiveProvider(BaseProvider):
     def __init__(self, provider_def: dict):
         super().__init__(provider_def)
         try:
-            catalog = load_catalog(Path(self.data))
-            self.layer = LiveLayer(catalog, provider_def.get("layer", ""))
+            opened = opened_layer(str(self.data), provider_def.get("layer", ""))
         except CitytwinError as exc:
             raise ProviderConnectionError(user_msg=public(str(exc))) from None
-        self._audit = AuditLog(catalog.build_path / AUDIT_FILE)
+        self.layer, self._audit = opened.layer, opened.audit
         self._fields = dict(_FIELDS)
 
     def __repr__(self) -> str:
