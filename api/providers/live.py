@@ -54,7 +54,7 @@ _OPENED: dict[tuple[str, str], _Opened] = {}
 _OPENED_LOCK = threading.Lock()
 
 
-def opened_layer(project: str, name: str) -> _Opened:
+def _opened_layer(project: str, name: str) -> _Opened:
     """The live layer ``name`` of ``project``, opened once per catalog and database file version."""
     key = (project, name)
     catalog_file = Path(project) / CATALOG_FILE
@@ -75,7 +75,7 @@ class LiveProvider(BaseProvider):
     def __init__(self, provider_def: dict):
         super().__init__(provider_def)
         try:
-            opened = opened_layer(str(self.data), provider_def.get("layer", ""))
+            opened = _opened_layer(str(self.data), provider_def.get("layer", ""))
         except CitytwinError as exc:
             raise ProviderConnectionError(user_msg=public(str(exc))) from None
         self.layer, self._audit = opened.layer, opened.audit
