@@ -1,5 +1,5 @@
 """PostGIS tiles thinned at publish time: each feature's first drawn zoom and its Web Mercator
-geometry are stored in hidden columns, and the tiles follow the PMTiles build's rules.
+geometry are stored in the layer's tiling side table, and the tiles follow the PMTiles build's rules.
 
 The layer is generated here: rotated rectangles from 0.3 m to 90 m across, so that every zoom
 from 10 to 16 has features too small to draw. The PMTiles archive is built from the same store
@@ -18,7 +18,7 @@ from pyproj import Transformer
 
 from api.features_plan import _dropped
 from api.features_sql import read_columns
-from pipelines.store.postgis import HIDDEN_COLUMNS, MINZOOM_COLUMN, PostGISStore
+from pipelines.store.postgis import HIDDEN_COLUMNS, MERCATOR_COLUMN, MINZOOM_COLUMN, PostGISStore, tiling_table
 from test_tiles import SEOUL, archive_tiles, decode
 from tiles.mvt_geometry import EXTENT, tile_size
 from tiles.pmtiles_build import build_pmtiles
@@ -43,7 +43,7 @@ def dense_layer(n: int = 6000, seed: int = 3) -> gpd.GeoDataFrame:
 def minzooms(url: str, layer: str) -> dict[str, int]:
     with psycopg.connect(url) as conn:
         rows = conn.execute(sql.SQL("SELECT id, {} FROM {}").format(
-            sql.Identifier(MINZOOM_COLUMN), sql.Identifier(layer))).fetchall()
+            sql.Identifier(MINZOOM_COLUMN), sql.Identifier(tiling_table(layer)))).fetchall()
     return dict(rows)
 
 
@@ -142,15 +142,21 @@ def _tile_of(lon: float, lat: float, z: int) -> tuple[int, int]:
     return lonlat_to_tile(lon, lat, z)
 
 
-def test_an_old_table_still_serves_tiles(published, pg_db_url):
-    """A table published before the hidden columns (dropped here) is read as before."""
+@pytest.mark.parametrize("inside", [False, True], ids=["no-tiling-columns", "tiling-columns-inside"])
+def test_an_old_table_still_serves_tiles(published, pg_db_url, inside):
+    """A table published before the side table is read as before: one without tiling columns,
+    or one from the version that kept them inside the layer table (rebuilt here from the side table)."""
     store, pool, layer, _ = published
     new = PostGISTileSource(pool, "dense", 10, 16)
     tiles = [_tile_of(SEOUL[0] + dx, SEOUL[1] + dy, 16) for dx in (-0.01, 0, 0.01) for dy in (-0.01, 0, 0.01)]
     expected = live_ids(new, 16, tiles)
+    minzoom, merc, side = sql.Identifier(MINZOOM_COLUMN), sql.Identifier(MERCATOR_COLUMN), sql.Identifier(tiling_table("dense"))
     with psycopg.connect(pg_db_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("ALTER TABLE {} DROP COLUMN {}, DROP COLUMN {}").format(
-            sql.Identifier("dense"), *map(sql.Identifier, HIDDEN_COLUMNS)))
+        if inside:
+            conn.execute(sql.SQL("ALTER TABLE dense ADD COLUMN {} smallint, ADD COLUMN {} geometry").format(minzoom, merc))
+            conn.execute(sql.SQL("UPDATE dense d SET {mz} = s.{mz}, {g} = s.{g} FROM {side} s WHERE s.id = d.id").format(
+                mz=minzoom, g=merc, side=side))
+        conn.execute(sql.SQL("DROP TABLE {}").format(side))
     old = PostGISTileSource(pool, "dense", 10, 16)
     assert not old.stored_mercator
     assert list(old.fields) == ["id", "kind"] == list(new.fields)

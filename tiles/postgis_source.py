@@ -1,11 +1,11 @@
 """TileSource over a PostGIS store table: MVT made per request with ST_AsMVT.
 
-The table is the layer name, its text ``id`` and the store's hidden tiling columns (see
+The table read is the store's tiling side table of the layer (its id and attributes, see
 pipelines.store.postgis): rows are found with ``<Web Mercator geometry> && <tile envelope>``,
 which its GiST index answers, and ``<first drawn zoom> <= z``, so nothing is transformed and
 features the PMTiles build finds too small to draw at z are never read. A table published
-before those columns existed is read as before: ``geometry`` (EPSG:4326) against the envelope
-in lon/lat, and only those rows transformed.
+before the side table is read as before: ``geometry`` (EPSG:4326) against the envelope in
+lon/lat, and only those rows transformed.
 Identifiers go through psycopg.sql.Identifier; z/x/y are bound parameters of a
 statement psycopg prepares on each pooled connection. Every read goes through a PoolAccess,
 so a database outage is a StoreUnavailableError (the server answers 503), never a hang.
@@ -32,7 +32,7 @@ from psycopg_pool import ConnectionPool
 from geo.errors import StoreError
 from geo.names import check_layer_name
 from pipelines.store.base import GEOMETRY_COLUMN, ID_COLUMN
-from pipelines.store.postgis import HIDDEN_COLUMNS, MERCATOR_COLUMN, MINZOOM_COLUMN
+from pipelines.store.postgis import HIDDEN_COLUMNS, MERCATOR_COLUMN, MINZOOM_COLUMN, tiling_table
 from pipelines.store.pg_access import PoolAccess
 from tiles.mvt_zoom import zoom_tolerance
 from tiles.source import MAX_TILE_BYTES, TileSetInfo
@@ -65,11 +65,13 @@ class PostGISTileSource:
             raise StoreError(f"layer {layer!r}: zooms {minzoom}-{maxzoom} are invalid")
         self.minzoom, self.maxzoom = minzoom, maxzoom
         self._table = sql.Identifier(self.schema, self.layer)
-        columns = self._columns()
+        self._tiling = sql.Identifier(self.schema, tiling_table(self.layer))
+        columns = self._columns(self._table)
         if not columns:
             raise StoreError(f"layer {layer!r} has no table {self.schema}.{layer}; ingest it first")
+        # an older publish may have left the tiling columns inside the layer table: never fields
         available = {c: t for c, t in columns if c != GEOMETRY_COLUMN and c not in HIDDEN_COLUMNS}
-        self.stored_mercator = set(HIDDEN_COLUMNS) <= {c for c, _ in columns}
+        self.stored_mercator = set(HIDDEN_COLUMNS) <= {c for c, _ in self._columns(self._tiling)}
         if ID_COLUMN not in available:
             raise StoreError(f"layer {layer!r}: table has no {ID_COLUMN!r} column; re-ingest it")
         wanted = list(available) if fields is None else [ID_COLUMN] + [f for f in fields if f != ID_COLUMN]
@@ -91,11 +93,11 @@ class PostGISTileSource:
     def _read(self, work: Callable[[psycopg.Connection], T]) -> T:
         return self.access.run(lambda conn: _autocommit(conn, work))
 
-    def _columns(self) -> list[tuple[str, str]]:
+    def _columns(self, table: sql.Identifier) -> list[tuple[str, str]]:
         q = ("SELECT a.attname, format_type(a.atttypid, NULL) FROM pg_attribute a "
              "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum")
         return self.access.run(
-            lambda conn: [(r[0], r[1]) for r in conn.execute(q, [self._table.as_string(conn)]).fetchall()])
+            lambda conn: [(r[0], r[1]) for r in conn.execute(q, [table.as_string(conn)]).fetchall()])
 
     def _tile_query(self, fields: list[str], *, thinned: bool) -> sql.Composed:
         """The tile and how many features it holds. ``thinned`` keeps only the %(keep)s largest
@@ -114,7 +116,8 @@ class PostGISTileSource:
             box = sql.SQL("ST_Transform(ST_TileEnvelope(%(z)s::int, %(x)s::int, %(y)s::int, "
                           "margin => %(margin)s::float8), 4326)")
             size = sql.SQL("ST_Area({g}) + ST_Length({g})").format(g=lonlat)
-        source = sql.SQL("{table} t, env WHERE {where}").format(table=self._table, where=where)
+        table = self._tiling if self.stored_mercator else self._table
+        source = sql.SQL("{table} t, env WHERE {where}").format(table=table, where=where)
         if thinned:
             source = sql.SQL("(SELECT t.* FROM {source} ORDER BY {size} DESC, t.{id} LIMIT %(keep)s::bigint) t, env"
                              ).format(source=source, size=size, id=sql.Identifier(ID_COLUMN))

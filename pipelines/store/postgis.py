@@ -1,11 +1,15 @@
 """PostGIS store: one table per layer, bulk-loaded with binary COPY, swapped atomically.
 
 Table shape: ``id text primary key``, the attributes (text, double precision, bigint,
-boolean, from the pandas dtypes), ``geometry geometry(<type>, 4326)`` with a GiST index, and
-two hidden columns for the tile server (HIDDEN_COLUMNS: no read, info or API answer shows
-them): the geometry in Web Mercator (GiST index), so a tile transforms nothing, and the first
-zoom at which the PMTiles engine draws the feature (tiles.mvt_zoom.first_drawn_zoom, b-tree
-index), so a tile skips what it would not draw. A table published before them still serves.
+boolean, from the pandas dtypes), ``geometry geometry(<type>, 4326)`` with a GiST index: the
+plain shape that tipg, pygeoapi, QGIS and ogr2ogr read. Beside it, the tile server's side table
+``_citytwin_tiling_<layer>`` (tiling_table) holds the id and attributes again with the geometry
+in Web Mercator (GiST index), so a tile transforms nothing, and the first zoom at which the
+PMTiles engine draws the feature (tiles.mvt_zoom.first_drawn_zoom, b-tree index), so a tile skips
+what it would not draw. They are kept out of the layer table because third-party tools take a
+second geometry column for a property or the layer's geometry; the attributes are repeated so
+that a tile reads one table, with no join (the extra space is the attributes' once more). Tables published before the side table (none, or the same
+columns inside the layer table, HIDDEN_COLUMNS) still serve; no read, info or API answer shows them.
 ``citytwin_layers`` records each layer's geometry type, update time and a version that
 grows with every publish (the tile server uses it in ETags); a publish NOTIFYs servers at commit.
 
@@ -56,9 +60,10 @@ MAX_CONNECTIONS = 16
 RECONNECT_TIMEOUT_S = 3.0
 MINZOOM_COLUMN = "_citytwin_minzoom"
 MERCATOR_COLUMN = "_citytwin_geom_3857"
-HIDDEN_COLUMNS = (MINZOOM_COLUMN, MERCATOR_COLUMN)
+HIDDEN_COLUMNS = (MINZOOM_COLUMN, MERCATOR_COLUMN)  # the tiling side table's; inside the layer table before
+TILING_PREFIX = "_citytwin_tiling_"  # a layer name starts with a letter: no layer takes this name
 DEEPEST_ZOOM = 16  # the first drawn zoom is sought up to here (pipelines.zooms.MAXZOOM); past it, never
-_INDEXES = {GEOMETRY_COLUMN: "_geometry_idx", MERCATOR_COLUMN: "_geom3857_idx"}  # GiST, by column
+_TILING_INDEXES = ("_geom3857_idx", "_minzoom_idx")
 _REGCLASS = "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text))"  # params: schema, table
 
 # pandas dtype kind -> column type. Anything else is stored as text, except a column of dates
@@ -221,9 +226,12 @@ class PostGISStore:
                 self._refuse_foreign_table(conn, name)
                 conn.execute(sql.SQL("CREATE TABLE {} ({})").format(
                     sql.Identifier(self.schema, stage), plan.columns_sql()))
-                plan.copy_into(conn, sql.Identifier(self.schema, stage))
+                conn.execute(sql.SQL("CREATE TABLE {} ({})").format(
+                    sql.Identifier(self.schema, tiling_table(stage)), plan.columns_sql(tiling=True)))
+                plan.copy_into(conn, self.schema, stage)
                 self._index(conn, stage)
-                conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(self.schema, stage)))
+                for table in (stage, tiling_table(stage)):
+                    conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(self.schema, table)))
                 self._swap(conn, stage, name, plan.geometry_label)
         except psycopg.OperationalError as exc:
             raise StoreError(f"layer {name!r}: lost the connection to {self.where} while publishing "
@@ -258,22 +266,27 @@ class PostGISStore:
         return conn.execute(q, [name]).fetchone() is not None
 
     def _index(self, conn: psycopg.Connection, table: str) -> None:
-        t = sql.Identifier(self.schema, table)
+        t, tiling = sql.Identifier(self.schema, table), tiling_table(table)
         conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
             t, sql.Identifier(_index_name(table, "_pkey")), sql.Identifier(ID_COLUMN)))
-        for column, suffix in _INDEXES.items():
-            conn.execute(sql.SQL("CREATE INDEX {} ON {} USING gist ({})").format(
-                sql.Identifier(_index_name(table, suffix)), t, sql.Identifier(column)))
-        conn.execute(sql.SQL("CREATE INDEX {} ON {} ({})").format(
-            sql.Identifier(_index_name(table, "_minzoom_idx")), t, sql.Identifier(MINZOOM_COLUMN)))
+        conn.execute(sql.SQL("CREATE INDEX {} ON {} USING gist ({})").format(
+            sql.Identifier(_index_name(table, "_geometry_idx")), t, sql.Identifier(GEOMETRY_COLUMN)))
+        geom_idx, minzoom_idx = (sql.Identifier(_index_name(tiling, suffix)) for suffix in _TILING_INDEXES)
+        side = sql.Identifier(self.schema, tiling)
+        conn.execute(sql.SQL("CREATE INDEX {} ON {} USING gist ({})").format(
+            geom_idx, side, sql.Identifier(MERCATOR_COLUMN)))
+        conn.execute(sql.SQL("CREATE INDEX {} ON {} ({})").format(minzoom_idx, side, sql.Identifier(MINZOOM_COLUMN)))
 
     def _swap(self, conn: psycopg.Connection, stage: str, name: str, geometry_label: str) -> None:
         s = self.schema
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(s, name)))
-        conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(sql.Identifier(s, stage), sql.Identifier(name)))
-        for suffix in ("_pkey", *_INDEXES.values(), "_minzoom_idx"):
-            conn.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
-                sql.Identifier(s, _index_name(stage, suffix)), sql.Identifier(_index_name(name, suffix))))
+        renames = [(stage, name, ("_pkey", "_geometry_idx")),
+                   (tiling_table(stage), tiling_table(name), _TILING_INDEXES)]
+        for old, new, suffixes in renames:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(s, new)))
+            conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(sql.Identifier(s, old), sql.Identifier(new)))
+            for suffix in suffixes:
+                conn.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+                    sql.Identifier(s, _index_name(old, suffix)), sql.Identifier(_index_name(new, suffix))))
         conn.execute(sql.SQL(
             "INSERT INTO {} AS m (name, geometry_type, updated_at, version) VALUES (%s, %s, now(), 1) "
             "ON CONFLICT (name) DO UPDATE SET geometry_type = EXCLUDED.geometry_type, "
@@ -409,27 +422,33 @@ class _LoadPlan:
         wkb = shapely.to_wkb(shapely.set_srid(geoms, 4326), include_srid=True)
         return cls(name, fields, id_list, wkb, geometry_sql, label, _tiling(geoms))
 
-    def columns_sql(self) -> sql.Composed:
+    def columns_sql(self, *, tiling: bool = False) -> sql.Composed:
+        """The layer table's columns, or (``tiling``) its side table's."""
         defs = [sql.SQL("{} text NOT NULL").format(sql.Identifier(ID_COLUMN))]
         defs += [sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t, _ in self.fields]
-        defs.append(sql.SQL("{} {}").format(sql.Identifier(GEOMETRY_COLUMN), sql.SQL(self.geometry_sql)))
-        # any type: clamping to the Mercator latitudes can turn a polygon into a multipolygon
-        defs.append(sql.SQL("{} smallint NOT NULL, {} geometry CHECK (ST_SRID({}) = 3857)").format(
-            sql.Identifier(MINZOOM_COLUMN), sql.Identifier(MERCATOR_COLUMN), sql.Identifier(MERCATOR_COLUMN)))
+        if tiling:  # any type: clamping to the Mercator latitudes can turn a polygon into a multipolygon
+            defs.append(sql.SQL("{} smallint NOT NULL, {} geometry(Geometry,3857)").format(
+                *map(sql.Identifier, HIDDEN_COLUMNS)))
+        else:
+            defs.append(sql.SQL("{} {}").format(sql.Identifier(GEOMETRY_COLUMN), sql.SQL(self.geometry_sql)))
         return sql.SQL(", ").join(defs)
 
-    def copy_into(self, conn: psycopg.Connection, table: sql.Identifier) -> None:
-        names = [ID_COLUMN] + [c for c, _, _ in self.fields] + [GEOMETRY_COLUMN, *HIDDEN_COLUMNS]
+    def copy_into(self, conn: psycopg.Connection, schema: str, table: str) -> None:
+        """The rows into ``table``, and again with their tiling columns into its side table."""
         # Geometry goes over as EWKB labelled bytea: the server's geometry_recv parses it.
-        types = ["text"] + [t for _, t, _ in self.fields] + ["bytea", "int2", "bytea"]
-        columns = [self.ids] + [values for _, _, values in self.fields] + [self.wkb, *self.tiling]
+        attributes = [(ID_COLUMN, "text", self.ids), *self.fields]
+        self._copy(conn, sql.Identifier(schema, table), [*attributes, (GEOMETRY_COLUMN, "bytea", self.wkb)])
+        self._copy(conn, sql.Identifier(schema, tiling_table(table)),
+                   [*attributes, (MINZOOM_COLUMN, "int2", self.tiling[0]), (MERCATOR_COLUMN, "bytea", self.tiling[1])])
+
+    def _copy(self, conn: psycopg.Connection, table: sql.Identifier, columns: list[tuple[str, str, list]]) -> None:
         stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-            table, sql.SQL(", ").join(map(sql.Identifier, names)))
+            table, sql.SQL(", ").join(sql.Identifier(c) for c, _, _ in columns))
         with conn.cursor() as cur, cur.copy(stmt) as copy:
-            copy.set_types(types)
+            copy.set_types([t for _, t, _ in columns])
             i = 0
             try:
-                for i, row in enumerate(zip(*columns)):
+                for i, row in enumerate(zip(*(values for _, _, values in columns))):
                     copy.write_row(row)
             except (ValueError, TypeError, OverflowError, psycopg.DataError) as exc:
                 if getattr(exc, "sqlstate", None):
@@ -505,6 +524,14 @@ def _geometry_declaration(geoms: np.ndarray) -> tuple[str, str]:
         kind = kinds.pop()
         return f"geometry({kind}{zs},4326)", f"{kind} Z" if zs else kind
     return f"geometry(Geometry{zs},4326)", "Unknown"
+
+
+def tiling_table(table: str) -> str:
+    """The side table holding ``table``'s tiling columns, within 63 bytes (a hash when shortened)."""
+    full = TILING_PREFIX + table
+    if len(full) <= PG_IDENT_MAX:
+        return full
+    return f"{full[:PG_IDENT_MAX - 9]}_{hashlib.sha1(full.encode()).hexdigest()[:8]}"
 
 
 def _index_name(table: str, suffix: str) -> str:
