@@ -11,7 +11,10 @@ from tiles.heap import release_free_memory
 def resident_mb():
     return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
 
-np.ones(16 << 20, dtype=np.uint8)  # freed at once: glibc now serves blocks under 16 MB from its heap
+import ctypes
+# blocks under 64 MB from the heap, as glibc's own rising threshold does in a long build; set
+# outright because that heuristic depends on what the process allocated and freed before
+ctypes.CDLL("libc.so.6").mallopt(-3, 64 << 20)  # M_MMAP_THRESHOLD
 arrays = [np.ones(4 << 20, dtype=np.uint8) for _ in range(100)]  # 400 MB of heap, pages touched
 keep = arrays[-1]  # the last, highest block stays: the heap cannot simply shrink from its top
 del arrays
