@@ -18,11 +18,13 @@ from collections.abc import Iterator
 import geopandas as gpd
 import httpx
 import psycopg
+from psycopg import sql
 import pytest
 import shapely
 
 from api_server import CITY_HALL, CITYTWIN, REPO, sample_buildings, serve, serve_output, make_project
 from postgis_server import ThrowawayCluster
+from pipelines.store.postgis import tiling_table
 from test_tiles import decode, interior_ids, lonlat_to_tile, tile_lonlat_bounds
 
 pytestmark = pytest.mark.postgis
@@ -235,7 +237,9 @@ def test_a_tile_query_blocked_in_the_database_is_cut_by_the_statement_timeout(tm
     x, y = lonlat_to_tile(*CITY_HALL, 16)
     with serve(project, database_url=cluster.url) as base, httpx.Client() as client:
         with psycopg.connect(cluster.url) as locker:
-            locker.execute("LOCK TABLE buildings IN ACCESS EXCLUSIVE MODE")
+            # tiles read the layer's tiling side table; lock both, whichever a tile reads
+            locker.execute(sql.SQL("LOCK TABLE buildings, {} IN ACCESS EXCLUSIVE MODE").format(
+                sql.Identifier(tiling_table("buildings"))))
             # the server's 30 s statement_timeout answers first; the client waits up to 90 s for it
             res = get_tile(client, base, 16, x, y, timeout=90)
             locker.rollback()
