@@ -45,12 +45,13 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import CITYTWIN, PY, median
+from benchmarks.verdict import Evidence, judge
 
 SOURCE = (Path(__file__).resolve().parents[2] / "shared" / "data" / "citygml"
           / "plateau_yokosuka_52397519_bldg_6697_op.gml")
 MEMBER_END = "</core:cityObjectMember>"
 STEP_DEG = 0.004  # the Yokosuka file spans about 0.0033 degrees each way
-REPS = 2
+REPS = 3  # the verdicts need three alternated repetitions (benchmarks/verdict.py)
 
 FLOOR = """
 import sys
@@ -138,6 +139,9 @@ def figures(runs: dict[str, list[dict]], size_mb: float, buildings: int,
     pairs = list(zip(runs["ours"], runs["floor"]))
     result["ratio_to_floor"] = round(median([o["seconds"] / f["seconds"] for o, f in pairs]), 2)
     result["cpu_ratio_to_floor"] = round(median([o["cpu_s"] / f["cpu_s"] for o, f in pairs]), 2)
+    ev = Evidence(reps=len(pairs), alternated=len(pairs) > 1)  # alternated_runs swaps the first side each rep
+    result["verdicts"] = {"ours / lxml floor, wall (issue 15)": judge(result["ratio_to_floor"], ev, at_most=3.0),
+                          "ours peak RSS MB": judge(result["ours"]["peak_rss_mb"], ev, at_most=1024)}
     return result
 
 
@@ -191,6 +195,8 @@ def main() -> int:
               f"{r['buildings_per_s']:7,} buildings/s  peak RSS {r['peak_rss_mb']:,} MB")
     print(f"  ours / floor: {result['ratio_to_floor']}x wall, {result['cpu_ratio_to_floor']}x CPU (goal <= 3x); "
           "peak RSS goal < 1,024 MB")
+    for name, v in result["verdicts"].items():
+        print(f"  {name}: {v['verdict']} ({v['value']} vs {v['bound']}{'; ' + v['why'] if v['why'] else ''})")
     print("RESULT " + json.dumps(result))
     return 0
 
