@@ -54,6 +54,7 @@ class FlatBuilding(NamedTuple):
     kinds: list[str]  # per surface, one of SURFACE_KINDS
     images: list[str | None] | None = None  # per surface, its texture image, when textures are read
     uv: np.ndarray | None = None  # (n, 2) a (u, v) per vertex, NaN where untextured, when textures are read
+    ecef: np.ndarray | None = None  # (n, 3) ``coords`` in ECEF (EPSG:4978), when the reader transformed them
 
     def building(self) -> Building3D:
         cuts = np.cumsum(self.ring_sizes)[:-1]

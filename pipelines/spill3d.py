@@ -7,7 +7,8 @@ buildings back. A record is one pickle per building holding, per LOD, what the m
 reads: id, attributes, rings per surface, ring sizes and all coordinates as one float64
 array (no object per ring; surface kinds are not kept, the tiles do not use them). Those three
 arrays are stored as their raw bytes: pickling an array costs more than a small building's
-coordinates.
+coordinates. When the reader gave the coordinates in ECEF too, the record holds those (its CRS
+then EPSG:4978), so the tiles need no PROJ; the index keeps the source CRS and centre.
 
 The spill file is ours (written and read by this process or its Dask workers on the same
 machine), so unpickling it is safe; it lives in a scratch folder removed after the export.
@@ -22,6 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from geo.city3d import Building3D, FlatBuilding
+from geo.ecef import ECEF
 
 
 class Spilled(NamedTuple):
@@ -105,8 +107,9 @@ def _centre(b: Building3D | FlatBuilding) -> tuple[float, float]:
 
 def _pack(b: Building3D | FlatBuilding) -> tuple:
     if isinstance(b, FlatBuilding):  # read untextured (the export reads textures as Building3D)
-        return (b.id, b.lod, b.crs, b.attributes, b.ring_counts.astype(np.int64, copy=False).tobytes(),
-                b.ring_sizes.astype(np.int64, copy=False).tobytes(), np.ascontiguousarray(b.coords, dtype=np.float64).tobytes())
+        crs, coords = (b.crs, b.coords) if b.ecef is None else (ECEF, b.ecef)
+        return (b.id, b.lod, crs, b.attributes, b.ring_counts.astype(np.int64, copy=False).tobytes(),
+                b.ring_sizes.astype(np.int64, copy=False).tobytes(), np.ascontiguousarray(coords, dtype=np.float64).tobytes())
     rings = [np.asarray(r, dtype=np.float64) for s in b.surfaces for r in s.rings]
     packed = (b.id, b.lod, b.crs, b.attributes, np.array([len(s.rings) for s in b.surfaces], dtype=np.int64).tobytes(),
               np.array([len(r) for r in rings], dtype=np.int64).tobytes(), np.concatenate(rings).tobytes())

@@ -71,9 +71,9 @@ def read_cityjson_flat(path: Path, *, lods: tuple[int, ...] = (1, 2), crs: str |
                        report: ReadReport | None = None, part: ByteRange | None = None
                        ) -> Iterator[dict[int, FlatBuilding]]:
     """``read_cityjson_lods`` as flat arrays per building (no object per ring or surface), with
-    only the attributes the 3D export writes: what it spills."""
+    only the attributes the 3D export writes and the coordinates also in ECEF: what it spills."""
     yield from _read(Path(path), crs=crs, lods=tuple(lods), best=False, report=report, part=part,
-                     attributes=TILE_ATTRIBUTES)
+                     attributes=TILE_ATTRIBUTES, ecef=True)
 
 
 class _Doc:
@@ -101,14 +101,16 @@ class _Doc:
 
 def _read(path: Path, *, crs: str | None, lods: tuple[int, ...] | None, best: bool,
           report: ReadReport | None, part: ByteRange | None = None,
-          textures: bool = False, attributes: frozenset[str] | None = None) -> Iterator[dict[int, FlatBuilding]]:
-    """``attributes``: the source attribute names kept (all when None)."""
+          textures: bool = False, attributes: frozenset[str] | None = None,
+          ecef: bool = False) -> Iterator[dict[int, FlatBuilding]]:
+    """``attributes``: the source attribute names kept (all when None); ``ecef``: buildings carry
+    their coordinates in ECEF too (``SurfaceBatch``)."""
     _check_file(path)
     report = report if report is not None else ReadReport(str(path))
     declared = srs_to_crs(crs, source="--crs") if crs else None
     if is_seq(path):
         yield from _read_seq(path, declared=declared, lods=lods, best=best, report=report, part=part,
-                             attributes=attributes)
+                             attributes=attributes, ecef=ecef)
         return
     size, whole = path.stat().st_size, _whole_limit()
     if size > whole:
@@ -117,7 +119,7 @@ def _read(path: Path, *, crs: str | None, lods: tuple[int, ...] | None, best: bo
                 f"{path}: is {size / 1e6:,.0f} MB, over the {whole >> 20} MB a CityJSON file is parsed "
                 "whole, and textures are read only from files parsed whole; export it without --textures")
         yield from _read_streamed(path, declared=declared, lods=lods, best=best, report=report,
-                                  attributes=attributes)
+                                  attributes=attributes, ecef=ecef)
         return
     data = _load(path, path.read_bytes())
     header_crs = _crs(data, path, declared)
@@ -129,13 +131,14 @@ def _read(path: Path, *, crs: str | None, lods: tuple[int, ...] | None, best: bo
         raise SourceError(f"{path}: has no 'CityObjects'; is it a CityJSON file?")
     if not any(_is_building(o) for o in objects.values()):
         raise SourceError(f"{path}: holds no Building among its {len(objects)} city objects")
-    batch = SurfaceBatch(header_crs, report, textures=textures)
+    batch = SurfaceBatch(header_crs, report, textures=textures, ecef=ecef)
     yield from _buildings(objects, doc, lods=lods, best=best, batch=batch)
     yield from batch.flush()
 
 
 def _read_seq(path: Path, *, declared: str | None, lods, best: bool, report: ReadReport,
-              part: ByteRange | None, attributes: frozenset[str] | None) -> Iterator[dict[int, FlatBuilding]]:
+              part: ByteRange | None, attributes: frozenset[str] | None,
+              ecef: bool = False) -> Iterator[dict[int, FlatBuilding]]:
     base = batch = None
     found = False
     for offset, line in lines(path, part):
@@ -147,7 +150,7 @@ def _read_seq(path: Path, *, declared: str | None, lods, best: bool, report: Rea
                                   "line a CityJSONSeq file starts with (transform, CRS); add the header first")
             base = _Doc(item, path=path, crs=_crs(item, path, declared), vertices=np.zeros((0, 3)),
                         attributes=attributes)
-            batch = SurfaceBatch(base.crs, report)
+            batch = SurfaceBatch(base.crs, report, ecef=ecef)
             header = item
             continue
         if item.get("type") != "CityJSONFeature":
@@ -174,7 +177,7 @@ def _whole_limit() -> int:
 
 
 def _read_streamed(path: Path, *, declared: str | None, lods, best: bool, report: ReadReport,
-                   attributes: frozenset[str] | None) -> Iterator[dict[int, FlatBuilding]]:
+                   attributes: frozenset[str] | None, ecef: bool = False) -> Iterator[dict[int, FlatBuilding]]:
     """A plain CityJSON file over ``MAX_CITYJSON_BYTES``, its members streamed
     (``cityjson_stream``): memory follows a batch of buildings, not the file."""
     head = cityjson_stream.header(path)
@@ -184,7 +187,7 @@ def _read_streamed(path: Path, *, declared: str | None, lods, best: bool, report
     with tempfile.TemporaryDirectory(prefix="citytwin-cityjson-") as scratch:
         vertices = cityjson_stream.VertexFile(path, head.get("transform"), Path(scratch) / "vertices")
         doc = _Doc(head, path=path, crs=crs, vertices=vertices.array, attributes=attributes)
-        batch = SurfaceBatch(crs, report)
+        batch = SurfaceBatch(crs, report, ecef=ecef)
         held = cityjson_stream.Held(path, Path(scratch) / "held")
         family: set[str] = set()  # every Building and BuildingPart id, for the orphan check
         seen = buildings = 0

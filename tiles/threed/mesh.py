@@ -14,7 +14,7 @@ import numpy as np
 import shapely
 
 from geo.city3d import Building3D
-from geo.ecef import ecef_to_enu, to_ecef
+from geo.ecef import ECEF, ecef_to_enu, to_ecef
 from geo.vertex_budget import MAX_VERTICES, limit_vertices
 from tiles.threed.glb import TileMesh
 
@@ -25,7 +25,8 @@ class LocalFrame:
     rotation: np.ndarray  # (3, 3) rows: east, north, up
 
     def from_crs(self, xyz: np.ndarray, crs: str) -> np.ndarray:
-        return ecef_to_enu(to_ecef(xyz, crs), self.origin_ecef, self.rotation)
+        ecef = xyz if crs == ECEF else to_ecef(xyz, crs)
+        return ecef_to_enu(ecef, self.origin_ecef, self.rotation)
 
 
 def _earcut(xy: np.ndarray, ring_ends: np.ndarray) -> np.ndarray:
