@@ -16,7 +16,9 @@
 
 Reads are cacheable for a few seconds only, and never past the first expiry they hold; reads of a
 layer a GTFS-Realtime feed writes are ``no-cache`` (tiles revalidate by ETag), so the next feed shows.
-A layer's watched file is re-read on any request once its mtime/size changed. Every write
+A layer's watched file is re-read on any request once its mtime/size changed. A layer's database
+that cannot be used (a file put in its place that is not a database) is a 503 naming the file; a
+deleted one is made again. Every write
 (post or file reload) and every refused post goes to the audit log with who, when and what.
 """
 from __future__ import annotations
@@ -41,7 +43,7 @@ from geo.errors import CatalogError, LayerNameError
 from geo.names import check_layer_name
 from pipelines.availability import place_payload
 from pipelines.catalog import Catalog
-from pipelines.live import LiveItemError, LiveLayer, parse_items, screened
+from pipelines.live import LiveItemError, LiveLayer, LiveStoreError, parse_items, screened
 from tiles.live_mvt import MAX_ZOOM, LiveFrame, LiveTile
 from tiles.live_tile_cache import LiveTileCache
 
@@ -51,7 +53,7 @@ DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000
 MVT_MIMETYPE = "application/vnd.mapbox-vector-tile"
 _INT = re.compile(r"^[0-9]{1,9}$")
-_CODES = {400: "InvalidParameterValue", 404: "NotFound", 413: "PayloadTooLarge"}
+_CODES = {400: "InvalidParameterValue", 404: "NotFound", 413: "PayloadTooLarge", 503: "ServiceUnavailable"}
 _SEND = "a GeoJSON Feature or FeatureCollection"
 _SMALLER = "send fewer items per request"
 
@@ -145,6 +147,8 @@ def live_routes(catalog: Catalog) -> list[BaseRoute]:
         except (LayerNameError, CatalogError) as exc:
             status = _layer_status(exc)
             return error(status, _CODES[status], str(exc))
+        except LiveStoreError as exc:
+            return error(503, _CODES[503], str(exc))
 
     async def post_items(request: Request) -> Response:
         name = request.path_params["layer"]
@@ -165,6 +169,8 @@ def live_routes(catalog: Catalog) -> list[BaseRoute]:
             layer = await run_in_threadpool(live.layer, name)
         except (LayerNameError, CatalogError) as exc:
             return refuse(_layer_status(exc), str(exc))
+        except LiveStoreError as exc:
+            return refuse(503, str(exc))
         try:
             body = await read_limited(request.stream(), MAX_BODY, _SMALLER, request.headers.get("content-length"))
             payload = parse_json(body or b"null", _SEND)
@@ -174,7 +180,10 @@ def live_routes(catalog: Catalog) -> list[BaseRoute]:
             return refuse(exc.status, str(exc))
         except LiveItemError as exc:
             return refuse(400, str(exc))
-        result = await run_in_threadpool(layer.put, items, who)
+        try:
+            result = await run_in_threadpool(layer.put, items, who)
+        except LiveStoreError as exc:
+            return refuse(503, str(exc))
         privacy = screened(items).as_dict()
         live.audit.write(who=who, action=action, layer=name, status=201, stored=result.stored,
                          ids=result.ids[:50], purged=result.purged, privacy=privacy)
@@ -191,7 +200,10 @@ def live_routes(catalog: Catalog) -> list[BaseRoute]:
         except BadParameter as exc:
             return error(400, "InvalidParameterValue", str(exc))
         now = datetime.now(timezone.utc)
-        features = await run_in_threadpool(layer.features, bbox, limit, now.timestamp())
+        try:
+            features = await run_in_threadpool(layer.features, bbox, limit, now.timestamp())
+        except LiveStoreError as exc:
+            return error(503, _CODES[503], str(exc))
         body = {"type": "FeatureCollection", "features": features, "numberReturned": len(features),
                 "timeStamp": now.isoformat(timespec="seconds").replace("+00:00", "Z")}
         if layer.name in polled:  # what the last polls of its source did
@@ -211,7 +223,10 @@ def live_routes(catalog: Catalog) -> list[BaseRoute]:
         if isinstance(layer, Response):
             return layer
         now = datetime.now(timezone.utc).timestamp()
-        tile = await run_in_threadpool(encoded, layer, z, x, y, now)
+        try:
+            tile = await run_in_threadpool(encoded, layer, z, x, y, now)
+        except LiveStoreError as exc:
+            return error(503, _CODES[503], str(exc))
         data = tile.data
         etag = '"' + hashlib.sha1(f"{layer.name}/{z}/{x}/{y}|".encode() + data).hexdigest()[:24] + '"'
         headers = {"ETag": etag, "Cache-Control": cache_control(layer.name, tile.valid_until, now)}

@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,7 +29,7 @@ from typing import Any
 import shapely
 from shapely.geometry import shape
 
-from geo.errors import CatalogError, SourceError
+from geo.errors import CatalogError, SourceError, StoreError
 from geo.names import check_layer_name
 from pipelines.catalog import Catalog
 from pipelines.sqlite_wal import wal_connection
@@ -57,6 +57,9 @@ CREATE TABLE IF NOT EXISTS items (
 );
 CREATE INDEX IF NOT EXISTS items_expires_at ON items (expires_at);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- which database file this is: a file put in another's place restarts its version count, and the
+-- tiles kept from the other must not pass for its own
+INSERT OR IGNORE INTO meta VALUES ('file', lower(hex(randomblob(8))));
 -- bbox reads: an R*Tree of the items' envelopes by rowid, kept by triggers (a REPLACE deletes the
 -- old row through the delete trigger because connections turn recursive_triggers on)
 CREATE VIRTUAL TABLE IF NOT EXISTS items_box USING rtree(id, minx, maxx, miny, maxy);
@@ -72,8 +75,15 @@ INSERT INTO items_box SELECT rowid, minx, maxx, miny, maxy FROM items
 """
 
 
+_SCHEMA_VERSION = 2  # PRAGMA user_version of a database whose tables are made
+
+
 class LiveItemError(SourceError):
     """A live item (or a whole payload) that cannot be accepted; the message names the item."""
+
+
+class LiveStoreError(StoreError):
+    """A live layer's database file cannot be used (not a database, unreadable, locked too long)."""
 
 
 @dataclass(frozen=True)
@@ -217,7 +227,6 @@ def live_layers(catalog: Catalog) -> list[str]:
 
 _LOCKS: dict[Path, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
-_SCHEMA_DONE: set[tuple[int, int]] = set()  # (device, inode) of the databases this process set up
 
 
 def _lock_for(path: Path) -> threading.Lock:
@@ -242,29 +251,27 @@ class LiveLayer:
         self.watched: Path | None = sources[0] if sources else None
         self.path = live_path(catalog, layer)
         self._lock = _lock_for(self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._ensure_schema()
-
-    def _ensure_schema(self) -> None:
-        """Create the tables once per database file and process (a layer is opened per request by
-        pygeoapi); a file removed and made again is a new inode, so it gets its tables."""
-        try:
-            st = os.stat(self.path)
-            if (st.st_dev, st.st_ino) in _SCHEMA_DONE:
-                return
-        except FileNotFoundError:
-            pass
-        with self._lock, self._connect() as con:
-            con.executescript(_SCHEMA)
-        st = os.stat(self.path)
-        with _LOCKS_GUARD:
-            _SCHEMA_DONE.add((st.st_dev, st.st_ino))
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        with wal_connection(self.path) as con:
-            con.execute("PRAGMA recursive_triggers = ON")  # REPLACE must fire the R*Tree's delete trigger
-            yield con
+        """A connection to the database now at the layer's path. It is looked at on every connection,
+        not once per process: a file deleted while the server runs is made again (empty), one without
+        the tables (emptied in place, or put there by hand) gets them."""
+        try:
+            with self._wal_connection() as con:
+                con.execute("PRAGMA recursive_triggers = ON")  # REPLACE must fire the R*Tree's delete trigger
+                if con.execute("PRAGMA user_version").fetchone()[0] != _SCHEMA_VERSION:
+                    con.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {_SCHEMA_VERSION}; COMMIT;")
+                yield con
+        except sqlite3.DatabaseError as exc:
+            raise LiveStoreError(f"{self.path}: the database of live layer {self.name!r} cannot be used ({exc}); "
+                                 "if the file is not a database (e.g. replaced by hand), move it away and the layer "
+                                 "starts empty, or put a good copy back") from None
+
+    def _wal_connection(self) -> AbstractContextManager[sqlite3.Connection]:
+        if not self.path.parent.is_dir():  # the live folder was removed while the server runs
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        return wal_connection(self.path)
 
     # -- writes ---------------------------------------------------------------------------
     @staticmethod
@@ -358,10 +365,11 @@ class LiveLayer:
 
     # -- reads ----------------------------------------------------------------------------
     def version(self) -> str:
-        """Changes with every write of items; read it before the items it stands for."""
+        """Changes with every write of items, and with the database file; read it before the items it
+        stands for."""
         with self._connect() as con:
-            row = con.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
-        return row[0] if row else "0"
+            meta = dict(con.execute("SELECT key, value FROM meta WHERE key IN ('file', 'version')").fetchall())
+        return f"{meta.get('file', '')}:{meta.get('version', '0')}"
 
     def columns(self, now: float) -> tuple[list[str], list[str], list[dict], list[float]]:
         """Unexpired items as columns, in the order features() gives them: ids, GeoJSON geometry

@@ -12,3 +12,11 @@ class TooSlowError(ProviderGenericError):
     ogc_exception_code = "ServiceUnavailable"
     http_status_code = HTTPStatus.SERVICE_UNAVAILABLE
     default_msg = "the query took too long"
+
+
+class UnusableStoreError(ProviderGenericError):
+    """The layer's store is there but cannot be read (e.g. a file that is not a database): 503 naming it."""
+
+    ogc_exception_code = "ServiceUnavailable"
+    http_status_code = HTTPStatus.SERVICE_UNAVAILABLE
+    default_msg = "the layer's store cannot be read"

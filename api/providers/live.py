@@ -4,9 +4,9 @@ Named in the generated config as ``api.providers.live.LiveProvider`` with ``data
 project folder and ``layer`` = the live layer. Read-only; writes go through POST
 /live/{layer}/items. Like /live/{layer}/items, a read first follows the watched file.
 
-pygeoapi makes a provider for every request, so the opened layer (the validated catalog, the
-database set up) is kept per process and made again only when the catalog file or the layer's
-database file changes; the items themselves are read at each request.
+pygeoapi makes a provider for every request, so the opened layer (the validated catalog) is kept
+per process and made again only when the catalog file changes; the items themselves are read at
+each request, from whichever database file is at the layer's path then (pipelines.live).
 """
 from __future__ import annotations
 
@@ -26,26 +26,27 @@ from pygeoapi.provider.base import (
 from api.auth import AUDIT_FILE, AuditLog
 from api.errors import public
 from api.live_routes import follow_file
+from api.providers.errors import UnusableStoreError
 from geo.errors import CitytwinError
 from pipelines.catalog import CATALOG_FILE, load_catalog
-from pipelines.live import LiveLayer
+from pipelines.live import LiveLayer, LiveStoreError
 
 _FIELDS = {"timestamp": {"type": "string", "format": "date-time"},
            "expires": {"type": "string", "format": "date-time"}}
 
 
-def _identity(path: Path, edits: bool) -> tuple[int, ...]:
-    """Which file is at ``path`` (and, with ``edits``, which version of it); () when it is missing."""
+def _identity(path: Path) -> tuple[int, ...]:
+    """Which version of which file is at ``path``; () when it is missing."""
     try:
         st = os.stat(path)
     except OSError:
         return ()
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) if edits else (st.st_dev, st.st_ino)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 @dataclass(frozen=True)
 class _Opened:
-    stamp: tuple  # the catalog file's version, then which database file (every write changes its mtime)
+    stamp: tuple  # the catalog file's version
     layer: LiveLayer
     audit: AuditLog
 
@@ -55,17 +56,17 @@ _OPENED_LOCK = threading.Lock()
 
 
 def _opened_layer(project: str, name: str) -> _Opened:
-    """The live layer ``name`` of ``project``, opened once per catalog and database file version."""
+    """The live layer ``name`` of ``project``, opened once per catalog file version."""
     key = (project, name)
     catalog_file = Path(project) / CATALOG_FILE
     with _OPENED_LOCK:
         found = _OPENED.get(key)
-    if found is not None and found.stamp == (_identity(catalog_file, True), _identity(found.layer.path, False)):
+    if found is not None and found.stamp == _identity(catalog_file):
         return found
-    before = _identity(catalog_file, True)  # read first: an edit while loading makes the next request load again
+    before = _identity(catalog_file)  # read first: an edit while loading makes the next request load again
     catalog = load_catalog(Path(project))
     layer = LiveLayer(catalog, name)
-    made = _Opened((before, _identity(layer.path, False)), layer, AuditLog(catalog.build_path / AUDIT_FILE))
+    made = _Opened(before, layer, AuditLog(catalog.build_path / AUDIT_FILE))
     with _OPENED_LOCK:
         _OPENED[key] = made
     return made
@@ -87,6 +88,13 @@ class LiveProvider(BaseProvider):
     def get_fields(self) -> dict:
         return self._fields
 
+    def _features(self, bbox: tuple | None) -> list[dict]:
+        try:
+            follow_file(self.layer, self._audit)
+            return self.layer.features(bbox, None, time.time())
+        except LiveStoreError as exc:
+            raise UnusableStoreError(user_msg=public(str(exc))) from None
+
     def query(self, offset: int = 0, limit: int = 10, resulttype: str = "results", bbox: list | None = None,
               datetime_: str | None = None, properties: list | None = None, sortby: list | None = None,
               select_properties: list | None = None, skip_geometry: bool = False, q: str | None = None,
@@ -94,8 +102,7 @@ class LiveProvider(BaseProvider):
         if filterq is not None or q or datetime_:
             raise ProviderInvalidQueryError(user_msg="live collections take bbox, limit, offset and "
                                                      "property=value parameters only")
-        follow_file(self.layer, self._audit)
-        feats = self.layer.features(tuple(bbox) if bbox else None, None, time.time())
+        feats = self._features(tuple(bbox) if bbox else None)
         for name, value in properties or []:
             feats = [f for f in feats if str(f["properties"].get(name)) == str(value)]
         matched = len(feats)
@@ -109,8 +116,7 @@ class LiveProvider(BaseProvider):
                 "numberReturned": len(page)}
 
     def get(self, identifier, **kwargs) -> dict:
-        follow_file(self.layer, self._audit)
-        for f in self.layer.features(None, None, time.time()):
+        for f in self._features(None):
             if f["id"] == str(identifier):
                 return f
         raise ProviderItemNotFoundError(user_msg=f"no unexpired item {str(identifier)[:80]!r} in live layer "
