@@ -4,6 +4,8 @@ interface the next departures use. Scheduled times come from stop_times.txt (csv
 from __future__ import annotations
 
 import datetime as dt
+import os
+import sqlite3
 import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -123,3 +125,45 @@ def test_an_older_feed_does_not_replace_a_newer_one(project: Path, tmp_path: Pat
     assert result.exit_code == 2
     assert "is older than the data served" in result.output and "kept the newer data" in result.output
     assert realtime_source(project / "build", "caltrain") is not None
+
+
+def test_estimates_follow_the_state_file_replaced_or_deleted_while_read(project: Path, tmp_path: Path):
+    """Readers keep a connection per thread; a state file put in place of the one they opened, or
+    deleted and made again by the next feed, is what they read next (not the file they opened)."""
+    sched = scheduled(TRIP, dt.date(2017, 7, 25))
+    state = project / "build" / "live" / "realtime" / "caltrain.sqlite"
+    start = int(time.time()) + 10
+
+    def load(ts: int, delay: int) -> None:
+        msg = message(ts)
+        tu = msg.entity.add(id="late").trip_update
+        tu.trip.trip_id, tu.trip.start_date = TRIP, "20170725"
+        tu.stop_time_update.add(stop_sequence=1).departure.delay = delay
+        path = tmp_path / f"{ts}.pb"
+        path.write_bytes(msg.SerializeToString())
+        result = run("realtime", str(path), "--feed", "caltrain", "--type", "trip_updates", "--project", str(project))
+        assert result.exit_code == 0, result.output
+
+    def delay_served() -> int | None:
+        source = realtime_source(project / "build", "caltrain")
+        got = source.stop_update(TRIP, "20170725", sched[2][0], 2) if source else None
+        return got.delay_s if got else None
+
+    def remove_state() -> None:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{state}{suffix}").unlink(missing_ok=True)
+
+    load(start, 60)
+    assert delay_served() == 60
+    kept = tmp_path / "kept.sqlite"
+    with sqlite3.connect(state) as src, sqlite3.connect(kept) as dst:
+        src.backup(dst)
+    load(start + 1, 120)
+    assert delay_served() == 120
+    remove_state()
+    os.replace(kept, state)  # an older copy put back
+    assert delay_served() == 60
+    remove_state()
+    assert realtime_source(project / "build", "caltrain") is None
+    load(start + 2, 180)  # the next feed makes the file again
+    assert delay_served() == 180

@@ -8,6 +8,7 @@ writes its status, so the last good estimates keep serving until they expire.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -109,9 +110,17 @@ _LOCAL = threading.local()
 
 
 def reader(path: Path) -> sqlite3.Connection:
-    """A read connection to ``path`` for this thread, kept open (departures ask per stop)."""
-    cons: dict[Path, sqlite3.Connection] = _LOCAL.__dict__.setdefault("cons", {})
-    con = cons.get(path)
-    if con is None:
-        con = cons[path] = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=15)
+    """A read connection to the file now at ``path`` for this thread, kept open (departures ask per
+    stop) while that file stays there: an open connection would go on reading a file deleted or
+    replaced under it. OSError when there is no file."""
+    st = os.stat(path)
+    here = (st.st_dev, st.st_ino)  # not reused while the kept connection holds the old file open
+    cons: dict[Path, tuple[tuple[int, int], sqlite3.Connection]] = _LOCAL.__dict__.setdefault("cons", {})
+    found = cons.get(path)
+    if found is not None and found[0] == here:
+        return found[1]
+    if found is not None:
+        found[1].close()
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=15)
+    cons[path] = (here, con)
     return con
