@@ -240,18 +240,22 @@ def check_flat(pts: np.ndarray, sizes: np.ndarray, counts: np.ndarray, *, geogra
     normal = _group_sum(cross[on_ext], poly_of[on_ext], n_polys)
     length = np.sqrt((normal ** 2).sum(axis=1))
 
-    # Planarity over the exterior and the kept holes, against a tolerance from the size.
-    counts_pts = usable[kept_ring]
+    # Planarity over the exterior and the kept holes, against a tolerance from the size; only
+    # where it can fail (a triangle without holes is planar), as most CityJSON surfaces are triangles.
+    checked = (ext_size > 3) | has_holes
+    on_checked = checked[poly_of]
+    local, poly_of, on_ext = local[on_checked], poly_of[on_checked], on_ext[on_checked]
+    counts_pts = usable[kept_ring[on_checked]]
     with np.errstate(invalid="ignore", divide="ignore"):
         dist = np.abs((local * normal[poly_of]).sum(axis=1)) / length[poly_of]
     deviation = np.maximum(_group_extreme(np.maximum, np.nan_to_num(dist[counts_pts]), poly_of[counts_pts], n_polys), 0)
     hi = _group_extreme(np.maximum, local[on_ext], poly_of[on_ext], n_polys)
     lo = _group_extreme(np.minimum, local[on_ext], poly_of[on_ext], n_polys)
-    span = np.where(ok_poly[:, None], hi - lo, 0.0)
+    span = np.where((ok_poly & checked)[:, None], hi - lo, 0.0)
     tol = np.maximum(PLANAR_TOL_M, PLANAR_TOL_REL * np.sqrt((span ** 2).sum(axis=1)))
 
     area = length / 2
-    ok = ok_poly & (area >= MIN_AREA_M2) & ~(((ext_size > 3) | has_holes) & (deviation > tol))
+    ok = ok_poly & (area >= MIN_AREA_M2) & ~(checked & (deviation > tol))
     kept_ring_mask = usable & ok[ring_poly]
     kept_vertex = np.zeros(len(pts), dtype=bool)
     kept_vertex[keep] = kept_ring_mask[kept_ring]

@@ -298,13 +298,16 @@ def _empty_mesh(features: int) -> TileMesh:
 
 
 def _to_frame(pts: np.ndarray, building_of: np.ndarray, crs: list[str], frame: LocalFrame) -> np.ndarray:
-    """Vertices in ``frame``, transformed once per CRS."""
-    crs_of = np.array(crs)
+    """Vertices in ``frame``, transformed once per CRS (a tile has one, almost always: then no
+    per-vertex CRS lookup)."""
+    names, code = np.unique(np.array(crs), return_inverse=True)
+    if len(names) == 1:
+        return frame.from_crs(pts, str(names[0]))
     local = np.empty_like(pts)
-    vertex_crs = crs_of[building_of]
-    for crs in np.unique(crs_of):
-        sel = vertex_crs == crs
-        local[sel] = frame.from_crs(pts[sel], str(crs))
+    vertex_code = code[building_of]
+    for k, name in enumerate(names):
+        sel = vertex_code == k
+        local[sel] = frame.from_crs(pts[sel], str(name))
     return local
 
 
