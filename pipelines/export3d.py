@@ -5,8 +5,8 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import geopandas as gpd
 import numpy as np
 import shapely
 from pyproj import CRS, Transformer
@@ -14,15 +14,14 @@ from pyproj import CRS, Transformer
 from geo.city3d import Building3D, FlatBuilding, ReadReport, SkipReason, Surface
 from geo.errors import SourceError
 from geo.vertex_budget import MAX_VERTICES, limit_vertices
-from pipelines.catalog import load_catalog
-from pipelines.project import project_store
 from pipelines.readers.citygml_split import PART_BYTES, ByteRange, split_ranges
 from pipelines.readers.cityjson_seq import is_seq, split_seq_ranges
 from pipelines.spill3d import SpillIndex, Spilled, SpillWriter, load
-from pipelines.textures3d import ImageCheck
-from tiles.threed.atlas import with_atlas
 from tiles.threed.mesh import FlatSurfaces, LocalFrame, extrude_footprints, flat_surfaces_mesh
 from tiles.threed.tileset import TilesetReport, write_tileset
+
+if TYPE_CHECKING:
+    import geopandas as gpd
 
 log = logging.getLogger(__name__)
 BASE_NAMES = ("base_height", "ground_height", "base", "ground", "dem")
@@ -69,6 +68,10 @@ def _column(values) -> tuple[str, list]:
 def footprints_tileset(project: Path, layer: str, out: Path, *, b3dm_mode: bool = False,
                        progress: bool = True, runner=None, implicit: bool | None = None,
                        compress: bool | None = None) -> TilesetReport:
+    # the catalog, the store and textures are imported where used: a model export skips their import time
+    from pipelines.catalog import load_catalog
+    from pipelines.project import project_store
+
     catalog = load_catalog(project)
     cfg = catalog.layer(layer)
     gdf = project_store(catalog).read(layer)
@@ -289,7 +292,11 @@ def read_part(part: tuple[str, ByteRange | None, str], crs: str | None,
     path, byte_range, spill_path = part
     rr = ReadReport(str(path))
     writer = SpillWriter(Path(spill_path))
-    images = ImageCheck(Path(path)) if textures else None
+    images = None
+    if textures:
+        from pipelines.textures3d import ImageCheck
+
+        images = ImageCheck(Path(path))
     try:
         for lods in _read_lods(Path(path), crs, wanted, rr, byte_range, textures):
             if images is not None:
@@ -334,6 +341,8 @@ def _mesh_and_props(chosen: list[Spilled], lv: int, frame: LocalFrame, textures:
     images = _tile_textures(flat, chosen) if textures else []
     mesh, counts = flat_surfaces_mesh(flat, frame)
     if images:
+        from tiles.threed.atlas import with_atlas
+
         mesh = with_atlas(mesh, images)
     found = ((flat_at(lv), counts.degenerate), (SURFACE_SIMPLIFIED, counts.simplified),
              (SURFACE_TOO_COMPLEX, counts.too_complex))
