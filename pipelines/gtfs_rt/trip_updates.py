@@ -24,11 +24,20 @@ _TRIP = rt.TripDescriptor
 Row = tuple[str, str, int, str, int | None, int | None, int | None, int]
 
 
+_LATEST = 2**32  # POSIX seconds of the year 2106: an event time past it (or before 1970) is no data
+
+
+def _event_time(event: rt.TripUpdate.StopTimeEvent) -> int | None:
+    """The event's absolute time; None without one, or with one no clock could mean (a feed's bug)."""
+    return int(event.time) if event.HasField("time") and 0 < event.time < _LATEST else None
+
+
 def _event_delay(event: rt.TripUpdate.StopTimeEvent, scheduled: float) -> int | None:
     if event.HasField("delay"):
         return int(event.delay)
-    if event.HasField("time") and np.isfinite(scheduled):
-        return int(event.time - scheduled)
+    at = _event_time(event)
+    if at is not None and np.isfinite(scheduled):
+        return int(at - scheduled)
     return None
 
 
@@ -68,8 +77,9 @@ def stop_rows(static: StaticFeed, tu: rt.TripUpdate, trip_id: str, start_date: s
             arr = arr if arr is not None else (dep if dep is not None else delay)
             dep = dep if dep is not None else arr
             delay = dep
-            times = (u.arrival.time if u.arrival.HasField("time") else _plus(sched_arr[i], arr),
-                     u.departure.time if u.departure.HasField("time") else _plus(sched_dep[i], dep))
+            at_arr, at_dep = _event_time(u.arrival), _event_time(u.departure)
+            times = (at_arr if at_arr is not None else _plus(sched_arr[i], arr),
+                     at_dep if at_dep is not None else _plus(sched_dep[i], dep))
         elif skipped:
             times = (None, None)
         elif delay is not None:

@@ -2,6 +2,7 @@
 occupancy and, when TripUpdates cover its trip, its delay at the stop it is at or heading to."""
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 
 import shapely
@@ -39,7 +40,8 @@ def vehicle_item(static: StaticFeed, entity_id: str, v: rt.VehiclePosition, poin
     trip = static.trips.get(v.trip.trip_id)
     route_id = v.trip.route_id or (trip.route_id if trip else "")
     route = static.routes.get(route_id)
-    stamp = datetime.fromtimestamp(v.timestamp or header_ts, timezone.utc)
+    # without a vehicle time, or with one at or past the expiry (even past the year 9999), the feed's
+    stamp = datetime.fromtimestamp(v.timestamp if 0 < v.timestamp < expires.timestamp() else header_ts, timezone.utc)
     props: dict = {
         "vehicle_id": v.vehicle.id or entity_id, "label": v.vehicle.label or None,
         "trip_id": v.trip.trip_id or None, "route_id": route_id or None,
@@ -49,16 +51,19 @@ def vehicle_item(static: StaticFeed, entity_id: str, v: rt.VehiclePosition, poin
         "start_date": v.trip.start_date or None, "stop_id": v.stop_id or None,
         "current_stop_sequence": v.current_stop_sequence if v.HasField("current_stop_sequence") else None,
         "current_status": _STATUS.Name(v.current_status) if v.HasField("current_status") else None,
-        "bearing": round(v.position.bearing, 1) if v.position.HasField("bearing") else None,
-        "speed_mps": round(v.position.speed, 2) if v.position.HasField("speed") else None,
+        "bearing": _finite(v.position.bearing, 1) if v.position.HasField("bearing") else None,
+        "speed_mps": _finite(v.position.speed, 2) if v.position.HasField("speed") else None,
         "occupancy_status": _OCCUPANCY.Name(v.occupancy_status) if v.HasField("occupancy_status") else None,
         "occupancy_percentage": v.occupancy_percentage if v.HasField("occupancy_percentage") else None,
         "congestion_level": _CONGESTION.Name(v.congestion_level) if v.HasField("congestion_level") else None,
         "delay_s": _delay(static, v, delays),
     }
-    if stamp >= expires:  # a vehicle timestamp ahead of the header: the item still needs a lifetime
-        stamp = datetime.fromtimestamp(header_ts, timezone.utc)
     return LiveItem(entity_id, point, props, stamp, expires, PropertyScreen())
+
+
+def _finite(value: float, digits: int) -> float | None:
+    """``value`` rounded; None for NaN and infinities, which JSON answers cannot carry."""
+    return round(value, digits) if math.isfinite(value) else None
 
 
 def _delay(static: StaticFeed, v: rt.VehiclePosition, delays: RealtimeSource | None) -> int | None:
