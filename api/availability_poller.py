@@ -7,6 +7,8 @@ replaces the layer's earlier polled places in one transaction (posted places sta
 that cannot be fetched or read changes nothing: the layer keeps its last good places until they
 go stale; the fault is logged (once while it lasts), written to the audit log, and kept in
 ``<build>/live/<layer>.poll.json``, which GET /live/<layer>/items shows as ``poll``.
+A source that wants an API key gets it from the environment variable ``poll.key.env`` names, in a
+header or a query parameter; the key is never written to the status or the audit log.
 """
 from __future__ import annotations
 
@@ -24,11 +26,11 @@ import httpx
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import AUDIT_FILE, AuditLog
-from geo.errors import CitytwinError
+from geo.errors import CitytwinError, SourceError
 from pipelines.atomic_file import replace_text
 from pipelines.availability import read_places
-from pipelines.bounded_fetch import fetch_bounded
-from pipelines.catalog import AvailabilityConfig, Catalog
+from pipelines.bounded_fetch import FetchError, fetch_bounded
+from pipelines.catalog import AvailabilityConfig, AvailabilityPoll, Catalog
 from pipelines.live import LIVE_DIR, LiveLayer, live_path, screened
 from pipelines.one_process import OneProcessLoop
 
@@ -107,11 +109,15 @@ class AvailabilityPoller:
         status: dict[str, Any] = {"url": poll.url, "polled_at": _now_iso(), "error": None,
                                   "ok_at": previous.get("ok_at"), "stored": previous.get("stored")}
         try:
+            headers, params = _key(poll, name)
             data = fetch_bounded(client, poll.url, poll.max_bytes, poll.timeout_s,
-                                 f"raise layers.{name}.availability.poll.max_bytes in citytwin.yaml if it is genuine")
+                                 f"raise layers.{name}.availability.poll.max_bytes in citytwin.yaml if it is genuine",
+                                 headers, params)
             items = read_places(data, spec, poll.url)
         except CitytwinError as exc:
-            status["error"] = f"{exc}; kept the last good places"
+            refused = poll.key is not None and isinstance(exc, FetchError) and exc.http_status in (401, 403)
+            hint = f" (was the key in ${poll.key.env} refused?)" if refused and poll.key else ""
+            status["error"] = f"{exc}{hint}; kept the last good places"
             self.audit.write(who=f"poll:{poll.url}", action="poll", layer=name, status="error",
                              error=status["error"][:300])
         else:
@@ -119,8 +125,22 @@ class AvailabilityPoller:
             status |= {"ok_at": status["polled_at"], "stored": result.stored}
             self.audit.write(who=f"poll:{poll.url}", action="poll", layer=name, status="ok", stored=result.stored,
                              ids=result.ids[:50], purged=result.purged, privacy=screened(items).as_dict())
-        replace_text(_status_path(self.catalog, name), json.dumps(status))
+        path = _status_path(self.catalog, name)
+        path.parent.mkdir(parents=True, exist_ok=True)  # the live folder may have been removed meanwhile
+        replace_text(path, json.dumps(status))
         return status
+
+
+def _key(poll: AvailabilityPoll, layer: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The headers and query parameters that carry the source's key (none without one)."""
+    key = poll.key
+    if key is None:
+        return {}, {}
+    value = os.environ.get(key.env, "").strip()
+    if not value:
+        raise SourceError(f"{poll.url}: the source's key is not set: environment variable {key.env} (named by "
+                          f"layers.{layer}.availability.poll.key.env) is empty or missing where citytwin serve runs")
+    return ({key.header: value}, {}) if key.header else ({}, {str(key.param): value})
 
 
 def availability_lifespan(catalog: Catalog, inner: Callable[[Any], AbstractAsyncContextManager[None]] | None = None):

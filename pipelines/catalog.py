@@ -84,6 +84,21 @@ class AvailabilityFields(_Strict):
     name: str | None = "name"
 
 
+class SourceKey(_Strict):
+    """An API key a polled source wants. The catalog names the environment variable that holds it,
+    never the key itself; it is sent in a header or as a query parameter, and never logged."""
+
+    env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="environment variable holding the key")
+    header: str | None = Field(None, pattern=r"^[A-Za-z0-9-]+$", description="send it in this header, e.g. X-API-Key")
+    param: str | None = Field(None, min_length=1, description="or as this query parameter, e.g. serviceKey")
+
+    @model_validator(mode="after")
+    def _one_way(self):
+        if (self.header is None) == (self.param is None):
+            raise ValueError("a key is sent one way: give header or param (not both)")
+        return self
+
+
 class AvailabilityPoll(_Strict):
     """A JSON or CSV document of every place's current state, fetched by citytwin serve."""
 
@@ -97,6 +112,7 @@ class AvailabilityPoll(_Strict):
     interval_s: float = Field(60.0, ge=5, le=86400)
     timeout_s: float = Field(10.0, gt=0, le=120)
     max_bytes: int = Field(5_000_000, ge=1000, le=100_000_000, description="a larger answer is refused")
+    key: SourceKey | None = Field(None, description="the source's API key, from an environment variable")
 
     @field_validator("url")
     @classmethod
