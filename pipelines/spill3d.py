@@ -59,7 +59,7 @@ class SpillWriter:
 
     def __init__(self, path: Path):
         self.index = SpillIndex(str(path))
-        self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self._file = open(path, "wb", buffering=1 << 20)  # noqa: SIM115 - closed in close(); records are a few kB
         self._at = 0
 
     def add(self, lods: dict[int, Building3D | FlatBuilding]) -> None:
@@ -100,9 +100,10 @@ def load(path: str, offsets: np.ndarray, lengths: np.ndarray) -> list[dict[int, 
 
 
 def _centre(b: Building3D | FlatBuilding) -> tuple[float, float]:
-    """Mean x, y of all ring vertices (what the tile placement uses)."""
+    """Mean x, y of all ring vertices (what the tile placement uses): ``ndarray.mean``'s own sum
+    and division, without its per-call overhead (two calls per building)."""
     pts = b.coords if isinstance(b, FlatBuilding) else np.vstack([r for s in b.surfaces for r in s.rings])
-    return float(pts[:, 0].mean()), float(pts[:, 1].mean())
+    return float(np.add.reduce(pts[:, 0])) / len(pts), float(np.add.reduce(pts[:, 1])) / len(pts)
 
 
 def _pack(b: Building3D | FlatBuilding) -> tuple:

@@ -49,3 +49,21 @@ def test_mesh_from_ecef_equals_mesh_from_the_source_crs():
     assert len(source.indices) > 10_000
     for field in ("positions", "normals", "feature_ids", "indices"):
         np.testing.assert_array_equal(getattr(earth, field), getattr(source, field))
+
+
+@pytest.mark.parametrize("name", ["delft.city.json", "multi_lod.city.json", "rotterdam_subset.city.json"])
+def test_whole_geometry_path_equals_the_surface_by_surface_path(monkeypatch, name: str):
+    """A geometry's surfaces gathered at once (``_add_whole``) give the buildings that the
+    surface-by-surface path (kept for malformed geometries) gives."""
+    def read() -> list:
+        return [(lod, b) for lods in read_cityjson_flat(CJ / name, crs="EPSG:7415", lods=(1, 2))
+                for lod, b in sorted(lods.items())]
+
+    fast = read()
+    monkeypatch.setattr(cityjson_batch.SurfaceBatch, "_add_whole", lambda *args: False)
+    slow = read()
+    assert len(fast) == len(slow) >= 10
+    for (lod, a), (lod_b, b) in zip(fast, slow):
+        assert (a.id, lod, a.kinds) == (b.id, lod_b, b.kinds)
+        for field in ("ring_counts", "ring_sizes", "coords", "ecef"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
