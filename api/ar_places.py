@@ -8,8 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 from api.ar_index import ArIndex, ground_function, surface
+from api.errors import public
 from pipelines.catalog import Catalog
-from pipelines.live import LiveLayer
+from pipelines.live import LiveLayer, LiveStoreError
 
 AVAILABILITY_FIELDS = ("capacity", "free", "status", "updated")
 
@@ -20,9 +21,16 @@ def availability_layers(catalog: Catalog) -> dict[str, LiveLayer]:
 
 
 def availability_anchors(layers: dict[str, LiveLayer], index: ArIndex, mode: str,
-                         bbox: tuple[float, float, float, float], limit: int) -> list[dict]:
-    """Up to ``limit`` current places inside ``bbox`` as anchors (the caller reports truncation)."""
-    found = [(name, f) for name, layer in layers.items() for f in layer.features(bbox, limit)][:limit]
+                         bbox: tuple[float, float, float, float], limit: int, notes: list[str]) -> list[dict]:
+    """Up to ``limit`` current places inside ``bbox`` as anchors (the caller reports truncation). A layer
+    whose database cannot be read is left out with a note: the other anchors still answer."""
+    found: list[tuple[str, dict]] = []
+    for name, layer in layers.items():
+        try:
+            found += [(name, f) for f in layer.features(bbox, limit)]
+        except LiveStoreError as exc:
+            notes.append(f"availability layer {name!r} left out: {public(str(exc))}")
+    found = found[:limit]
     if not found:
         return []
     lon = np.array([f["geometry"]["coordinates"][0] for _, f in found], dtype=float)

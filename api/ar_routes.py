@@ -328,7 +328,7 @@ class ArRoutes:
                               "height": _r(ground.stop_h[j], 3),
                               "surface": "rooftop" if ground.stop_roof[j] else "terrain"})
         if "availability" in types:  # parking and chargers with their live counts
-            items += availability_anchors(self.places, index, mode, (w, s, e, n), limit + 1)
+            items += availability_anchors(self.places, index, mode, (w, s, e, n), limit + 1, notes)
         truncated = len(items) > limit
         if truncated:
             notes.append(f"{len(items)} anchors in the bbox; the first {limit} are returned (raise limit up to "

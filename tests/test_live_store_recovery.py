@@ -202,3 +202,57 @@ def test_the_ogc_collection_of_a_layer_whose_file_is_not_a_database_is_a_503(tmp
     assert broken[0] == 503 and "incidents.sqlite" in broken[1] and "not a database" in broken[1]
     assert str(root) not in broken[1]
     assert moved_away == [200, []]
+
+
+ANCHORS_SCRIPT = r"""
+import json, sys, warnings
+warnings.simplefilter('ignore')
+from pathlib import Path
+from starlette.testclient import TestClient
+from api.app import create_app
+
+root, key, lon, lat = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+client = TestClient(create_app(str(root), '127.0.0.1', 8000))
+place = {'type': 'Feature', 'id': 'L1', 'geometry': {'type': 'Point', 'coordinates': [lon, lat]},
+         'properties': {'capacity': 30, 'free': 4, 'updated': sys.argv[5]}}
+assert client.post('/live/lots/items', json=place, headers={'X-API-Key': key}).status_code == 201
+bbox = f'{lon - 0.01},{lat - 0.01},{lon + 0.01},{lat + 0.01}'
+out = []
+
+def anchors():
+    r = client.get('/ar/anchors', params={'bbox': bbox, 'types': 'poi,availability', 'terrain': 'none'})
+    body = r.json()
+    out.append([r.status_code, sorted([x['type'], x['id']] for x in body.get('items', [])), body.get('notes', [])])
+
+anchors()
+db = root / 'build' / 'live' / 'lots.sqlite'
+for suffix in ('', '-wal', '-shm'):
+    Path(f'{db}{suffix}').unlink(missing_ok=True)
+db.write_bytes(b'these are not the droids ' * 200)
+anchors()
+print(json.dumps(out))
+"""
+
+
+def test_ar_anchors_answer_without_an_availability_layer_whose_file_is_not_a_database(tmp_path: Path):
+    from datetime import datetime, timezone
+
+    from api_server import CATALOG as CITY, REPO, make_project
+
+    root = tmp_path / "project"
+    make_project(root)
+    (root / "secrets").mkdir()
+    (root / "secrets" / "keys.txt").write_text(f"{KEY_ID}: {KEY}\n", encoding="utf-8")
+    (root / "citytwin.yaml").write_text(CITY + "  lots:\n    kind: live\n    availability: {category: parking}\n"
+                                        "api_keys_file: secrets/keys.txt\n", encoding="utf-8")
+    updated = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    r = subprocess.run([sys.executable, "-c", ANCHORS_SCRIPT, str(root), KEY, *map(str, CITY_HALL), updated],
+                       capture_output=True, text=True, timeout=300, cwd=str(REPO))
+    assert r.returncode == 0, r.stderr[-3000:]
+    before, broken = json.loads(r.stdout.strip().splitlines()[-1])
+    assert before[0] == 200 and ["availability", "L1"] in before[1]
+    pois = [x for x in before[1] if x[0] == "poi"]
+    # the other anchors still come, and a note says which layer is left out and why
+    assert broken[0] == 200 and broken[1] == pois
+    note = next(n for n in broken[2] if "lots" in n)
+    assert "not a database" in note and "lots.sqlite" in note and str(root) not in note
