@@ -149,6 +149,20 @@ def test_read_bbox_returns_exactly_the_intersecting_features(store: Store):
     assert_same_features(got, gdf[hits])
 
 
+def test_count_bbox_is_the_envelopes_meeting_it(store: Store):
+    gdf = buildings()
+    store.publish("buildings", gdf)
+    bbox = (126.982, 37.562, 126.989, 37.570)
+    envelope_hits = shapely.intersects(gdf.geometry.envelope.values, box(*bbox))
+    assert 0 < envelope_hits.sum() < len(gdf)
+    assert store.count("buildings", bbox) == envelope_hits.sum()  # the sliver's envelope counts: an estimate
+    assert store.count("buildings", (10.0, 10.0, 10.1, 10.1)) == 0
+    assert store.count("buildings", (126.0, 37.0, 128.0, 38.0)) == len(gdf)
+    for bad in [(1, 2, 3), (127.0, 37.0, 126.0, 38.0), (float("nan"), 37.0, 127.0, 38.0), ("a", 1, 2, 3)]:
+        with pytest.raises(StoreError, match="bbox"):
+            store.count("buildings", bad)
+
+
 def test_read_bbox_with_no_hits_keeps_the_columns(store: Store):
     gdf = buildings()
     store.publish("buildings", gdf)

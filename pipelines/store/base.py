@@ -42,6 +42,10 @@ class Store(Protocol):
     def read(self, name: str, bbox: tuple[float, float, float, float] | None = None) -> gpd.GeoDataFrame:
         """The layer (or the features intersecting a lon/lat bbox) as a GeoDataFrame."""
 
+    def count(self, name: str, bbox: tuple[float, float, float, float]) -> int:
+        """Features whose envelope meets the lon/lat ``bbox`` (from the spatial index; a bbox read returns
+        these or fewer)."""
+
     def layers(self) -> list[str]:
         """Names of the published layers."""
 

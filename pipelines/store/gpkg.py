@@ -8,11 +8,12 @@ serialised with an advisory lock.
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import shutil
 import sqlite3
 import tempfile
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import geopandas as gpd
@@ -97,6 +98,22 @@ class GeoPackageStore:
             gdf = gdf.set_crs(STORE_CRS)
         return gdf
 
+    def count(self, name: str, bbox) -> int:
+        """Features whose envelope meets the lon/lat ``bbox``, from the R-tree alone: a bbox read
+        returns these or fewer. Cheap enough to size partitions before reading any row."""
+        self._require(name)
+        minx, miny, maxx, maxy = _finite_bbox(bbox)
+        with closing(self.sqlite()) as con:
+            row = con.execute("SELECT column_name FROM gpkg_geometry_columns WHERE table_name = ?", (name,)).fetchone()
+            rtree = f"rtree_{name}_{row[0]}" if row else None
+            if rtree is None or not con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                                (rtree,)).fetchone():
+                raise StoreError(f"layer {name!r} in {self.path} has no spatial index; publish it again "
+                                 "(citytwin ingest) to make one")
+            quoted = '"' + rtree.replace('"', '""') + '"'
+            return int(con.execute(f"SELECT count(*) FROM {quoted} WHERE maxx >= ? AND minx <= ? "
+                                   "AND maxy >= ? AND miny <= ?", (minx, maxx, miny, maxy)).fetchone()[0])
+
     def info(self, name: str) -> LayerInfo:
         self._require(name)
         meta = pyogrio.read_info(self.path, layer=name, force_feature_count=True, force_total_bounds=True)
@@ -116,6 +133,16 @@ class GeoPackageStore:
 
     def close(self) -> None:
         pass
+
+
+def _finite_bbox(bbox) -> tuple[float, float, float, float]:
+    try:
+        vals = tuple(float(v) for v in bbox)
+    except (TypeError, ValueError):
+        raise StoreError(f"bbox {bbox!r} must be four numbers: minlon, minlat, maxlon, maxlat") from None
+    if len(vals) != 4 or not all(map(math.isfinite, vals)) or vals[0] > vals[2] or vals[1] > vals[3]:
+        raise StoreError(f"bbox {bbox!r} must be four finite numbers: minlon, minlat, maxlon, maxlat")
+    return vals
 
 
 def _np_dtype(name: str):

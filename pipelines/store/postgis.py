@@ -353,6 +353,19 @@ class PostGISStore:
             sql.Identifier(GEOMETRY_COLUMN), self.table(name))
         return geometry_type, columns, conn.execute(q).fetchone()
 
+    def count(self, name: str, bbox: Sequence[float]) -> int:
+        """Features whose envelope meets the lon/lat ``bbox``, from the GiST index: a bbox read
+        returns these or fewer."""
+        params = _check_bbox(bbox)
+
+        def query(conn: psycopg.Connection) -> int:
+            self._meta_row(conn, name)
+            q = sql.SQL("SELECT count(*) FROM {} WHERE {} && ST_MakeEnvelope(%s, %s, %s, %s, 4326)").format(
+                self.table(name), sql.Identifier(GEOMETRY_COLUMN))
+            return int(conn.execute(q, params).fetchone()[0])
+
+        return self.access.run(query)
+
     def read(self, name: str, bbox: Sequence[float] | None = None) -> gpd.GeoDataFrame:
         """Features of ``name`` (those intersecting the lon/lat ``bbox``, if given), ordered by id so
         that builds do not follow the table's physical order. StoreUnavailableError while the
