@@ -8,11 +8,12 @@ from pathlib import Path
 import mapbox_vector_tile
 import morecantile
 import pytest
+import shapely
 from pmtiles.reader import MmapSource, all_tiles
 
 from pipelines.store.gpkg import GeoPackageStore
 from tiles.pmtiles_build import build_pmtiles
-from tiles.pmtiles_partitions import Partition, plan
+from tiles.pmtiles_partitions import Partition, first_read_bbox, longest_first, plan
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is not an installed package
 from benchmarks.citygen import generate  # noqa: E402
@@ -82,6 +83,27 @@ def test_blocks_keep_the_row_order_of_tied_features(dense, tmp_path: Path):
     assert whole.zooms[0].dropped_for_size > 0  # ties decided by row order at the budget
     assert got.path.read_bytes() == whole.path.read_bytes()
     assert got.zooms == whole.zooms
+
+
+def test_partitions_go_longest_first_by_the_rows_they_read(dense, tmp_path: Path):
+    store, bounds = dense
+    city = store.read("buildings")
+    blocks = _blocks(bounds, 13, (14, MAXZOOM))
+    parts = [Partition(0, 0, 0, (MINZOOM, 13))] + blocks
+    ordered = longest_first(parts, lambda bbox: store.count("buildings", bbox), len(city))
+    assert sorted(ordered, key=parts.index) == parts  # the same partitions
+    envelopes = city.geometry.envelope.values
+    rows = [int(shapely.intersects(envelopes, shapely.box(*first_read_bbox(p))).sum()) for p in blocks]
+    assert len(set(rows)) > 2  # the city is denser in places: the order is not the plan's by chance
+    cost = [len(city) * 2] + [r * 3 for r in rows]  # rows read x zooms encoded
+    assert ordered == [parts[i] for i in sorted(range(len(parts)), key=lambda i: -cost[i])]
+    assert ordered != parts
+    got = build_pmtiles(store, "buildings", tmp_path / "ordered.pmtiles", MINZOOM, MAXZOOM, None,
+                        max_tile_bytes=TILE_LIMIT, progress=False, partitions=ordered)
+    whole = build_pmtiles(store, "buildings", tmp_path / "whole.pmtiles", MINZOOM, MAXZOOM, None,
+                          max_tile_bytes=TILE_LIMIT, progress=False,
+                          partitions=[Partition(0, 0, 0, (MINZOOM, MAXZOOM))])
+    assert got.path.read_bytes() == whole.path.read_bytes()
 
 
 def test_summary_has_the_drivers_share(dense, tmp_path: Path):

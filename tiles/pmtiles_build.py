@@ -30,7 +30,8 @@ from geo.errors import SourceError
 from geo.names import check_layer_name
 from geo.vertex_budget import MAX_VERTICES
 from pipelines.costs import PartitionCost
-from tiles.pmtiles_partitions import Partition, PartitionResult, StoreRef, build_partition, plan
+from tiles.pmtiles_partitions import (Partition, PartitionResult, StoreRef, build_partition, longest_first,
+                                      plan)
 from tiles.publish import make_readable, scratch_file
 from tiles.source import MAX_TILE_BYTES, TileSetInfo
 from tiles.tilejson import tilejson
@@ -122,7 +123,9 @@ def build_pmtiles(store, layer: str, out_path: Path, minzoom: int, maxzoom: int,
     runner = runner or InProcessRunner()
     if partitions is None:
         layer_info = store.info(layer)
-        partitions = plan(layer_info.bounds, layer_info.count, minzoom, maxzoom, workers=runner.workers())
+        partitions = longest_first(plan(layer_info.bounds, layer_info.count, minzoom, maxzoom,
+                                        workers=runner.workers()),
+                                   lambda bbox: store.count(layer, bbox), layer_info.count)
     bar = None
     if progress:
         from tqdm import tqdm

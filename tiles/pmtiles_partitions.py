@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,7 +99,7 @@ class PartitionResult:
 
 def plan(bounds: tuple[float, float, float, float], count: int, minzoom: int, maxzoom: int,
          workers: int = 1) -> list[Partition]:
-    """One whole-layer partition for the low zooms (first: it is the longest), then blocks
+    """One whole-layer partition for the low zooms (build_pmtiles orders them longest_first), then blocks
     ``BLOCK_GAP`` zooms above them for the rest, from the first zoom whose blocks cover the layer
     in at least ``MIN_BLOCKS``. Where that makes fewer than two blocks a worker, they are a zoom
     finer: a city's dense centre in one block was a third of the build. Not sooner: finer blocks
@@ -118,6 +119,30 @@ def plan(bounds: tuple[float, float, float, float], count: int, minzoom: int, ma
         blocks = _tiles_over(bounds, bz)
     low = [Partition(0, 0, 0, (minzoom, split - 1))] if split > minzoom else []
     return low + [Partition(bz, x, y, (split, maxzoom)) for x, y in blocks]
+
+
+def longest_first(parts: list[Partition], rows_in: Callable[[tuple[float, float, float, float]], int],
+                  count: int) -> list[Partition]:
+    """``parts`` by estimated cost, the longest first: the rows each reads first (``rows_in`` a lon/lat
+    bbox, from the store's index; ``count`` for the whole layer) times its zooms. Workers taking them
+    in this order finish about together; in the plan's order the densest blocks could come last."""
+    def cost(part: Partition) -> int:
+        bbox = first_read_bbox(part)
+        return (count if bbox is None else rows_in(bbox)) * (part.zooms[1] - part.zooms[0] + 1)
+
+    costs = [cost(p) for p in parts]
+    return [parts[i] for i in sorted(range(len(parts)), key=lambda i: -costs[i])]
+
+
+def first_read_bbox(part: Partition) -> tuple[float, float, float, float] | None:
+    """The lon/lat bbox a block partition reads first (its block and a ring of tiles); None: the whole layer."""
+    return None if part.whole_layer else _lonlat_bbox(_merc_rect(_ring(part), part.zooms[0], _MARGIN_TILES))
+
+
+def _ring(part: Partition) -> tuple[int, int, int, int]:
+    """The block's tiles at its first zoom and the ring around them that most of its features reach."""
+    tiles = _block_rect(part, part.zooms[0])
+    return (tiles[0] - 1, tiles[1] - 1, tiles[2] + 1, tiles[3] + 1)
 
 
 def _tiles_over(bounds: tuple[float, float, float, float], z: int) -> list[tuple[int, int]]:
@@ -253,8 +278,7 @@ def _read(store, layer: str, fields: list[str] | None, part: Partition) -> _Rows
     if part.whole_layer:
         return _prepared(store.read(layer), layer, fields, part)
     z = part.zooms[0]
-    tiles = _block_rect(part, z)
-    tiles = (tiles[0] - 1, tiles[1] - 1, tiles[2] + 1, tiles[3] + 1)  # the ring most features reach
+    tiles = _ring(part)
     for _ in range(_MAX_READS):
         rows = _prepared(store.read(layer, bbox=_lonlat_bbox(_merc_rect(tiles, z, _MARGIN_TILES))),
                          layer, fields, part)
