@@ -24,6 +24,7 @@ from pyproj import CRS
 from geo.city3d import SkipReason
 from geo.crs import crs_label, parse_crs
 from geo.errors import CRSError
+from geo.rows import row_sums
 
 MIN_AREA_M2 = 1e-4
 PLANAR_TOL_M = 0.1
@@ -238,7 +239,7 @@ def check_flat(pts: np.ndarray, sizes: np.ndarray, counts: np.ndarray, *, geogra
     cross = np.column_stack([a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1], a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2],
                              a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]])
     normal = _group_sum(cross[on_ext], poly_of[on_ext], n_polys)
-    length = np.sqrt((normal ** 2).sum(axis=1))
+    length = np.sqrt(row_sums(normal ** 2))
 
     # Planarity over the exterior and the kept holes, against a tolerance from the size; only
     # where it can fail (a triangle without holes is planar), as most CityJSON surfaces are triangles.
@@ -247,12 +248,12 @@ def check_flat(pts: np.ndarray, sizes: np.ndarray, counts: np.ndarray, *, geogra
     local, poly_of, on_ext = local[on_checked], poly_of[on_checked], on_ext[on_checked]
     counts_pts = usable[kept_ring[on_checked]]
     with np.errstate(invalid="ignore", divide="ignore"):
-        dist = np.abs((local * normal[poly_of]).sum(axis=1)) / length[poly_of]
+        dist = np.abs(row_sums(local * normal[poly_of])) / length[poly_of]
     deviation = np.maximum(_group_extreme(np.maximum, np.nan_to_num(dist[counts_pts]), poly_of[counts_pts], n_polys), 0)
     hi = _group_extreme(np.maximum, local[on_ext], poly_of[on_ext], n_polys)
     lo = _group_extreme(np.minimum, local[on_ext], poly_of[on_ext], n_polys)
     span = np.where((ok_poly & checked)[:, None], hi - lo, 0.0)
-    tol = np.maximum(PLANAR_TOL_M, PLANAR_TOL_REL * np.sqrt((span ** 2).sum(axis=1)))
+    tol = np.maximum(PLANAR_TOL_M, PLANAR_TOL_REL * np.sqrt(row_sums(span ** 2)))
 
     area = length / 2
     ok = ok_poly & (area >= MIN_AREA_M2) & ~(checked & (deviation > tol))

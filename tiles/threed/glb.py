@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from geo.rows import column_max, column_min
 from tiles.threed import meshopt
 
 FLOAT, SHORT, USHORT, UINT, BYTE = 5126, 5122, 5123, 5125, 5120
@@ -180,7 +181,7 @@ def write_glb(mesh: TileMesh, properties: dict[str, tuple[str, list]], *, quanti
     nrm = _y_up(np.asarray(normals, dtype=np.float64))
     node: dict = {"mesh": 0}
 
-    lo, hi = pos.min(axis=0), pos.max(axis=0)
+    lo, hi = column_min(pos), column_max(pos)
     if quantize:
         center = (lo + hi) / 2
         scale = float(max((hi - lo).max() / 2, 1e-6))
@@ -189,7 +190,7 @@ def write_glb(mesh: TileMesh, properties: dict[str, tuple[str, list]], *, quanti
         packed[:, :3] = q
         accessors.append({"bufferView": buf.add_stream(packed, target=ARRAY_BUFFER, stride=8),
                           "componentType": SHORT, "normalized": True, "count": n, "type": "VEC3",
-                          "min": q.min(axis=0).tolist(), "max": q.max(axis=0).tolist()})
+                          "min": column_min(q).tolist(), "max": column_max(q).tolist()})
         node.update(translation=center.tolist(), scale=[scale, scale, scale])
         if compress:  # 8-bit octahedral normals: a quarter of the bytes, well under a degree off
             octa = meshopt.octahedral(nrm)
@@ -204,7 +205,7 @@ def write_glb(mesh: TileMesh, properties: dict[str, tuple[str, list]], *, quanti
     else:
         p32 = pos.astype(np.float32)
         accessors.append({"bufferView": buf.add(p32.tobytes(), target=ARRAY_BUFFER), "componentType": FLOAT,
-                          "count": n, "type": "VEC3", "min": p32.min(axis=0).tolist(), "max": p32.max(axis=0).tolist()})
+                          "count": n, "type": "VEC3", "min": column_min(p32).tolist(), "max": column_max(p32).tolist()})
         accessors.append({"bufferView": buf.add(nrm.astype(np.float32).tobytes(), target=ARRAY_BUFFER),
                           "componentType": FLOAT, "count": n, "type": "VEC3"})
 

@@ -15,6 +15,7 @@ import shapely
 
 from geo.city3d import Building3D
 from geo.ecef import ECEF, ecef_to_enu, to_ecef
+from geo.rows import row_norms, row_sums
 from geo.vertex_budget import MAX_VERTICES, limit_vertices
 from tiles.threed.glb import TileMesh
 
@@ -192,17 +193,17 @@ def flat_surfaces_mesh(flat: FlatSurfaces, frame: LocalFrame) -> tuple[TileMesh,
     terms = np.column_stack([(a[:, 1] - b[:, 1]) * (a[:, 2] + b[:, 2]), (a[:, 2] - b[:, 2]) * (a[:, 0] + b[:, 0]),
                              (a[:, 0] - b[:, 0]) * (a[:, 1] + b[:, 1])])[ext_vertex]
     normal = np.column_stack([np.bincount(owner, terms[:, k], minlength=n_surf) for k in range(3)])
-    norm = np.linalg.norm(normal, axis=1)
+    norm = row_norms(normal)
     usable = (norm >= 1e-9) & (sizes[first_ring] >= 3)
     counts.degenerate += int((~usable).sum())
     normal = normal / np.where(usable, norm, 1.0)[:, None]
     # a basis of each surface's plane, for earcut
     helper = np.where((np.abs(normal[:, 0]) < 0.9)[:, None], [1.0, 0, 0], [0, 1.0, 0])
     u = np.cross(normal, helper)
-    u /= np.where(usable, np.linalg.norm(u, axis=1), 1.0)[:, None]
+    u /= np.where(usable, row_norms(u), 1.0)[:, None]
     v = np.cross(normal, u)
     vertex_surface = ring_surface[vertex_ring]
-    uv = np.column_stack([(local * u[vertex_surface]).sum(axis=1), (local * v[vertex_surface]).sum(axis=1)])
+    uv = np.column_stack([row_sums(local * u[vertex_surface]), row_sums(local * v[vertex_surface])])
 
     surface_start = ring_start[first_ring]
     surface_size = ring_start[np.append(first_ring[1:], n_rings)] - surface_start
@@ -314,7 +315,7 @@ def _to_frame(pts: np.ndarray, building_of: np.ndarray, crs: list[str], frame: L
 def _facing_each(tris: np.ndarray, pts: np.ndarray, normals: np.ndarray) -> np.ndarray:
     """Flip triangles whose winding disagrees with their first vertex's normal."""
     a, b, c = pts[tris[:, 0]], pts[tris[:, 1]], pts[tris[:, 2]]
-    flip = (np.cross(b - a, c - a) * normals[tris[:, 0]]).sum(axis=1) < 0
+    flip = row_sums(np.cross(b - a, c - a) * normals[tris[:, 0]]) < 0
     tris = tris.copy()
     tris[flip] = tris[flip][:, ::-1]
     return tris
