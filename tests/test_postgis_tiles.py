@@ -99,6 +99,46 @@ def test_a_tile_over_the_budget_is_thinned_alike_on_both_drivers(source, pg_db_u
     assert {str(f["properties"]["id"]) for f in kept} == largest
 
 
+class _CountingConnection:
+    """An AsyncConnection that counts the statements sent through it."""
+
+    def __init__(self, conn):
+        self.conn, self.statements = conn, 0
+
+    async def execute(self, *args, **kwargs):
+        self.statements += 1
+        return await self.conn.execute(*args, **kwargs)
+
+
+def test_an_over_budget_tile_is_cut_in_the_statement_that_made_it(source, pg_db_url):
+    """The heaviest tiles are the slowest: their first cut reuses the rows already clipped, in the
+    same statement, instead of scanning and clipping them again in a second one."""
+    src, _ = source
+    small = PostGISTileSource(src.pool, "buildings", 10, 16, max_tile_bytes=2_000)
+    x, y = lonlat_to_tile(*CITY_HALL, 14)
+    full = decode(src.tile(14, x, y))["buildings"]["features"]
+
+    async def on_loop():
+        store = PostGISStore(pg_db_url)
+        try:
+            access = await store.async_access()
+            counting = await access.run(lambda conn: _count(small, conn, x, y))
+            return counting
+        finally:
+            store.close()
+
+    data, statements = asyncio.run(on_loop())
+    kept = decode(data)["buildings"]["features"]
+    assert len(data) <= 2_000 and 0 < len(kept) < len(full)
+    assert statements == 1
+
+
+async def _count(src: PostGISTileSource, conn, x: int, y: int) -> tuple[bytes | None, int]:
+    counting = _CountingConnection(conn)
+    data = await src.tile_on(counting, 14, x, y)
+    return data, counting.statements
+
+
 def test_reads_leave_the_pooled_connection_as_they_found_it(source):
     src, _ = source
     x, y = lonlat_to_tile(*CITY_HALL, Z)

@@ -83,8 +83,10 @@ class PostGISTileSource:
             )
         self.fields = {f: _MVT_FIELD_TYPES.get(available[f], "String") for f in wanted}
         self.max_tile_bytes = max_tile_bytes
-        self._query = self._tile_query(list(self.fields), thinned=False)
-        self._thinned_query = self._tile_query(list(self.fields), thinned=True)
+        # rendered once: a Composed statement is rendered again on every execution (5 % of the
+        # event loop's busy time under load, benchmarks/notes.md)
+        self._query, self._thinned_query = self.access.run(lambda conn: tuple(
+            self._tile_query(list(self.fields), thinned=thinned).as_bytes(conn) for thinned in (False, True)))
         self._bounds_cache: tuple[int, tuple[float, float, float, float]] | None = None
         self._lock = threading.Lock()
         self._version_query = sql.SQL("SELECT version FROM {} WHERE name = %s").format(
@@ -100,8 +102,12 @@ class PostGISTileSource:
             lambda conn: [(r[0], r[1]) for r in conn.execute(q, [table.as_string(conn)]).fetchall()])
 
     def _tile_query(self, fields: list[str], *, thinned: bool) -> sql.Composed:
-        """The tile and how many features it holds. ``thinned`` keeps only the %(keep)s largest
-        features, chosen before any of them is clipped."""
+        """The tile, how many features it holds and how many the whole tile held.
+
+        Not ``thinned``: every feature; a tile over %(budget)s bytes is made again in the same
+        statement from the largest features only, from the rows already clipped (the count cut
+        in proportion, as _fitting does), so the heaviest tiles are not scanned and clipped twice.
+        ``thinned`` keeps only the %(keep)s largest features, chosen before any of them is clipped."""
         attrs = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(f)) for f in fields)
         if self.stored_mercator:
             geom = sql.SQL("t.{}").format(sql.Identifier(MERCATOR_COLUMN))
@@ -118,19 +124,37 @@ class PostGISTileSource:
             size = sql.SQL("ST_Area({g}) + ST_Length({g})").format(g=lonlat)
         table = self._tiling if self.stored_mercator else self._table
         source = sql.SQL("{table} t, env WHERE {where}").format(table=table, where=where)
+        id_ = sql.Identifier(ID_COLUMN)
         if thinned:
             source = sql.SQL("(SELECT t.* FROM {source} ORDER BY {size} DESC, t.{id} LIMIT %(keep)s::bigint) t, env"
-                             ).format(source=source, size=size, id=sql.Identifier(ID_COLUMN))
+                             ).format(source=source, size=size, id=id_)
         # tol is 0 at high zooms, where the CASE skips ST_Simplify. Casts keep one prepared plan.
-        return sql.SQL(
+        head = sql.SQL(
             "WITH env AS (SELECT ST_TileEnvelope(%(z)s::int, %(x)s::int, %(y)s::int) AS merc, {box} AS box), "
-            "rows AS MATERIALIZED (SELECT {attrs}, ST_AsMVTGeom("
+            "rows AS MATERIALIZED (SELECT {attrs}, {rank}ST_AsMVTGeom("
             "CASE WHEN %(tol)s::float8 > 0 THEN ST_SimplifyPreserveTopology({geom}, %(tol)s::float8) ELSE {geom} END, "
             "env.merc, {extent}, {buffer}, true) AS mvt_geom "
-            "FROM {source}) "
-            "SELECT ST_AsMVT(rows, %(layer)s::text, {extent}, 'mvt_geom'), count(*) FROM rows WHERE mvt_geom IS NOT NULL"
-        ).format(attrs=attrs, geom=geom, box=box, source=source, extent=sql.Literal(EXTENT),
-                 buffer=sql.Literal(BUFFER))
+            "FROM {source})"
+        ).format(attrs=attrs, rank=sql.SQL("") if thinned else sql.SQL("{} AS mvt_rank, ").format(size), geom=geom,
+                 box=box, source=source, extent=sql.Literal(EXTENT), buffer=sql.Literal(BUFFER))
+        mvt = sql.SQL("ST_AsMVT(q, %(layer)s::text, {extent}, 'mvt_geom')").format(extent=sql.Literal(EXTENT))
+        if thinned:
+            return sql.SQL("{head} SELECT {mvt}, count(*), NULL::bigint FROM rows q WHERE mvt_geom IS NOT NULL"
+                           ).format(head=head, mvt=mvt)
+        named = sql.SQL(", ").join(sql.SQL("r.{}").format(sql.Identifier(f)) for f in fields)
+
+        def drawn(rows: sql.Composable) -> sql.Composed:  # the fields and geometry of rows with a geometry left
+            return sql.SQL("SELECT {}, r.mvt_geom FROM {} r WHERE r.mvt_geom IS NOT NULL").format(named, rows)
+
+        largest = sql.SQL("(SELECT * FROM rows ORDER BY mvt_rank DESC, {} LIMIT (SELECT keep FROM cut))").format(id_)
+        return sql.SQL(
+            "{head}, whole AS MATERIALIZED (SELECT {mvt} AS tile, count(*) AS n FROM ({all_rows}) q), "
+            "cut AS (SELECT length(tile) > %(budget)s::int AND n > 1 AS over, GREATEST(1, LEAST(n - 1, "
+            "floor(n::float8 * %(budget)s::int / NULLIF(length(tile), 0) * 0.9)))::bigint AS keep FROM whole), "
+            "thinned AS (SELECT {mvt} AS tile, count(*) AS n FROM ({largest}) q WHERE (SELECT over FROM cut)) "
+            "SELECT CASE WHEN c.over THEN h.tile ELSE w.tile END, CASE WHEN c.over THEN h.n ELSE w.n END, w.n "
+            "FROM whole w, cut c, thinned h"
+        ).format(head=head, mvt=mvt, all_rows=drawn(sql.SQL("rows")), largest=drawn(largest))
 
     def tile(self, z: int, x: int, y: int) -> bytes | None:
         """Uncompressed MVT bytes of tile z/x/y (at most ``max_tile_bytes``), or None when no
@@ -165,18 +189,20 @@ class PostGISTileSource:
         # below z14 simplified as the PMTiles build does (about a tile pixel); from z14 the saving
         # in bytes is ~0 and ST_SimplifyPreserveTopology costs a third of the floor (benchmarks/notes.md)
         tol = zoom_tolerance(z, self.maxzoom) if z < _SIMPLIFY_BELOW_ZOOM else 0.0
-        return {"z": z, "x": x, "y": y, "margin": BUFFER / EXTENT, "layer": self.layer, "tol": tol}
+        return {"z": z, "x": x, "y": y, "margin": BUFFER / EXTENT, "layer": self.layer, "tol": tol,
+                "budget": self.max_tile_bytes}
 
-    def _fitting(self, z: int, x: int, y: int) -> Generator[tuple[sql.Composed, dict], tuple[bytes, int], bytes | None]:
+    def _fitting(self, z: int, x: int, y: int) -> Generator[tuple[bytes, dict], tuple[bytes, int, int], bytes | None]:
         """The statements that make the tile under ``max_tile_bytes``: yields each (query, params),
-        is sent its (MVT bytes, feature count), returns the tile. One rule for both drivers."""
+        is sent its (MVT bytes, feature count, whole tile's count), returns the tile. One rule for
+        both drivers; the first statement already made the first cut of an over-budget tile."""
         params = self._params(z, x, y)
-        data, count = yield self._query, params
-        full, rounds = count, 0
+        data, count, full = yield self._query, params
+        rounds = int(count < full)
         while len(data) > self.max_tile_bytes and count > 1 and rounds < _MAX_THINNING_ROUNDS:
             # keep a share of the features in proportion to the overshoot, a little under
             params["keep"] = max(1, min(count - 1, int(count * self.max_tile_bytes / len(data) * 0.9)))
-            data, count = yield self._thinned_query, params
+            data, count, _ = yield self._thinned_query, params
             rounds += 1
         if rounds:
             log.info("tile %s/%d/%d/%d: kept the %d largest of %d features to stay under %d kB (%d kB)",
@@ -225,9 +251,11 @@ class PostGISTileSource:
         return f"postgis-{self.schema}.{self.layer}-v{version}"
 
 
-def _row(row: tuple | None) -> tuple[bytes, int]:
-    """(MVT bytes, feature count) of a tile query's row."""
-    return (bytes(row[0]) if row and row[0] is not None else b""), (int(row[1]) if row else 0)
+def _row(row: tuple | None) -> tuple[bytes, int, int]:
+    """(MVT bytes, feature count, the whole tile's feature count) of a tile query's row."""
+    data = bytes(row[0]) if row and row[0] is not None else b""
+    count = int(row[1]) if row and row[1] is not None else 0
+    return data, count, count if not row or row[2] is None else int(row[2])
 
 
 def _autocommit(conn: psycopg.Connection, work: Callable[[psycopg.Connection], T]) -> T:
