@@ -173,6 +173,11 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120, log: Path 
         time.sleep(0.3)
 
 
+# Our server reads every building into its AR index before it answers: on the 600k city at load
+# 10+ that took over two minutes, and a shorter wait failed the whole part.
+SERVER_START_S = 600
+
+
 class Server:
     """A server child process on a free port; stopped (by its own pid) on exit."""
 
@@ -193,7 +198,7 @@ class Server:
             self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, env=self.env,
                                          cwd=self.cwd or REPO)
         try:
-            wait_http(self.base + self.probe, self.proc, log=self.log)
+            wait_http(self.base + self.probe, self.proc, SERVER_START_S, log=self.log)
         except BaseException:
             self.__exit__()
             raise
