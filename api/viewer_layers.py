@@ -31,6 +31,10 @@ def viewer_layers(catalog: Catalog, store: Store, registry: TileRegistry) -> dic
     stored = set(store.layers())
     vehicles = {rt.vehicles_layer for rt in catalog.realtime.values()}  # drawn in the transit style
     alerts = {rt.alerts_layer for rt in catalog.realtime.values()}
+    # a feed's tiles are no-cache, so MapLibre never asks for them again by itself: the viewer
+    # refreshes them at the feed's interval
+    refresh = {name: rt.interval_s for rt in catalog.realtime.values()
+               for name in (rt.vehicles_layer, rt.alerts_layer) if name}
     layers = []
     for name, cfg in catalog.layers.items():
         title = cfg.title or name.replace("_", " ").capitalize()
@@ -44,6 +48,7 @@ def viewer_layers(catalog: Catalog, store: Store, registry: TileRegistry) -> dic
                           else kind_layers(name, "vehicles", "point", colour, title, label="route_short_name")
                           if name in vehicles else kind_layers(name, "alerts", None, colour, title) if name in alerts
                           else kind_layers(name, cfg.kind, None, colour, title)),
+                "refresh_s": refresh.get(name),
             })
             continue
         if name not in stored or cfg.kind == "raster" or not registry.available(name):

@@ -443,3 +443,31 @@ def test_the_realtime_status_route_is_documented_and_names_each_url(base: str, f
         "vehicle_positions": f"{feeds.url}/vehicles.pb", "trip_updates": f"{feeds.url}/trips.pb",
         "alerts": f"{feeds.url}/alerts.pb"}
     assert state["feeds"]["vehicle_positions"]["layer"] == "vehicles"
+
+
+@pytest.mark.browser
+def test_the_viewer_moves_vehicles_as_the_feed_updates(base: str, feeds: FeedServer):
+    """Vehicle tiles are no-cache, so MapLibre never expires them by itself: the open page must
+    still show the next feed's vehicles, without a reload."""
+    from browser import chromium_page
+    from test_viewer_browser import LOAD_TIMEOUT_MS
+    from test_viewer_layers_browser import RENDERED, _open
+
+    now = int(time.time()) + 60
+    feeds.feeds["/vehicles.pb"], first = vehicles_along_shapes(now, 4)
+    wait_for(lambda: set(vehicles(base)) == set(first))
+    doc = httpx.get(f"{base}/viewer/layers.json", timeout=30).json()
+    entry = next(e for e in doc["layers"] if e["id"] == "vehicles")
+    circle = next(layer["id"] for layer in entry["style"] if layer["type"] == "circle")
+    lon = sum(v["lon"] for v in first.values()) / len(first)
+    lat = sum(v["lat"] for v in first.values()) / len(first)
+    with chromium_page() as (page, _record):  # opened on the vehicles, at a zoom their tiles are made for
+        state = _open(page, f"{base}/viewer/#{max(entry['minzoom'], 12)}/{lat}/{lon}")
+        assert state["errors"] == []
+        page.wait_for_function(f"(({RENDERED})('{circle}') || []).length === 4", timeout=LOAD_TIMEOUT_MS)
+        assert page.evaluate(RENDERED, circle) == sorted(first)
+        # the next feed: three of them, moved on; the fourth gone from the map
+        feeds.feeds["/vehicles.pb"], second = vehicles_along_shapes(now + 5, 3, step=1)
+        wait_for(lambda: set(vehicles(base)) == set(second))
+        page.wait_for_function(f"(({RENDERED})('{circle}') || []).length === 3", timeout=LOAD_TIMEOUT_MS)
+        assert page.evaluate(RENDERED, circle) == sorted(second)

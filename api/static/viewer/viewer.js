@@ -224,6 +224,17 @@ async function resolveCatalogLayers(published, styled, merged) {
   return { id: "catalog", sources, layers: drawn, listed: layers, dropped: [], under: ["fill", "line"] };
 }
 
+// A GTFS-Realtime layer's tiles are served no-cache (no max-age for MapLibre to expire them by),
+// so vehicles would stay where the page first saw them: ask again at the feed's interval (the
+// server answers 304 for a tile the feed did not change).
+function refreshFeedLayers(map, entries) {
+  for (const entry of entries) {
+    if (entry.refresh_s && map.getSource(entry.id)) {
+      setInterval(() => map.refreshTiles(entry.id), entry.refresh_s * 1000);
+    }
+  }
+}
+
 // Overlay rasters and fills go under the 3D buildings (and so do the lines of layers drawn
 // by kind, like the base style's boundaries); other lines and points on top of everything.
 function mergeOverlays(style, overlays) {
@@ -449,6 +460,7 @@ async function start() {
   // screen. Listen before "load": the first idle can fire in the same frame as "load".
   const firstIdle = new Promise((resolve) => map.once("idle", resolve));
   await new Promise((resolve) => map.once("load", resolve));
+  refreshFeedLayers(map, published.catalog.layers);
   buildLayerPanel(map, style, dropped, catalogLayers);
   buildOverlayPanel(map, overlays);
   buildLegend(style);
