@@ -95,7 +95,8 @@ def stored(root: Path, name: str) -> dict[str, tuple[int, int]]:
 @pytest.mark.parametrize("name", ["by_header", "by_param"])
 def test_a_keyed_source_is_polled_with_its_key_and_refused_without(name: str, source: KeyedSource, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch):
-    root = write_catalog(tmp_path, source.url, f"{{env: {ENV}, header: X-API-Key}}", f"{{env: {ENV}, param: serviceKey}}")
+    root = write_catalog(tmp_path, source.url, f"{{env: {ENV}, header: X-API-Key}}",
+                         f"{{env: {ENV}, param: serviceKey}}")
     audit = root / "build" / "logs" / "audit.log"
     # no key in the environment: not fetched, and the status says which variable to set
     monkeypatch.delenv(ENV, raising=False)

@@ -82,7 +82,8 @@ def test_an_absurd_trip_update_time_leaves_that_stop_out_and_loads_the_rest(proj
     u = tu.stop_time_update.add(stop_sequence=4)
     u.departure.time = 2**63 - 1  # int64's largest: the year 292 billion
     report = load_feed(load_catalog(project), "caltrain", "trip_updates", msg.SerializeToString(), "odd.pb")
-    assert report.status.loaded == 1 and RealtimeState(project / "build", "caltrain").status("trip_updates").error is None
+    assert report.status.loaded == 1
+    assert RealtimeState(project / "build", "caltrain").status("trip_updates").error is None
     source = realtime_source(project / "build", "caltrain")
     assert source.stop_update(TRIP, "20170725", stops[1]["stop_id"], 2).delay_s == 120
     assert source.stop_update(TRIP, "20170725", stops[2]["stop_id"], 3).delay_s == 120
