@@ -110,7 +110,8 @@ def _pack(b: Building3D | FlatBuilding) -> tuple:
     if isinstance(b, FlatBuilding):  # read untextured (the export reads textures as Building3D)
         crs, coords = (b.crs, b.coords) if b.ecef is None else (ECEF, b.ecef)
         return (b.id, b.lod, crs, b.attributes, b.ring_counts.astype(np.int64, copy=False).tobytes(),
-                b.ring_sizes.astype(np.int64, copy=False).tobytes(), np.ascontiguousarray(coords, dtype=np.float64).tobytes())
+                b.ring_sizes.astype(np.int64, copy=False).tobytes(),
+                np.ascontiguousarray(coords, dtype=np.float64).tobytes())
     rings = [np.asarray(r, dtype=np.float64) for s in b.surfaces for r in s.rings]
     packed = (b.id, b.lod, b.crs, b.attributes, np.array([len(s.rings) for s in b.surfaces], dtype=np.int64).tobytes(),
               np.array([len(r) for r in rings], dtype=np.int64).tobytes(), np.concatenate(rings).tobytes())

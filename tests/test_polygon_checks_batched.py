@@ -23,7 +23,7 @@ def _polygons(name: str) -> list[list[np.ndarray]]:
     out = []
     for obj in data["CityObjects"].values():
         for g in obj.get("geometry") or []:
-            shells = g["boundaries"] if g["type"] == "Solid" else [g["boundaries"]] if g["type"] == "MultiSurface" else []
+            shells = {"Solid": g["boundaries"], "MultiSurface": [g["boundaries"]]}.get(g["type"], [])
             out += [[vertices[ring] for ring in surface] for shell in shells for surface in shell]
     return out
 
