@@ -1,6 +1,6 @@
 """P4 for CityJSONSeq: a ``.city.jsonl`` file to 3D Tiles against its parse floor.
 
-    .venv/bin/python -m benchmarks.p4_cityjsonseq [GB]        (default 0.2)
+    .venv/bin/python -m benchmarks.p4_cityjsonseq [GB]        (default 1, as P4 CityGML)
 
 A CityJSONSeq file of at least ``GB`` gigabytes is generated in a temporary folder from the
 shared Delft file (../shared/data/cityjson): one header line (transform, CRS), then one
@@ -29,7 +29,7 @@ from benchmarks.common import CITYTWIN, PY
 from benchmarks.p4_citygml import alternated_runs, figures
 
 SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cityjson" / "delft.city.json"
-REPS = 2
+REPS = 3  # the verdicts need three alternated repetitions (benchmarks/verdict.py)
 
 FLOOR = """
 import json, sys
@@ -152,7 +152,7 @@ def _shift(value, offset: int):
     return value + offset
 
 
-def run(gb: float = 0.2, work: Path | None = None) -> dict:
+def run(gb: float = 1.0, work: Path | None = None) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="p4-cityjsonseq-", dir=work))
     try:
         seq = tmp / "city.city.jsonl"
@@ -171,13 +171,15 @@ def run(gb: float = 0.2, work: Path | None = None) -> dict:
 
 
 def main() -> int:
-    result = run(float(sys.argv[1]) if len(sys.argv) > 1 else 0.2)
+    result = run(float(sys.argv[1]) if len(sys.argv) > 1 else 1.0)
     print(f"P4 CityJSONSeq, {result['file_mb']:,} MB, {result['buildings']:,} buildings "
           f"(load average {result['loadavg_start'][0]} at start, {result['loadavg_end'][0]} at end):")
     for name, r in (("json.loads floor", result["floor"]), ("citytwin export-3dtiles", result["ours"])):
         print(f"  {name:24s} {r['seconds']:7.1f} s (CPU {r['cpu_s']:.1f} s)  {r['mb_per_s']:6.1f} MB/s  "
               f"{r['buildings_per_s']:7,} buildings/s  peak RSS {r['peak_rss_mb']:,} MB")
     print(f"  ours / floor: {result['ratio_to_floor']}x wall, {result['cpu_ratio_to_floor']}x CPU")
+    for name, v in result["verdicts"].items():
+        print(f"  {name}: {v['verdict']} ({v['value']} vs {v['bound']}{'; ' + v['why'] if v['why'] else ''})")
     print("RESULT " + json.dumps(result))
     return 0
 
