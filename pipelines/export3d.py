@@ -11,7 +11,7 @@ import numpy as np
 import shapely
 from pyproj import CRS, Transformer
 
-from geo.city3d import Building3D, FlatBuilding, ReadReport, SkipReason, Surface
+from geo.city3d import Building3D, FlatBuilding, ReadReport, SkipReason, Surface, skip_summary
 from geo.errors import SourceError
 from geo.vertex_budget import MAX_VERTICES, limit_vertices
 from pipelines.readers.citygml_split import PART_BYTES, ByteRange, split_ranges
@@ -205,8 +205,9 @@ def models_to_tileset(paths: list[Path], out: Path, *, crs: str | None = None, l
                  for i, (p, part) in enumerate(model_parts(paths, part_bytes, split_gml=not textures))]
         read = runner.map(read_part, parts, shared={"crs": crs, "wanted": wanted, "textures": textures})
         index, messages = _merge(read, report)
-        if not index.ids:
-            raise SourceError(f"{', '.join(map(str, paths))}: no building could be read; see the messages above")
+        if not index.ids:  # the reasons, as the tileset summary would have given them
+            why = skip_summary(report.skipped) if report.skipped else "the files hold no buildings"
+            raise SourceError("\n".join([*messages, f"{', '.join(map(str, paths))}: no building could be read: {why}"]))
         levels = sorted({lv for lods in index.lods for lv in lods}) if lod is None else [lod]
         lon, lat = _centres(index, levels[0])
 

@@ -140,7 +140,8 @@ def test_bad_model_inputs(tmp_path: Path):
     assert not (tmp_path / "o").exists()
     # an LOD the file does not have: every building skipped with that reason, counted
     code, out = run(str(SHARED / "citygml" / "ogc_v2_Building_LOD1-EPSG25832.gml"), "--lod", "2", "--out", str(tmp_path / "o"))
-    assert code == 2 and "no building could be read" in out
+    assert code == 2 and "no building could be read: 1 building skipped: requested LOD not present" in out
+    assert "(asked for LOD2, has LOD1)" in out  # the example names the building and what it has
     # degenerate polygons are skipped and counted, the rest is written
     code, out = run(str(SHARED / "cityjson" / "rotterdam_subset.city.json"), "--crs", "EPSG:7415", "--out", str(tmp_path / "r"))
     assert code == 0, out
