@@ -15,7 +15,8 @@ worker-thread hop per tile (see benchmarks/notes.md).
 
 A tile over MAX_TILE_BYTES (uncompressed) is made again from the largest features only
 (by Mercator area, or length for lines, as the PMTiles build ranks them; ties by id), with the count cut in proportion until it fits: the
-same rule as the PMTiles build, so a low zoom over a dense city stays a usable tile.
+same rule as the PMTiles build, so a low zoom over a dense city stays a usable tile. The first
+cut is made in the statement that found the tile too big, from the rows it already clipped.
 """
 from __future__ import annotations
 
