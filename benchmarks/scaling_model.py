@@ -135,7 +135,8 @@ def ingest_tasks(log: CostLog, features: int) -> list[tuple[float, float]]:
 def pmtiles_tasks(log: CostLog, features: int, bounds: tuple[float, float, float, float], minzoom: int,
                   maxzoom: int, share: Share | None = None, workers: int = 1) -> list[tuple[float, float]]:
     """(seconds, of which reading) of each partition ``plan`` makes for the target on ``workers``
-    workers (the plan cuts finer blocks when there are more workers), in plan order."""
+    workers (the plan cuts finer blocks when there are more workers), longest first as the build
+    hands them out (tiles.pmtiles_partitions.longest_first)."""
     r = rates(log)
     share = share or uniform_share(bounds)
     tasks = []
@@ -144,7 +145,7 @@ def pmtiles_tasks(log: CostLog, features: int, bounds: tuple[float, float, float
         read = r.read_per_row * (owned if part.whole_layer else owned * r.context)
         encode = sum(r.encode_per_feature.get(z, 0.0) for z in range(part.zooms[0], part.zooms[1] + 1)) * owned
         tasks.append((read + encode, read))
-    return tasks
+    return sorted(tasks, key=lambda t: -t[0])
 
 
 def makespan(tasks: list[float], workers: int) -> float:
