@@ -58,10 +58,10 @@ URLS = {
 }
 
 
-def _server(name: str, ctx, layer: str):
+def _server(name: str, ctx, layer: str, processes: int):
     if name == "ours":
-        return servers.ours(ctx.project, ctx.db_url)
-    return servers.tipg(ctx.db_url, layer)
+        return servers.ours(ctx.project, ctx.db_url, processes)
+    return servers.tipg(ctx.db_url, layer, processes)
 
 
 def floor(ctx, layer: str, tiles: list[tuple[int, int, int]]) -> dict:
@@ -113,15 +113,17 @@ def sanity(base: str, url_of, tiles) -> dict:
     return {"status": codes, "bytes": sizes}
 
 
-def run(ctx, layer: str, reps: int, cold_seconds: float, warm_seconds: float, peers=("tipg",)) -> dict:
-    """Ours and ``peers`` on ``layer``; each repetition starts every server afresh."""
+def run(ctx, layer: str, reps: int, cold_seconds: float, warm_seconds: float, peers=("tipg",),
+        processes: int = 1) -> dict:
+    """Ours and ``peers`` on ``layer``, every server with ``processes`` uvicorn workers; each
+    repetition starts every server afresh."""
     tiles = tile_list(ctx.lonlat[layer][0], ctx.lonlat[layer][1], 6000)
     k = min(200, len(tiles) // 4)
     warm_set, cold_tiles = tiles[-k:], tiles[:-k]
     warm_pg(ctx, layer)
     names = ["ours", *peers]
     out: dict = {"layer": layer, "features": ctx.sizes[layer], "tiles_unique": len(tiles), "zoom_mix": {z: sum(1 for t in tiles if t[0] == z) for z in ZOOMS},
-                 "connections": CONNECTIONS, "reps": reps, "cold_seconds": cold_seconds,
+                 "connections": CONNECTIONS, "processes": processes, "reps": reps, "cold_seconds": cold_seconds,
                  "warm_seconds": warm_seconds, "runs": {n: {"cold": [], "warm": []} for n in names},
                  "floor": [], "sanity": {}, "orders": []}
     dense = sorted(tiles[:300], key=lambda t: -t[0])[:3]
@@ -133,7 +135,7 @@ def run(ctx, layer: str, reps: int, cold_seconds: float, warm_seconds: float, pe
         out["orders"].append(order)
         for name in order:
             url_of = URLS[name](layer)
-            with _server(name, ctx, layer) as srv:
+            with _server(name, ctx, layer, processes) as srv:
                 if rep == 0:
                     out["sanity"][name] = sanity(srv.base, url_of, dense)
                 cold = run_wrk(srv.base, [url_of(*t) for t in seq], cold_seconds, CONNECTIONS, f"{name}-cold")

@@ -11,7 +11,7 @@ import math
 from datetime import datetime, timezone
 from pathlib import Path
 
-DB_PARTS = ("p1", "p2", "p2_pygeoapi", "p3", "p5")
+DB_PARTS = ("p1", "p2", "p2_two", "p2_pygeoapi", "p3", "p5")
 # parts an earlier harness wrote that are no longer measured, and why
 RETIRED = {"p2_small": "pygeoapi's MVT-postgresql ratio is dropped: the provider builds a PROJ transformation "
                        "per row (see the pygeoapi diagnosis), so the ratio measured that bug; and on the 10k "
@@ -80,12 +80,17 @@ def _drops(d: dict) -> str:
     return ", ".join(f"z{z}:{v:,}" for z, v in d.items())
 
 
+def _processes(r: dict) -> str:
+    n = r.get("processes", 1)  # older results ran one process per server
+    return "one process per server" if n == 1 else f"{n} processes per server (uvicorn workers)"
+
+
 def _p2(r: dict) -> list[str]:
     s = r["summary"]
     names = [n for n in ("ours", "tipg", "pygeoapi") if n in s]
     lines = [
         f"## P2 dynamic MVT from PostGIS: `{r['layer']}` ({r['features']:,} footprints, {r['connections']} connections, {r['tiles_unique']:,} unique z14-16 tiles "
-        f"({_zoom_mix(r['zoom_mix'])}), median of {r['reps']})",
+        f"({_zoom_mix(r['zoom_mix'])}), {_processes(r)}, median of {r['reps']})",
         "",
         "| server | cold req/s | cold p50 ms | cold p99 ms | cold first-request share | warm req/s | warm p50 ms | warm p99 ms | errors |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -275,7 +280,8 @@ def render(res: dict) -> str:
                      f"FlatGeobuf); `citytwin ingest` into PostGIS {ing.get('seconds', 'n/a')} s, peak RSS "
                      f"{ing.get('max_rss_mb', 'n/a')} MB")
     lines.append("")
-    for key, fn in (("p1", _p1), ("p2", _p2), ("p2_pygeoapi", _p2_pygeoapi), ("p3", _p3), ("p5", _p5)):
+    for key, fn in (("p1", _p1), ("p2", _p2), ("p2_two", _p2), ("p2_pygeoapi", _p2_pygeoapi), ("p3", _p3),
+                    ("p5", _p5)):
         if key in res:
             try:
                 for part in res[key] if isinstance(res[key], list) else [res[key]]:

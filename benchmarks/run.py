@@ -41,7 +41,7 @@ QUICK = {"p1": [("buildings_10k", 1)], "p2_reps": 1, "p2_cold_s": 3, "p2_warm_s"
                         "bench_ar.py": ["--buildings", "20000", "--duration", "5"],
                         "bench_gtfs_rt.py": ["--phase-s", "10"], "p4_citygml.py": ["0.05"], "p4_cityjsonseq.py": ["0.02"],
                         "bench_city3d.py": ["20000"]}}
-DB_PARTS = ("p1", "p2", "p2_pygeoapi", "p3", "p5")
+DB_PARTS = ("p1", "p2", "p2_two", "p2_pygeoapi", "p3", "p5")
 P4_TIMEOUT_S = 3600
 
 
@@ -192,6 +192,9 @@ def run_db_parts(cfg: dict, only: set[str], results: dict, prov: dict) -> None:
         steps = [
             ("p1", lambda: [p1_tiles.run(ctx, layer, reps) for layer, reps in cfg["p1"]]),
             ("p2", lambda: p2_mvt.run(ctx, "buildings", cfg["p2_reps"], cfg["p2_cold_s"], cfg["p2_warm_s"], ("tipg",))),
+            # the same with ours and tipg each on two uvicorn workers (one Python process is the limit)
+            ("p2_two", lambda: p2_mvt.run(ctx, "buildings", cfg["p2_reps"], cfg["p2_cold_s"], cfg["p2_warm_s"],
+                                          ("tipg",), processes=2)),
             ("p2_pygeoapi", lambda: pygeoapi_mvt.diagnose(ctx.db_url, "buildings_10k",
                                                           _dense_z16(p2_mvt, ctx, "buildings_10k"))),
             ("p3", lambda: p3_3dtiles.run(ctx, cfg["p3_peer"][0], cfg["p3_peer"][1], big and big[0], big and big[1])),

@@ -5,7 +5,8 @@
 - pygeoapi: a plain pygeoapi (its Starlette app under uvicorn, from our venv) with its own
   YAML and the PostgreSQL feature provider, configured as its documentation shows.
 
-Every server is one uvicorn process (one worker), logging at warning level. PEERS says, for
+Every server is one uvicorn process (one worker), logging at warning level, except in P2's
+two-process line (part ``p2_two``), where ours and tipg both run two. PEERS says, for
 the report, how each peer is run and why; the database settings are benchmarks.common's.
 """
 from __future__ import annotations
@@ -24,7 +25,8 @@ PEERS = {
                         "smallest features, which is the rule ours applies; same zoom range and layer name"),
     "tipg (P2)": ("`uvicorn tipg.main:app`, one worker; `TIPG_DB_TABLES`/`TIPG_DB_SCHEMAS` name the one table; "
                   "its default pool and tile settings",
-                  "its documentation's way to publish a chosen table; one process, as ours runs"),
+                  "its documentation's way to publish a chosen table; one process, as ours runs "
+                  "(P2's two-process line gives both `--workers 2`)"),
     "pygeoapi Features (P5)": ("PostgreSQL provider with `data`, `id_field`, `table`, `geom_field`, `storage_crs` "
                                "CRS84", "the provider's documented connection example; the table is lon/lat"),
     "pygeoapi MVT-postgresql (P2)": ("not run", "diagnosed, see the P2 section: pygeoapi 0.21.0 (the newest release on "
@@ -41,15 +43,16 @@ PEERS = {
 }
 
 
-def ours(project: Path, db_url: str) -> Server:
-    return Server("ours", lambda port: [str(CITYTWIN), "serve", "--project", str(project), "--port", str(port)],
+def ours(project: Path, db_url: str, processes: int = 1) -> Server:
+    return Server("ours", lambda port: [str(CITYTWIN), "serve", "--project", str(project), "--port", str(port),
+                                        "--workers", str(processes)],
                   env_with(CITYTWIN_DATABASE_URL=db_url), "/conformance?f=json")
 
 
-def tipg(db_url: str, table: str) -> Server:
+def tipg(db_url: str, table: str, processes: int = 1) -> Server:
     env = env_with(DATABASE_URL=db_url, TIPG_DB_TABLES=f'["public.{table}"]', TIPG_DB_SCHEMAS='["public"]')
     return Server("tipg", lambda port: [str(PEER_BIN / "uvicorn"), "tipg.main:app", "--port", str(port),
-                                        "--log-level", "warning", "--no-access-log"],
+                                        "--workers", str(processes), "--log-level", "warning", "--no-access-log"],
                   env, "/collections", cwd=WORK)
 
 
