@@ -4,6 +4,8 @@
 - /viewer/vendor/<pkg>/ viewer/node_modules/<pkg>/ for the packages viewer/package.json
                         depends on (MapLibre GL JS, pmtiles): never the whole node_modules
 - /styles/<id>          styles/<id>.json at the repository root
+
+Text files of the first two go gzip-encoded to clients that accept it (api/static_gzip.py).
 """
 from __future__ import annotations
 
@@ -15,9 +17,8 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.staticfiles import StaticFiles
-
 from api.errors import error
+from api.static_gzip import GzipStaticFiles
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VIEWER_DIR = Path(__file__).resolve().parent / "static" / "viewer"
@@ -56,9 +57,9 @@ def static_routes() -> list[BaseRoute]:
     routes: list[BaseRoute] = [Route("/styles/{style_id}", _style, methods=["GET", "HEAD"])]
     for pkg in _vendor_packages():
         routes.append(Mount(f"/viewer/vendor/{pkg}",
-                            app=StaticFiles(directory=NODE_MODULES / pkg, check_dir=False)))
+                            app=GzipStaticFiles(directory=NODE_MODULES / pkg, check_dir=False)))
     routes += [
         Route("/viewer", _to_viewer),
-        Mount("/viewer", app=StaticFiles(directory=VIEWER_DIR, html=True, check_dir=False)),
+        Mount("/viewer", app=GzipStaticFiles(directory=VIEWER_DIR, html=True, check_dir=False)),
     ]
     return routes
