@@ -14,7 +14,10 @@ Heights are ellipsoidal metres. Two ground models are kept: ``none`` (ground at 
 on their base_height column or 0: exactly how tiles/threed places the 3D Tiles) and ``dem``
 (ground from the DEM; buildings without base_height stand on the DEM at their centre).
 
-``IndexHolder.get()`` hands out the current index and, at most every few seconds, checks a
+``IndexHolder`` builds the first index in a background thread, so the server answers its other
+routes at once (on a 600,000-building city the build takes a minute or more);
+until it is done ``get()`` raises IndexNotReady, which the routes answer with 503 + Retry-After.
+Then ``get()`` hands out the current index and, at most every few seconds, checks a
 cheap change token (store file stat or PostGIS layer versions, catalog and COG mtimes); a
 changed store is re-read in a background thread while requests keep using the old index.
 """
@@ -434,20 +437,28 @@ def ground_function(index: ArIndex, mode: str) -> Callable[[np.ndarray, np.ndarr
 
 
 # -- holder ---------------------------------------------------------------------------------
+class IndexNotReady(CitytwinError):
+    """No index to answer from yet: the first build is running (or failed and will be tried again)."""
+
+    retry_after_s = 5
+
+
 class IndexHolder:
-    """The current index; a changed store is re-read in the background."""
+    """The current index, built in the background; a changed store is re-read in the background."""
 
     def __init__(self, catalog: Catalog, store: Store):
         self.catalog = catalog
         self.store = store
-        warm_up()
-        self._index = build_index(catalog, store)
+        self._index: ArIndex | None = None
+        self._ready = threading.Event()
         self._checked = time.monotonic()
         self._lock = threading.Lock()
-        self._rebuilding = False
+        self._rebuilding = True
         self.last_error: str | None = None
+        threading.Thread(target=self._first_build, name="ar-index", daemon=True).start()
 
     def get(self) -> ArIndex:
+        """The current index; raises IndexNotReady while the first build has not finished."""
         now = time.monotonic()
         if now - self._checked >= CHECK_EVERY_S and not self._rebuilding:
             self._checked = now
@@ -455,18 +466,42 @@ class IndexHolder:
                 if not self._rebuilding:
                     self._rebuilding = True
                     threading.Thread(target=self._refresh, name="ar-index", daemon=True).start()
-        return self._index
+        index = self._index
+        if index is None:
+            why = f" (the last attempt failed: {self.last_error})" if self.last_error else ""
+            raise IndexNotReady("the AR index is still being built from the store after the server started"
+                                f"{why}; the other endpoints answer meanwhile; try again in a few seconds")
+        return index
+
+    def wait(self, timeout: float | None = None) -> ArIndex:
+        """The index once the first build is done (benchmarks, tools); IndexNotReady after ``timeout``."""
+        self._ready.wait(timeout)
+        return self.get()
+
+    def _first_build(self) -> None:
+        try:
+            warm_up()
+            self._index = build_index(self.catalog, self.store)
+            self._ready.set()
+        except Exception as exc:  # answered as 503 with the reason; the next check tries again
+            self.last_error = f"AR index not built: {exc}"
+            log.warning("AR index build failed: %s", exc)
+        finally:
+            self._checked = time.monotonic()
+            self._rebuilding = False
 
     def _refresh(self) -> None:
         try:
             catalog = self.catalog
+            current = self._index
             try:
-                if _stat(catalog.root / CATALOG_FILE) != self._index.token[0]:
+                if current is None or _stat(catalog.root / CATALOG_FILE) != current.token[0]:
                     catalog = load_catalog(catalog.root)
             except CitytwinError as exc:
                 self.last_error = f"catalog not reloaded: {exc}"
-            if change_token(catalog, self.store) != self._index.token:
+            if current is None or change_token(catalog, self.store) != current.token:
                 self._index = build_index(catalog, self.store)
+                self._ready.set()
                 self.catalog = catalog
                 self.last_error = None
         except Exception as exc:  # keep serving the old index; say why in the responses
@@ -478,4 +513,5 @@ class IndexHolder:
     def rebuild_now(self) -> ArIndex:
         """Rebuild synchronously (tests, benchmarks)."""
         self._index = build_index(load_catalog(self.catalog.root), self.store)
+        self._ready.set()
         return self._index

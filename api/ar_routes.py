@@ -17,7 +17,8 @@ Heights are WGS84 ellipsoidal metres (EPSG:4979). With ``terrain=none`` the grou
 and buildings stand on their base_height (0 when absent): exactly where tiles/threed puts
 the 3D Tiles. With ``terrain=dem`` (the default when a DEM raster exists) the ground comes
 from the DEM, and buildings without a base_height stand on the DEM at their centre.
-Bad parameters answer 400 ``{"code", "description"}``.
+Bad parameters answer 400 ``{"code", "description"}``; while the index is still being built after
+the server started, the three answer 503 with Retry-After (api.ar_index).
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from api.ar_index import GROUND_MODES, ArIndex, IndexHolder, ground_function
+from api.ar_index import GROUND_MODES, ArIndex, IndexHolder, IndexNotReady, ground_function
 from api.ar_places import availability_anchors, availability_layers
 from api.ar_stops import stops_in_view
 from api.departure_boards import DepartureBoards, board_parameters, board_query
@@ -121,6 +122,10 @@ def _rounded(values: np.ndarray, nd: int) -> list[float]:
     return (np.round(np.asarray(values, dtype=np.float64), nd) + 0.0).tolist()
 
 
+def not_ready(exc: IndexNotReady) -> Response:
+    return error(503, "ServiceUnavailable", str(exc), headers={"Retry-After": str(exc.retry_after_s)})
+
+
 class ArRoutes:
     """The AR endpoints over one in-memory index (see api.ar_index)."""
 
@@ -167,7 +172,10 @@ class ArRoutes:
 
     # -- /ar/view ---------------------------------------------------------------------
     async def view(self, request: Request) -> Response:
-        index = self.holder.get()
+        try:
+            index = self.holder.get()
+        except IndexNotReady as exc:
+            return not_ready(exc)
         try:
             if len(index.stops):  # departures may read a timetable or real-time store: off the event loop
                 doc = await run_in_threadpool(self.view_doc, index, request.query_params)
@@ -275,7 +283,10 @@ class ArRoutes:
 
     # -- /ar/anchors ------------------------------------------------------------------
     async def anchors(self, request: Request) -> Response:
-        index = self.holder.get()
+        try:
+            index = self.holder.get()
+        except IndexNotReady as exc:
+            return not_ready(exc)
         try:
             doc = await run_in_threadpool(self.anchors_doc, index, request.query_params)
         except BadParameter as exc:
@@ -344,7 +355,10 @@ class ArRoutes:
 
     # -- /ar/route --------------------------------------------------------------------
     async def route(self, request: Request) -> Response:
-        index = self.holder.get()
+        try:
+            index = self.holder.get()
+        except IndexNotReady as exc:
+            return not_ready(exc)
         try:
             doc = await run_in_threadpool(self.route_doc, index, request.query_params)
         except BadParameter as exc:
@@ -441,6 +455,10 @@ def _param(name: str, desc: str, schema: dict, required: bool = False) -> dict:
 
 _ERROR = {"description": "Bad parameter: the message names it and says what is allowed",
           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ArError"}}}}
+_NOT_READY = {"description": "The index is still being built after the server started; try again after "
+                             "Retry-After seconds",
+              "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+              "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ArError"}}}}
 _LANG = _param("lang", "Language of labels and instructions (ko, en, ja, zh); missing text falls back to en, "
                        "then ko", {"type": "string", "default": "en",
                                    "pattern": "^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$"})
@@ -523,7 +541,7 @@ def ar_openapi_paths() -> tuple[dict, dict, list[dict]]:
                 _param("limit", "Most items (and most stops)", {"type": "integer", "default": DEFAULT_LIMIT,
                                                                 "minimum": 1, "maximum": MAX_LIMIT}),
                 _LANG, _TERRAIN, *board_parameters()],
-            "responses": {"200": ok("ArView", "Visible POIs, nearest first"), "400": _ERROR}}},
+            "responses": {"200": ok("ArView", "Visible POIs, nearest first"), "400": _ERROR, "503": _NOT_READY}}},
         "/ar/anchors": {"get": {
             "summary": "Anchor points (POIs, building entrances, transit stops, parking and chargers) with roof or "
                        "ground height",
@@ -536,7 +554,7 @@ def ar_openapi_paths() -> tuple[dict, dict, list[dict]]:
                 _param("limit", "Most anchors", {"type": "integer", "default": DEFAULT_ANCHORS, "minimum": 1,
                                                  "maximum": MAX_ANCHORS}),
                 _LANG, _TERRAIN],
-            "responses": {"200": ok("ArAnchors", "Anchors in the bbox"), "400": _ERROR}}},
+            "responses": {"200": ok("ArAnchors", "Anchors in the bbox"), "400": _ERROR, "503": _NOT_READY}}},
         "/ar/route": {"get": {
             "summary": "Walking route between POIs or points along the streets, with turn instructions",
             "tags": ["AR"], "operationId": "arRoute",
@@ -544,7 +562,7 @@ def ar_openapi_paths() -> tuple[dict, dict, list[dict]]:
                 _param("from", "POI id (layer:id or id) or lon,lat", {"type": "string"}, True),
                 _param("to", "POI id (layer:id or id) or lon,lat", {"type": "string"}, True),
                 _LANG],
-            "responses": {"200": ok("ArRoute", "The route"), "400": _ERROR,
+            "responses": {"200": ok("ArRoute", "The route"), "400": _ERROR, "503": _NOT_READY,
                           "404": {"description": "Unknown POI id, or no street layer"},
                           "422": {"description": "The two places do not connect on the street network"}}}},
     }

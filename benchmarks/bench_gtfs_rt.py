@@ -281,6 +281,7 @@ def main() -> None:
         proc = subprocess.Popen([*cli, "serve", "--project", str(work), "--port", str(port)], cwd=REPO, env=env,
                                 stdout=open(work / "serve.log", "wb"), stderr=subprocess.STDOUT)
         wait_http(f"{base}/conformance?f=json", proc, timeout=300, log=work / "serve.log")
+        wait_http(f"{base}/ar/view", proc, timeout=300, log=work / "serve.log")  # 400 once the AR index is built
         rng = np.random.default_rng(17)
         ar, tiles = ar_paths(2000, rng), tile_paths(feed)
         for path in ar[:20]:  # warm up: the AR index, the departures' timetable, the static feed

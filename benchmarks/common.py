@@ -173,8 +173,8 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120, log: Path 
         time.sleep(0.3)
 
 
-# Our server reads every building into its AR index before it answers: on the 600k city at load
-# 10+ that took over two minutes, and a shorter wait failed the whole part.
+# Our server's start on the 600k city took over two minutes at load 10+ (then with the AR index
+# built before it answered; it is now built after), and a shorter wait failed the whole part.
 SERVER_START_S = 600
 
 

@@ -128,8 +128,9 @@ def serve(project: Path, database_url: str | None = None, timeout: float = 90,
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"citytwin serve exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{base}/conformance?f=json", timeout=2).status_code == 200:
+            try:  # up, and its AR index (built in the background after start-up) ready
+                if (httpx.get(f"{base}/conformance?f=json", timeout=2).status_code == 200
+                        and httpx.get(f"{base}/ar/view", timeout=2).status_code != 503):
                     break
             except httpx.TransportError:
                 pass
