@@ -205,7 +205,7 @@ def test_the_ogc_collection_of_a_layer_whose_file_is_not_a_database_is_a_503(tmp
 
 
 ANCHORS_SCRIPT = r"""
-import json, sys, warnings
+import json, sys, time, warnings
 warnings.simplefilter('ignore')
 from pathlib import Path
 from starlette.testclient import TestClient
@@ -213,6 +213,9 @@ from api.app import create_app
 
 root, key, lon, lat = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
 client = TestClient(create_app(str(root), '127.0.0.1', 8000))
+deadline = time.monotonic() + 120
+while client.get('/ar/view').status_code == 503 and time.monotonic() < deadline:  # AR index built after start-up
+    time.sleep(0.2)
 place = {'type': 'Feature', 'id': 'L1', 'geometry': {'type': 'Point', 'coordinates': [lon, lat]},
          'properties': {'capacity': 30, 'free': 4, 'updated': sys.argv[5]}}
 assert client.post('/live/lots/items', json=place, headers={'X-API-Key': key}).status_code == 201
