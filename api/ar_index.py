@@ -450,7 +450,7 @@ class IndexHolder:
         self.catalog = catalog
         self.store = store
         self._index: ArIndex | None = None
-        self._ready = threading.Event()
+        self._first_done = threading.Event()
         self._checked = time.monotonic()
         self._lock = threading.Lock()
         self._rebuilding = True
@@ -474,21 +474,22 @@ class IndexHolder:
         return index
 
     def wait(self, timeout: float | None = None) -> ArIndex:
-        """The index once the first build is done (benchmarks, tools); IndexNotReady after ``timeout``."""
-        self._ready.wait(timeout)
+        """The index once the first build is over (benchmarks, tools); IndexNotReady if it failed or
+        ``timeout`` passed first."""
+        self._first_done.wait(timeout)
         return self.get()
 
     def _first_build(self) -> None:
         try:
             warm_up()
             self._index = build_index(self.catalog, self.store)
-            self._ready.set()
         except Exception as exc:  # answered as 503 with the reason; the next check tries again
             self.last_error = f"AR index not built: {exc}"
             log.warning("AR index build failed: %s", exc)
         finally:
             self._checked = time.monotonic()
             self._rebuilding = False
+            self._first_done.set()
 
     def _refresh(self) -> None:
         try:
@@ -501,7 +502,6 @@ class IndexHolder:
                 self.last_error = f"catalog not reloaded: {exc}"
             if current is None or change_token(catalog, self.store) != current.token:
                 self._index = build_index(catalog, self.store)
-                self._ready.set()
                 self.catalog = catalog
                 self.last_error = None
         except Exception as exc:  # keep serving the old index; say why in the responses
@@ -513,5 +513,4 @@ class IndexHolder:
     def rebuild_now(self) -> ArIndex:
         """Rebuild synchronously (tests, benchmarks)."""
         self._index = build_index(load_catalog(self.catalog.root), self.store)
-        self._ready.set()
         return self._index
