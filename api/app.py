@@ -32,6 +32,7 @@ from api.ar_routes import ArRoutes, ar_openapi_paths
 from api.auth import protect_processes
 from api.availability_poller import availability_lifespan
 from api.pygeoapi_config import STATEMENT_TIMEOUT_MS, base_url, generate
+from api.readiness import ready_route
 from api.raster_routes import PREFIX as COG_PREFIX, raster_app
 from api.realtime_routes import realtime_lifespan, realtime_routes
 from api.records_routes import catalog_routes
@@ -93,6 +94,7 @@ def create_app(project: Path, host: str = "127.0.0.1", port: int = 8000) -> ASGI
     threed = ThreeDRoutes(catalog, url, frozenset(generated.config["resources"]))
     records = catalog_routes(catalog, store, generated.config["resources"], threed, url)  # OGC API Records
     boards = DepartureBoards(catalog)  # next departures for /transit/nearest and /ar/view
+    ar = ArRoutes(catalog, store, url, boards)  # builds its index in the background
     routes = [
         Route("/", landing_route(pygeoapi_app.landing_page, url, [records.landing_link()]), methods=["GET", "HEAD"]),
         Route("/conformance",
@@ -104,7 +106,8 @@ def create_app(project: Path, host: str = "127.0.0.1", port: int = 8000) -> ASGI
         *realtime_routes(catalog),  # /transit/realtime: each GTFS-Realtime feed's state
         *geocode_routes(catalog, store),  # /geocode, /reverse from the project's gazetteer
         *live_routes(catalog),  # /live/{layer}/items (POST with API key, GET) and /live/{layer}/tiles
-        *ArRoutes(catalog, store, url, boards).routes(),  # /ar/view, /ar/anchors, /ar/route
+        *ar.routes(),  # /ar/view, /ar/anchors, /ar/route
+        ready_route({"ar_index": ar.holder.state}),  # /ready: the background start-up work is done
         Route("/openapi", openapi_route(pygeoapi_app.openapi,
                                         [ar_openapi_paths(), service_paths(), records_paths(), jobs_paths()]),
               methods=["GET", "HEAD"]),

@@ -473,6 +473,12 @@ class IndexHolder:
                                 f"{why}; the other endpoints answer meanwhile; try again in a few seconds")
         return index
 
+    def state(self) -> str:
+        """For /ready: "starting" until the first build is over, then "ready" or "failed: <why>"."""
+        if not self._first_done.is_set():
+            return "starting"
+        return "ready" if self._index is not None else f"failed: {self.last_error}"
+
     def wait(self, timeout: float | None = None) -> ArIndex:
         """The index once the first build is over (benchmarks, tools); IndexNotReady if it failed or
         ``timeout`` passed first."""

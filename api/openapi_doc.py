@@ -73,6 +73,12 @@ def service_paths() -> Contribution:
                            *board_parameters()],
             "responses": {"200": json_ok("Stops, nearest first"), "400": _PROBLEM,
                           "404": {**_PROBLEM, "description": "The project publishes no transit stops"}}}},
+        "/ready": {"get": {
+            "summary": "Whether the work the server started in the background (the AR index) is done",
+            "tags": ["Server"], "operationId": "ready",
+            "responses": {"200": json_ok("Ready: every start-up task is done (a failed one says why)"),
+                          "503": {"description": "Still starting; try again after Retry-After seconds",
+                                  "content": {"application/json": {}}}}}},
         "/transit/realtime": {"get": {
             "summary": "Each GTFS-Realtime feed's state: the last good load and the last refusal, per feed type",
             "tags": ["Transit"], "operationId": "transitRealtime",

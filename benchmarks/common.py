@@ -155,34 +155,44 @@ def write_project(root: Path, layers: dict[str, dict]) -> Path:
     return root
 
 
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120, log: Path | None = None) -> None:
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120, log: Path | None = None,
+              consecutive: int = 1) -> None:
+    """Until ``url`` answers under 500 ``consecutive`` times in a row (each probe a new connection,
+    so several worker processes sharing a port each get asked)."""
     import httpx
 
     deadline = time.monotonic() + timeout
+    ok = 0
     while True:
         if proc.poll() is not None:
             text = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
             raise RuntimeError(f"server for {url} exited with {proc.returncode}:\n{text}")
         try:
-            if httpx.get(url, timeout=5).status_code < 500:
+            ok = ok + 1 if httpx.get(url, timeout=5).status_code < 500 else 0
+            if ok >= consecutive:
                 return
+            if ok:
+                continue
         except httpx.TransportError:
-            pass
+            ok = 0
         if time.monotonic() > deadline:
             raise RuntimeError(f"{url} did not answer within {timeout} s")
         time.sleep(0.3)
 
 
 # Our server's start on the 600k city took over two minutes at load 10+ (then with the AR index
-# built before it answered; it is now built after), and a shorter wait failed the whole part.
+# built before it answered; it is now built after, and /ready says when), and a shorter wait
+# failed the whole part.
 SERVER_START_S = 600
 
 
 class Server:
     """A server child process on a free port; stopped (by its own pid) on exit."""
 
-    def __init__(self, name: str, argv_for_port, env: dict, probe: str, cwd: Path | None = None):
+    def __init__(self, name: str, argv_for_port, env: dict, probe: str, cwd: Path | None = None,
+                 consecutive: int = 1):
         self.name = name
+        self.consecutive = consecutive
         self.port = free_port()
         self.log = WORK / f"{name}.log"
         self.argv = argv_for_port(self.port)
@@ -198,7 +208,7 @@ class Server:
             self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, env=self.env,
                                          cwd=self.cwd or REPO)
         try:
-            wait_http(self.base + self.probe, self.proc, SERVER_START_S, log=self.log)
+            wait_http(self.base + self.probe, self.proc, SERVER_START_S, log=self.log, consecutive=self.consecutive)
         except BaseException:
             self.__exit__()
             raise

@@ -45,12 +45,16 @@ out["items"] = [items.status_code, sorted(f["id"] for f in items.json()["feature
 for path in ("/ar/view", "/ar/anchors", "/ar/route"):
     r = client.get(path, params=view)
     out[path] = [r.status_code, r.headers.get("retry-after"), r.json()]
+r = client.get("/ready")
+out["ready_while_held"] = [r.status_code, r.headers.get("retry-after"), r.json()]
 out["still_held"] = not release.is_set()
 release.set()
 deadline = time.monotonic() + 120
 while (r := client.get("/ar/view", params=view)).status_code == 503 and time.monotonic() < deadline:
     time.sleep(0.2)
 out["after"] = [r.status_code, r.json()]
+r = client.get("/ready")
+out["ready_after"] = [r.status_code, r.json()]
 print(json.dumps(out))
 """.replace("DEVICE", repr(DEVICE))
 
@@ -88,3 +92,30 @@ def test_view_gives_the_full_answer_once_the_index_is_built(startup):
     assert items["behind"]["occluded_by"] == {"layer": "buildings", "id": "tower"}
     assert items["clear"]["occluded"] is False
     assert doc["occluders"]["count"] == 2
+
+
+def test_ready_says_503_until_the_index_is_built_then_200(startup):
+    status, retry_after, body = startup["ready_while_held"]
+    assert status == 503 and int(retry_after) > 0
+    assert body == {"ready": False, "tasks": {"ar_index": "starting"}}
+    assert startup["ready_after"] == [200, {"ready": True, "tasks": {"ar_index": "ready"}}]
+
+
+def test_ready_counts_a_failed_build_as_done_and_says_why(monkeypatch):
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    import api.ar_index as ar_index
+    from api.readiness import ready_route
+
+    def broken(catalog, store):
+        raise OSError("store file is unreadable")
+
+    monkeypatch.setattr(ar_index, "warm_up", lambda: None)
+    monkeypatch.setattr(ar_index, "build_index", broken)
+    holder = ar_index.IndexHolder(catalog=None, store=None)
+    with pytest.raises(ar_index.IndexNotReady):
+        holder.wait(30)
+    r = TestClient(Starlette(routes=[ready_route({"ar_index": holder.state})])).get("/ready")
+    assert r.status_code == 200
+    assert r.json() == {"ready": True, "tasks": {"ar_index": "failed: AR index not built: store file is unreadable"}}
