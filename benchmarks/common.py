@@ -88,15 +88,52 @@ class Timed:
     returncode: int
     stdout: str
     stderr: str
+    tree_rss_mb: float | None = None  # peak of the summed RSS of the whole process tree (when sampled)
+
+
+TREE_SAMPLE_S = 0.2
+
+
+class TreeRss:
+    """The peak, over samples, of the RSS summed over every descendant of ``pid``.
+
+    GNU time's %M is the largest single process: a build on a Dask cluster of worker
+    processes would look as small as its biggest worker. Sampled, so a peak shorter than
+    the interval can be missed; pages shared between processes are counted once per process.
+    """
+
+    def __init__(self, pid: int):
+        import psutil
+
+        self._psutil = psutil
+        self.root = psutil.Process(pid)
+        self.peak_bytes = 0
+
+    def sample(self) -> int:
+        ps = self._psutil
+        try:
+            procs = self.root.children(recursive=True)
+        except (ps.NoSuchProcess, ps.AccessDenied):
+            return 0
+        total = 0
+        for proc in procs:
+            try:
+                total += proc.memory_info().rss
+            except (ps.NoSuchProcess, ps.AccessDenied):  # exited between the listing and the read
+                pass
+        self.peak_bytes = max(self.peak_bytes, total)
+        return total
 
 
 def run_timed(argv: list[str], *, env: dict | None = None, cwd: Path | None = None,
-              timeout: float = 1800) -> Timed:
+              timeout: float = 1800, tree_rss: bool = False) -> Timed:
     """Run a child; wall time and its peak RSS.
 
     The RSS comes from GNU time (``%M``), not from our own wait4: on Linux a forked child's
     ru_maxrss starts at the parent's high-water mark, so a small child of a big Python
     parent would report the parent's size. time's own child does not inherit ours.
+    With ``tree_rss``, also the peak summed RSS of the child and all its descendants
+    (``TreeRss``, sampled every ``TREE_SAMPLE_S``; GNU time itself left out).
     """
     out_f = open(WORK / f".out-{os.getpid()}", "w+b")
     err_f = open(WORK / f".err-{os.getpid()}", "w+b")
@@ -105,8 +142,13 @@ def run_timed(argv: list[str], *, env: dict | None = None, cwd: Path | None = No
     t0 = time.perf_counter()
     proc = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", str(rss_file), *argv], stdout=out_f, stderr=err_f,
                             env=env, cwd=cwd or REPO)
+    tree = TreeRss(proc.pid) if tree_rss else None
+    next_sample = t0
     deadline = t0 + timeout
     while True:
+        if tree is not None and time.perf_counter() >= next_sample:
+            tree.sample()
+            next_sample = time.perf_counter() + TREE_SAMPLE_S
         pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
@@ -124,7 +166,7 @@ def run_timed(argv: list[str], *, env: dict | None = None, cwd: Path | None = No
     except (OSError, ValueError, IndexError):
         rss_kb = float("nan")
     res = Timed(seconds, rss_kb / 1024, proc.returncode, out_f.read().decode(errors="replace"),
-                err_f.read().decode(errors="replace"))
+                err_f.read().decode(errors="replace"), tree.peak_bytes / 2**20 if tree else None)
     out_f.close()
     err_f.close()
     return res

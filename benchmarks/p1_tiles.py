@@ -6,10 +6,16 @@ FlatGeobuf (EPSG:4326) exported from that same store layer beforehand (not timed
 tippecanoe cannot read PostGIS). Features dropped per zoom are counted the same way for
 both archives: distinct ``id`` values GDAL's MVT reader finds at each zoom.
 
-Worker mode (``python -m benchmarks.p1_tiles ours LAYER OUT``) is what the parent times.
+Ours runs twice per repetition: in process, and on a local Dask cluster of two worker
+processes (``ours_w2``), the cluster started and stopped inside the timed process. The three
+sides' order rotates between repetitions. Peak memory is given two ways: GNU time's %M (the
+largest single process) and the summed RSS of the child's process tree, sampled.
+
+Worker mode (``python -m benchmarks.p1_tiles ours LAYER OUT [WORKERS]``) is what the parent times.
 """
 from __future__ import annotations
 
+import filecmp
 import gzip
 import json
 import sys
@@ -49,52 +55,118 @@ def archive_stats(path: Path, layer: str, features: int) -> dict:
             "dropped_per_zoom": dropped}
 
 
+SIDES = ("ours", "ours_w2", "tippecanoe")
+W2 = 2  # the Dask side's worker count
+
+
+def order_for(rep: int) -> list[str]:
+    """The sides' order in repetition ``rep``: rotated, so over three repetitions each side runs
+    once in each position and every pair runs in both orders."""
+    k = rep % len(SIDES)
+    return [*SIDES[k:], *SIDES[:k]]
+
+
+def parse_worker(stdout: str) -> dict:
+    """The worker's JSON line (the last line of its output that is one)."""
+    for line in reversed(stdout.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise ValueError(f"no JSON line in the worker's output: {stdout[-500:]!r}")
+
+
+def run_record(name: str, t) -> dict:
+    """One timed run of side ``name``: wall, both peak RSS figures, and for ours the build's own times.
+
+    The driver's share is given twice: of the child's wall time (imports, the Dask cluster's
+    start and stop included) and of the build alone (BuildReport.seconds)."""
+    rec = {"seconds": t.seconds, "max_rss_mb": t.max_rss_mb, "tree_rss_mb": t.tree_rss_mb}
+    if name != "tippecanoe":
+        w = parse_worker(t.stdout)
+        rec.update(build_seconds=w["seconds"], driver_seconds=w["driver_seconds"], partitions=w["partitions"],
+                   workers=w["workers"], driver_share_of_wall=w["driver_seconds"] / t.seconds,
+                   driver_share_of_build=w["driver_seconds"] / w["seconds"])
+    return rec
+
+
 def run(ctx, layer: str, reps: int) -> dict:
     n = ctx.sizes[layer]
     out_dir = WORK / "p1"
     out_dir.mkdir(parents=True, exist_ok=True)
     fgb = out_dir / f"{layer}_4326.fgb"
     export_for_tippecanoe(ctx.store, layer, fgb)
-    ours_out, tip_out = out_dir / "ours.pmtiles", out_dir / "tippecanoe.pmtiles"
-    ours_cmd = [str(PY), "-m", "benchmarks.p1_tiles", "ours", layer, str(ours_out)]
+    outs = {name: out_dir / f"{name}.pmtiles" for name in SIDES}
+    ours_cmd = [str(PY), "-m", "benchmarks.p1_tiles", "ours", layer, str(outs["ours"])]
+    # the same build on a local Dask cluster, started and stopped inside the timed process
+    w2_cmd = [str(PY), "-m", "benchmarks.p1_tiles", "ours", layer, str(outs["ours_w2"]), str(W2)]
     # tippecanoe: same zooms, same layer name, drop the smallest polygons when a tile is too big
     # (what ours does), keep all attributes
-    tip_cmd = [str(PEER_BIN / "tippecanoe"), "-o", str(tip_out), "--force", "-Z", str(MINZOOM), "-z", str(MAXZOOM),
-               "-l", layer, "--drop-smallest-as-needed", "--quiet", str(fgb)]
+    tip_cmd = [str(PEER_BIN / "tippecanoe"), "-o", str(outs["tippecanoe"]), "--force", "-Z", str(MINZOOM),
+               "-z", str(MAXZOOM), "-l", layer, "--drop-smallest-as-needed", "--quiet", str(fgb)]
     env = env_with(CITYTWIN_DATABASE_URL=ctx.db_url)
-    runs: dict[str, list] = {"ours": [], "tippecanoe": []}
-    cmds = {"ours": ours_cmd, "tippecanoe": tip_cmd}
+    runs: dict[str, list] = {name: [] for name in SIDES}
+    cmds = {"ours": ours_cmd, "ours_w2": w2_cmd, "tippecanoe": tip_cmd}
     orders = []
     for rep in range(reps):
-        orders.append(["ours", "tippecanoe"] if rep % 2 == 0 else ["tippecanoe", "ours"])
+        orders.append(order_for(rep))
         for name in orders[-1]:
-            cmd = cmds[name]
-            t = run_timed(cmd, env=env)
+            t = run_timed(cmds[name], env=env, tree_rss=True)
             if t.returncode != 0:
                 raise RuntimeError(f"P1 {name} failed ({t.returncode}):\n{t.stderr[-3000:]}")
-            runs[name].append({"seconds": t.seconds, "max_rss_mb": t.max_rss_mb})
+            runs[name].append(run_record(name, t))
     result = {"layer": layer, "features": n, "zooms": f"{MINZOOM}-{MAXZOOM}", "reps": reps, "orders": orders,
-              "commands": {"ours": " ".join(ours_cmd), "tippecanoe": " ".join(tip_cmd)}}
-    for name, path in (("ours", ours_out), ("tippecanoe", tip_out)):
-        stats = archive_stats(path, layer, n)
+              "commands": {name: " ".join(cmd) for name, cmd in cmds.items()}}
+    same_bytes = filecmp.cmp(outs["ours"], outs["ours_w2"], shallow=False)
+    stats_of: dict[str, dict] = {}
+    for name in SIDES:
+        # any partition plan writes the same bytes: read the Dask side's archive only when it differs
+        stats = stats_of[name] = (stats_of["ours"] if name == "ours_w2" and same_bytes
+                                  else archive_stats(outs[name], layer, n))
+        med = {k: median([r[k] for r in runs[name]]) for k in ("seconds", "max_rss_mb", "tree_rss_mb")}
         result[name] = {
-            "seconds_median": median([r["seconds"] for r in runs[name]]),
-            "max_rss_mb_median": median([r["max_rss_mb"] for r in runs[name]]),
-            "runs": runs[name], **stats,
+            "seconds_median": med["seconds"], "max_rss_mb_median": med["max_rss_mb"],
+            "tree_rss_mb_median": med["tree_rss_mb"], "runs": runs[name], **stats,
             "dropped_total_over_zooms": sum(stats["dropped_per_zoom"].values()),
         }
-    # ratio per repetition (same run, adjacent), then the median of those
-    ratios = [o["seconds"] / t["seconds"] for o, t in zip(runs["ours"], runs["tippecanoe"])]
-    result["time_ratio_ours_over_tippecanoe"] = median(ratios)
-    rss = [o["max_rss_mb"] / t["max_rss_mb"] for o, t in zip(runs["ours"], runs["tippecanoe"])]
-    result["rss_ratio_ours_over_tippecanoe"] = median(rss)
+        if name != "tippecanoe":
+            for k in ("build_seconds", "driver_seconds", "driver_share_of_wall", "driver_share_of_build"):
+                result[name][f"{k}_median"] = median([r[k] for r in runs[name]])
+            result[name]["partitions"] = runs[name][-1]["partitions"]
+            result[name]["workers"] = runs[name][-1]["workers"]
+    result["ours_w2"]["same_archive_as_ours"] = same_bytes
+
     result["ours"]["complete_from_zoom"] = complete_from(result["ours"]["dropped_per_zoom"])
-    ev = Evidence(reps=reps, alternated=alternated(orders))
-    result["targets"] = {  # issue 11: half of tippecanoe's time, at most 1.5x its memory
-        "ours time <= 0.5 x tippecanoe time": judge(result["time_ratio_ours_over_tippecanoe"], ev, at_most=0.5),
-        "ours peak RSS <= 1.5 x tippecanoe's": judge(result["rss_ratio_ours_over_tippecanoe"], ev, at_most=1.5),
-    }
+    result.update(figures(runs, orders, reps))
     return result
+
+
+def figures(runs: dict[str, list[dict]], orders: list[list[str]], reps: int) -> dict:
+    """The ratios (per repetition, then the median) and the verdicts on them."""
+    def ratio(a: str, b: str, key: str = "seconds") -> float:
+        # same run, same repetition, then the median of those
+        return median([x[key] / y[key] for x, y in zip(runs[a], runs[b])])
+
+    def ev(a: str, b: str) -> Evidence:  # that pair, not just any two sides, ran in both orders
+        return Evidence(reps=reps, alternated=alternated(orders, (a, b)))
+
+    out = {"time_ratio_ours_over_tippecanoe": ratio("ours", "tippecanoe"),
+           "rss_ratio_ours_over_tippecanoe": ratio("ours", "tippecanoe", "max_rss_mb"),
+           "time_ratio_ours_w2_over_ours": ratio("ours_w2", "ours"),
+           "time_ratio_ours_w2_over_tippecanoe": ratio("ours_w2", "tippecanoe"),
+           "tree_rss_ratio_ours_w2_over_tippecanoe": ratio("ours_w2", "tippecanoe", "tree_rss_mb")}
+    share_pct = 100 * median([r["driver_share_of_wall"] for r in runs["ours_w2"]])  # a percentage reads better
+    out["targets"] = {  # issue 11: half of tippecanoe's time, at most 1.5x its memory; Dask faster, driver < 5 %
+        "ours time <= 0.5 x tippecanoe time": judge(out["time_ratio_ours_over_tippecanoe"],
+                                                    ev("ours", "tippecanoe"), at_most=0.5),
+        "ours peak RSS <= 1.5 x tippecanoe's": judge(out["rss_ratio_ours_over_tippecanoe"],
+                                                     ev("ours", "tippecanoe"), at_most=1.5),
+        f"ours --workers {W2} faster than in process": judge(out["time_ratio_ours_w2_over_ours"],
+                                                             ev("ours_w2", "ours"), at_most=1.0),
+        f"ours --workers {W2} driver share < 5% (driver_seconds / the child's wall time, in %)": judge(
+            share_pct, Evidence(reps=reps, alternated=alternated(orders)), at_most=5.0),
+        f"ours --workers {W2} time <= 0.5 x tippecanoe": judge(out["time_ratio_ours_w2_over_tippecanoe"],
+                                                               ev("ours_w2", "tippecanoe"), at_most=0.5),
+    }
+    return out
 
 
 def complete_from(dropped_per_zoom: dict[int, int]) -> int | None:
@@ -107,18 +179,28 @@ def complete_from(dropped_per_zoom: dict[int, int]) -> int | None:
     return zoom
 
 
-def _worker(layer: str, out: str) -> None:
+def _worker(layer: str, out: str, workers: int) -> None:
+    from pipelines.runner import DaskRunner, InProcessRunner
     from pipelines.store import open_store
     from tiles.pmtiles_build import build_pmtiles
 
     store = open_store(Path(WORK))
-    report = build_pmtiles(store, layer, Path(out), MINZOOM, MAXZOOM, None, progress=False)
+    # the cluster's start and stop are part of what the parent times
+    runner = DaskRunner(workers=workers) if workers > 1 else InProcessRunner()
+    try:
+        report = build_pmtiles(store, layer, Path(out), MINZOOM, MAXZOOM, None, progress=False, runner=runner)
+        n_workers = runner.workers()
+    finally:
+        if isinstance(runner, DaskRunner):
+            runner.close()
     print(json.dumps({"tiles": report.tiles_written, "largest": report.largest_tile_bytes,
-                      "dropped": report.dropped_per_zoom}))
+                      "dropped": report.dropped_per_zoom, "seconds": report.seconds,
+                      "driver_seconds": report.driver_seconds, "partitions": report.partitions,
+                      "workers": n_workers}))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "ours":
-        _worker(sys.argv[2], sys.argv[3])
+    if len(sys.argv) in (4, 5) and sys.argv[1] == "ours":
+        _worker(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) == 5 else 1)
     else:
-        sys.exit("usage: python -m benchmarks.p1_tiles ours LAYER OUT")
+        sys.exit("usage: python -m benchmarks.p1_tiles ours LAYER OUT [WORKERS]")

@@ -49,6 +49,8 @@ def target_lines(d: dict) -> list[str]:
 
 
 def _p1(r: dict) -> list[str]:
+    if "ours_w2" in r:
+        return _p1_with_dask(r)
     o, t = r["ours"], r["tippecanoe"]
     lines = [
         f"## P1 vector tile archive build: `{r['layer']}` ({r['features']:,} footprints, z{r['zooms']}, "
@@ -70,6 +72,68 @@ def _p1(r: dict) -> list[str]:
         *target_lines(r.get("targets") or {r.get("target", "ours time <= tippecanoe time"): r["met"]}),
         "",
         f"Commands: `{r['commands']['ours']}`; `{r['commands']['tippecanoe']}` "
+        "(tippecanoe reads a FlatGeobuf exported from the same store layer; the export is not timed).",
+        "",
+    ]
+    return lines
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{_f(100 * v, 1)} %"
+
+
+def _p1_with_dask(r: dict) -> list[str]:
+    """P1 with ours twice (in process and on a local Dask cluster) beside tippecanoe."""
+    o, w, t = r["ours"], r["ours_w2"], r["tippecanoe"]
+    nw = w.get("workers", 2)
+    sides = (o, w, t)
+
+    def row(label: str, cell) -> str:
+        return f"| {label} | " + " | ".join(cell(x) for x in sides) + " |"
+
+    def ours_only(key: str, fmt) -> callable:
+        return lambda x: fmt(x[key]) if key in x else "n/a"
+
+    same = ("byte for byte the same archive as in process" if w.get("same_archive_as_ours")
+            else "**a different archive from in process** (any partition plan should write the same bytes)")
+    lines = [
+        f"## P1 vector tile archive build: `{r['layer']}` ({r['features']:,} footprints, z{r['zooms']}, "
+        f"median of {r['reps']}, the three sides' order rotated: {', '.join('/'.join(x) for x in r['orders'])})",
+        "",
+        f"| | ours in process (build_pmtiles on the PostGIS store) | ours --workers {nw} (local Dask cluster, "
+        "started and stopped inside the timed process) | tippecanoe |",
+        "|---|---|---|---|",
+        row("wall time", lambda x: f"{_f(x['seconds_median'])} s"),
+        row("peak RSS, largest single process (GNU time %M)", lambda x: f"{_f(x['max_rss_mb_median'], 0)} MB"),
+        row("peak RSS, whole process tree summed (sampled every 0.2 s)",
+            lambda x: f"{_f(x.get('tree_rss_mb_median'), 0)} MB"),
+        row("build time (BuildReport.seconds)", ours_only("build_seconds_median", lambda v: f"{_f(v)} s")),
+        row("driver time: planning, merging, writing (BuildReport.driver_seconds)",
+            ours_only("driver_seconds_median", lambda v: f"{_f(v, 2)} s")),
+        row("driver share of the child's wall time (imports, cluster start and stop included)",
+            ours_only("driver_share_of_wall_median", _pct)),
+        row("driver share of the build (driver_seconds / BuildReport.seconds)",
+            ours_only("driver_share_of_build_median", _pct)),
+        row("partitions", ours_only("partitions", lambda v: f"{v:,}")),
+        row("archive size", lambda x: _mb(x["archive_bytes"])),
+        row("tiles", lambda x: f"{x['tiles']:,}"),
+        row("largest tile (uncompressed MVT)", lambda x: f"{x['largest_tile_bytes'] / 1000:,.0f} kB"),
+        row("features absent per zoom", lambda x: _drops(x["dropped_per_zoom"])),
+        "",
+        "Ratios, each the median of per-repetition ratios (same run):",
+        "",
+        f"- time ours in process / tippecanoe: **{_f(r['time_ratio_ours_over_tippecanoe'], 2)}**",
+        f"- time ours --workers {nw} / ours in process: **{_f(r['time_ratio_ours_w2_over_ours'], 2)}**",
+        f"- time ours --workers {nw} / tippecanoe: **{_f(r['time_ratio_ours_w2_over_tippecanoe'], 2)}**",
+        f"- peak RSS (largest process) ours in process / tippecanoe: **{_f(r['rss_ratio_ours_over_tippecanoe'], 2)}**",
+        f"- peak RSS (process tree summed) ours --workers {nw} / tippecanoe: "
+        f"**{_f(r['tree_rss_ratio_ours_w2_over_tippecanoe'], 2)}**",
+        "",
+        f"Ours holds every feature from z{o.get('complete_from_zoom')} up; --workers {nw} wrote {same}.",
+        "",
+        *target_lines(r["targets"]),
+        "",
+        f"Commands: `{r['commands']['ours']}`; `{r['commands']['ours_w2']}`; `{r['commands']['tippecanoe']}` "
         "(tippecanoe reads a FlatGeobuf exported from the same store layer; the export is not timed).",
         "",
     ]

@@ -55,6 +55,12 @@ def judge(value: float | None, ev: Evidence, *, at_least: float | None = None,
             "why": "; ".join(missing)}
 
 
-def alternated(orders: list[list[str]]) -> bool:
-    """True when at least two repetitions ran the sides in different orders."""
-    return len({tuple(o) for o in orders}) > 1
+def alternated(orders: list[list[str]], pair: tuple[str, str] | None = None) -> bool:
+    """True when at least two repetitions ran the sides in different orders.
+
+    With ``pair``, when those two sides ran in both orders relative to each other: with three
+    sides, two different orders can still keep one pair in the same order ([a, b, c], [a, c, b])."""
+    if pair is None:
+        return len({tuple(o) for o in orders}) > 1
+    a, b = pair
+    return len({o.index(a) < o.index(b) for o in orders if a in o and b in o}) > 1

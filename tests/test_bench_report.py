@@ -205,3 +205,60 @@ def test_the_zoom_mix_reads_the_same_after_a_json_round_trip():
     # latest.md is rendered from the results dict in the run and from latest.json later, whose keys are strings
     assert _zoom_mix({14: 195, 16: 2230, 15: 643}) == _zoom_mix({"16": 2230, "14": 195, "15": 643}) \
         == "z14: 195, z15: 643, z16: 2,230"
+
+
+# --- P1 with the Dask side ------------------------------------------------------------------
+
+def _p1_side(seconds: float, rss: float, tree: float, ours: bool = True) -> dict:
+    side = {"seconds_median": seconds, "max_rss_mb_median": rss, "tree_rss_mb_median": tree, "runs": [],
+            "tiles": 81, "largest_tile_bytes": 500_000, "archive_bytes": 2_200_000,
+            "dropped_per_zoom": {"10": 5, "16": 0}}
+    if ours:
+        side.update(build_seconds_median=seconds - 1, driver_seconds_median=0.25, driver_share_of_wall_median=0.025,
+                    driver_share_of_build_median=0.04, partitions=9, workers=2)
+    return side
+
+
+def _p1_with_dask() -> dict:
+    from benchmarks.p1_tiles import figures, order_for
+
+    orders = [order_for(rep) for rep in range(3)]
+    runs = {n: [{"seconds": s, "max_rss_mb": 100.0, "tree_rss_mb": 150.0, "driver_share_of_wall": 0.025}] * 3
+            for n, s in (("ours", 10.0), ("ours_w2", 7.0), ("tippecanoe", 20.0))}
+    return {"layer": "buildings", "features": 600_000, "zooms": "10-16", "reps": 3, "orders": orders,
+            "commands": {"ours": "OURS", "ours_w2": "OURS 2", "tippecanoe": "TIP"},
+            "ours": {**_p1_side(10.0, 900.0, 880.0), "complete_from_zoom": 14},
+            "ours_w2": {**_p1_side(7.0, 700.0, 1_600.0), "same_archive_as_ours": True},
+            "tippecanoe": _p1_side(20.0, 300.0, 310.0, ours=False), **figures(runs, orders, 3)}
+
+
+def test_p1_renders_the_dask_side_as_a_third_column_with_its_ratios_and_targets():
+    text = render_min({"p1": [_p1_with_dask()], "started": "2026-12-02 17:00:00 +0000"})
+    head = next(ln for ln in text.splitlines() if ln.startswith("| | ours in process"))
+    assert head.count("|") == 5 and "ours --workers 2" in head and "tippecanoe" in head
+    assert "| peak RSS, largest single process (GNU time %M) | 900 MB | 700 MB | 300 MB |" in text
+    assert "| peak RSS, whole process tree summed (sampled every 0.2 s) | 880 MB | 1,600 MB | 310 MB |" in text
+    assert "| driver share of the child's wall time (imports, cluster start and stop included) | 2.5 % | 2.5 % | n/a |" \
+        in text
+    assert "| driver share of the build (driver_seconds / BuildReport.seconds) | 4.0 % | 4.0 % | n/a |" in text
+    assert "- time ours --workers 2 / ours in process: **0.70**" in text
+    assert "- time ours --workers 2 / tippecanoe: **0.35**" in text
+    assert "- ours --workers 2 faster than in process: **met** (figure 0.70, target <= 1; 3 repetition(s), alternated)" \
+        in text
+    assert "- ours --workers 2 time <= 0.5 x tippecanoe: **met** (figure 0.35" in text
+    assert "- ours --workers 2 driver share < 5% (driver_seconds / the child's wall time, in %): **met** (figure 2.50" \
+        in text
+    assert "byte for byte the same archive as in process" in text
+    assert "could not render" not in text
+
+
+def test_p1_results_without_the_dask_side_render_as_before():
+    old = _p1_with_dask()
+    for key in ("ours_w2", "time_ratio_ours_w2_over_ours", "time_ratio_ours_w2_over_tippecanoe",
+                "tree_rss_ratio_ours_w2_over_tippecanoe"):
+        old.pop(key)
+    old["commands"].pop("ours_w2")
+    text = render_min({"p1": [old], "started": "2026-12-02 17:00:00 +0000"})
+    assert "| | ours (build_pmtiles on the PostGIS store) | tippecanoe |" in text
+    assert "--workers" not in text.split("## P1", 1)[1].split("- ours time", 1)[0]
+    assert "could not render" not in text
