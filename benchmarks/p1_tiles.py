@@ -84,7 +84,8 @@ def run_record(name: str, t) -> dict:
         w = parse_worker(t.stdout)
         rec.update(build_seconds=w["seconds"], driver_seconds=w["driver_seconds"], partitions=w["partitions"],
                    workers=w["workers"], driver_share_of_wall=w["driver_seconds"] / t.seconds,
-                   driver_share_of_build=w["driver_seconds"] / w["seconds"])
+                   driver_share_of_build=w["driver_seconds"] / w["seconds"],
+                   outside_build_seconds=t.seconds - w["seconds"])  # imports, the store, the cluster's start and stop
     return rec
 
 
@@ -128,7 +129,8 @@ def run(ctx, layer: str, reps: int) -> dict:
             "dropped_total_over_zooms": sum(stats["dropped_per_zoom"].values()),
         }
         if name != "tippecanoe":
-            for k in ("build_seconds", "driver_seconds", "driver_share_of_wall", "driver_share_of_build"):
+            for k in ("build_seconds", "driver_seconds", "driver_share_of_wall", "driver_share_of_build",
+                      "outside_build_seconds"):
                 result[name][f"{k}_median"] = median([r[k] for r in runs[name]])
             result[name]["partitions"] = runs[name][-1]["partitions"]
             result[name]["workers"] = runs[name][-1]["workers"]

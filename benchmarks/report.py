@@ -108,6 +108,8 @@ def _p1_with_dask(r: dict) -> list[str]:
         row("peak RSS, whole process tree summed (sampled every 0.2 s)",
             lambda x: f"{_f(x.get('tree_rss_mb_median'), 0)} MB"),
         row("build time (BuildReport.seconds)", ours_only("build_seconds_median", lambda v: f"{_f(v)} s")),
+        row("outside the build: imports, the store, the cluster's start and stop (wall - BuildReport.seconds)",
+            ours_only("outside_build_seconds_median", lambda v: f"{_f(v)} s")),
         row("driver time: planning, merging, writing (BuildReport.driver_seconds)",
             ours_only("driver_seconds_median", lambda v: f"{_f(v, 2)} s")),
         row("driver share of the child's wall time (imports, cluster start and stop included)",

@@ -45,6 +45,7 @@ def test_the_worker_line_gives_both_driver_shares():
     rec = run_record("ours_w2", _timed(10.0, out, 300.0, 700.0))
     assert rec["driver_share_of_wall"] == 0.4 / 10.0  # imports and the cluster's start and stop included
     assert rec["driver_share_of_build"] == 0.4 / 8.0
+    assert rec["outside_build_seconds"] == 2.0
     assert (rec["max_rss_mb"], rec["tree_rss_mb"], rec["workers"]) == (300.0, 700.0, 2)
     assert "driver_seconds" not in run_record("tippecanoe", _timed(5.0))
 

@@ -215,7 +215,7 @@ def _p1_side(seconds: float, rss: float, tree: float, ours: bool = True) -> dict
             "dropped_per_zoom": {"10": 5, "16": 0}}
     if ours:
         side.update(build_seconds_median=seconds - 1, driver_seconds_median=0.25, driver_share_of_wall_median=0.025,
-                    driver_share_of_build_median=0.04, partitions=9, workers=2)
+                    driver_share_of_build_median=0.04, outside_build_seconds_median=1.0, partitions=9, workers=2)
     return side
 
 
@@ -241,6 +241,8 @@ def test_p1_renders_the_dask_side_as_a_third_column_with_its_ratios_and_targets(
     assert "| driver share of the child's wall time (imports, cluster start and stop included) | 2.5 % | 2.5 % | n/a |" \
         in text
     assert "| driver share of the build (driver_seconds / BuildReport.seconds) | 4.0 % | 4.0 % | n/a |" in text
+    assert "| outside the build: imports, the store, the cluster's start and stop (wall - BuildReport.seconds) " \
+        "| 1.0 s | 1.0 s | n/a |" in text
     assert "- time ours --workers 2 / ours in process: **0.70**" in text
     assert "- time ours --workers 2 / tippecanoe: **0.35**" in text
     assert "- ours --workers 2 faster than in process: **met** (figure 0.70, target <= 1; 3 repetition(s), alternated)" \
