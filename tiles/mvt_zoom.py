@@ -7,18 +7,19 @@ encoded in batches of whole tiles, twice:
 1. sizes only: each pair's exact feature-message bytes plus the value-table bytes it adds
    to its tile. A tile's running total is then its exact size for that many features, so a
    feature past the budget in any of its tiles is left out of the zoom (the smallest go);
-2. bytes: the kept pairs become feature messages, each tile a Layer, each gzip-compressed.
+2. bytes: the kept pairs become feature messages, each tile a Layer, each gzip-compressed
+   (ISA-L, mtime 0: same bytes every build).
 
 Leaving features out only shrinks the tiles they were in, so no tile ends over the limit
 and nothing is encoded twice to find out.
 """
 from __future__ import annotations
 
-import gzip
 from dataclasses import dataclass
 
 import numpy as np
 import shapely
+from isal import igzip
 
 from tiles.mvt_bytes import interleave, ragged_take, varint_len, varints
 from tiles.mvt_geometry import (BUFFER, EXTENT, HALF_WORLD, POINT, POLYGON, EncodedGeometry, encode_pairs,
@@ -27,7 +28,7 @@ from tiles.mvt_values import ValueTable, tile_tags
 
 SIMPLIFY_PX = 1.0  # simplification tolerance below maxzoom, in tile units
 BATCH_PAIRS = 100_000  # pairs encoded at once: bounds the byte-level index arrays (~100 B/pair each)
-_GZIP_LEVEL = 6
+_GZIP_LEVEL = 3  # ISA-L: ~8x less CPU than zlib 6 for ~8 % more bytes (real tiles, 100k and 600k cities)
 _HEAD_SLACK = 1.5  # encode pairs whose guessed running size before them is under this share of the budget
 _GUESS_PREFIX = 4096  # pairs per tile guessed at first (a z10 tile of buildings reaches the budget in ~10,000)
 
@@ -309,5 +310,5 @@ def _assemble(b: _Batch, keep: np.ndarray, family, table: ValueTable, frame: Lay
         # name, features, values, then keys, extent, version: protobuf fields may come in any order
         raw = b"\x1a" + _varint(len(layer) + len(frame.tail)) + layer + frame.tail
         k = int(tile_keys[i])
-        out.append((z, k >> z, k & ((1 << z) - 1), gzip.compress(raw, compresslevel=_GZIP_LEVEL, mtime=0), len(raw)))
+        out.append((z, k >> z, k & ((1 << z) - 1), igzip.compress(raw, compresslevel=_GZIP_LEVEL, mtime=0), len(raw)))
     return out
