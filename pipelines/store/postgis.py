@@ -75,6 +75,10 @@ _FIELD_TYPES = {"text": "string", "double precision": "number", "bigint": "integ
 # Empty-result dtypes per column type, so an empty read keeps the layer's schema.
 _EMPTY_DTYPES = {"text": object, "double precision": "float64", "bigint": "int64", "boolean": "bool",
                  "timestamp with time zone": "datetime64[ns, UTC]", "date": object}
+# Column types a read gathers into numpy arrays (with a NULL mask); the others stay Python objects.
+_NUMPY_KINDS = {"double precision": np.dtype("float64"), "bigint": np.dtype("int64"), "boolean": np.dtype("bool")}
+# Rows a read fetches per round trip (a server-side cursor's FETCH): what exists at once as tuples.
+READ_BATCH_ROWS = 20_000
 # shapely.get_type_id -> PostGIS/OGR type name (a LinearRing is stored as a LineString).
 _TYPE_NAMES = {0: "Point", 1: "LineString", 2: "LineString", 3: "Polygon", 4: "MultiPoint",
                5: "MultiLineString", 6: "MultiPolygon", 7: "GeometryCollection"}
@@ -370,10 +374,9 @@ class PostGISStore:
         """Features of ``name`` (those intersecting the lon/lat ``bbox``, if given), ordered by id so
         that builds do not follow the table's physical order. StoreUnavailableError while the
         database is down."""
-        return _to_gdf(*self.access.run(lambda conn: self._rows(conn, name, bbox)))
+        return self.access.run(lambda conn: self._read(conn, name, bbox))
 
-    def _rows(self, conn: psycopg.Connection, name: str,
-              bbox: Sequence[float] | None) -> tuple[list[tuple[str, str]], list[tuple]]:
+    def _read(self, conn: psycopg.Connection, name: str, bbox: Sequence[float] | None) -> gpd.GeoDataFrame:
         self._meta_row(conn, name)
         columns = self._columns(conn, name)
         select = sql.SQL(", ").join(
@@ -388,9 +391,66 @@ class PostGISStore:
             q += sql.SQL(" WHERE ST_Intersects({}, ST_MakeEnvelope(%s, %s, %s, %s, 4326))").format(
                 sql.Identifier(GEOMETRY_COLUMN))
         q += sql.SQL(" ORDER BY {}").format(sql.Identifier(ID_COLUMN))
-        with conn.cursor() as cur:
+        cols = [_ReadColumn(c, t) for c, t in columns]
+        # A server-side cursor: only one batch at a time exists as Python tuples and WKB bytes (a
+        # whole layer at once cost more than the GeoDataFrame itself). Each FETCH is its own
+        # statement, so a statement_timeout bounds a batch, not the whole read.
+        with conn.transaction(), conn.cursor(name="citytwin_read", binary=True) as cur:
             cur.execute(q, params)
-            return columns, cur.fetchall()
+            while rows := cur.fetchmany(READ_BATCH_ROWS):
+                for j, col in enumerate(cols):
+                    col.add([r[j] for r in rows])
+                del rows
+        return gpd.GeoDataFrame({c.name: c.values() for c in cols}, geometry=GEOMETRY_COLUMN, crs=STORE_CRS)
+
+
+class _ReadColumn:
+    """One column of a read, gathered batch by batch into arrays, given at the end the dtype
+    that pandas infers from the whole column's Python values (what reads returned before
+    they were batched): ints with NULLs become float64 as GeoPackage reads do, booleans with
+    NULLs and all-NULL columns object."""
+
+    def __init__(self, name: str, pg_type: str):
+        self.name, self.pg_type = name, pg_type
+        self.kind = _NUMPY_KINDS.get(pg_type) if name != GEOMETRY_COLUMN else None
+        self.parts: list[np.ndarray] = []
+        self.nulls: list[np.ndarray] = []
+
+    def add(self, values: list) -> None:
+        if self.name == GEOMETRY_COLUMN:
+            self.parts.append(shapely.from_wkb(np.array(values, dtype=object)))
+        elif self.kind is None:  # text, dates, timestamps: pandas infers from the objects at the end
+            arr = np.empty(len(values), dtype=object)
+            arr[:] = values
+            self.parts.append(arr)
+        else:
+            null = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
+            fill = self.kind.type(0)
+            self.parts.append(np.array([fill if v is None else v for v in values], dtype=self.kind))
+            self.nulls.append(null)
+
+    def values(self) -> object:
+        if self.name == GEOMETRY_COLUMN:
+            geoms = np.concatenate(self.parts) if self.parts else np.array([], dtype=object)
+            return gpd.GeoSeries(geoms, crs=STORE_CRS)
+        if not self.parts or not sum(map(len, self.parts)):
+            return pd.Series([], dtype=_EMPTY_DTYPES.get(self.pg_type, object))
+        arr = np.concatenate(self.parts)
+        self.parts.clear()
+        if self.kind is None:
+            return arr
+        null = np.concatenate(self.nulls)
+        if not null.any():
+            return arr
+        if null.all():
+            return np.full(len(arr), None, dtype=object)
+        if self.kind == np.bool_:
+            out = np.array(arr.tolist(), dtype=object)
+            out[null] = None
+            return out
+        out = arr.astype("float64")
+        out[null] = np.nan
+        return out
 
 
 # -- loading -----------------------------------------------------------------
@@ -564,19 +624,6 @@ def _check_bbox(bbox: Sequence[float]) -> list[float]:
     if len(vals) != 4 or not all(map(math.isfinite, vals)) or vals[0] > vals[2] or vals[1] > vals[3]:
         raise StoreError(f"bbox {bbox!r} must be four finite numbers: minlon, minlat, maxlon, maxlat")
     return vals
-
-
-def _to_gdf(columns: list[tuple[str, str]], rows: list[tuple]) -> gpd.GeoDataFrame:
-    data: dict[str, object] = {}
-    for j, (col, pg_type) in enumerate(columns):
-        values = [r[j] for r in rows]
-        if col == GEOMETRY_COLUMN:
-            data[col] = gpd.GeoSeries(shapely.from_wkb(np.array(values, dtype=object)), crs=STORE_CRS)
-        elif not rows:
-            data[col] = pd.Series([], dtype=_EMPTY_DTYPES.get(pg_type, object))
-        else:
-            data[col] = values  # pandas infers: ints with NULLs become float64, as GeoPackage reads do
-    return gpd.GeoDataFrame(data, geometry=GEOMETRY_COLUMN, crs=STORE_CRS)
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,0 +1,129 @@
+"""PostGISStore.read fetches a layer in batches: the result must be the frame that building it
+from all rows at once gives (same columns, dtypes, values, order, index and CRS)."""
+from __future__ import annotations
+
+import datetime as dt
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+import shapely
+from geopandas.testing import assert_geoseries_equal
+from psycopg import sql
+from shapely.geometry import Point, Polygon
+
+import pipelines.store.postgis as postgis
+from pipelines.store.base import GEOMETRY_COLUMN, STORE_CRS
+from pipelines.store.postgis import PostGISStore
+
+N = 11  # with a batch of 3 rows: four batches, the last one short
+BATCH = 3
+BBOX = (126.95, 37.45, 126.985, 37.55)  # holds rows 5..8 (lon 126.90 + 0.01 * i, squares 0.004 wide)
+
+
+def every_type() -> gpd.GeoDataFrame:
+    """Each column type the store publishes, with NULLs placed so that some batches hold none,
+    some only NULLs, and one column is NULL throughout."""
+    i = np.arange(N)
+    late_null = i >= 9  # the last batch only
+    early_null = i < BATCH  # the whole first batch
+    return gpd.GeoDataFrame({
+        "id": [f"b{k:02d}" for k in i[::-1]],  # ids descend: the read's id order is not the table's
+        "name": [None if k in (1, 7) else f"건물 {k}" for k in i],
+        "name_late": [None if n else f"x{k}" for k, n in zip(i, early_null)],
+        "nothing": [None] * N,  # text, NULL in every row
+        "height": [np.nan if k == 4 else 3.25 * k for k in i],
+        "height_none": [np.nan] * N,
+        "floors": i * 1_000_000_007,
+        "floors_late_null": pd.array([None if n else k for k, n in zip(i, late_null)], dtype="Int64"),
+        "floors_early_null": pd.array([None if n else k for k, n in zip(i, early_null)], dtype="Int64"),
+        "listed": i % 2 == 0,
+        "listed_null": pd.array([None if k == 5 else k % 3 == 0 for k in i], dtype="boolean"),
+        "surveyed": pd.to_datetime([None if k == 2 else f"2024-03-{k + 1:02d}T10:30:00" for k in i]),
+        "opened": [None if k == 6 else dt.date(2000 + k, 1, 2) for k in i],
+    }, geometry=[Polygon([(126.90 + 0.01 * k, 37.5), (126.904 + 0.01 * k, 37.5), (126.904 + 0.01 * k, 37.504)])
+                 if k % 3 else Point(126.90 + 0.01 * k, 37.5) for k in i], crs=STORE_CRS)
+
+
+def read_at_once(url: str, layer: str, bbox=None) -> gpd.GeoDataFrame:
+    """The frame as reads made it before batching: every row fetched, then pandas infers each column."""
+    with psycopg.connect(url) as conn:
+        columns = [r[0] for r in conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+            "AND NOT attisdropped ORDER BY attnum", [layer]).fetchall()]
+        select = sql.SQL(", ").join(
+            sql.SQL("ST_AsBinary({0}) AS {0}").format(sql.Identifier(c)) if c == GEOMETRY_COLUMN
+            else sql.Identifier(c) for c in columns)
+        q = sql.SQL("SELECT {} FROM {}").format(select, sql.Identifier(layer))
+        if bbox is not None:
+            q += sql.SQL(" WHERE ST_Intersects(geometry, ST_MakeEnvelope(%s, %s, %s, %s, 4326))")
+        rows = conn.execute(q + sql.SQL(" ORDER BY id"), list(bbox or [])).fetchall()
+    data = {}
+    for j, col in enumerate(columns):
+        values = [r[j] for r in rows]
+        data[col] = (gpd.GeoSeries(shapely.from_wkb(np.array(values, dtype=object)), crs=STORE_CRS)
+                     if col == GEOMETRY_COLUMN else values)
+    return gpd.GeoDataFrame(data, geometry=GEOMETRY_COLUMN, crs=STORE_CRS)
+
+
+def assert_same_frame(got: gpd.GeoDataFrame, want: gpd.GeoDataFrame) -> None:
+    assert list(got.columns) == list(want.columns)
+    assert got.dtypes.astype(str).to_dict() == want.dtypes.astype(str).to_dict()
+    assert got.crs == want.crs
+    assert got.index.equals(want.index) and isinstance(got.index, pd.RangeIndex)
+    attrs = [c for c in want.columns if c != GEOMETRY_COLUMN]
+    pd.testing.assert_frame_equal(pd.DataFrame(got[attrs]), pd.DataFrame(want[attrs]), check_exact=True)
+    for col in attrs:  # None stays None and NaN stays NaN, as before
+        assert [type(v) for v in got[col].tolist()] == [type(v) for v in want[col].tolist()], col
+    assert_geoseries_equal(got.geometry, want.geometry, check_less_precise=False)
+
+
+@pytest.fixture
+def pg(pg_db_url: str):
+    store = PostGISStore(pg_db_url)
+    store.publish("things", every_type())
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def fetches(monkeypatch) -> list[int]:
+    """Rows each FETCH of a server-side cursor returned, with batches of BATCH rows."""
+    monkeypatch.setattr(postgis, "READ_BATCH_ROWS", BATCH)
+    sizes: list[int] = []
+    fetchmany = psycopg.ServerCursor.fetchmany
+
+    def counted(self, size: int = 0):
+        rows = fetchmany(self, size)
+        sizes.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(psycopg.ServerCursor, "fetchmany", counted)
+    return sizes
+
+
+def test_a_read_in_batches_is_the_frame_read_at_once(pg: PostGISStore, pg_db_url: str, fetches: list[int]):
+    got = pg.read("things")
+    assert fetches == [3, 3, 3, 2, 0]  # the rows came in batches, none held all at once
+    want = read_at_once(pg_db_url, "things")
+    assert len(want) == N and want["id"].tolist() == sorted(want["id"].tolist())
+    # the NULL patterns the batches must not change: all-NULL columns stay object, nullable ints float
+    assert want["nothing"].dtype == object and want["height_none"].dtype == object
+    assert want["floors_late_null"].dtype == want["floors_early_null"].dtype == "float64"
+    assert want["listed_null"].dtype == object and want["floors"].dtype == "int64"
+    assert_same_frame(got, want)
+
+
+def test_a_bbox_read_in_batches_is_the_frame_read_at_once(pg: PostGISStore, pg_db_url: str, fetches: list[int]):
+    got = pg.read("things", bbox=BBOX)
+    assert sum(fetches) == len(got) == 4 and len(fetches) > 2
+    assert_same_frame(got, read_at_once(pg_db_url, "things", BBOX))
+
+
+def test_an_empty_read_keeps_the_layer_schema(pg: PostGISStore, fetches: list[int]):
+    got = pg.read("things", bbox=(10.0, 10.0, 10.1, 10.1))
+    assert len(got) == 0 and got.crs == STORE_CRS
+    assert list(got.columns) == list(pg.read("things").columns)
+    assert got["floors"].dtype == "int64" and got["height"].dtype == "float64" and got["listed"].dtype == bool
