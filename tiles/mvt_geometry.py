@@ -66,18 +66,25 @@ def encode_pairs(geoms: np.ndarray, family: np.ndarray, tx: np.ndarray, ty: np.n
     clipped = _clip_to_buffer(geoms, left, top, size)
     n = len(geoms)
     lengths = np.zeros(n, dtype=np.int64)
-    chunks: list[tuple[np.ndarray, np.ndarray]] = []  # (pair indices, bytes) per family
+    chunks: list[tuple[np.ndarray, np.ndarray]] = []  # (pair indices, bytes) per family and path
+    drawn = ~shapely.is_empty(clipped)
     for fam, encode in ((POINT, _encode_points), (LINESTRING, _encode_lines), (POLYGON, _encode_polygons)):
-        idx = np.flatnonzero((family == fam) & ~shapely.is_empty(clipped))
-        parts = _as_family(clipped[idx], fam)
-        idx, parts = idx[~shapely.is_empty(parts)], parts[~shapely.is_empty(parts)]
-        if not len(idx):
-            continue
-        kind, coords, offsets = shapely.to_ragged_array(parts)
-        offsets = _multi_offsets(kind, offsets, len(idx))
-        data, per_pair = encode(coords, offsets, left[idx], top[idx], EXTENT / size, len(idx))
-        lengths[idx] = per_pair
-        chunks.append((idx, data))
+        idx = np.flatnonzero((family == fam) & drawn)
+        parts = clipped[idx]
+        types = shapely.get_type_id(parts)
+        if (types == 7).any():
+            parts = _as_family(parts, fam)
+            ok = ~shapely.is_empty(parts)
+            idx, parts = idx[ok], parts[ok]
+            types = shapely.get_type_id(parts)
+        simple = _single_path(parts, types, fam)
+        for sel, flat in ((simple, True), (~simple, False)):
+            if not sel.any():
+                continue
+            coords, offsets = _flat_ragged(parts[sel], fam) if flat else _shapely_ragged(parts[sel])
+            data, per_pair = encode(coords, offsets, left[idx[sel]], top[idx[sel]], EXTENT / size, int(sel.sum()))
+            lengths[idx[sel]] = per_pair
+            chunks.append((idx[sel], data))
     if not chunks:
         return EncodedGeometry(np.empty(0, dtype=np.uint8), lengths)
     # families were encoded apart; put the bytes back in pair order
@@ -113,6 +120,35 @@ def _as_family(geoms: np.ndarray, family: int) -> np.ndarray:
         merged = {POINT: shapely.multipoints, LINESTRING: shapely.multilinestrings, POLYGON: shapely.multipolygons}
         geoms[i] = merged[family](shapely.get_parts(parts)) if len(parts) else shapely.from_wkt("GEOMETRYCOLLECTION EMPTY")
     return geoms
+
+
+def _single_path(parts: np.ndarray, types: np.ndarray, family: int) -> np.ndarray:
+    """Geometries of one path each (a point, a line, a polygon without holes): the common case."""
+    if family == POINT:
+        return types == 0
+    if family == LINESTRING:
+        return types == 1
+    simple = types == 3
+    simple[simple] = shapely.get_num_interior_rings(parts[simple]) == 0
+    return simple
+
+
+def _flat_ragged(parts: np.ndarray, family: int) -> tuple[np.ndarray, tuple]:
+    """Coordinates and offsets as _shapely_ragged gives them, for single-path geometries only,
+    without to_ragged_array's object per part and ring."""
+    n = len(parts)
+    one_each = np.arange(n + 1, dtype=np.int64)
+    coords = shapely.get_coordinates(parts)
+    if family == POINT:
+        return coords, (one_each,)
+    path_off = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(shapely.get_num_coordinates(parts), out=path_off[1:])
+    return coords, (path_off, one_each) if family == LINESTRING else (path_off, one_each, one_each)
+
+
+def _shapely_ragged(parts: np.ndarray) -> tuple[np.ndarray, tuple]:
+    kind, coords, offsets = shapely.to_ragged_array(parts)
+    return coords, _multi_offsets(kind, offsets, len(parts))
 
 
 def _multi_offsets(kind, offsets: tuple, n: int) -> tuple:
