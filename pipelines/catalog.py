@@ -259,6 +259,9 @@ class ServerConfig(_Strict):
                          "an SPDX id (e.g. CC-BY-4.0, KOGL-1) or 'other'")
     tile_cache_mb: float = Field(256.0, gt=0, le=1_000_000, description="bound of the server's warm tile cache "
                                  "in megabytes (10^6 bytes), per server process")
+    tile_db_connections: int | None = Field(None, ge=1, le=100, description="PostgreSQL connections each server "
+                                            "process makes PostGIS tiles on; default 3 per CPU core of this machine "
+                                            "(4 to 16). Raise it when the database runs on a bigger machine")
 
 
 class Catalog(_Strict):

@@ -22,7 +22,8 @@ def init_project(directory: Path) -> Path:
 
 
 def project_store(catalog: Catalog, *, statement_timeout_ms: int | None = None) -> Store:
-    return open_store(catalog.build_path, statement_timeout_ms=statement_timeout_ms)
+    return open_store(catalog.build_path, statement_timeout_ms=statement_timeout_ms,
+                      tile_connections=catalog.server.tile_db_connections)
 
 
 def relative_to_project(path: Path, root: Path) -> str:

@@ -27,6 +27,7 @@ import datetime as _dt
 import decimal
 import hashlib
 import math
+import os
 import secrets
 import threading
 from collections.abc import Sequence
@@ -54,6 +55,16 @@ CONNECT_TIMEOUT_S = 10
 # fewer, tile requests queue for the pool while the database has room for them. The pool
 # grows to it only under load.
 MAX_CONNECTIONS = 16
+
+
+def default_tile_connections() -> int:
+    """Connections of the server's tile pool unless ``server.tile_db_connections`` says otherwise:
+    3 per core of this machine, 4 to MAX_CONNECTIONS. Tiles are CPU work in the database; with
+    more of them at once than it has cores, the heavy ones share a core with many others and
+    the slowest tiles take several times longer, for no more tiles a second (at 16 clients on 2
+    cores: 6 connections gave the same throughput as 16, p99 ~185 against ~425 ms;
+    benchmarks/notes.md). Requests beyond it wait in the pool's queue, on the event loop."""
+    return max(4, min(MAX_CONNECTIONS, 3 * (os.cpu_count() or 1)))
 # The pool gives up re-creating a lost connection after this long, so that the next request
 # tries afresh at once: its own backoff (1, 2, 4 ... s) would keep a restarted database
 # unused for up to half the outage.
@@ -100,13 +111,15 @@ class PostGISStore:
     kind = "postgis"
 
     def __init__(self, url: str, *, schema: str = "public", max_connections: int = MAX_CONNECTIONS,
-                 statement_timeout_ms: int | None = None):
+                 statement_timeout_ms: int | None = None, tile_connections: int | None = None):
         """``statement_timeout_ms`` bounds every statement on the pool's connections (the server
-        sets it; a publish, whose COPY and index may take long, does not)."""
+        sets it; a publish, whose COPY and index may take long, does not). ``tile_connections``
+        sizes the pool of the tile route (default_tile_connections() when None)."""
         self.url = url
         self.schema = check_layer_name(schema)  # same rules keep it a safe identifier
         self.where = describe_url(url)
         self._max_connections = max_connections
+        self.tile_connections = tile_connections or default_tile_connections()
         self._statement_timeout_ms = statement_timeout_ms
         self._pool: ConnectionPool | None = None
         self._access: PoolAccess | None = None
@@ -151,12 +164,12 @@ class PostGISStore:
 
     async def async_access(self) -> AsyncPoolAccess:
         """Reads from coroutines on the running event loop (the tile route): a second pool of up to
-        ``max_connections`` autocommit connections, opened on that loop at first use. Its reads
+        ``tile_connections`` autocommit connections, opened on that loop at first use. Its reads
         share the database's up/down state with ``access``."""
         async with self._async_lock:
             if self._async is None:
                 kwargs = {**self._connect_kwargs(), "autocommit": True}  # single statements: no COMMIT trip
-                pool = AsyncConnectionPool(self.url, min_size=1, max_size=self._max_connections, open=False,
+                pool = AsyncConnectionPool(self.url, min_size=1, max_size=self.tile_connections, open=False,
                                            name="citytwin-async", reconnect_timeout=RECONNECT_TIMEOUT_S,
                                            kwargs=kwargs)
                 await pool.open()  # no wait: while the database is down, reads time out into 503s
