@@ -171,7 +171,7 @@ class PostGISTileSource:
             try:
                 query, params = next(steps)
                 while True:
-                    query, params = steps.send(_row(conn.execute(query, params, prepare=True).fetchone()))
+                    query, params = steps.send(_row(conn.execute(query, params, prepare=True, binary=True).fetchone()))
             except StopIteration as done:
                 return done.value
         return None if self._params(z, x, y) is None else self._read(read)
@@ -184,7 +184,7 @@ class PostGISTileSource:
         try:
             query, params = next(steps)
             while True:
-                cur = await conn.execute(query, params, prepare=True)
+                cur = await conn.execute(query, params, prepare=True, binary=True)
                 query, params = steps.send(_row(await cur.fetchone()))
         except StopIteration as done:
             return done.value
