@@ -99,18 +99,19 @@ def tile_tags(table: ValueTable, feat: np.ndarray, tile: np.ndarray, n_tiles: in
     gid = codes[has]
     n_values = max(len(table.lengths), 1)
     key = tile[pair_idx].astype(np.int64) * n_values + gid
-    uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    by_use = np.argsort(first, kind="stable")  # tiles in order, values by first use inside each
-    u_tile = uniq[by_use] // n_values
-    rank = np.empty(len(uniq), dtype=np.int64)
-    rank[by_use] = np.arange(len(uniq)) - np.searchsorted(u_tile, u_tile, side="left")
+    # a hash table numbers the distinct (tile, value) keys in order of first use, which is the
+    # order they take in the tiles' tables (pairs come tile after tile): no sort needed
+    inverse, used = pd.factorize(key)
+    first = np.flatnonzero(np.diff(np.maximum.accumulate(inverse), prepend=-1) > 0)  # where each key is new
+    u_tile = used // n_values
+    rank = np.arange(len(used)) - np.searchsorted(u_tile, u_tile, side="left")
     ints = np.empty(2 * len(gid), dtype=np.uint64)
     ints[0::2] = col_idx
     ints[1::2] = rank[inverse]
     ints_per_pair = 2 * np.bincount(pair_idx, minlength=len(feat))
     tag_bytes = np.bincount(np.repeat(np.arange(len(feat)), ints_per_pair), weights=varint_len(ints),
                             minlength=len(feat)).astype(np.int64)
-    new_bytes = np.bincount(pair_idx[first], weights=table.lengths[uniq % n_values],
+    new_bytes = np.bincount(pair_idx[first], weights=table.lengths[used % n_values],
                             minlength=len(feat)).astype(np.int64)
-    return TileTags(ints, tag_bytes, uniq[by_use] % n_values, np.bincount(u_tile, minlength=n_tiles), new_bytes,
+    return TileTags(ints, tag_bytes, used % n_values, np.bincount(u_tile, minlength=n_tiles), new_bytes,
                     ints_per_pair)
