@@ -127,3 +127,27 @@ def test_an_empty_read_keeps_the_layer_schema(pg: PostGISStore, fetches: list[in
     assert len(got) == 0 and got.crs == STORE_CRS
     assert list(got.columns) == list(pg.read("things").columns)
     assert got["floors"].dtype == "int64" and got["height"].dtype == "float64" and got["listed"].dtype == bool
+
+
+def test_a_statement_timeout_bounds_each_batch_not_the_whole_read(pg_db_url: str, fetches: list[int]):
+    """The server's stores have a statement_timeout; a read longer than it still succeeds when
+    each batch is within it (the build's store has none, but a layer read must not depend on it)."""
+    PostGISStore(pg_db_url).publish("things", every_type())
+    dbname = sql.Identifier(pg_db_url.rsplit("/", 1)[1])
+    with psycopg.connect(pg_db_url, autocommit=True) as conn:
+        # every row's WKB now takes 0.1 s to make, fetched in id order (an index scan, no sort first)
+        conn.execute("CREATE SCHEMA slow")
+        conn.execute("CREATE FUNCTION slow.st_asbinary(g public.geometry) RETURNS bytea LANGUAGE sql VOLATILE "
+                     "AS $$ SELECT public.st_asbinary(g) FROM pg_sleep(0.1) $$")
+        conn.execute(sql.SQL("ALTER DATABASE {} SET search_path = slow, public").format(dbname))
+        conn.execute(sql.SQL("ALTER DATABASE {} SET enable_sort = off").format(dbname))
+    timeout_ms = 700  # a batch of 3 rows takes 0.3 s, all 11 rows 1.1 s
+    with psycopg.connect(pg_db_url, options=f"-c statement_timeout={timeout_ms}") as conn:
+        with pytest.raises(psycopg.errors.QueryCanceled):  # all rows in one statement: too long
+            conn.execute("SELECT id, ST_AsBinary(geometry) FROM things ORDER BY id").fetchall()
+    store = PostGISStore(pg_db_url, statement_timeout_ms=timeout_ms)
+    try:
+        got = store.read("things")
+    finally:
+        store.close()
+    assert got["id"].tolist() == sorted(every_type()["id"]) and fetches == [3, 3, 3, 2, 0]
