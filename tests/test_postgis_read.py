@@ -151,3 +151,20 @@ def test_a_statement_timeout_bounds_each_batch_not_the_whole_read(pg_db_url: str
     finally:
         store.close()
     assert got["id"].tolist() == sorted(every_type()["id"]) and fetches == [3, 3, 3, 2, 0]
+
+
+def test_the_read_cursor_is_planned_for_all_its_rows(pg: PostGISStore, monkeypatch):
+    """A server-side cursor is planned for its first rows unless told otherwise; a bbox read then
+    walks the id index over the whole table instead of using the spatial index."""
+    seen: list[str] = []
+    execute = psycopg.ServerCursor.execute
+
+    def noted(self, query, params=None, **kwargs):
+        seen.append(self.connection.execute("SHOW cursor_tuple_fraction").fetchone()[0])
+        return execute(self, query, params, **kwargs)
+
+    monkeypatch.setattr(psycopg.ServerCursor, "execute", noted)
+    pg.read("things", bbox=BBOX)
+    assert seen == ["1"]
+    # the setting ends with the read's transaction: the pooled connection's next queries plan as before
+    assert pg.access.run(lambda conn: conn.execute("SHOW cursor_tuple_fraction").fetchone()[0]) == "0.1"

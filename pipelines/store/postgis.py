@@ -409,6 +409,10 @@ class PostGISStore:
         # whole layer at once cost more than the GeoDataFrame itself). Each FETCH is its own
         # statement, so a statement_timeout bounds a batch, not the whole read.
         with conn.transaction(), conn.cursor(name="citytwin_read", binary=True) as cur:
+            # every row is wanted: plan for all of them, as for a plain SELECT (by default a cursor's
+            # plan favours the first 10%: the id index over the whole table, not the GiST index and a
+            # sort, and a bbox read of 90,000 of 600,000 rows took 7 s instead of 0.3 s)
+            conn.execute("SELECT set_config('cursor_tuple_fraction', '1', true)")
             cur.execute(q, params)
             while rows := cur.fetchmany(READ_BATCH_ROWS):
                 for j, col in enumerate(cols):
