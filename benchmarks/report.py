@@ -174,6 +174,10 @@ def _p2(r: dict) -> list[str]:
     else:
         lines.append(f"| SQL floor (our ST_AsMVT query, 16 connections, no HTTP) | {_f(f['rps'])} | {_f(f['p50_ms'])} | "
                      f"{_f(f['p99_ms'])} | 1.00 | | | | |")
+    if r.get("cold_seconds_run"):
+        lines += ["", "Cold runs lasted " + ", ".join(f"{v:g}" for v in r["cold_seconds_run"]) + " s (one value per "
+                  "repetition: the floor's time for 85 % of the cold list, at most "
+                  f"{r['cold_seconds']:g} s, so that no server asks for a tile twice)."]
     lines += [
         "",
         "Ratios (median of per-repetition ratios, same run):",
