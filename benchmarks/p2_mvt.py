@@ -147,8 +147,9 @@ def run(ctx, layer: str, reps: int, cold_seconds: float, warm_seconds: float, pe
         # the list holds every z14-16 tile of the city once (~2,900): a server faster than the list
         # is long for cold_seconds would ask for tiles again and hit its cache, so the cold runs of
         # this repetition last as long as the faster floor needs for COLD_LIST_SHARE of the list
-        secs = min(cold_seconds, COLD_LIST_SHARE * len(seq) / max(out[k][-1]["rps"] for k, _ in floors))
-        out["cold_seconds_run"].append(round(secs, 2))
+        # (whole seconds: wrk reads no fractions)
+        secs = max(2, min(cold_seconds, int(COLD_LIST_SHARE * len(seq) / max(out[k][-1]["rps"] for k, _ in floors))))
+        out["cold_seconds_run"].append(secs)
         order = names[rep % len(names):] + names[:rep % len(names)]
         out["orders"].append(order)
         for name in order:
