@@ -118,3 +118,20 @@ def test_killed_worker_is_retried_and_the_result_is_identical(sample: Path, tmp_
     assert report.buildings == int(np.isfinite(gdf["height"].to_numpy(dtype=float, na_value=np.nan)).sum())
     cmp = filecmp.dircmp(expected_dir, got_dir)
     assert tree_files(expected_dir) == tree_files(got_dir), (cmp.diff_files, cmp.left_only, cmp.right_only)
+
+
+def _environment_of_worker(name: str) -> str | None:
+    return os.environ.get(name)
+
+
+def test_local_workers_keep_glibcs_own_malloc_thresholds():
+    # Dask sets MALLOC_TRIM_THRESHOLD_ for its workers; any value freezes glibc's mmap threshold
+    # and made the PMTiles partitions a third slower, so our local cluster unsets it
+    runner = DaskRunner(workers=2)
+    try:
+        seen = runner.client.run(_environment_of_worker, "MALLOC_TRIM_THRESHOLD_")
+        threads = runner.client.run(_environment_of_worker, "OMP_NUM_THREADS")
+    finally:
+        runner.close()
+    assert len(seen) == 2 and set(seen.values()) == {None}
+    assert set(threads.values()) == {"1"}  # the rest of Dask's worker environment stays
