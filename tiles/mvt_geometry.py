@@ -37,7 +37,13 @@ def web_mercator(lonlat: np.ndarray) -> np.ndarray:
     """EPSG:4326 geometries in Web Mercator, clamped to +-MAX_LAT (Mercator is undefined at the poles)."""
     merc = np.empty(len(lonlat), dtype=object)
     for i in range(0, len(lonlat), _PROJECT_CHUNK):  # in chunks: no third full copy of the geometries
-        part = shapely.clip_by_rect(lonlat[i:i + _PROJECT_CHUNK], -180, -MAX_LAT, 180, MAX_LAT)
+        part = lonlat[i:i + _PROJECT_CHUNK].copy()
+        # clipping costs half of the projection; only geometries reaching out of the lon/lat
+        # rectangle need it (empties, with NaN bounds, go through it as before)
+        b = shapely.bounds(part)
+        out = ~((b[:, 0] >= -180) & (b[:, 1] >= -MAX_LAT) & (b[:, 2] <= 180) & (b[:, 3] <= MAX_LAT))
+        if out.any():
+            part[out] = shapely.clip_by_rect(part[out], -180, -MAX_LAT, 180, MAX_LAT)
         merc[i:i + _PROJECT_CHUNK] = np.asarray(gpd.GeoSeries(part, crs=4326).to_crs(3857).values)
     return merc
 
