@@ -193,8 +193,7 @@ def _worker(layer: str, out: str, workers: int) -> None:
         report = build_pmtiles(store, layer, Path(out), MINZOOM, MAXZOOM, None, progress=False, runner=runner)
         n_workers = runner.workers()
     finally:
-        if isinstance(runner, DaskRunner):
-            runner.close()
+        runner.close()
     print(json.dumps({"tiles": report.tiles_written, "largest": report.largest_tile_bytes,
                       "dropped": report.dropped_per_zoom, "seconds": report.seconds,
                       "driver_seconds": report.driver_seconds, "partitions": report.partitions,

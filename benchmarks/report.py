@@ -165,13 +165,13 @@ def _p2(r: dict) -> list[str]:
         c, w = s[n]["cold"], s[n]["warm"]
         lines.append(f"| {n} | {_f(c['rps'])} | {_f(c['p50_ms'])} | {_f(c['p99_ms'])} | {_f(c['first_request_share'], 2)} "
                      f"| {_f(w['rps'])} | {_f(w['p50_ms'])} | {_f(w['p99_ms'])} | {c['errors'] + w['errors']} |")
-    f = s["floor"]
     if "floor_16" in s:  # since our tile pool has its own size: the floor over its connections, and over 16
         for key in ("floor", "floor_16"):
             f = s[key]
             lines.append(f"| SQL floor (our ST_AsMVT query, {r['connections']} threads over {f['connections']} connections, "
                          f"no HTTP) | {_f(f['rps'])} | {_f(f['p50_ms'])} | {_f(f['p99_ms'])} | 1.00 | | | | |")
     else:
+        f = s["floor"]
         lines.append(f"| SQL floor (our ST_AsMVT query, 16 connections, no HTTP) | {_f(f['rps'])} | {_f(f['p50_ms'])} | "
                      f"{_f(f['p99_ms'])} | 1.00 | | | | |")
     if r.get("cold_seconds_run"):

@@ -51,20 +51,10 @@ META_TABLE = "citytwin_layers"
 STAGE_PREFIX = "_stage_"
 PG_IDENT_MAX = 63  # bytes; PostgreSQL silently truncates longer identifiers
 CONNECT_TIMEOUT_S = 10
-# As many connections as a map client opens at once (16, the tile benchmark's clients): with
-# fewer, tile requests queue for the pool while the database has room for them. The pool
-# grows to it only under load.
+# The pool of the threaded reads (items, TileJSON, publishes): as many connections as a map
+# client opens at once (16, the benchmarks' clients). The pool grows to it only under load.
+# The tile route has its own, smaller pool (default_tile_connections).
 MAX_CONNECTIONS = 16
-
-
-def default_tile_connections() -> int:
-    """Connections of the server's tile pool unless ``server.tile_db_connections`` says otherwise:
-    3 per core of this machine, 4 to MAX_CONNECTIONS. Tiles are CPU work in the database; with
-    more of them at once than it has cores, the heavy ones share a core with many others and
-    the slowest tiles take several times longer, for no more tiles a second (at 16 clients on 2
-    cores: 6 connections gave the same throughput as 16, p99 ~185 against ~425 ms;
-    benchmarks/notes.md). Requests beyond it wait in the pool's queue, on the event loop."""
-    return max(4, min(MAX_CONNECTIONS, 3 * (os.cpu_count() or 1)))
 # The pool gives up re-creating a lost connection after this long, so that the next request
 # tries afresh at once: its own backoff (1, 2, 4 ... s) would keep a restarted database
 # unused for up to half the outage.
@@ -93,6 +83,16 @@ READ_BATCH_ROWS = 20_000
 # shapely.get_type_id -> PostGIS/OGR type name (a LinearRing is stored as a LineString).
 _TYPE_NAMES = {0: "Point", 1: "LineString", 2: "LineString", 3: "Polygon", 4: "MultiPoint",
                5: "MultiLineString", 6: "MultiPolygon", 7: "GeometryCollection"}
+
+
+def default_tile_connections() -> int:
+    """Connections of the server's tile pool unless ``server.tile_db_connections`` says otherwise:
+    3 per core of this machine, 4 to MAX_CONNECTIONS. Tiles are CPU work in the database; with
+    more of them at once than it has cores, the heavy ones share a core with many others and
+    the slowest tiles take several times longer, for no more tiles a second (at 16 clients on 2
+    cores: 6 connections gave the same throughput as 16, p99 ~185 against ~425 ms;
+    benchmarks/notes.md). Requests beyond it wait in the pool's queue, on the event loop."""
+    return max(4, min(MAX_CONNECTIONS, 3 * (os.cpu_count() or 1)))
 
 
 def describe_url(url: str) -> str:
@@ -415,8 +415,8 @@ class PostGISStore:
             conn.execute("SELECT set_config('cursor_tuple_fraction', '1', true)")
             cur.execute(q, params)
             while rows := cur.fetchmany(READ_BATCH_ROWS):
-                for j, col in enumerate(cols):
-                    col.add([r[j] for r in rows])
+                for col, values in zip(cols, zip(*rows)):  # the batch column by column
+                    col.add(values)
                 del rows
         return gpd.GeoDataFrame({c.name: c.values() for c in cols}, geometry=GEOMETRY_COLUMN, crs=STORE_CRS)
 
@@ -433,7 +433,7 @@ class _ReadColumn:
         self.parts: list[np.ndarray] = []
         self.nulls: list[np.ndarray] = []
 
-    def add(self, values: list) -> None:
+    def add(self, values: Sequence) -> None:
         if self.name == GEOMETRY_COLUMN:
             self.parts.append(shapely.from_wkb(np.array(values, dtype=object)))
         elif self.kind is None:  # text, dates, timestamps: pandas infers from the objects at the end
