@@ -75,6 +75,9 @@ class Prediction:
 
 
 def rates(log: CostLog) -> Rates:
+    if log.threads > 1:
+        raise ValueError(f"{log.job} log of {log.layer!r}: its partitions encoded {log.threads} zooms at once, so their "
+                         "seconds overlap; the model needs a build with --threads 1 (benchmarks.scaling_run does that)")
     parts = log.partitions
     rows = sum(p.rows for p in parts) or 1
     encode: dict[int, float] = {}

@@ -41,7 +41,9 @@ def measure(n: int, workers: int, out: Path, seed: int) -> dict:
     commands = {
         "ingest": [str(CITYTWIN), "ingest", str(source), "--layer", LAYER, "--kind", "generic", "--minzoom", "10",
                    "--maxzoom", "16", *dask, "--project", str(project)],
-        "build": [str(CITYTWIN), "build", "--skip-ingest", "--layer", LAYER, *dask, "--project", str(project)],
+        # one thread per worker: the model schedules each worker as one stream of partitions
+        "build": [str(CITYTWIN), "build", "--skip-ingest", "--layer", LAYER, *dask, "--threads", "1",
+                  "--project", str(project)],
     }
     result: dict = {"features": n, "workers": workers, "cpus": os.cpu_count(), "commands": {}, "costs": {}}
     for step, cmd in commands.items():

@@ -23,9 +23,11 @@ TILES3D_DIR = "3dtiles"
 
 def build_project(project: Path, layers: list[str] | None = None, ingest: bool = True,
                   progress: bool = True, workers: int | None = None, scheduler: str | None = None,
-                  implicit: bool | None = None, meshopt: bool | None = None) -> Iterator[str]:
+                  implicit: bool | None = None, meshopt: bool | None = None,
+                  threads: int | None = None) -> Iterator[str]:
     """Build every (or the given) catalog layer. With ``workers`` > 1 or a ``scheduler`` address,
-    partitions (ingest chunks, PMTiles blocks, 3D Tiles leaves) run on Dask.
+    partitions (ingest chunks, PMTiles blocks, 3D Tiles leaves) run on Dask. ``threads``: zooms of a
+    PMTiles partition encoded at once (None: this machine's cores, at most 4).
     ``implicit`` (3D Tiles with implicit tiling or not) is written into the entries of the
     3D layers built, so later builds keep it; so is ``meshopt`` (EXT_meshopt_compression or not)."""
     for key, value in (("implicit", implicit), ("meshopt", meshopt)):
@@ -33,7 +35,7 @@ def build_project(project: Path, layers: list[str] | None = None, ingest: bool =
             yield from _store_3d_choice(project, layers, key, value)
     runner = make_runner(workers, scheduler)
     try:
-        yield from _build(project, layers, ingest, progress, runner)
+        yield from _build(project, layers, ingest, progress, runner, threads)
     finally:
         runner.close()
 
@@ -92,7 +94,8 @@ def _ingest_from_catalog(catalog: Catalog, store: Store, name: str, progress: bo
     return report.summary()
 
 
-def _build(project: Path, layers: list[str] | None, ingest: bool, progress: bool, runner) -> Iterator[str]:
+def _build(project: Path, layers: list[str] | None, ingest: bool, progress: bool, runner,
+           threads: int | None = None) -> Iterator[str]:
     catalog = load_catalog(project)
     names = layers or list(catalog.layers)
     for name in names:
@@ -130,10 +133,10 @@ def _build(project: Path, layers: list[str] | None, ingest: bool, progress: bool
             continue
         out = catalog.build_path / TILES_DIR / f"{name}.pmtiles"
         report = build_pmtiles(store, name, out, cfg.minzoom, cfg.maxzoom, cfg.fields, progress=progress,
-                               runner=runner)
+                               runner=runner, threads=threads)
         write_cost_log(catalog.build_path, CostLog("pmtiles", name, report.features, runner.workers(), report.seconds,
                                                    report.driver_seconds, report.write_seconds,
-                                                   report.partition_costs))
+                                                   report.partition_costs, report.threads))
         yield report.summary()
         if cfg.kind == "buildings":
             from pipelines.export3d import dem_path, footprints_to_tileset

@@ -37,6 +37,7 @@ class CostLog:
     driver_s: float  # the driver's own time: planning, merging, writing and swapping
     write_s: float  # of driver_s: writing the output and swapping it in
     partitions: list[PartitionCost] = field(default_factory=list)
+    threads: int = 1  # PMTiles: zooms a partition encoded at once; over 1, their seconds overlap
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -13,7 +13,7 @@ from pmtiles.reader import MmapSource, all_tiles
 
 from pipelines.store.gpkg import GeoPackageStore
 from tiles.pmtiles_build import build_pmtiles
-from tiles.pmtiles_partitions import Partition, first_read_bbox, longest_first, plan
+from tiles.pmtiles_partitions import WHOLE_LAYER_FEATURES, Partition, first_read_bbox, longest_first, plan
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is not an installed package
 from benchmarks.citygen import generate  # noqa: E402
@@ -71,6 +71,22 @@ def test_blocks_write_the_whole_layer_bytes_and_counts(dense, tmp_path: Path):
     # the report's counts are the distinct ids found in the archive
     ids = _ids_per_zoom(whole.path)
     assert {z: len(v) for z, v in ids.items()} == {r.zoom: r.features_written for r in whole.zooms}
+
+
+def test_any_thread_count_writes_the_same_bytes(dense, tmp_path: Path):
+    """Zooms encoded at once on threads (in a whole-layer partition and in blocks) change nothing."""
+    store, bounds = dense
+    plans = {"whole": [Partition(0, 0, 0, (MINZOOM, MAXZOOM))],
+             "blocks": [Partition(0, 0, 0, (MINZOOM, 13))] + _blocks(bounds, 13, (14, MAXZOOM))}
+    for name, parts in plans.items():
+        archives = []
+        for threads in (1, 3):
+            out = tmp_path / f"{name}-{threads}.pmtiles"
+            report = build_pmtiles(store, "buildings", out, MINZOOM, MAXZOOM, None, max_tile_bytes=TILE_LIMIT,
+                                   progress=False, partitions=parts, threads=threads)
+            assert report.dropped_per_zoom[MINZOOM] > 0  # the budget cut something: the zooms differ in work
+            archives.append(out.read_bytes())
+        assert archives[0] == archives[1], name
 
 
 def test_blocks_keep_the_row_order_of_tied_features(dense, tmp_path: Path):
@@ -131,8 +147,11 @@ def _owner_counts(parts: list[Partition], bounds: tuple[float, ...], minzoom: in
 def test_four_workers_get_blocks_a_zoom_finer_and_the_longest_partition_first():
     seoul_city = (126.8376, 37.4519, 127.1171, 37.6741)  # the generated 600k city's extent, 25 x 25 km
     tms = morecantile.tms.get("WebMercatorQuad")
-    one, four = plan(seoul_city, 600_000, 10, 16), plan(seoul_city, 600_000, 10, 16, workers=4)
-    assert plan(seoul_city, 600_000, 10, 16, workers=2) == one  # six blocks: enough for two workers
+    one, four = plan(seoul_city, 600_000, 10, 16, workers=2), plan(seoul_city, 600_000, 10, 16, workers=4)
+    # one worker reads the layer once: blocks would only re-read their rings
+    assert plan(seoul_city, 600_000, 10, 16) == [Partition(0, 0, 0, (10, 16))]
+    # ... up to WHOLE_LAYER_FEATURES; past it blocks bound its memory (six: enough for two workers too)
+    assert plan(seoul_city, WHOLE_LAYER_FEATURES + 1, 10, 16) == one
     for parts in (one, four):
         assert parts[0] == Partition(0, 0, 0, (10, 13))  # the whole layer's low zooms, longest, go first
         assert all(p.zooms == (14, 16) for p in parts[1:])

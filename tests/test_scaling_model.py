@@ -99,8 +99,16 @@ def test_jobs_add_up_and_logs_round_trip(tmp_path: Path):
     assert p.wall_s == pytest.approx(ingest_s + pmtiles_s)
 
 
+def test_the_model_refuses_a_log_whose_zooms_overlap():
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="--threads 1"):
+        rates(replace(pmtiles_log(), threads=2))
+
+
 def test_a_build_logs_what_each_partition_cost(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(partitions, "SPLIT_FEATURES", 100)  # blocks for a small layer
+    monkeypatch.setattr(partitions, "WHOLE_LAYER_FEATURES", 100)  # ... in process too
     monkeypatch.setattr(partitions, "MIN_BLOCKS", 2)
     project = tmp_path / "proj"
     runner = CliRunner()
@@ -110,11 +118,13 @@ def test_a_build_logs_what_each_partition_cost(tmp_path: Path, monkeypatch):
     result = runner.invoke(main, ["ingest", str(src), "--layer", "b", "--kind", "generic", "--minzoom", "12",
                                   "--maxzoom", "16", "--project", str(project)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    result = runner.invoke(main, ["build", "--skip-ingest", "--project", str(project)], catch_exceptions=False)
+    # one thread: each zoom's seconds are then part of its partition's work
+    result = runner.invoke(main, ["build", "--skip-ingest", "--threads", "1", "--project", str(project)],
+                           catch_exceptions=False)
     assert result.exit_code == 0, result.output
     log = read_cost_log(cost_log_path(project / "build", "b", "pmtiles"))
     features = pyogrio.read_info(src)["features"]
-    assert (log.job, log.layer, log.features, log.workers) == ("pmtiles", "b", features, 1)
+    assert (log.job, log.layer, log.features, log.workers, log.threads) == ("pmtiles", "b", features, 1, 1)
     count = int(result.output.split(" partition(s)")[0].rsplit("; ", 1)[1])
     assert len(log.partitions) == count >= 3
     whole = [p for p in log.partitions if p.whole_layer]  # logged in the order run: longest first

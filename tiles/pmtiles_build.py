@@ -30,8 +30,8 @@ from geo.errors import SourceError
 from geo.names import check_layer_name
 from geo.vertex_budget import MAX_VERTICES
 from pipelines.costs import PartitionCost
-from tiles.pmtiles_partitions import (Partition, PartitionResult, StoreRef, build_partition, longest_first,
-                                      plan)
+from tiles.pmtiles_partitions import (Partition, PartitionResult, StoreRef, build_partition, default_threads,
+                                      longest_first, plan)
 from tiles.publish import make_readable, scratch_file
 from tiles.source import MAX_TILE_BYTES, TileSetInfo
 from tiles.tilejson import tilejson
@@ -73,6 +73,7 @@ class BuildReport:
     write_seconds: float = 0.0  # of driver_seconds: writing the archive and moving it in
     seconds: float = 0.0  # the whole build
     partition_costs: list[PartitionCost] = field(default_factory=list)
+    threads: int = 1  # zooms a partition encoded at once
 
     @property
     def dropped_per_zoom(self) -> dict[int, int]:
@@ -105,12 +106,14 @@ def _center(bounds: tuple[float, float, float, float], minzoom: int, maxzoom: in
 def build_pmtiles(store, layer: str, out_path: Path, minzoom: int, maxzoom: int,
                   fields: list[str] | None, *, max_tile_bytes: int = MAX_TILE_BYTES, progress: bool = True,
                   tiles_url_template: str | None = None, runner=None,
-                  partitions: list[Partition] | None = None) -> BuildReport:
+                  partitions: list[Partition] | None = None, threads: int | None = None) -> BuildReport:
     """Write ``out_path`` (PMTiles, gzip MVT) and ``<out_path stem>.json`` (TileJSON) for ``layer``.
 
     No tile exceeds ``max_tile_bytes`` of uncompressed MVT: the smallest features of a
     too-full tile are left out at that zoom, and the report says how many per zoom.
     ``partitions`` overrides the plan (tiles.pmtiles_partitions.plan); any plan writes the same bytes.
+    ``threads``: zooms of a partition encoded at once (None: this machine's cores, at most 4);
+    any count writes the same bytes.
     """
     started = time.perf_counter()
     check_layer_name(layer)
@@ -121,6 +124,7 @@ def build_pmtiles(store, layer: str, out_path: Path, minzoom: int, maxzoom: int,
     from pipelines.runner import InProcessRunner
 
     runner = runner or InProcessRunner()
+    threads = threads or default_threads()
     if partitions is None:
         layer_info = store.info(layer)
         partitions = longest_first(plan(layer_info.bounds, layer_info.count, minzoom, maxzoom,
@@ -134,7 +138,7 @@ def build_pmtiles(store, layer: str, out_path: Path, minzoom: int, maxzoom: int,
     planned = time.perf_counter()
     results: list[PartitionResult] = runner.map(build_partition, partitions, shared={
         "store": StoreRef.of(store), "layer": layer, "fields": fields, "maxzoom": maxzoom,
-        "max_tile_bytes": max_tile_bytes}, progress=(lambda d, t: bar.update(d - bar.n)) if bar else None)
+        "max_tile_bytes": max_tile_bytes, "threads": threads}, progress=(lambda d, t: bar.update(d - bar.n)) if bar else None)
     if bar:
         bar.close()
     mapped = time.perf_counter()
@@ -174,7 +178,7 @@ def build_pmtiles(store, layer: str, out_path: Path, minzoom: int, maxzoom: int,
         archive_bytes=out_path.stat().st_size, max_tile_bytes=max_tile_bytes, zooms=reports,
         simplified=simplified, too_complex=too_complex, partitions=partition_count,
         driver_seconds=(planned - started) + (done - mapped), write_seconds=written - writing,
-        seconds=done - started, partition_costs=costs,
+        seconds=done - started, partition_costs=costs, threads=threads,
     )
 
 
