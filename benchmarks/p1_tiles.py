@@ -6,12 +6,14 @@ FlatGeobuf (EPSG:4326) exported from that same store layer beforehand (not timed
 tippecanoe cannot read PostGIS). Features dropped per zoom are counted the same way for
 both archives: distinct ``id`` values GDAL's MVT reader finds at each zoom.
 
-Ours runs twice per repetition: in process, and on a local Dask cluster of two worker
-processes (``ours_w2``), the cluster started and stopped inside the timed process. The three
-sides' order rotates between repetitions. Peak memory is given two ways: GNU time's %M (the
-largest single process) and the summed RSS of the child's process tree, sampled.
+Ours runs three times per repetition: in process as a user runs it (zooms on the machine's cores,
+``ours``), in process on one thread (``ours_t1``, ``--threads 1``), and on a local Dask cluster of
+two worker processes (``ours_w2``), the cluster started and stopped inside the timed process. The
+sides' order changes between repetitions so that every pair runs in both orders. Peak memory is
+given two ways: GNU time's %M (the largest single process) and the summed RSS of the child's
+process tree, sampled.
 
-Worker mode (``python -m benchmarks.p1_tiles ours LAYER OUT [WORKERS]``) is what the parent times.
+Worker mode (``python -m benchmarks.p1_tiles ours LAYER OUT [WORKERS [THREADS]]``) is what the parent times.
 """
 from __future__ import annotations
 
@@ -55,15 +57,16 @@ def archive_stats(path: Path, layer: str, features: int) -> dict:
             "dropped_per_zoom": dropped}
 
 
-SIDES = ("ours", "ours_w2", "tippecanoe")
+SIDES = ("ours", "ours_t1", "ours_w2", "tippecanoe")
 W2 = 2  # the Dask side's worker count
 
 
 def order_for(rep: int) -> list[str]:
-    """The sides' order in repetition ``rep``: rotated, so over three repetitions each side runs
-    once in each position and every pair runs in both orders."""
-    k = rep % len(SIDES)
-    return [*SIDES[k:], *SIDES[:k]]
+    """The sides' order in repetition ``rep``: rotated every other repetition and reversed in the
+    odd ones, so the first two repetitions already run every pair of sides in both orders."""
+    k = (rep // 2) % len(SIDES)
+    base = [*SIDES[k:], *SIDES[:k]]
+    return base[::-1] if rep % 2 else base
 
 
 def parse_worker(stdout: str) -> dict:
@@ -83,7 +86,7 @@ def run_record(name: str, t) -> dict:
     if name != "tippecanoe":
         w = parse_worker(t.stdout)
         rec.update(build_seconds=w["seconds"], driver_seconds=w["driver_seconds"], partitions=w["partitions"],
-                   workers=w["workers"], driver_share_of_wall=w["driver_seconds"] / t.seconds,
+                   workers=w["workers"], threads=w.get("threads"), driver_share_of_wall=w["driver_seconds"] / t.seconds,
                    driver_share_of_build=w["driver_seconds"] / w["seconds"],
                    outside_build_seconds=t.seconds - w["seconds"])  # imports, the store, the cluster's start and stop
     return rec
@@ -99,13 +102,15 @@ def run(ctx, layer: str, reps: int) -> dict:
     ours_cmd = [str(PY), "-m", "benchmarks.p1_tiles", "ours", layer, str(outs["ours"])]
     # the same build on a local Dask cluster, started and stopped inside the timed process
     w2_cmd = [str(PY), "-m", "benchmarks.p1_tiles", "ours", layer, str(outs["ours_w2"]), str(W2)]
+    # in process on one thread: the single-core build, what --workers 2 adds a second core to
+    t1_cmd = [str(PY), "-m", "benchmarks.p1_tiles", "ours", layer, str(outs["ours_t1"]), "1", "1"]
     # tippecanoe: same zooms, same layer name, drop the smallest polygons when a tile is too big
     # (what ours does), keep all attributes
     tip_cmd = [str(PEER_BIN / "tippecanoe"), "-o", str(outs["tippecanoe"]), "--force", "-Z", str(MINZOOM),
                "-z", str(MAXZOOM), "-l", layer, "--drop-smallest-as-needed", "--quiet", str(fgb)]
     env = env_with(CITYTWIN_DATABASE_URL=ctx.db_url)
     runs: dict[str, list] = {name: [] for name in SIDES}
-    cmds = {"ours": ours_cmd, "ours_w2": w2_cmd, "tippecanoe": tip_cmd}
+    cmds = {"ours": ours_cmd, "ours_t1": t1_cmd, "ours_w2": w2_cmd, "tippecanoe": tip_cmd}
     orders = []
     for rep in range(reps):
         orders.append(order_for(rep))
@@ -116,12 +121,11 @@ def run(ctx, layer: str, reps: int) -> dict:
             runs[name].append(run_record(name, t))
     result = {"layer": layer, "features": n, "zooms": f"{MINZOOM}-{MAXZOOM}", "reps": reps, "orders": orders,
               "commands": {name: " ".join(cmd) for name, cmd in cmds.items()}}
-    same_bytes = filecmp.cmp(outs["ours"], outs["ours_w2"], shallow=False)
+    same_bytes = {name: filecmp.cmp(outs["ours"], outs[name], shallow=False) for name in ("ours_t1", "ours_w2")}
     stats_of: dict[str, dict] = {}
     for name in SIDES:
-        # any partition plan writes the same bytes: read the Dask side's archive only when it differs
-        stats = stats_of[name] = (stats_of["ours"] if name == "ours_w2" and same_bytes
-                                  else archive_stats(outs[name], layer, n))
+        # any partition plan and thread count write the same bytes: read another archive only when it differs
+        stats = stats_of[name] = (stats_of["ours"] if same_bytes.get(name) else archive_stats(outs[name], layer, n))
         med = {k: median([r[k] for r in runs[name]]) for k in ("seconds", "max_rss_mb", "tree_rss_mb")}
         result[name] = {
             "seconds_median": med["seconds"], "max_rss_mb_median": med["max_rss_mb"],
@@ -134,7 +138,9 @@ def run(ctx, layer: str, reps: int) -> dict:
                 result[name][f"{k}_median"] = median([r[k] for r in runs[name]])
             result[name]["partitions"] = runs[name][-1]["partitions"]
             result[name]["workers"] = runs[name][-1]["workers"]
-    result["ours_w2"]["same_archive_as_ours"] = same_bytes
+            result[name]["threads"] = runs[name][-1]["threads"]
+    for name, same in same_bytes.items():
+        result[name]["same_archive_as_ours"] = same
 
     result["ours"]["complete_from_zoom"] = complete_from(result["ours"]["dropped_per_zoom"])
     result.update(figures(runs, orders, reps))
@@ -154,6 +160,9 @@ def figures(runs: dict[str, list[dict]], orders: list[list[str]], reps: int) -> 
            "rss_ratio_ours_over_tippecanoe": ratio("ours", "tippecanoe", "max_rss_mb"),
            "time_ratio_ours_w2_over_ours": ratio("ours_w2", "ours"),
            "time_ratio_ours_w2_over_tippecanoe": ratio("ours_w2", "tippecanoe"),
+           "time_ratio_ours_t1_over_tippecanoe": ratio("ours_t1", "tippecanoe"),
+           "time_ratio_ours_w2_over_ours_t1": ratio("ours_w2", "ours_t1"),
+           "time_ratio_ours_over_ours_t1": ratio("ours", "ours_t1"),
            "tree_rss_ratio_ours_w2_over_tippecanoe": ratio("ours_w2", "tippecanoe", "tree_rss_mb")}
     share_pct = 100 * median([r["driver_share_of_wall"] for r in runs["ours_w2"]])  # a percentage reads better
     out["targets"] = {  # issue 11: half of tippecanoe's time, at most 1.5x its memory; Dask faster, driver < 5 %
@@ -163,6 +172,9 @@ def figures(runs: dict[str, list[dict]], orders: list[list[str]], reps: int) -> 
                                                      ev("ours", "tippecanoe"), at_most=1.5),
         f"ours --workers {W2} faster than in process": judge(out["time_ratio_ours_w2_over_ours"],
                                                              ev("ours_w2", "ours"), at_most=1.0),
+        # the bar as first set: in process was one core, and the second core came only from Dask
+        f"ours --workers {W2} faster than in process on one thread (--threads 1)": judge(
+            out["time_ratio_ours_w2_over_ours_t1"], ev("ours_w2", "ours_t1"), at_most=1.0),
         f"ours --workers {W2} driver share < 5% (driver_seconds / the child's wall time, in %)": judge(
             share_pct, Evidence(reps=reps, alternated=alternated(orders)), at_most=5.0),
         f"ours --workers {W2} time <= 0.5 x tippecanoe": judge(out["time_ratio_ours_w2_over_tippecanoe"],
@@ -181,7 +193,7 @@ def complete_from(dropped_per_zoom: dict[int, int]) -> int | None:
     return zoom
 
 
-def _worker(layer: str, out: str, workers: int) -> None:
+def _worker(layer: str, out: str, workers: int, threads: int | None) -> None:
     from pipelines.runner import DaskRunner, InProcessRunner
     from pipelines.store import open_store
     from tiles.pmtiles_build import build_pmtiles
@@ -190,18 +202,20 @@ def _worker(layer: str, out: str, workers: int) -> None:
     # the cluster's start and stop are part of what the parent times
     runner = DaskRunner(workers=workers) if workers > 1 else InProcessRunner()
     try:
-        report = build_pmtiles(store, layer, Path(out), MINZOOM, MAXZOOM, None, progress=False, runner=runner)
+        report = build_pmtiles(store, layer, Path(out), MINZOOM, MAXZOOM, None, progress=False, runner=runner,
+                               threads=threads)
         n_workers = runner.workers()
     finally:
         runner.close()
     print(json.dumps({"tiles": report.tiles_written, "largest": report.largest_tile_bytes,
                       "dropped": report.dropped_per_zoom, "seconds": report.seconds,
                       "driver_seconds": report.driver_seconds, "partitions": report.partitions,
-                      "workers": n_workers}))
+                      "workers": n_workers, "threads": report.threads}))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) in (4, 5) and sys.argv[1] == "ours":
-        _worker(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) == 5 else 1)
+    if len(sys.argv) in (4, 5, 6) and sys.argv[1] == "ours":
+        _worker(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) >= 5 else 1,
+                int(sys.argv[5]) if len(sys.argv) == 6 else None)
     else:
-        sys.exit("usage: python -m benchmarks.p1_tiles ours LAYER OUT [WORKERS]")
+        sys.exit("usage: python -m benchmarks.p1_tiles ours LAYER OUT [WORKERS [THREADS]]")

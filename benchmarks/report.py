@@ -83,10 +83,18 @@ def _pct(v) -> str:
 
 
 def _p1_with_dask(r: dict) -> list[str]:
-    """P1 with ours twice (in process and on a local Dask cluster) beside tippecanoe."""
-    o, w, t = r["ours"], r["ours_w2"], r["tippecanoe"]
+    """P1 with ours two or three times (in process, on one thread where measured, on a local Dask
+    cluster) beside tippecanoe."""
+    o, w = r["ours"], r["ours_w2"]
     nw = w.get("workers", 2)
-    sides = (o, w, t)
+    t1 = "ours_t1" in r
+    names = ("ours", "ours_t1", "ours_w2", "tippecanoe") if t1 else ("ours", "ours_w2", "tippecanoe")
+    sides = [r[n] for n in names]
+    heads = {"ours": "ours in process (build_pmtiles on the PostGIS store"
+                     + (f", zooms on {o['threads']} threads)" if o.get("threads") else ")"),
+             "ours_t1": "ours in process on one thread (--threads 1)",
+             "ours_w2": f"ours --workers {nw} (local Dask cluster, started and stopped inside the timed process)",
+             "tippecanoe": "tippecanoe"}
 
     def row(label: str, cell) -> str:
         return f"| {label} | " + " | ".join(cell(x) for x in sides) + " |"
@@ -94,15 +102,31 @@ def _p1_with_dask(r: dict) -> list[str]:
     def ours_only(key: str, fmt) -> callable:
         return lambda x: fmt(x[key]) if key in x else "n/a"
 
-    same = ("byte for byte the same archive as in process" if w.get("same_archive_as_ours")
-            else "**a different archive from in process** (any partition plan should write the same bytes)")
+    def same(name: str, what: str) -> str:
+        return (f"{what} wrote byte for byte the same archive as in process" if r[name].get("same_archive_as_ours")
+                else f"{what} wrote **a different archive from in process** (any plan and thread count should "
+                     "write the same bytes)")
+
+    ratios = [f"- time ours in process / tippecanoe: **{_f(r['time_ratio_ours_over_tippecanoe'], 2)}**"]
+    if t1:
+        ratios += [f"- time ours in process on one thread / tippecanoe: "
+                   f"**{_f(r['time_ratio_ours_t1_over_tippecanoe'], 2)}**",
+                   f"- time ours in process / ours on one thread: **{_f(r['time_ratio_ours_over_ours_t1'], 2)}**",
+                   f"- time ours --workers {nw} / ours in process on one thread: "
+                   f"**{_f(r['time_ratio_ours_w2_over_ours_t1'], 2)}**"]
+    ratios += [
+        f"- time ours --workers {nw} / ours in process: **{_f(r['time_ratio_ours_w2_over_ours'], 2)}**",
+        f"- time ours --workers {nw} / tippecanoe: **{_f(r['time_ratio_ours_w2_over_tippecanoe'], 2)}**",
+        f"- peak RSS (largest process) ours in process / tippecanoe: **{_f(r['rss_ratio_ours_over_tippecanoe'], 2)}**",
+        f"- peak RSS (process tree summed) ours --workers {nw} / tippecanoe: "
+        f"**{_f(r['tree_rss_ratio_ours_w2_over_tippecanoe'], 2)}**",
+    ]
     lines = [
         f"## P1 vector tile archive build: `{r['layer']}` ({r['features']:,} footprints, z{r['zooms']}, "
-        f"median of {r['reps']}, the three sides' order rotated: {', '.join('/'.join(x) for x in r['orders'])})",
+        f"median of {r['reps']}, the sides' order per repetition: {', '.join('/'.join(x) for x in r['orders'])})",
         "",
-        f"| | ours in process (build_pmtiles on the PostGIS store) | ours --workers {nw} (local Dask cluster, "
-        "started and stopped inside the timed process) | tippecanoe |",
-        "|---|---|---|---|",
+        "| | " + " | ".join(heads[n] for n in names) + " |",
+        "|---|" + "---|" * len(names),
         row("wall time", lambda x: f"{_f(x['seconds_median'])} s"),
         row("peak RSS, largest single process (GNU time %M)", lambda x: f"{_f(x['max_rss_mb_median'], 0)} MB"),
         row("peak RSS, whole process tree summed (sampled every 0.2 s)",
@@ -124,19 +148,15 @@ def _p1_with_dask(r: dict) -> list[str]:
         "",
         "Ratios, each the median of per-repetition ratios (same run):",
         "",
-        f"- time ours in process / tippecanoe: **{_f(r['time_ratio_ours_over_tippecanoe'], 2)}**",
-        f"- time ours --workers {nw} / ours in process: **{_f(r['time_ratio_ours_w2_over_ours'], 2)}**",
-        f"- time ours --workers {nw} / tippecanoe: **{_f(r['time_ratio_ours_w2_over_tippecanoe'], 2)}**",
-        f"- peak RSS (largest process) ours in process / tippecanoe: **{_f(r['rss_ratio_ours_over_tippecanoe'], 2)}**",
-        f"- peak RSS (process tree summed) ours --workers {nw} / tippecanoe: "
-        f"**{_f(r['tree_rss_ratio_ours_w2_over_tippecanoe'], 2)}**",
+        *ratios,
         "",
-        f"Ours holds every feature from z{o.get('complete_from_zoom')} up; --workers {nw} wrote {same}.",
+        f"Ours holds every feature from z{o.get('complete_from_zoom')} up; "
+        + "; ".join([*([same("ours_t1", "one thread")] if t1 else []), same("ours_w2", f"--workers {nw}")]) + ".",
         "",
         *target_lines(r["targets"]),
         "",
-        f"Commands: `{r['commands']['ours']}`; `{r['commands']['ours_w2']}`; `{r['commands']['tippecanoe']}` "
-        "(tippecanoe reads a FlatGeobuf exported from the same store layer; the export is not timed).",
+        "Commands: " + "; ".join(f"`{r['commands'][n]}`" for n in names)
+        + " (tippecanoe reads a FlatGeobuf exported from the same store layer; the export is not timed).",
         "",
     ]
     return lines

@@ -224,25 +224,30 @@ def _p1_with_dask() -> dict:
 
     orders = [order_for(rep) for rep in range(3)]
     runs = {n: [{"seconds": s, "max_rss_mb": 100.0, "tree_rss_mb": 150.0, "driver_share_of_wall": 0.025}] * 3
-            for n, s in (("ours", 10.0), ("ours_w2", 7.0), ("tippecanoe", 20.0))}
+            for n, s in (("ours", 10.0), ("ours_t1", 16.0), ("ours_w2", 7.0), ("tippecanoe", 20.0))}
     return {"layer": "buildings", "features": 600_000, "zooms": "10-16", "reps": 3, "orders": orders,
-            "commands": {"ours": "OURS", "ours_w2": "OURS 2", "tippecanoe": "TIP"},
-            "ours": {**_p1_side(10.0, 900.0, 880.0), "complete_from_zoom": 14},
+            "commands": {"ours": "OURS", "ours_t1": "OURS T1", "ours_w2": "OURS 2", "tippecanoe": "TIP"},
+            "ours": {**_p1_side(10.0, 900.0, 880.0), "complete_from_zoom": 14, "threads": 2},
+            "ours_t1": {**_p1_side(16.0, 800.0, 790.0), "same_archive_as_ours": True},
             "ours_w2": {**_p1_side(7.0, 700.0, 1_600.0), "same_archive_as_ours": True},
             "tippecanoe": _p1_side(20.0, 300.0, 310.0, ours=False), **figures(runs, orders, 3)}
 
 
-def test_p1_renders_the_dask_side_as_a_third_column_with_its_ratios_and_targets():
+def test_p1_renders_one_thread_and_the_dask_side_as_columns_with_their_ratios_and_targets():
     text = render_min({"p1": [_p1_with_dask()], "started": "2026-12-02 17:00:00 +0000"})
     head = next(ln for ln in text.splitlines() if ln.startswith("| | ours in process"))
-    assert head.count("|") == 5 and "ours --workers 2" in head and "tippecanoe" in head
-    assert "| peak RSS, largest single process (GNU time %M) | 900 MB | 700 MB | 300 MB |" in text
-    assert "| peak RSS, whole process tree summed (sampled every 0.2 s) | 880 MB | 1,600 MB | 310 MB |" in text
-    assert "| driver share of the child's wall time (imports, cluster start and stop included) | 2.5 % | 2.5 % | n/a |" \
-        in text
-    assert "| driver share of the build (driver_seconds / BuildReport.seconds) | 4.0 % | 4.0 % | n/a |" in text
+    assert head.count("|") == 6 and "ours --workers 2" in head and "tippecanoe" in head
+    assert "zooms on 2 threads" in head and "ours in process on one thread (--threads 1)" in head
+    assert "| peak RSS, largest single process (GNU time %M) | 900 MB | 800 MB | 700 MB | 300 MB |" in text
+    assert "| peak RSS, whole process tree summed (sampled every 0.2 s) | 880 MB | 790 MB | 1,600 MB | 310 MB |" in text
+    assert "| driver share of the child's wall time (imports, cluster start and stop included) | 2.5 % | 2.5 % | " \
+        "2.5 % | n/a |" in text
+    assert "| driver share of the build (driver_seconds / BuildReport.seconds) | 4.0 % | 4.0 % | 4.0 % | n/a |" in text
     assert "| outside the build: imports, the store, the cluster's start and stop (wall - BuildReport.seconds) " \
-        "| 1.0 s | 1.0 s | n/a |" in text
+        "| 1.0 s | 1.0 s | 1.0 s | n/a |" in text
+    assert "- time ours --workers 2 / ours in process on one thread: **0.44**" in text
+    assert "- ours --workers 2 faster than in process on one thread (--threads 1): **met** (figure 0.44" in text
+    assert "one thread wrote byte for byte the same archive as in process" in text
     assert "- time ours --workers 2 / ours in process: **0.70**" in text
     assert "- time ours --workers 2 / tippecanoe: **0.35**" in text
     assert "- ours --workers 2 faster than in process: **met** (figure 0.70, target <= 1; 3 repetition(s), alternated)" \
@@ -254,8 +259,23 @@ def test_p1_renders_the_dask_side_as_a_third_column_with_its_ratios_and_targets(
     assert "could not render" not in text
 
 
+def test_p1_results_without_the_one_thread_side_render_three_columns():
+    old = _p1_with_dask()
+    for key in ("ours_t1", "time_ratio_ours_t1_over_tippecanoe", "time_ratio_ours_w2_over_ours_t1",
+                "time_ratio_ours_over_ours_t1"):
+        old.pop(key)
+    old["commands"].pop("ours_t1")
+    text = render_min({"p1": [old], "started": "2026-12-02 17:00:00 +0000"})
+    head = next(ln for ln in text.splitlines() if ln.startswith("| | ours in process"))
+    assert head.count("|") == 5 and "one thread" not in head
+    assert "| peak RSS, largest single process (GNU time %M) | 900 MB | 700 MB | 300 MB |" in text
+    assert "could not render" not in text
+
+
 def test_p1_results_without_the_dask_side_render_as_before():
     old = _p1_with_dask()
+    old.pop("ours_t1")
+    old["commands"].pop("ours_t1")
     for key in ("ours_w2", "time_ratio_ours_w2_over_ours", "time_ratio_ours_w2_over_tippecanoe",
                 "tree_rss_ratio_ours_w2_over_tippecanoe"):
         old.pop(key)
