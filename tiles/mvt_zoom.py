@@ -185,9 +185,14 @@ class Shapes:
         return cls(geometry_family(merc), np.maximum(shapely.area(merc), shapely.length(merc)),
                    shapely.bounds(merc), shapely.get_num_coordinates(merc).astype(np.int64))
 
+    _FIELDS = ("family", "area", "bounds", "coords")
+
     @classmethod
     def concat(cls, parts: list[Shapes]) -> Shapes:
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("family", "area", "bounds", "coords")))
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls._FIELDS))
+
+    def take(self, rows: np.ndarray) -> Shapes:
+        return Shapes(*(getattr(self, f)[rows] for f in self._FIELDS))
 
 
 @dataclass(frozen=True)

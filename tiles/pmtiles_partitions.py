@@ -112,9 +112,8 @@ def plan(bounds: tuple[float, float, float, float], count: int, minzoom: int, ma
     finer: a city's dense centre in one block was a third of the build. Not sooner: finer blocks
     read more rows around them (the 600k city's z12 blocks 1.5M rows, its z11 blocks 1.0M)."""
     whole = [Partition(0, 0, 0, (minzoom, maxzoom))]
-    if count <= SPLIT_FEATURES or (workers == 1 and count <= WHOLE_LAYER_FEATURES):
-        return whole
-    if not all(math.isfinite(b) for b in bounds):
+    if (count <= SPLIT_FEATURES or (workers == 1 and count <= WHOLE_LAYER_FEATURES)
+            or not all(math.isfinite(b) for b in bounds)):
         return whole
     for split in range(minzoom, maxzoom + 1):
         bz = split - BLOCK_GAP
@@ -349,7 +348,7 @@ def build_partition(part: Partition, *, store: StoreRef, layer: str, fields: lis
         else:
             block = _block_rect(part, z)
             context = np.flatnonzero(_touching(shape.bounds, z, _needed_tiles(shape.bounds, z, block)))
-            got = encode_zoom(rows.merc.subset(context), _subset(shape, context), _rows_of(table, context), frame, z,
+            got = encode_zoom(rows.merc.subset(context), shape.take(context), _rows_of(table, context), frame, z,
                               zoom_tolerance(z, maxzoom), max_tile_bytes, tiles_in=block)
             owned, n = rows.owned[context], len(context)
         done = ZoomPart(z, got.tiles, int((got.written & owned).sum()), int((got.over & owned).sum()),
@@ -367,7 +366,8 @@ def build_partition(part: Partition, *, store: StoreRef, layer: str, fields: lis
 
 def default_threads() -> int:
     """Threads a partition encodes zooms on: the cores this process may use, at most MAX_THREADS."""
-    return max(1, min(len(os.sched_getaffinity(0)), MAX_THREADS))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, MAX_THREADS))
 
 
 def _each_on_threads(fn: Callable, items, threads: int) -> list:
@@ -376,10 +376,6 @@ def _each_on_threads(fn: Callable, items, threads: int) -> list:
         return [fn(i) for i in items]
     with ThreadPoolExecutor(min(threads, len(items)), thread_name_prefix="citytwin-zoom") as pool:
         return list(pool.map(fn, items))
-
-
-def _subset(shape: Shapes, rows: np.ndarray) -> Shapes:
-    return Shapes(shape.family[rows], shape.area[rows], shape.bounds[rows], shape.coords[rows])
 
 
 def _rows_of(table: ValueTable, rows: np.ndarray) -> ValueTable:
