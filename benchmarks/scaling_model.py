@@ -31,7 +31,7 @@ from pathlib import Path
 from pipelines.costs import CostLog, read_cost_log
 from pipelines.readers.vector import CHUNK
 from tiles.mvt_geometry import HALF_WORLD, tile_size
-from tiles.pmtiles_partitions import Partition, plan
+from tiles.pmtiles_partitions import Partition, plan, row_slices
 
 KOREA = (124.6, 33.1, 131.9, 38.6)  # lon/lat box of the mainland, Jeju and the islands
 #: rows a block reads per feature it owns when the logged run had no blocks (the ring around
@@ -138,14 +138,17 @@ def ingest_tasks(log: CostLog, features: int) -> list[tuple[float, float]]:
 def pmtiles_tasks(log: CostLog, features: int, bounds: tuple[float, float, float, float], minzoom: int,
                   maxzoom: int, share: Share | None = None, workers: int = 1) -> list[tuple[float, float]]:
     """(seconds, of which reading) of each partition ``plan`` makes for the target on ``workers``
-    workers (the plan cuts finer blocks when there are more workers), longest first as the build
-    hands them out (tiles.pmtiles_partitions.longest_first)."""
+    workers (the plan cuts finer blocks when there are more workers), and of each slice that
+    whole-layer zoom ranges read together, longest first as the build hands them out
+    (tiles.pmtiles_partitions.longest_first)."""
     r = rates(log)
     share = share or uniform_share(bounds)
-    tasks = []
-    for part in plan(bounds, features, minzoom, maxzoom, workers):
+    parts = plan(bounds, features, minzoom, maxzoom, workers)
+    slices = row_slices(parts, features)  # whole-layer zoom ranges read the layer once, a slice each
+    tasks = [(r.read_per_row * ((s.stop or features) - s.start),) * 2 for s in slices]
+    for part in parts:
         owned = features if part.whole_layer else features * share(part)
-        read = r.read_per_row * (owned if part.whole_layer else owned * r.context)
+        read = 0.0 if slices and part.whole_layer else r.read_per_row * (owned if part.whole_layer else owned * r.context)
         encode = sum(r.encode_per_feature.get(z, 0.0) for z in range(part.zooms[0], part.zooms[1] + 1)) * owned
         tasks.append((read + encode, read))
     return sorted(tasks, key=lambda t: -t[0])

@@ -2,9 +2,11 @@
 
 A partition is one call of a top-level function on one item (a block of tiles x a zoom
 range of a PMTiles archive, which reads its own rows from the store; a window of an ingest
-source's features, read from the file; a leaf of a 3D Tiles tree). Partitions are independent and idempotent: they
-return bytes and figures to the driver, which alone writes the output and swaps it in
-atomically, so a retried partition (after a worker died) cannot leave duplicates.
+source's features, read from the file; a leaf of a 3D Tiles tree). Partitions may share inputs
+made once by tasks before them (``map_after``: slices of a layer each read once). Partitions
+are independent and idempotent: they return bytes and figures to the driver, which alone
+writes the output and swaps it in atomically, so a retried partition (after a worker died)
+cannot leave duplicates.
 """
 from __future__ import annotations
 
@@ -22,6 +24,11 @@ class Runner(Protocol):
     def map(self, fn: Callable, items: Sequence, *, shared: dict[str, Any] | None = None,
             progress: Progress | None = None) -> list: ...
 
+    def map_after(self, first: Callable, first_items: Sequence, fn: Callable, items: Sequence, *, name: str,
+                  shared: dict[str, Any] | None = None, progress: Progress | None = None) -> list:
+        """``fn(item, **{name: inputs}, **shared)`` for each item, ``inputs`` being
+        ``[first(i, **shared) for i in first_items]``, each computed once for all items."""
+
     def workers(self) -> int: ...
 
     def close(self) -> None: ...
@@ -37,6 +44,10 @@ class InProcessRunner:
             if progress:
                 progress(i + 1, len(items))
         return out
+
+    def map_after(self, first, first_items, fn, items, *, name, shared=None, progress=None):
+        inputs = [first(i, **(shared or {})) for i in first_items]
+        return self.map(fn, items, shared={**(shared or {}), name: inputs}, progress=progress)
 
     def workers(self) -> int:
         return 1
@@ -72,13 +83,28 @@ class DaskRunner:
         log.info("dask: %s", self.client)
 
     def map(self, fn, items, *, shared=None, progress=None):
-        from dask.distributed import as_completed
-
         if not items:
             return []
+        futures = self.client.map(fn, list(items), retries=self.retries, pure=False, **self._scattered(shared))
+        return self._gathered(futures, progress)
+
+    def map_after(self, first, first_items, fn, items, *, name, shared=None, progress=None):
+        """The inputs stay on the workers that made them and move between workers, never through
+        the driver; one lost with its worker is made again (Dask keeps how each was made)."""
+        if not items:
+            return []
+        scattered = self._scattered(shared)
+        inputs = self.client.map(first, list(first_items), retries=self.retries, pure=False, **scattered)
+        futures = self.client.map(fn, list(items), retries=self.retries, pure=False, **{name: inputs}, **scattered)
+        return self._gathered(futures, progress)
+
+    def _scattered(self, shared: dict[str, Any] | None) -> dict:
         # scatter each value whole (a dict given to scatter would be split into its values)
-        scattered = {k: self.client.scatter([v], broadcast=True)[0] for k, v in (shared or {}).items()}
-        futures = self.client.map(fn, list(items), retries=self.retries, pure=False, **scattered)
+        return {k: self.client.scatter([v], broadcast=True)[0] for k, v in (shared or {}).items()}
+
+    def _gathered(self, futures: list, progress: Progress | None) -> list:
+        from dask.distributed import as_completed
+
         for done, _ in enumerate(as_completed(futures), start=1):
             if progress:
                 progress(done, len(futures))

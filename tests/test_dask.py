@@ -17,7 +17,7 @@ from pipelines.export3d import footprints_to_tileset
 from pipelines.project import project_store
 from pipelines.runner import DaskRunner
 from pipelines.sample_city import generate
-from tiles.pmtiles_build import build_pmtiles
+from tiles.pmtiles_build import BuildReport, build_pmtiles
 from tiles.pmtiles_partitions import Partition
 
 
@@ -68,20 +68,22 @@ def _kill_first_worker_after_one(runner: DaskRunner, killed: list[int]) -> None:
     def map_with_kill(fn, items, *, shared=None, progress=None):
         return original_map(fn, items, shared=shared, progress=kill_one_worker)
 
-    runner.map = map_with_kill
+    original_map_after = runner.map_after
+
+    def map_after_with_kill(first, first_items, fn, items, *, name, shared=None, progress=None):
+        return original_map_after(first, first_items, fn, items, name=name, shared=shared, progress=kill_one_worker)
+
+    runner.map, runner.map_after = map_with_kill, map_after_with_kill
 
 
-def test_pmtiles_blocks_on_dask_with_a_killed_worker_equal_the_in_process_build(sample: Path, tmp_path: Path):
+def _dask_build_with_a_kill_equals_in_process(sample: Path, tmp_path: Path, plan_for) -> BuildReport:
+    """Build the sample's buildings on 2 workers with ``plan_for(store, layer config)``'s partitions,
+    one worker killed after the first, and check it writes the in-process build's archive."""
     catalog = load_catalog(sample)
     list(build_project(sample, progress=False, layers=["buildings"]))
     store = project_store(catalog)
     cfg = catalog.layers["buildings"]
-    tms = morecantile.tms.get("WebMercatorQuad")
-    # blocks read their own rows from the store; partitions outnumber workers, so one dies mid-run
-    blocks = [Partition(cfg.minzoom, t.x, t.y, (cfg.minzoom + 1, cfg.maxzoom))
-              for t in tms.tiles(*store.info("buildings").bounds, zooms=[cfg.minzoom])]
-    parts = [Partition(0, 0, 0, (cfg.minzoom, cfg.minzoom))] + blocks
-    assert len(parts) >= 3
+    parts = plan_for(store, cfg)
     expected = build_pmtiles(store, "buildings", tmp_path / "whole.pmtiles", cfg.minzoom, cfg.maxzoom, cfg.fields,
                              progress=False, partitions=[Partition(0, 0, 0, (cfg.minzoom, cfg.maxzoom))])
     runner = DaskRunner(workers=2)
@@ -96,6 +98,32 @@ def test_pmtiles_blocks_on_dask_with_a_killed_worker_equal_the_in_process_build(
     assert got.path.read_bytes() == expected.path.read_bytes()
     assert got.zooms == expected.zooms and got.features == expected.features == len(store.read("buildings"))
     assert got.partitions == len(parts)
+    return got
+
+
+def test_pmtiles_blocks_on_dask_with_a_killed_worker_equal_the_in_process_build(sample: Path, tmp_path: Path):
+    def blocks(store, cfg) -> list[Partition]:
+        # blocks read their own rows from the store; partitions outnumber workers, so one dies mid-run
+        tms = morecantile.tms.get("WebMercatorQuad")
+        parts = [Partition(0, 0, 0, (cfg.minzoom, cfg.minzoom))] + [
+            Partition(cfg.minzoom, t.x, t.y, (cfg.minzoom + 1, cfg.maxzoom))
+            for t in tms.tiles(*store.info("buildings").bounds, zooms=[cfg.minzoom])]
+        assert len(parts) >= 3
+        return parts
+
+    _dask_build_with_a_kill_equals_in_process(sample, tmp_path, blocks)
+
+
+def test_pmtiles_zoom_ranges_on_dask_with_a_killed_worker_equal_the_in_process_build(sample: Path, tmp_path: Path):
+    def ranges(store, cfg) -> list[Partition]:
+        # three whole-layer ranges share two slices read on the workers: a worker dies after the
+        # first range, losing a slice that the ranges still to run need, so Dask reads it again
+        assert cfg.maxzoom - cfg.minzoom >= 2
+        mid = (cfg.minzoom + cfg.maxzoom) // 2
+        return [Partition(0, 0, 0, r) for r in ((mid + 1, cfg.maxzoom), (mid, mid), (cfg.minzoom, mid - 1))]
+
+    got = _dask_build_with_a_kill_equals_in_process(sample, tmp_path, ranges)
+    assert sum(c.rows for c in got.partition_costs if not c.zooms) == got.features  # the slices, once each
 
 
 def test_killed_worker_is_retried_and_the_result_is_identical(sample: Path, tmp_path: Path):

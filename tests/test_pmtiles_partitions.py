@@ -2,18 +2,23 @@
 from __future__ import annotations
 
 import gzip
+import json
 import sys
 from pathlib import Path
 
+import geopandas as gpd
 import mapbox_vector_tile
 import morecantile
+import numpy as np
+import pandas as pd
 import pytest
 import shapely
 from pmtiles.reader import MmapSource, all_tiles
 
 from pipelines.store.gpkg import GeoPackageStore
 from tiles.pmtiles_build import build_pmtiles
-from tiles.pmtiles_partitions import WHOLE_LAYER_FEATURES, Partition, first_read_bbox, longest_first, plan
+from tiles.pmtiles_partitions import (WHOLE_LAYER_FEATURES, ZOOM_COSTS, ZOOM_SPLIT_SLACK, Partition, RowSlice,
+                                      first_read_bbox, longest_first, plan, row_slices, zoom_ranges)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is not an installed package
 from benchmarks.citygen import generate  # noqa: E402
@@ -147,11 +152,10 @@ def _owner_counts(parts: list[Partition], bounds: tuple[float, ...], minzoom: in
 def test_four_workers_get_blocks_a_zoom_finer_and_the_longest_partition_first():
     seoul_city = (126.8376, 37.4519, 127.1171, 37.6741)  # the generated 600k city's extent, 25 x 25 km
     tms = morecantile.tms.get("WebMercatorQuad")
-    one, four = plan(seoul_city, 600_000, 10, 16, workers=2), plan(seoul_city, 600_000, 10, 16, workers=4)
-    # one worker reads the layer once: blocks would only re-read their rings
-    assert plan(seoul_city, 600_000, 10, 16) == [Partition(0, 0, 0, (10, 16))]
-    # ... up to WHOLE_LAYER_FEATURES; past it blocks bound its memory (six: enough for two workers too)
-    assert plan(seoul_city, WHOLE_LAYER_FEATURES + 1, 10, 16) == one
+    # past WHOLE_LAYER_FEATURES blocks bound a worker's memory (six: enough for two workers too)
+    big = WHOLE_LAYER_FEATURES + 1
+    one, four = plan(seoul_city, big, 10, 16, workers=2), plan(seoul_city, big, 10, 16, workers=4)
+    assert plan(seoul_city, big, 10, 16) == one
     for parts in (one, four):
         assert parts[0] == Partition(0, 0, 0, (10, 13))  # the whole layer's low zooms, longest, go first
         assert all(p.zooms == (14, 16) for p in parts[1:])
@@ -160,3 +164,78 @@ def test_four_workers_get_blocks_a_zoom_finer_and_the_longest_partition_first():
     assert {(p.bx, p.by) for p in four[1:]} == {(t.x, t.y) for t in tms.tiles(*seoul_city, zooms=[12])}
     assert {p.bz for p in one[1:]} == {11} and {p.bz for p in four[1:]} == {12}
     assert len(one) - 1 == 6 and len(four) - 1 >= 2 * 4
+
+
+def test_a_layer_that_fits_one_worker_is_split_by_zoom_on_a_few():
+    seoul_city = (126.8376, 37.4519, 127.1171, 37.6741)
+    # one worker reads the layer once: blocks would only re-read their rings
+    assert plan(seoul_city, 600_000, 10, 16) == [Partition(0, 0, 0, (10, 16))]
+    two = plan(seoul_city, 600_000, 10, 16, workers=2)
+    assert two == [Partition(0, 0, 0, (15, 16)), Partition(0, 0, 0, (10, 14))]
+    # the two ranges read the layer once between them, half each
+    assert row_slices(two, 600_000) == [RowSlice(0, 300_000), RowSlice(300_000, None)]
+    costs = dict(zip(range(16, 9, -1), ZOOM_COSTS))
+    shares = [sum(costs[z] for z in range(p.zooms[0], p.zooms[1] + 1)) for p in two]
+    assert max(shares) <= ZOOM_SPLIT_SLACK * sum(costs.values()) / 2
+    # three: the best ranges leave one over its share, so blocks
+    three = plan(seoul_city, 600_000, 10, 16, workers=3)
+    assert zoom_ranges(10, 16, 3) is None and all(p.bz for p in three[1:]) and row_slices(three, 600_000) == []
+    assert zoom_ranges(16, 16, 2) is None  # one zoom has no ranges
+    four = zoom_ranges(10, 16, 4)  # z14 alone is near a quarter: four ranges hold
+    assert four == sorted(four, reverse=True)  # deepest first, each zoom in exactly one
+    assert sorted(z for a, b in four for z in range(a, b + 1)) == list(range(10, 17))
+
+
+def test_zoom_ranges_on_shared_slices_write_the_whole_layer_bytes(dense, tmp_path: Path):
+    store, _ = dense
+    whole = build_pmtiles(store, "buildings", tmp_path / "whole.pmtiles", MINZOOM, MAXZOOM, None,
+                          max_tile_bytes=TILE_LIMIT, progress=False, partitions=[Partition(0, 0, 0, (MINZOOM, MAXZOOM))])
+    for ranges in (((15, 16), (12, 14)), ((16, 16), (14, 15), (12, 13))):
+        parts = [Partition(0, 0, 0, r) for r in ranges]
+        got = build_pmtiles(store, "buildings", tmp_path / f"{len(parts)}.pmtiles", MINZOOM, MAXZOOM, None,
+                            max_tile_bytes=TILE_LIMIT, progress=False, partitions=parts)
+        assert got.path.read_bytes() == whole.path.read_bytes()
+        assert got.zooms == whole.zooms and got.features == whole.features == 40_000
+        slices = [c for c in got.partition_costs if not c.zooms]
+        assert len(slices) == len(parts) and sum(c.rows for c in slices) == 40_000  # the layer read once
+        assert all(c.rows == 0 for c in got.partition_costs if c.zooms)
+
+
+def _nulls_in_one_slice(n: int = 2_000) -> gpd.GeoDataFrame:
+    """Columns whose NULLs all fall in the second half: each slice alone infers another dtype."""
+    city = generate(n, seed=4).buildings.to_crs(4326)
+    late = np.arange(n) >= n // 2 + 10
+    early = np.arange(n) < n // 2 + 10
+    return gpd.GeoDataFrame({
+        "id": [f"f{i:05d}" for i in range(n)],
+        "floors": pd.array([None if x else i % 30 for i, x in enumerate(late)], dtype="Int64"),
+        "listed": pd.array([None if x else i % 2 == 0 for i, x in enumerate(late)], dtype="boolean"),
+        "listed_early": pd.array([None if x else i % 3 == 0 for i, x in enumerate(early)], dtype="boolean"),
+        "note": [None if x else f"n{i % 7}" for i, x in enumerate(early)],
+        "gone": pd.array([None if x else i for i, x in enumerate(early)], dtype="Int64"),
+    }, geometry=city.geometry.values, crs=4326)
+
+
+@pytest.mark.parametrize("kind", ["gpkg", pytest.param("postgis", marks=pytest.mark.postgis)])
+def test_slices_whose_columns_differ_in_dtype_write_the_whole_read_bytes(kind, request, tmp_path: Path):
+    if kind == "gpkg":
+        store = GeoPackageStore(tmp_path / "store.gpkg")
+    else:
+        from pipelines.store.postgis import PostGISStore
+
+        store = PostGISStore(request.getfixturevalue("pg_db_url"))
+    try:
+        store.publish("mixed", _nulls_in_one_slice())
+        halves = [store.read("mixed", rows=(0, 1_000)), store.read("mixed", rows=(1_000, None))]
+        differ = [c for c in ("floors", "listed", "listed_early", "note", "gone")
+                  if halves[0][c].dtype != halves[1][c].dtype]
+        assert len(differ) >= 3, differ  # the case under test: each half alone infers another dtype
+        kw = dict(max_tile_bytes=TILE_LIMIT, progress=False)
+        whole = build_pmtiles(store, "mixed", tmp_path / "whole.pmtiles", 14, 16, None,
+                              partitions=[Partition(0, 0, 0, (14, 16))], **kw)
+        got = build_pmtiles(store, "mixed", tmp_path / "ranges.pmtiles", 14, 16, None,
+                            partitions=[Partition(0, 0, 0, (16, 16)), Partition(0, 0, 0, (14, 15))], **kw)
+        assert got.path.read_bytes() == whole.path.read_bytes()
+        assert json.loads(got.tilejson_path.read_text()) == json.loads(whole.tilejson_path.read_text())
+    finally:
+        store.close()

@@ -149,6 +149,24 @@ def test_read_bbox_returns_exactly_the_intersecting_features(store: Store):
     assert_same_features(got, gdf[hits])
 
 
+def test_row_slices_add_up_to_the_whole_read(store: Store):
+    gdf = buildings()
+    store.publish("buildings", gdf)
+    whole = store.read("buildings")
+    parts = [store.read("buildings", rows=r) for r in ((0, 17), (17, 17), (17, 40), (40, None))]
+    assert [len(p) for p in parts] == [17, 0, 23, len(gdf) - 40]
+    for part, start in zip(parts, (0, 17, 17, 40)):  # each the whole read's rows, in its order
+        assert list(part["id"]) == list(whole["id"][start:start + len(part)])
+        assert_same_features(part, whole.iloc[start:start + len(part)])
+    assert len(store.read("buildings", rows=(55, 1000))) == len(gdf) - 55
+    assert len(store.read("buildings", rows=(len(gdf), None))) == 0
+    for bad in ((-1, 3), (5, 2)):
+        with pytest.raises(StoreError, match="no slice of a layer"):
+            store.read("buildings", rows=bad)
+    with pytest.raises(StoreError, match="bbox or a slice"):
+        store.read("buildings", bbox=(126.9, 37.5, 127.0, 37.6), rows=(0, 5))
+
+
 def test_count_bbox_is_the_envelopes_meeting_it(store: Store):
     gdf = buildings()
     store.publish("buildings", gdf)

@@ -11,7 +11,8 @@ the tiles; this module drives it and writes the archive. Per zoom:
    drop counts are measured from the tiles, not assumed.
 
 The work is split into partitions (tiles/pmtiles_partitions.py: a block of tiles x a zoom
-range, each reading its own rows from the store), run in process or on Dask. The driver
+range, each reading its own rows from the store, or whole-layer zoom ranges sharing slices
+each read once), run in process or on Dask. The driver
 only plans, merges their tiles into one archive written next to ``out_path``, and moves it
 into place with os.replace, so readers never see a half-written file.
 """
@@ -31,7 +32,7 @@ from geo.names import check_layer_name
 from geo.vertex_budget import MAX_VERTICES
 from pipelines.costs import PartitionCost
 from tiles.pmtiles_partitions import (Partition, PartitionResult, StoreRef, build_partition, default_threads,
-                                      longest_first, plan)
+                                      longest_first, plan, read_slice, row_slices)
 from tiles.publish import make_readable, scratch_file
 from tiles.source import MAX_TILE_BYTES, TileSetInfo
 from tiles.tilejson import tilejson
@@ -125,20 +126,27 @@ def build_pmtiles(store, layer: str, out_path: Path, minzoom: int, maxzoom: int,
 
     runner = runner or InProcessRunner()
     threads = threads or default_threads()
+    layer_info = None
     if partitions is None:
         layer_info = store.info(layer)
         partitions = longest_first(plan(layer_info.bounds, layer_info.count, minzoom, maxzoom,
                                         workers=runner.workers()),
                                    lambda bbox: store.count(layer, bbox), layer_info.count)
+    slices = row_slices(partitions, (layer_info or store.info(layer)).count)
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(partitions), desc=f"tiles {layer}", unit="part")
     planned = time.perf_counter()
-    results: list[PartitionResult] = runner.map(build_partition, partitions, shared={
-        "store": StoreRef.of(store), "layer": layer, "fields": fields, "maxzoom": maxzoom,
-        "max_tile_bytes": max_tile_bytes, "threads": threads}, progress=(lambda d, t: bar.update(d - bar.n)) if bar else None)
+    shared = {"store": StoreRef.of(store), "layer": layer, "fields": fields, "maxzoom": maxzoom,
+              "max_tile_bytes": max_tile_bytes, "threads": threads}
+    tick = (lambda d, t: bar.update(d - bar.n)) if bar else None
+    if slices:  # whole-layer partitions read the layer together, a slice each
+        results: list[PartitionResult] = runner.map_after(read_slice, slices, build_partition, partitions,
+                                                          name="slices", shared=shared, progress=tick)
+    else:
+        results = runner.map(build_partition, partitions, shared=shared, progress=tick)
     if bar:
         bar.close()
     mapped = time.perf_counter()
@@ -158,6 +166,9 @@ def build_pmtiles(store, layer: str, out_path: Path, minzoom: int, maxzoom: int,
                            sum(len(t[3]) for zp in r.zooms for t in zp.tiles), r.partition.whole_layer,
                            tuple((zp.zoom, zp.rows, zp.seconds) for zp in r.zooms))
              for r in results]
+    # the slices, read once for all the partitions handed them: each is a task of its own
+    costs += [PartitionCost(seconds, 0.0, rows, 0, True) for rows, seconds in
+              next((r.slice_reads for r in results if r.slice_reads), ())]
     writing = time.perf_counter()
     _write_archive(out_path, layer, results, minzoom, maxzoom, lonlat_bounds, info,
                    _metadata(info, n, reports, max_tile_bytes))

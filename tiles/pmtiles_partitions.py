@@ -4,6 +4,10 @@ A partition owns every tile of its zooms inside one block tile (zoom ``bz``, ``b
 the block 0/0/0 is the whole world, read without a bbox). It reads from the store the features
 around the block and encodes each zoom with the engine, returning only the block's tiles.
 
+On a few workers a layer that fits one worker is split by zoom instead: whole-layer partitions
+over zoom ranges of about equal cost. They read the layer together, one row slice each
+(``RowSlice``), and each is handed every slice: the layer is read once, in parallel.
+
 Whole-zoom state stays exact: a feature over the budget in any of its tiles leaves the zoom,
 so a partition sizes every tile its block's features touch. It therefore reads the tiles next
 to the block too (features touching them, plus a margin since the store filters by geometry,
@@ -12,6 +16,7 @@ by one partition only: the one whose block holds its first vertex.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
@@ -22,6 +27,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import shapely
 
 from geo.errors import SourceError, StoreError
@@ -42,6 +48,10 @@ MAX_THREADS = 4  # zooms of a partition encoded at once: each holds its own work
 _MARGIN_TILES = 0.25  # read beyond the needed tiles (in tiles of the first zoom): features are filtered by geometry
 _MAX_READS = 4  # re-reads of a widening block before it reads the whole layer
 _PROJECT_ROWS = 50_000  # geometries projected, then released, at once
+# Seconds each zoom took on one thread for the 600k city, from its maxzoom down (deeper ones alike to
+# the last): how plan balances zoom ranges. Deep zooms cost most, but maxzoom draws unsimplified.
+ZOOM_COSTS = (5.7, 7.0, 7.3, 3.6, 1.5, 0.8, 0.6)
+ZOOM_SPLIT_SLACK = 1.25  # zoom ranges are used while the costliest is within this of an equal share
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,13 @@ class Partition:
     @property
     def whole_layer(self) -> bool:
         return self.bz == 0
+
+
+@dataclass(frozen=True)
+class RowSlice:
+    """Rows ``start`` to ``stop`` (None: the end) of the layer's whole read, in its order."""
+    start: int
+    stop: int | None
 
 
 @dataclass(frozen=True)
@@ -100,21 +117,28 @@ class PartitionResult:
     field_types: dict[str, str]  # published column -> field_type name
     read_rows: int  # rows read from the store (owned and context)
     seconds: float
-    read_seconds: float  # of seconds: reading its rows from the store and preparing them
+    read_seconds: float  # of seconds: reading its rows from the store and preparing them (or joining its slices)
+    slice_reads: tuple[tuple[int, float], ...] = ()  # (rows, seconds) of each slice it was handed
 
 
 def plan(bounds: tuple[float, float, float, float], count: int, minzoom: int, maxzoom: int,
          workers: int = 1) -> list[Partition]:
-    """One partition for a small layer, or on one worker for a layer up to WHOLE_LAYER_FEATURES. Else one
-    whole-layer partition for the low zooms (build_pmtiles orders them longest_first), then blocks
-    ``BLOCK_GAP`` zooms above them for the rest, from the first zoom whose blocks cover the layer
-    in at least ``MIN_BLOCKS``. Where that makes fewer than two blocks a worker, they are a zoom
-    finer: a city's dense centre in one block was a third of the build. Not sooner: finer blocks
-    read more rows around them (the 600k city's z12 blocks 1.5M rows, its z11 blocks 1.0M)."""
+    """One partition for a small layer, or on one worker for a layer up to WHOLE_LAYER_FEATURES; on
+    a few workers, zoom ranges of such a layer (``zoom_ranges``). Else one whole-layer partition
+    for the low zooms (build_pmtiles orders them longest_first), then blocks ``BLOCK_GAP`` zooms
+    above them for the rest, from the first zoom whose blocks cover the layer in at least
+    ``MIN_BLOCKS``. Where that makes fewer than two blocks a worker, they are a zoom finer: a
+    city's dense centre in one block was a third of the build. Not sooner: finer blocks read more
+    rows around them (the 600k city's z12 blocks 1.5M rows, its z11 blocks 1.0M)."""
     whole = [Partition(0, 0, 0, (minzoom, maxzoom))]
-    if (count <= SPLIT_FEATURES or (workers == 1 and count <= WHOLE_LAYER_FEATURES)
-            or not all(math.isfinite(b) for b in bounds)):
+    if count <= SPLIT_FEATURES or not all(math.isfinite(b) for b in bounds):
         return whole
+    if count <= WHOLE_LAYER_FEATURES:
+        if workers == 1:
+            return whole
+        ranges = zoom_ranges(minzoom, maxzoom, workers)
+        if ranges:
+            return [Partition(0, 0, 0, r) for r in ranges]
     for split in range(minzoom, maxzoom + 1):
         bz = split - BLOCK_GAP
         blocks = _tiles_over(bounds, bz) if bz > 0 else []
@@ -127,6 +151,31 @@ def plan(bounds: tuple[float, float, float, float], count: int, minzoom: int, ma
         blocks = _tiles_over(bounds, bz)
     low = [Partition(0, 0, 0, (minzoom, split - 1))] if split > minzoom else []
     return low + [Partition(bz, x, y, (split, maxzoom)) for x, y in blocks]
+
+
+def zoom_ranges(minzoom: int, maxzoom: int, workers: int) -> list[tuple[int, int]] | None:
+    """``workers`` consecutive zoom ranges whose costliest (by ZOOM_COSTS) is least, deepest first;
+    None where even that one is over ZOOM_SPLIT_SLACK x an equal share: a range would hold the
+    others up (for z10-16 two and four workers get ranges, three get blocks)."""
+    costs = [ZOOM_COSTS[min(maxzoom - z, len(ZOOM_COSTS) - 1)] for z in range(minzoom, maxzoom + 1)]
+    if not 1 < workers <= len(costs):
+        return None
+    best = min(itertools.combinations(range(1, len(costs)), workers - 1),
+               key=lambda cuts: max(sum(costs[a:b]) for a, b in zip((0, *cuts), (*cuts, len(costs)))))
+    edges = list(zip((0, *best), (*best, len(costs))))
+    if max(sum(costs[a:b]) for a, b in edges) > ZOOM_SPLIT_SLACK * sum(costs) / workers:
+        return None
+    return [(minzoom + a, minzoom + b - 1) for a, b in reversed(edges)]
+
+
+def row_slices(parts: list[Partition], count: int) -> list[RowSlice]:
+    """The slices the whole-layer partitions of ``parts`` read together, one each, where there are
+    several (else each reads for itself); the last runs to the layer's end."""
+    n = sum(p.whole_layer for p in parts)
+    if n < 2:
+        return []
+    edges = [count * i // n for i in range(n)]
+    return [RowSlice(a, b) for a, b in zip(edges, [*edges[1:], None])]
 
 
 def longest_first(parts: list[Partition], rows_in: Callable[[tuple[float, float, float, float]], int],
@@ -198,6 +247,7 @@ class _Rows:
     simplified: int
     too_complex: int
     read_rows: int
+    read_seconds: float = 0.0
 
 
 def _prepared(gdf: gpd.GeoDataFrame, layer: str, fields: list[str] | None, part: Partition) -> _Rows:
@@ -219,12 +269,18 @@ def _prepared(gdf: gpd.GeoDataFrame, layer: str, fields: list[str] | None, part:
     keep[budget.dropped] = False
     lonlat, owned = budget.geoms[keep], owned[keep]
     del budget
-    attrs = attrs.iloc[rows[keep]].reset_index(drop=True)
-    attrs[ID_COLUMN] = attrs[ID_COLUMN].astype(str)
+    attrs = _arrow_text(attrs.iloc[rows[keep]].reset_index(drop=True).astype({ID_COLUMN: str}))
     mine = lonlat[owned]
     bounds = tuple(float(b) for b in shapely.total_bounds(mine)) if len(mine) else None
     del mine
     return _Rows(attrs, *_to_mercator(lonlat), owned, bounds, simplified, too_complex, read_rows)
+
+
+def _arrow_text(attrs: pd.DataFrame) -> pd.DataFrame:
+    """Text columns held in Arrow buffers, not as Python strings: a slice handed between workers
+    pickles in a fifth of the time, and the value table factorises them faster."""
+    arrow = pd.StringDtype("pyarrow", na_value=np.nan)
+    return attrs.astype({c: arrow for c, t in attrs.dtypes.items() if isinstance(t, pd.StringDtype)})
 
 
 def _to_mercator(lonlat: np.ndarray) -> tuple[PackedGeometries, Shapes]:
@@ -320,17 +376,65 @@ def _read(store, layer: str, fields: list[str] | None, part: Partition) -> _Rows
     return _prepared(store.read(layer), layer, fields, part)
 
 
-def build_partition(part: Partition, *, store: StoreRef, layer: str, fields: list[str] | None,
-                    maxzoom: int, max_tile_bytes: int, threads: int | None = None) -> PartitionResult:
-    """The block's tiles at each of the partition's zooms, and the figures of the features it owns.
-    Zooms are encoded on ``threads`` threads (None: default_threads()); the engine's array calls
-    (GEOS, numpy, gzip) release the GIL, and any thread count writes the same bytes."""
+def read_slice(piece: RowSlice, *, store: StoreRef, layer: str, fields: list[str] | None, **_build) -> _Rows:
+    """One slice of the layer, prepared as a whole-layer partition prepares its rows."""
     t0 = time.perf_counter()
     opened = store.open()
     try:
-        rows = _read(opened, layer, fields, part)
+        gdf = opened.read(layer, rows=(piece.start, piece.stop))
     finally:
         opened.close()
+    rows = _prepared(gdf, layer, fields, Partition(0, 0, 0, (0, 0)))
+    rows.read_seconds = time.perf_counter() - t0
+    return rows
+
+
+def _joined(slices: list[_Rows]) -> _Rows:
+    """The slices as one read of the whole layer gives them: rows are prepared one by one, so
+    only the columns' dtypes can differ (an int column with NULLs in one slice only)."""
+    found = [s.lonlat_bounds for s in slices if s.lonlat_bounds is not None]
+    bounds = (min(b[0] for b in found), min(b[1] for b in found), max(b[2] for b in found),
+              max(b[3] for b in found)) if found else None
+    return _Rows(_joined_attrs([s.attrs for s in slices]), PackedGeometries(np.concatenate([s.merc.wkb for s in slices])),
+                 Shapes.concat([s.shape for s in slices]), np.concatenate([s.owned for s in slices]), bounds,
+                 sum(s.simplified for s in slices), sum(s.too_complex for s in slices), 0)
+
+
+def _joined_attrs(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Columns of one dtype in every slice are joined as they are. Where a slice read NULLs as
+    float64 (ints in both stores, booleans in GeoPackage) the whole read does too; else the column
+    takes the dtype pandas infers from all its values, as a whole PostGIS read does (ints with
+    NULLs float64, booleans with NULLs object)."""
+    frames = [f for f in frames if len(f)] or frames[:1]
+    columns = {}
+    for name in frames[0].columns:
+        parts = [f[name] for f in frames]
+        kinds = {p.dtype.kind for p in parts}
+        if len({str(p.dtype) for p in parts}) == 1:
+            columns[name] = pd.concat(parts, ignore_index=True)
+        elif "f" in kinds and kinds <= set("fiub"):
+            columns[name] = pd.Series(np.concatenate([p.to_numpy(dtype=np.float64) for p in parts]))
+        else:
+            columns[name] = pd.Series(np.concatenate([p.to_numpy(dtype=object) for p in parts])).infer_objects()
+    return _arrow_text(pd.DataFrame(columns))
+
+
+def build_partition(part: Partition, *, store: StoreRef, layer: str, fields: list[str] | None,
+                    maxzoom: int, max_tile_bytes: int, threads: int | None = None,
+                    slices: list[_Rows] | None = None) -> PartitionResult:
+    """The block's tiles at each of the partition's zooms, and the figures of the features it owns.
+    A whole-layer partition handed ``slices`` (read_slice's, in order) joins them instead of reading.
+    Zooms are encoded on ``threads`` threads (None: default_threads()); the engine's array calls
+    (GEOS, numpy, gzip) release the GIL, and any thread count writes the same bytes."""
+    t0 = time.perf_counter()
+    if slices:
+        rows = _joined(slices)
+    else:
+        opened = store.open()
+        try:
+            rows = _read(opened, layer, fields, part)
+        finally:
+            opened.close()
     read_seconds = time.perf_counter() - t0
     columns = list(rows.attrs.columns)
     types = {c: field_type(rows.attrs[c].dtype) for c in columns}
@@ -361,7 +465,8 @@ def build_partition(part: Partition, *, store: StoreRef, layer: str, fields: lis
     zooms = sorted(_each_on_threads(encode, range(part.zooms[1], part.zooms[0] - 1, -1), threads or default_threads()),
                    key=lambda zp: zp.zoom)
     return PartitionResult(part, zooms, int(rows.owned.sum()), rows.lonlat_bounds, rows.simplified,
-                           rows.too_complex, types, rows.read_rows, time.perf_counter() - t0, read_seconds)
+                           rows.too_complex, types, rows.read_rows, time.perf_counter() - t0, read_seconds,
+                           tuple((s.read_rows, s.read_seconds) for s in slices or ()))
 
 
 def default_threads() -> int:

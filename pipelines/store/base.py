@@ -39,8 +39,11 @@ class Store(Protocol):
     def publish(self, name: str, gdf: gpd.GeoDataFrame) -> LayerInfo:
         """Atomically replace (or create) layer ``name`` with ``gdf`` (EPSG:4326, 'id' column)."""
 
-    def read(self, name: str, bbox: tuple[float, float, float, float] | None = None) -> gpd.GeoDataFrame:
-        """The layer (or the features intersecting a lon/lat bbox) as a GeoDataFrame."""
+    def read(self, name: str, bbox: tuple[float, float, float, float] | None = None,
+             rows: tuple[int, int | None] | None = None) -> gpd.GeoDataFrame:
+        """The layer (or the features intersecting a lon/lat bbox) as a GeoDataFrame. ``rows``
+        (start, stop): that slice of the whole layer's read, in its order, so slices read one
+        after another add up to the whole read."""
 
     def count(self, name: str, bbox: tuple[float, float, float, float]) -> int:
         """Features whose envelope meets the lon/lat ``bbox`` (from the spatial index; a bbox read returns
@@ -53,6 +56,16 @@ class Store(Protocol):
         """Count, bounds, geometry type and fields of a layer."""
 
     def close(self) -> None: ...
+
+
+def row_slice(rows: tuple[int, int | None], bbox) -> tuple[int, int | None]:
+    """``rows`` checked as a (start, stop) slice of a whole-layer read; stop None: to its end."""
+    if bbox is not None:
+        raise StoreError("a read takes a bbox or a slice of rows, not both")
+    start, stop = int(rows[0]), None if rows[1] is None else int(rows[1])
+    if start < 0 or (stop is not None and stop < start):
+        raise StoreError(f"rows {start}-{stop} are no slice of a layer: use 0 <= start <= stop")
+    return start, stop
 
 
 def field_type(dtype) -> str:

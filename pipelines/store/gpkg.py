@@ -21,7 +21,8 @@ import pyogrio
 
 from geo.errors import StoreError
 from geo.names import check_layer_name
-from pipelines.store.base import STORE_CRS, LayerInfo, as_dates, check_publishable, field_type, is_date_column
+from pipelines.store.base import (STORE_CRS, LayerInfo, as_dates, check_publishable, field_type, is_date_column,
+                                   row_slice)
 
 
 class GeoPackageStore:
@@ -87,9 +88,16 @@ class GeoPackageStore:
         if name not in self.layers():
             raise StoreError(f"layer {name!r} is not in the store {self.path}; ingest it first")
 
-    def read(self, name: str, bbox=None) -> gpd.GeoDataFrame:
+    def read(self, name: str, bbox=None, rows: tuple[int, int | None] | None = None) -> gpd.GeoDataFrame:
         self._require(name)
-        gdf = pyogrio.read_dataframe(self.path, layer=name, bbox=bbox, fid_as_index=bbox is not None)
+        window = {}
+        if rows is not None:
+            start, stop = row_slice(rows, bbox)
+            # max_features=0 would read every row: an empty slice reads one and drops it
+            window = {"skip_features": start, "max_features": None if stop is None else max(stop - start, 1)}
+        gdf = pyogrio.read_dataframe(self.path, layer=name, bbox=bbox, fid_as_index=bbox is not None, **window)
+        if rows is not None and stop == start:
+            gdf = gdf.iloc[:0]
         if bbox is not None:  # the R-tree returns rows in its own order; builds rely on the file's
             gdf = gdf.sort_index().reset_index(drop=True)
         meta = pyogrio.read_info(self.path, layer=name)

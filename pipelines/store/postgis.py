@@ -43,7 +43,8 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from geo.errors import StoreError
 from geo.names import check_layer_name
-from pipelines.store.base import GEOMETRY_COLUMN, ID_COLUMN, STORE_CRS, LayerInfo, check_publishable, is_date_column
+from pipelines.store.base import (GEOMETRY_COLUMN, ID_COLUMN, STORE_CRS, LayerInfo, check_publishable,
+                                   is_date_column, row_slice)
 from pipelines.store.pg_access import AsyncPoolAccess, DbState, PoolAccess
 from pipelines.store.pg_versions import LayerVersions, notify_sql
 
@@ -383,13 +384,15 @@ class PostGISStore:
 
         return self.access.run(query)
 
-    def read(self, name: str, bbox: Sequence[float] | None = None) -> gpd.GeoDataFrame:
-        """Features of ``name`` (those intersecting the lon/lat ``bbox``, if given), ordered by id so
-        that builds do not follow the table's physical order. StoreUnavailableError while the
-        database is down."""
-        return self.access.run(lambda conn: self._read(conn, name, bbox))
+    def read(self, name: str, bbox: Sequence[float] | None = None,
+             rows: tuple[int, int | None] | None = None) -> gpd.GeoDataFrame:
+        """Features of ``name`` (those intersecting the lon/lat ``bbox``, if given; the ``rows``
+        slice of them), ordered by id so that builds do not follow the table's physical order.
+        StoreUnavailableError while the database is down."""
+        return self.access.run(lambda conn: self._read(conn, name, bbox, rows))
 
-    def _read(self, conn: psycopg.Connection, name: str, bbox: Sequence[float] | None) -> gpd.GeoDataFrame:
+    def _read(self, conn: psycopg.Connection, name: str, bbox: Sequence[float] | None,
+              rows: tuple[int, int | None] | None = None) -> gpd.GeoDataFrame:
         self._meta_row(conn, name)
         columns = self._columns(conn, name)
         select = sql.SQL(", ").join(
@@ -404,6 +407,10 @@ class PostGISStore:
             q += sql.SQL(" WHERE ST_Intersects({}, ST_MakeEnvelope(%s, %s, %s, %s, 4326))").format(
                 sql.Identifier(GEOMETRY_COLUMN))
         q += sql.SQL(" ORDER BY {}").format(sql.Identifier(ID_COLUMN))
+        if rows is not None:
+            start, stop = row_slice(rows, bbox)
+            q += sql.SQL(" OFFSET %s LIMIT %s")
+            params = [*params, start, None if stop is None else stop - start]  # LIMIT NULL: no limit
         cols = [_ReadColumn(c, t) for c, t in columns]
         # A server-side cursor: only one batch at a time exists as Python tuples and WKB bytes (a
         # whole layer at once cost more than the GeoDataFrame itself). Each FETCH is its own
