@@ -144,7 +144,7 @@ def pmtiles_tasks(log: CostLog, features: int, bounds: tuple[float, float, float
     r = rates(log)
     share = share or uniform_share(bounds)
     parts = plan(bounds, features, minzoom, maxzoom, workers)
-    slices = row_slices(parts, features)  # whole-layer zoom ranges read the layer once, a slice each
+    slices = row_slices(parts, features, workers)  # whole-layer zoom ranges read the layer once, a slice a worker
     tasks = [(r.read_per_row * ((s.stop or features) - s.start),) * 2 for s in slices]
     for part in parts:
         owned = features if part.whole_layer else features * share(part)

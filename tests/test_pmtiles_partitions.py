@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import pickle
 import sys
 from pathlib import Path
 
@@ -17,8 +18,9 @@ from pmtiles.reader import MmapSource, all_tiles
 
 from pipelines.store.gpkg import GeoPackageStore
 from tiles.pmtiles_build import build_pmtiles
-from tiles.pmtiles_partitions import (WHOLE_LAYER_FEATURES, ZOOM_COSTS, ZOOM_SPLIT_SLACK, Partition, RowSlice,
-                                      first_read_bbox, longest_first, plan, row_slices, zoom_ranges)
+from tiles.pmtiles_partitions import (WHOLE_LAYER_FEATURES, ZOOM_COSTS, ZOOM_SPLIT_SLACK, Partition, RowSlice, StoreRef,
+                                      _layer_of, first_read_bbox, longest_first, plan, read_slice, row_slices,
+                                      zoom_ranges)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is not an installed package
 from benchmarks.citygen import generate  # noqa: E402
@@ -116,7 +118,8 @@ def test_partitions_go_longest_first_by_the_rows_they_read(dense, tmp_path: Path
     envelopes = city.geometry.envelope.values
     rows = [int(shapely.intersects(envelopes, shapely.box(*first_read_bbox(p))).sum()) for p in blocks]
     assert len(set(rows)) > 2  # the city is denser in places: the order is not the plan's by chance
-    cost = [len(city) * 2] + [r * 3 for r in rows]  # rows read x zooms encoded
+    weight = dict(zip(range(MAXZOOM, MAXZOOM - len(ZOOM_COSTS), -1), ZOOM_COSTS))
+    cost = [len(city) * (weight[12] + weight[13])] + [r * (weight[14] + weight[15] + weight[16]) for r in rows]
     assert ordered == [parts[i] for i in sorted(range(len(parts)), key=lambda i: -cost[i])]
     assert ordered != parts
     got = build_pmtiles(store, "buildings", tmp_path / "ordered.pmtiles", MINZOOM, MAXZOOM, None,
@@ -171,19 +174,24 @@ def test_a_layer_that_fits_one_worker_is_split_by_zoom_on_a_few():
     # one worker reads the layer once: blocks would only re-read their rings
     assert plan(seoul_city, 600_000, 10, 16) == [Partition(0, 0, 0, (10, 16))]
     two = plan(seoul_city, 600_000, 10, 16, workers=2)
-    assert two == [Partition(0, 0, 0, (15, 16)), Partition(0, 0, 0, (10, 14))]
-    # the two ranges read the layer once between them, half each
-    assert row_slices(two, 600_000) == [RowSlice(0, 300_000), RowSlice(300_000, None)]
+    assert [p.zooms for p in two] == [(16, 16), (15, 15), (14, 14), (10, 13)] and not any(p.bz for p in two)
+    # the ranges read the layer once between them, a slice a worker
+    assert row_slices(two, 600_000, 2) == [RowSlice(0, 300_000), RowSlice(300_000, None)]
+    assert row_slices(two, 600_000, 1) == [RowSlice(0, None)]
     costs = dict(zip(range(16, 9, -1), ZOOM_COSTS))
-    shares = [sum(costs[z] for z in range(p.zooms[0], p.zooms[1] + 1)) for p in two]
-    assert max(shares) <= ZOOM_SPLIT_SLACK * sum(costs.values()) / 2
-    # three: the best ranges leave one over its share, so blocks
-    three = plan(seoul_city, 600_000, 10, 16, workers=3)
-    assert zoom_ranges(10, 16, 3) is None and all(p.bz for p in three[1:]) and row_slices(three, 600_000) == []
+    shares = sorted((sum(costs[z] for z in range(p.zooms[0], p.zooms[1] + 1)) for p in two), reverse=True)
+    finish = [shares[0] + shares[3], shares[1] + shares[2]]  # handed out longest first to the free worker
+    assert max(finish) <= ZOOM_SPLIT_SLACK * sum(costs.values()) / 2
+    for workers in (3, 4):  # finer ranges, each zoom in exactly one, deepest first
+        ranges = zoom_ranges(10, 16, workers)
+        assert ranges == sorted(ranges, reverse=True) and len(ranges) > workers
+        assert sorted(z for a, b in ranges for z in range(a, b + 1)) == list(range(10, 17))
+    # five: z14 alone would hold the others up, so blocks
+    five = plan(seoul_city, 600_000, 10, 16, workers=5)
+    assert zoom_ranges(10, 16, 5) is None and all(p.bz for p in five[1:]) and row_slices(five, 600_000, 5) == []
     assert zoom_ranges(16, 16, 2) is None  # one zoom has no ranges
-    four = zoom_ranges(10, 16, 4)  # z14 alone is near a quarter: four ranges hold
-    assert four == sorted(four, reverse=True)  # deepest first, each zoom in exactly one
-    assert sorted(z for a, b in four for z in range(a, b + 1)) == list(range(10, 17))
+    # the costliest ranges go first, whatever their number of zooms
+    assert [p.zooms for p in longest_first(two, lambda bbox: 0, 600_000)][:2] == [(14, 14), (15, 15)]
 
 
 def test_zoom_ranges_on_shared_slices_write_the_whole_layer_bytes(dense, tmp_path: Path):
@@ -197,7 +205,7 @@ def test_zoom_ranges_on_shared_slices_write_the_whole_layer_bytes(dense, tmp_pat
         assert got.path.read_bytes() == whole.path.read_bytes()
         assert got.zooms == whole.zooms and got.features == whole.features == 40_000
         slices = [c for c in got.partition_costs if not c.zooms]
-        assert len(slices) == len(parts) and sum(c.rows for c in slices) == 40_000  # the layer read once
+        assert len(slices) == 1 and slices[0].rows == 40_000  # in process, the layer read once
         assert all(c.rows == 0 for c in got.partition_costs if c.zooms)
 
 
@@ -239,3 +247,14 @@ def test_slices_whose_columns_differ_in_dtype_write_the_whole_read_bytes(kind, r
         assert json.loads(got.tilejson_path.read_text()) == json.loads(whole.tilejson_path.read_text())
     finally:
         store.close()
+
+
+def test_slices_are_joined_once_a_worker_and_move_without_the_join(dense):
+    store, _ = dense
+    ref = StoreRef.of(store)
+    slices = [read_slice(RowSlice(0, 100), store=ref, layer="buildings", fields=None),
+              read_slice(RowSlice(100, 250), store=ref, layer="buildings", fields=None)]
+    layer = _layer_of(slices)
+    assert _layer_of(slices) is layer and len(layer[0].merc) == 250  # the next range reuses it
+    moved = pickle.loads(pickle.dumps(slices[0]))  # as Dask hands a slice to another worker
+    assert moved.joined is None and len(moved.merc) == 100 and list(moved.attrs["id"]) == list(slices[0].attrs["id"])

@@ -132,7 +132,7 @@ def build_pmtiles(store, layer: str, out_path: Path, minzoom: int, maxzoom: int,
         partitions = longest_first(plan(layer_info.bounds, layer_info.count, minzoom, maxzoom,
                                         workers=runner.workers()),
                                    lambda bbox: store.count(layer, bbox), layer_info.count)
-    slices = row_slices(partitions, (layer_info or store.info(layer)).count)
+    slices = row_slices(partitions, (layer_info or store.info(layer)).count, runner.workers())
     bar = None
     if progress:
         from tqdm import tqdm

@@ -16,9 +16,9 @@ by one partition only: the one whose block holds its first vertex.
 """
 from __future__ import annotations
 
-import itertools
 import math
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -51,7 +51,8 @@ _PROJECT_ROWS = 50_000  # geometries projected, then released, at once
 # Seconds each zoom took on one thread for the 600k city, from its maxzoom down (deeper ones alike to
 # the last): how plan balances zoom ranges. Deep zooms cost most, but maxzoom draws unsimplified.
 ZOOM_COSTS = (5.7, 7.0, 7.3, 3.6, 1.5, 0.8, 0.6)
-ZOOM_SPLIT_SLACK = 1.25  # zoom ranges are used while the costliest is within this of an equal share
+ZOOM_SPLIT_SLACK = 1.25  # zoom ranges are used while their schedule is within this of an equal share
+RANGES_PER_WORKER = 2  # ranges handed out as workers free up even out what the cost guesses miss
 
 
 @dataclass(frozen=True)
@@ -154,26 +155,39 @@ def plan(bounds: tuple[float, float, float, float], count: int, minzoom: int, ma
 
 
 def zoom_ranges(minzoom: int, maxzoom: int, workers: int) -> list[tuple[int, int]] | None:
-    """``workers`` consecutive zoom ranges whose costliest (by ZOOM_COSTS) is least, deepest first;
-    None where even that one is over ZOOM_SPLIT_SLACK x an equal share: a range would hold the
-    others up (for z10-16 two and four workers get ranges, three get blocks)."""
-    costs = [ZOOM_COSTS[min(maxzoom - z, len(ZOOM_COSTS) - 1)] for z in range(minzoom, maxzoom + 1)]
-    if not 1 < workers <= len(costs):
+    """Consecutive zoom ranges, deepest first, each about 1/(RANGES_PER_WORKER x ``workers``) of the
+    cost (by ZOOM_COSTS; a costlier zoom alone): handed out longest first, each to the worker free
+    first, they end about together. None where that schedule is over ZOOM_SPLIT_SLACK x an equal
+    share (one zoom holding the others up: for z10-16, more than four workers get blocks)."""
+    costs = [zoom_cost(z, maxzoom) for z in range(maxzoom, minzoom - 1, -1)]
+    if workers < 2 or len(costs) < 2:
         return None
-    best = min(itertools.combinations(range(1, len(costs)), workers - 1),
-               key=lambda cuts: max(sum(costs[a:b]) for a, b in zip((0, *cuts), (*cuts, len(costs)))))
-    edges = list(zip((0, *best), (*best, len(costs))))
-    if max(sum(costs[a:b]) for a, b in edges) > ZOOM_SPLIT_SLACK * sum(costs) / workers:
+    limit = sum(costs) / (RANGES_PER_WORKER * workers)
+    runs, start, total = [], 0, 0.0
+    for i, c in enumerate(costs):
+        if i > start and total + c > limit:
+            runs.append((start, i))
+            start, total = i, 0.0
+        total += c
+    runs.append((start, len(costs)))
+    finish = [0.0] * workers
+    for share in sorted((sum(costs[a:b]) for a, b in runs), reverse=True):
+        finish[finish.index(min(finish))] += share
+    if len(runs) < 2 or max(finish) > ZOOM_SPLIT_SLACK * sum(costs) / workers:
         return None
-    return [(minzoom + a, minzoom + b - 1) for a, b in reversed(edges)]
+    return [(maxzoom - b + 1, maxzoom - a) for a, b in runs]
 
 
-def row_slices(parts: list[Partition], count: int) -> list[RowSlice]:
-    """The slices the whole-layer partitions of ``parts`` read together, one each, where there are
-    several (else each reads for itself); the last runs to the layer's end."""
-    n = sum(p.whole_layer for p in parts)
-    if n < 2:
+def zoom_cost(z: int, maxzoom: int) -> float:
+    return ZOOM_COSTS[min(maxzoom - z, len(ZOOM_COSTS) - 1)]
+
+
+def row_slices(parts: list[Partition], count: int, workers: int) -> list[RowSlice]:
+    """The slices that the whole-layer partitions of ``parts``, where there are several, read
+    together: one a worker (else each reads for itself). The last runs to the layer's end."""
+    if sum(p.whole_layer for p in parts) < 2:
         return []
+    n = max(1, min(workers, sum(p.whole_layer for p in parts)))
     edges = [count * i // n for i in range(n)]
     return [RowSlice(a, b) for a, b in zip(edges, [*edges[1:], None])]
 
@@ -181,11 +195,15 @@ def row_slices(parts: list[Partition], count: int) -> list[RowSlice]:
 def longest_first(parts: list[Partition], rows_in: Callable[[tuple[float, float, float, float]], int],
                   count: int) -> list[Partition]:
     """``parts`` by estimated cost, the longest first: the rows each reads first (``rows_in`` a lon/lat
-    bbox, from the store's index; ``count`` for the whole layer) times its zooms. Workers taking them
-    in this order finish about together; in the plan's order the densest blocks could come last."""
-    def cost(part: Partition) -> int:
+    bbox, from the store's index; ``count`` for the whole layer) times its zooms' ZOOM_COSTS. Workers
+    taking them in this order finish about together; in the plan's order the densest blocks could
+    come last."""
+    maxzoom = max(p.zooms[1] for p in parts)
+
+    def cost(part: Partition) -> float:
         bbox = first_read_bbox(part)
-        return (count if bbox is None else rows_in(bbox)) * (part.zooms[1] - part.zooms[0] + 1)
+        rows = count if bbox is None else rows_in(bbox)
+        return rows * sum(zoom_cost(z, maxzoom) for z in range(part.zooms[0], part.zooms[1] + 1))
 
     costs = [cost(p) for p in parts]
     return [parts[i] for i in sorted(range(len(parts)), key=lambda i: -costs[i])]
@@ -248,6 +266,10 @@ class _Rows:
     too_complex: int
     read_rows: int
     read_seconds: float = 0.0
+    joined: tuple | None = None  # on a slice: the layer joined from it and the others (_layer_of)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "joined": None}  # a slice moving to another worker leaves its join behind
 
 
 def _prepared(gdf: gpd.GeoDataFrame, layer: str, fields: list[str] | None, part: Partition) -> _Rows:
@@ -419,6 +441,27 @@ def _joined_attrs(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return _arrow_text(pd.DataFrame(columns))
 
 
+def _encodable(rows: _Rows) -> tuple[_Rows, ValueTable, dict[str, str]]:
+    """``rows`` with their attributes made into a value table (which holds every value once), and
+    each published column's field type."""
+    types = {c: field_type(rows.attrs[c].dtype) for c in rows.attrs.columns}
+    table = value_table(rows.attrs)
+    rows.attrs = None
+    return rows, table, types
+
+
+_JOINING = threading.Lock()
+
+
+def _layer_of(slices: list[_Rows]) -> tuple[_Rows, ValueTable, dict[str, str]]:
+    """The slices joined and made encodable once a worker: kept on the first slice for the next
+    range handed the same slices, and freed with it when Dask releases the slices."""
+    with _JOINING:
+        if slices[0].joined is None:
+            slices[0].joined = _encodable(_joined(slices))
+        return slices[0].joined
+
+
 def build_partition(part: Partition, *, store: StoreRef, layer: str, fields: list[str] | None,
                     maxzoom: int, max_tile_bytes: int, threads: int | None = None,
                     slices: list[_Rows] | None = None) -> PartitionResult:
@@ -428,19 +471,16 @@ def build_partition(part: Partition, *, store: StoreRef, layer: str, fields: lis
     (GEOS, numpy, gzip) release the GIL, and any thread count writes the same bytes."""
     t0 = time.perf_counter()
     if slices:
-        rows = _joined(slices)
+        rows, table, types = _layer_of(slices)
     else:
         opened = store.open()
         try:
-            rows = _read(opened, layer, fields, part)
+            rows, table, types = _encodable(_read(opened, layer, fields, part))
         finally:
             opened.close()
     read_seconds = time.perf_counter() - t0
-    columns = list(rows.attrs.columns)
-    types = {c: field_type(rows.attrs[c].dtype) for c in columns}
-    table = value_table(rows.attrs)
-    del rows.attrs  # the value table holds every value once
     release_free_memory()
+    columns = list(types)
     shape = rows.shape
     frame = LayerFrame.of(layer, columns)
 
