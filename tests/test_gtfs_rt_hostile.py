@@ -89,3 +89,36 @@ def test_an_absurd_trip_update_time_leaves_that_stop_out_and_loads_the_rest(proj
     assert source.stop_update(TRIP, "20170725", stops[2]["stop_id"], 3).delay_s == 120
     # the impossible time is no data for its stop: the delay before it runs on
     assert source.stop_update(TRIP, "20170725", stops[3]["stop_id"], 4).delay_s == 120
+
+
+def _hang(*_args) -> None:
+    """A child load that never ends (a decoder stuck on some feed)."""
+    time.sleep(600)
+
+
+def test_a_load_that_hangs_is_stopped_and_the_next_feed_loads(project: Path, monkeypatch):
+    from pipelines.gtfs_rt import poller
+
+    catalog = load_catalog(project)
+    now = int(time.time())
+    good, expected = vehicles_along_shapes(now + 1, 8)
+    job = poller._Job("caltrain", "vehicle_positions", "https://feeds.example/vehicles.pb", 30.0)
+    p = poller.Poller(catalog)
+    p._pool = poller._child_pool()
+    try:
+        monkeypatch.setattr(poller, "LOAD_TIMEOUT_S", 2.0)
+        monkeypatch.setattr(poller, "_load_in_child", _hang)
+        p._pool.submit(int).result(timeout=60)  # the child has started
+        child = next(iter(p._pool._processes.values()))
+        started = time.monotonic()
+        with pytest.raises(poller.FeedRefused, match="took over 2 s and was stopped"):
+            p._load(job, good)
+        assert time.monotonic() - started < 30
+        child.join(timeout=10)
+        assert not child.is_alive()  # killed, not left running beside the new one
+        assert "took over 2 s" in RealtimeState(project / "build", "caltrain").status("vehicle_positions").error
+        monkeypatch.undo()
+        report = p._load(job, good)  # a new child takes the next feed
+        assert report.status.loaded == 8 and set(served(project)) == set(expected)
+    finally:
+        p._pool.shutdown(cancel_futures=True)

@@ -23,6 +23,7 @@ import os
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
@@ -31,13 +32,16 @@ import httpx
 from geo.errors import CitytwinError
 from pipelines.bounded_fetch import FetchError, fetch_bounded
 from pipelines.catalog import Catalog, load_catalog
-from pipelines.gtfs_rt.decode import FEED_TYPES
+from pipelines.gtfs_rt.decode import FEED_TYPES, FeedRefused
 from pipelines.gtfs_rt.load import LoadReport, load_feed
 from pipelines.gtfs_rt.store import REALTIME_DIR, RealtimeState
 from pipelines.one_process import OneProcessLoop
 
 log = logging.getLogger("citytwin.realtime")
 FETCH_TIMEOUT_S = 10.0
+# A feed the child has not decoded and published by then is given up and the child killed: the
+# other feeds must go on. A 16 MB feed (the largest accepted) loads in a few seconds.
+LOAD_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -59,6 +63,14 @@ class _Job:
 def _child_pool() -> ProcessPoolExecutor:
     """One child process (spawned: no copy of the server's threads) that decodes and publishes."""
     return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _kill_children(pool: ProcessPoolExecutor) -> None:
+    """Kill the pool's child, whatever it is doing (the executor can only wait for it); what it
+    was publishing rolls back with its SQLite transaction."""
+    for process in list((pool._processes or {}).values()):  # no public way before Python 3.14
+        process.kill()
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 @functools.cache
@@ -109,12 +121,20 @@ class Poller:
             self._pool.shutdown(cancel_futures=True)
 
     def _load(self, job: _Job, data: bytes) -> LoadReport:
+        future = self._pool.submit(_load_in_child, str(self.catalog.root), job.feed, job.kind, data, job.url)
         try:
-            return self._pool.submit(_load_in_child, str(self.catalog.root), job.feed, job.kind, data,
-                                     job.url).result()
+            return future.result(timeout=LOAD_TIMEOUT_S)
         except BrokenProcessPool:  # the child died (killed, out of memory): a new one for the next poll
             self._pool = _child_pool()
             raise
+        except FutureTimeout:
+            _kill_children(self._pool)
+            self._pool = _child_pool()
+            message = (f"realtime '{job.feed}' {job.kind} from {job.url}: decoding and publishing took over "
+                       f"{LOAD_TIMEOUT_S:.0f} s and was stopped; the last good data stays. Check the feed's size "
+                       f"and contents, or lower realtime.{job.feed}.max_bytes in citytwin.yaml")
+            RealtimeState(self.catalog.build_path, job.feed).refused(job.kind, job.url, message)
+            raise FeedRefused(message) from None
 
     @staticmethod
     def _after_unchanged(job: _Job, started: float) -> float:
