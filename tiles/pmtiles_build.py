@@ -32,7 +32,7 @@ from geo.names import check_layer_name
 from geo.vertex_budget import MAX_VERTICES
 from pipelines.costs import PartitionCost
 from tiles.pmtiles_partitions import (Partition, PartitionResult, StoreRef, build_partition, default_threads,
-                                      longest_first, plan, read_slice, row_slices)
+                                      longest_first, plan, read_slice, row_slices, union_bounds)
 from tiles.publish import make_readable, scratch_file
 from tiles.source import MAX_TILE_BYTES, TileSetInfo
 from tiles.tilejson import tilejson
@@ -126,13 +126,12 @@ def build_pmtiles(store, layer: str, out_path: Path, minzoom: int, maxzoom: int,
 
     runner = runner or InProcessRunner()
     threads = threads or default_threads()
-    layer_info = None
+    layer_info = store.info(layer)
     if partitions is None:
-        layer_info = store.info(layer)
         partitions = longest_first(plan(layer_info.bounds, layer_info.count, minzoom, maxzoom,
                                         workers=runner.workers()),
                                    lambda bbox: store.count(layer, bbox), layer_info.count)
-    slices = row_slices(partitions, (layer_info or store.info(layer)).count, runner.workers())
+    slices = row_slices(partitions, layer_info.count, runner.workers())
     bar = None
     if progress:
         from tqdm import tqdm
@@ -156,9 +155,7 @@ def build_pmtiles(store, layer: str, out_path: Path, minzoom: int, maxzoom: int,
     n = sum(r.features for r in first)
     if n == 0:
         raise SourceError(f"layer {layer!r} has no features with a geometry; nothing to tile")
-    found = [r.lonlat_bounds for r in first if r.lonlat_bounds is not None]
-    lonlat_bounds = (min(b[0] for b in found), min(b[1] for b in found),
-                     max(b[2] for b in found), max(b[3] for b in found))
+    lonlat_bounds = union_bounds([r.lonlat_bounds for r in first])  # n > 0: some partition found features
     info = _info(layer, minzoom, maxzoom, lonlat_bounds, next(r.field_types for r in first if r.features))
     reports = _zoom_reports(results, n, minzoom, maxzoom)
     simplified, too_complex = sum(r.simplified for r in first), sum(r.too_complex for r in first)

@@ -185,9 +185,10 @@ def zoom_cost(z: int, maxzoom: int) -> float:
 def row_slices(parts: list[Partition], count: int, workers: int) -> list[RowSlice]:
     """The slices that the whole-layer partitions of ``parts``, where there are several, read
     together: one a worker (else each reads for itself). The last runs to the layer's end."""
-    if sum(p.whole_layer for p in parts) < 2:
+    whole = sum(p.whole_layer for p in parts)
+    if whole < 2:
         return []
-    n = max(1, min(workers, sum(p.whole_layer for p in parts)))
+    n = min(workers, whole)
     edges = [count * i // n for i in range(n)]
     return [RowSlice(a, b) for a, b in zip(edges, [*edges[1:], None])]
 
@@ -398,6 +399,9 @@ def _read(store, layer: str, fields: list[str] | None, part: Partition) -> _Rows
     return _prepared(store.read(layer), layer, fields, part)
 
 
+_WHOLE_LAYER = Partition(0, 0, 0, (0, 0))  # what a slice is prepared as: every row its own
+
+
 def read_slice(piece: RowSlice, *, store: StoreRef, layer: str, fields: list[str] | None, **_build) -> _Rows:
     """One slice of the layer, prepared as a whole-layer partition prepares its rows."""
     t0 = time.perf_counter()
@@ -406,7 +410,7 @@ def read_slice(piece: RowSlice, *, store: StoreRef, layer: str, fields: list[str
         gdf = opened.read(layer, rows=(piece.start, piece.stop))
     finally:
         opened.close()
-    rows = _prepared(gdf, layer, fields, Partition(0, 0, 0, (0, 0)))
+    rows = _prepared(gdf, layer, fields, _WHOLE_LAYER)
     rows.read_seconds = time.perf_counter() - t0
     return rows
 
@@ -414,12 +418,18 @@ def read_slice(piece: RowSlice, *, store: StoreRef, layer: str, fields: list[str
 def _joined(slices: list[_Rows]) -> _Rows:
     """The slices as one read of the whole layer gives them: rows are prepared one by one, so
     only the columns' dtypes can differ (an int column with NULLs in one slice only)."""
-    found = [s.lonlat_bounds for s in slices if s.lonlat_bounds is not None]
-    bounds = (min(b[0] for b in found), min(b[1] for b in found), max(b[2] for b in found),
-              max(b[3] for b in found)) if found else None
     return _Rows(_joined_attrs([s.attrs for s in slices]), PackedGeometries(np.concatenate([s.merc.wkb for s in slices])),
-                 Shapes.concat([s.shape for s in slices]), np.concatenate([s.owned for s in slices]), bounds,
-                 sum(s.simplified for s in slices), sum(s.too_complex for s in slices), 0)
+                 Shapes.concat([s.shape for s in slices]), np.concatenate([s.owned for s in slices]),
+                 union_bounds([s.lonlat_bounds for s in slices]), sum(s.simplified for s in slices),
+                 sum(s.too_complex for s in slices), 0)
+
+
+def union_bounds(bounds: list[tuple[float, float, float, float] | None]) -> tuple[float, float, float, float] | None:
+    """The box around the given boxes (None ones left out); None if there are none."""
+    found = [b for b in bounds if b is not None]
+    if not found:
+        return None
+    return (min(b[0] for b in found), min(b[1] for b in found), max(b[2] for b in found), max(b[3] for b in found))
 
 
 def _joined_attrs(frames: list[pd.DataFrame]) -> pd.DataFrame:
