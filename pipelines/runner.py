@@ -76,7 +76,9 @@ class DaskRunner:
             # from raising its mmap threshold, so every large numpy array of a partition became
             # fresh pages from the kernel: the 600k city's PMTiles build took 72 s instead of 55 s
             # in one process with it (benchmarks/notes.md). None unsets it for our local workers.
-            with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+            with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+                                  "distributed.worker.multiprocessing-method": "forkserver"}):
+                _preload_worker_modules()
                 self.cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True,
                                             dashboard_address=None, silence_logs=logging.ERROR)
             self.client = Client(self.cluster)
@@ -122,6 +124,21 @@ class DaskRunner:
         if self.cluster is not None:
             self.cluster.close()  # stops the workers first, so the client sees no lost comms
         self.client.close()
+
+
+#: what every partition needs, imported once by the fork server that local workers are forked from
+WORKER_MODULES = ("distributed", "pipelines.store", "tiles.pmtiles_partitions")
+
+
+def _preload_worker_modules() -> None:
+    """Local workers are forked from one server process that imports WORKER_MODULES first: a spawned
+    worker imported them itself, during its first partition, and finalised them at close (start,
+    first task and close of two workers 1.5-1.9 s against ~1.1 s, benchmarks/notes.md). Forked from
+    a fresh single-threaded server, not from this process with its threads and connections. A worker
+    restarted after it died is spawned (the method is set only while the cluster starts)."""
+    from distributed.utils import get_mp_context
+
+    get_mp_context().set_forkserver_preload(list(WORKER_MODULES))  # no effect once the server runs
 
 
 def make_runner(workers: int | None = None, scheduler: str | None = None) -> Runner:
