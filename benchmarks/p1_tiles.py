@@ -195,16 +195,18 @@ def complete_from(dropped_per_zoom: dict[int, int]) -> int | None:
 
 def _worker(layer: str, out: str, workers: int, threads: int | None) -> None:
     from pipelines.runner import DaskRunner, InProcessRunner
-    from pipelines.store import open_store
-    from tiles.pmtiles_build import build_pmtiles
 
-    store = open_store(Path(WORK))
-    # the cluster's start and stop are part of what the parent times
+    # the cluster's start and stop are part of what the parent times; it starts, as in
+    # `citytwin build`, before the build's modules are imported
     runner = DaskRunner(workers=workers) if workers > 1 else InProcessRunner()
     try:
+        from pipelines.store import open_store
+        from tiles.pmtiles_build import build_pmtiles
+
+        store = open_store(Path(WORK))
         report = build_pmtiles(store, layer, Path(out), MINZOOM, MAXZOOM, None, progress=False, runner=runner,
                                threads=threads)
-        n_workers = runner.workers()
+        n_workers = len(runner.client.scheduler_info()["workers"]) if workers > 1 else 1  # as run, not as asked
     finally:
         runner.close()
     print(json.dumps({"tiles": report.tiles_written, "largest": report.largest_tile_bytes,

@@ -13,7 +13,7 @@ from pipelines.catalog import CATALOG_FILE, Catalog, edit_catalog, load_catalog
 from pipelines.costs import CostLog, write_cost_log
 from pipelines.ingest import given_zooms, ingest_layer, write_fitted_zooms
 from pipelines.project import project_store
-from pipelines.runner import make_runner
+from pipelines.runner import Runner, make_runner
 from pipelines.store import Store
 from pipelines.transit import catalog_feed, ingest_transit
 
@@ -24,15 +24,19 @@ TILES3D_DIR = "3dtiles"
 def build_project(project: Path, layers: list[str] | None = None, ingest: bool = True,
                   progress: bool = True, workers: int | None = None, scheduler: str | None = None,
                   implicit: bool | None = None, meshopt: bool | None = None,
-                  threads: int | None = None) -> Iterator[str]:
+                  threads: int | None = None, runner: Runner | None = None) -> Iterator[str]:
     """Build every (or the given) catalog layer. With ``workers`` > 1 or a ``scheduler`` address,
     partitions (ingest chunks, PMTiles blocks, 3D Tiles leaves) run on Dask. ``threads``: zooms of a
     PMTiles partition encoded at once (None: this machine's cores, at most 4).
     ``implicit`` (3D Tiles with implicit tiling or not) is written into the entries of the
-    3D layers built, so later builds keep it; so is ``meshopt`` (EXT_meshopt_compression or not)."""
+    3D layers built, so later builds keep it; so is ``meshopt`` (EXT_meshopt_compression or not).
+    ``runner``: one the caller made (and closes) in place of ``workers`` and ``scheduler``."""
     for key, value in (("implicit", implicit), ("meshopt", meshopt)):
         if value is not None:
             yield from _store_3d_choice(project, layers, key, value)
+    if runner is not None:
+        yield from _build(project, layers, ingest, progress, runner, threads)
+        return
     runner = make_runner(workers, scheduler)
     try:
         yield from _build(project, layers, ingest, progress, runner, threads)

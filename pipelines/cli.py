@@ -146,12 +146,17 @@ def build(project: Path, layers: tuple[str, ...], skip_ingest: bool, workers: in
     tree) are independent; with --workers or --scheduler they run on Dask and a partition whose worker
     dies is retried. The output is the same as an in-process build.
     """
-    from pipelines.build import build_project
+    from pipelines.runner import make_runner
 
-    for line in build_project(project, layers=list(layers) or None, ingest=not skip_ingest,
-                              workers=workers, scheduler=scheduler, implicit=implicit, meshopt=meshopt,
-                              threads=threads):
-        click.echo(line)
+    runner = make_runner(workers, scheduler)  # a Dask cluster starts while the build's modules load
+    try:
+        from pipelines.build import build_project
+
+        for line in build_project(project, layers=list(layers) or None, ingest=not skip_ingest,
+                                  implicit=implicit, meshopt=meshopt, threads=threads, runner=runner):
+            click.echo(line)
+    finally:
+        runner.close()
 
 
 @main.command()

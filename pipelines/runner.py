@@ -11,6 +11,7 @@ cannot leave duplicates.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -59,30 +60,52 @@ class InProcessRunner:
 class DaskRunner:
     """Runs partitions on a Dask cluster: a LocalCluster of ``workers`` processes, or the
     scheduler at ``address``. Shared inputs are scattered once to every worker; a task
-    whose worker dies is retried elsewhere (``retries``)."""
+    whose worker dies is retried elsewhere (``retries``).
+
+    The cluster starts (or the client connects) on a thread of its own: made before the caller's
+    own imports and planning, the workers come up meanwhile (~1 s locally). The first call that
+    needs them waits, and raises what the start raised."""
 
     def __init__(self, workers: int | None = None, address: str | None = None, retries: int = 3):
-        from dask.distributed import Client, LocalCluster
-
         logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO lines drown our report
         self.retries = retries
-        if address:
-            self.cluster = None
-            self.client = Client(address)
-        else:
-            import dask
+        self._local_workers = None if address else workers or 2
+        self.cluster = None
+        self._client = None
+        self._failed: BaseException | None = None
+        self._starting = threading.Thread(target=self._start, args=(workers, address), daemon=True,
+                                          name="citytwin-dask-start")
+        self._starting.start()
 
-            # Dask's nanny gives workers MALLOC_TRIM_THRESHOLD_=65536; setting it at all stops glibc
-            # from raising its mmap threshold, so every large numpy array of a partition became
-            # fresh pages from the kernel: the 600k city's PMTiles build took 72 s instead of 55 s
-            # in one process with it (benchmarks/notes.md). None unsets it for our local workers.
-            with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
-                                  "distributed.worker.multiprocessing-method": "forkserver"}):
-                _preload_worker_modules()
-                self.cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True,
-                                            dashboard_address=None, silence_logs=logging.ERROR)
-            self.client = Client(self.cluster)
-        log.info("dask: %s", self.client)
+    def _start(self, workers: int | None, address: str | None) -> None:
+        try:
+            from dask.distributed import Client, LocalCluster
+
+            if address:
+                self._client = Client(address)
+            else:
+                import dask
+
+                # Dask's nanny gives workers MALLOC_TRIM_THRESHOLD_=65536; setting it at all stops glibc
+                # from raising its mmap threshold, so every large numpy array of a partition became
+                # fresh pages from the kernel: the 600k city's PMTiles build took 72 s instead of 55 s
+                # in one process with it (benchmarks/notes.md). None unsets it for our local workers.
+                with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+                                      "distributed.worker.multiprocessing-method": "forkserver"}):
+                    _preload_worker_modules()
+                    self.cluster = LocalCluster(n_workers=self._local_workers, threads_per_worker=1, processes=True,
+                                                dashboard_address=None, silence_logs=logging.ERROR)
+                self._client = Client(self.cluster)
+            log.info("dask: %s", self._client)
+        except BaseException as exc:  # noqa: BLE001 - handed to the thread that uses the runner
+            self._failed = exc
+
+    @property
+    def client(self):
+        self._starting.join()
+        if self._failed is not None:
+            raise self._failed
+        return self._client
 
     def map(self, fn, items, *, shared=None, progress=None):
         if not items:
@@ -113,6 +136,10 @@ class DaskRunner:
         return self.client.gather(futures)
 
     def workers(self) -> int:
+        """Workers to plan for: those asked of a local cluster (known before it is up), else those
+        the scheduler has now."""
+        if self._local_workers is not None:
+            return self._local_workers
         return len(self.client.scheduler_info()["workers"])
 
     def worker_pids(self) -> list[int]:
@@ -121,9 +148,11 @@ class DaskRunner:
         return list(self.client.run(os.getpid).values())
 
     def close(self) -> None:
+        self._starting.join()
         if self.cluster is not None:
             self.cluster.close()  # stops the workers first, so the client sees no lost comms
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
 
 
 #: what every partition needs, imported once by the fork server that local workers are forked from

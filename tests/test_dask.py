@@ -10,9 +10,11 @@ from pathlib import Path
 import morecantile
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from pipelines.build import build_project
 from pipelines.catalog import load_catalog
+from pipelines.cli import main
 from pipelines.export3d import footprints_to_tileset
 from pipelines.project import project_store
 from pipelines.runner import DaskRunner
@@ -38,8 +40,10 @@ def test_two_worker_build_equals_in_process_build(sample: Path, tmp_path: Path):
     list(build_project(serial, progress=False))
     distributed = tmp_path / "dask"
     shutil.copytree(sample, distributed)
-    lines = list(build_project(distributed, progress=False, workers=2))
-    assert any("3D Tiles" in line for line in lines)
+    # through the command line: its cluster starts while the build's modules load
+    result = CliRunner().invoke(main, ["build", "--workers", "2", "--project", str(distributed)])
+    assert result.exit_code == 0, result.output
+    assert "3D Tiles" in result.output
 
     for product in ("tiles", "3dtiles"):
         a, b = tree_files(serial / "build" / product), tree_files(distributed / "build" / product)
@@ -163,3 +167,14 @@ def test_local_workers_keep_glibcs_own_malloc_thresholds():
         runner.close()
     assert len(seen) == 2 and set(seen.values()) == {None}
     assert set(threads.values()) == {"1"}  # the rest of Dask's worker environment stays
+
+
+def test_a_cluster_that_cannot_start_fails_the_first_call_and_closes():
+    """The cluster starts on a thread of its own: what stopped it is raised where the runner is used."""
+    import dask
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        runner = DaskRunner(address="tcp://127.0.0.1:9")  # nothing listens on the discard port
+        with pytest.raises(OSError, match="127.0.0.1:9"):
+            runner.map(_environment_of_worker, ["HOME"])
+        runner.close()
