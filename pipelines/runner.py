@@ -67,7 +67,6 @@ class DaskRunner:
     needs them waits, and raises what the start raised."""
 
     def __init__(self, workers: int | None = None, address: str | None = None, retries: int = 3):
-        logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO lines drown our report
         self.retries = retries
         self._local_workers = None if address else workers or 2
         self.cluster = None
@@ -81,6 +80,8 @@ class DaskRunner:
         try:
             from dask.distributed import Client, LocalCluster
 
+            # after the import, which sets distributed's own levels: its INFO lines drown our report
+            logging.getLogger("distributed").setLevel(logging.WARNING)
             if address:
                 self._client = Client(address)
             else:

@@ -178,3 +178,20 @@ def test_a_cluster_that_cannot_start_fails_the_first_call_and_closes():
         with pytest.raises(OSError, match="127.0.0.1:9"):
             runner.map(_environment_of_worker, ["HOME"])
         runner.close()
+
+
+def test_a_command_line_build_on_dask_prints_our_report_not_dasks_log(sample: Path, tmp_path: Path):
+    """distributed sets its loggers' levels when imported, now on the cluster's own thread: ours win."""
+    import subprocess
+    import sys
+
+    from api_server import CITYTWIN
+
+    project = tmp_path / "city"
+    shutil.copytree(sample, project)
+    exe = [str(CITYTWIN)] if CITYTWIN.exists() else [sys.executable, "-m", "pipelines.cli"]
+    done = subprocess.run([*exe, "build", "--workers", "2", "--layer", "buildings",
+                           "--project", str(project)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "layer 'buildings'" in done.stdout
+    assert "INFO distributed" not in done.stdout + done.stderr
