@@ -34,14 +34,13 @@ def build_project(project: Path, layers: list[str] | None = None, ingest: bool =
     for key, value in (("implicit", implicit), ("meshopt", meshopt)):
         if value is not None:
             yield from _store_3d_choice(project, layers, key, value)
-    if runner is not None:
-        yield from _build(project, layers, ingest, progress, runner, threads)
-        return
-    runner = make_runner(workers, scheduler)
+    own = runner is None
+    runner = runner or make_runner(workers, scheduler)
     try:
         yield from _build(project, layers, ingest, progress, runner, threads)
     finally:
-        runner.close()
+        if own:
+            runner.close()
 
 
 THREE_D_ONLY = ("city_model", "landmark_models")  # 3D Tiles straight from their files, no store layer

@@ -72,11 +72,11 @@ class DaskRunner:
         self.cluster = None
         self._client = None
         self._failed: BaseException | None = None
-        self._starting = threading.Thread(target=self._start, args=(workers, address), daemon=True,
+        self._starting = threading.Thread(target=self._start, args=(address,), daemon=True,
                                           name="citytwin-dask-start")
         self._starting.start()
 
-    def _start(self, workers: int | None, address: str | None) -> None:
+    def _start(self, address: str | None) -> None:
         try:
             from dask.distributed import Client, LocalCluster
 
